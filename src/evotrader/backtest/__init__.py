@@ -1,0 +1,1 @@
+"""Backtest engine: runs any policy over bars with the environment's execution code."""

@@ -1,0 +1,234 @@
+"""Backtest engine: any policy over bars, with MarketEnv's own execution arithmetic.
+
+Decisions at bars ``first_decision .. last_decision`` become target positions. A policy
+that does not read its own state (``agent_state=False``) is called on large batches of
+observation windows; one that does is stepped bar by bar through MarketEnv itself. Either
+way the account is then replayed by ``simulate``, which calls the same ``rebalance`` as
+the environments, once per trade, and marks equity at every close with numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from evotrader.backtest import metrics
+from evotrader.backtest.policies import ConstantPolicy, Policy, as_policy
+from evotrader.data.features import FeaturePipeline
+from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
+from evotrader.env.market_data import MarketData
+from evotrader.env.market_env import DEFAULT_POSITIONS, MarketEnv
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """An account replayed over marks: equity and held position per mark, and the fills."""
+
+    equity: np.ndarray
+    positions: np.ndarray
+    fill_decisions: np.ndarray
+    fill_prices: np.ndarray
+    fill_units: np.ndarray
+    fill_costs: np.ndarray
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Everything one backtest produced, strategy and buy-and-hold on the same bars."""
+
+    equity: pd.Series
+    positions: pd.Series
+    trades: pd.DataFrame
+    fills: pd.DataFrame
+    metrics: dict[str, float]
+    benchmark_equity: pd.Series
+    benchmark: dict[str, float]
+
+    def report(self, title: str = "Backtest (after costs)") -> str:
+        return metrics.format_comparison(self.metrics, self.benchmark, title=title)
+
+
+def simulate(
+    targets: np.ndarray,
+    prices: ExecutionPrices,
+    first_decision: int,
+    linear_rate: float,
+    initial_cash: float,
+) -> Simulation:
+    """Replay target positions decided at bars ``first_decision + i``.
+
+    Marks are the closes from ``first_decision`` on (one more than decisions); the
+    position only changes when the target does, exactly as in MarketEnv. Equity that
+    reaches zero stays there (ruin ends trading).
+    """
+    start, count = first_decision, len(targets)
+    fill = prices.fill[start : start + count].tolist()
+    impact = prices.impact[start : start + count].tolist()
+    mark = prices.mark[start : start + count + 1]
+    changes = np.flatnonzero(np.diff(targets, prepend=0.0)).tolist()
+    cash, units = [initial_cash], [0.0]
+    held, costs, traded = [0.0], [], []
+    for i in changes:
+        if cash[-1] + units[-1] * fill[i] <= 0.0:
+            changes = changes[: len(costs)]
+            break
+        new_cash, new_units, cost = rebalance(
+            cash[-1], units[-1], float(targets[i]), fill[i], linear_rate, impact[i]
+        )
+        traded.append(new_units - units[-1])
+        cash.append(new_cash)
+        units.append(new_units)
+        held.append(float(targets[i]))
+        costs.append(cost)
+    segment = np.searchsorted(np.asarray(changes, dtype=np.int64), np.arange(count + 1))
+    equity = np.asarray(cash)[segment] + np.asarray(units)[segment] * mark
+    ruined = np.flatnonzero(equity <= 0.0)
+    if len(ruined):
+        equity[ruined[0] :] = 0.0
+    return Simulation(
+        equity=equity,
+        positions=np.asarray(held)[segment],
+        fill_decisions=np.asarray(changes, dtype=np.int64),
+        fill_prices=np.asarray([fill[i] for i in changes], dtype=np.float64),
+        fill_units=np.asarray(traded, dtype=np.float64),
+        fill_costs=np.asarray(costs, dtype=np.float64),
+    )
+
+
+def run_backtest(
+    policy: Policy | torch.nn.Module | Callable[[np.ndarray], np.ndarray],
+    bars: pd.DataFrame,
+    *,
+    pipeline: FeaturePipeline,
+    window: int = 64,
+    positions: Sequence[float] = DEFAULT_POSITIONS,
+    execution: ExecutionModel | None = None,
+    initial_cash: float = 100_000.0,
+    agent_state: bool = False,
+    batch_size: int = 4096,
+    periods_per_year: float | None = None,
+) -> BacktestResult:
+    """Run ``policy`` over ``bars`` after costs and compare it with buy-and-hold.
+
+    ``pipeline`` must be fitted on training data, never on these bars, so that the
+    result stays out of sample. ``agent_state`` must match how the policy was trained:
+    True means its observations carry its own position and unrealised return.
+    """
+    policy = as_policy(policy)
+    execution = execution or ExecutionModel()
+    market = MarketData.build(bars, pipeline, window, execution, agent_state)
+    if agent_state:
+        targets = _targets_stepwise(policy, bars, pipeline, window, positions, execution,
+                                    initial_cash)
+    else:
+        targets = _targets_batched(policy, market, positions, batch_size)
+    ppy = periods_per_year or metrics.periods_per_year(market.timestamps)
+    strategy = _evaluate(targets, market, execution, initial_cash, ppy)
+    benchmark = _evaluate(np.ones_like(targets), market, execution, initial_cash, ppy)
+    return BacktestResult(
+        equity=strategy.equity,
+        positions=strategy.positions,
+        trades=strategy.trades,
+        fills=strategy.fills,
+        metrics=strategy.metrics,
+        benchmark_equity=benchmark.equity,
+        benchmark=benchmark.metrics,
+    )
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    equity: pd.Series
+    positions: pd.Series
+    trades: pd.DataFrame
+    fills: pd.DataFrame
+    metrics: dict[str, float]
+
+
+def _evaluate(
+    targets: np.ndarray,
+    market: MarketData,
+    execution: ExecutionModel,
+    initial_cash: float,
+    periods_per_year: float,
+) -> _Evaluation:
+    sim = simulate(targets, market.prices, market.first_decision, execution.linear_rate,
+                   initial_cash)
+    index = market.timestamps[market.first_decision :]
+    entry_price = np.full(len(index), np.nan)  # the fill that put each mark's position on
+    entry_price[sim.fill_decisions + 1] = sim.fill_prices
+    trades = metrics.round_trips(index, sim.positions, sim.equity, entry_price)
+    fill_bar = sim.fill_decisions + (1 if execution.fill == "next_open" else 0)
+    fills = pd.DataFrame(
+        {"price": sim.fill_prices, "units": sim.fill_units, "cost": sim.fill_costs},
+        index=pd.DatetimeIndex(index[fill_bar], name="timestamp"),
+    )
+    equity = pd.Series(sim.equity, index=index, name="equity")
+    summary = metrics.summarize(
+        equity,
+        sim.positions,
+        trades,
+        fees=float(sim.fill_costs.sum()),
+        traded_notional=float(np.abs(sim.fill_units * sim.fill_prices).sum()),
+        periods_per_year=periods_per_year,
+    )
+    positions = pd.Series(sim.positions, index=index, name="position")
+    return _Evaluation(equity, positions, trades, fills, summary)
+
+
+def _targets_batched(
+    policy: Policy, market: MarketData, positions: Sequence[float], batch_size: int
+) -> np.ndarray:
+    """Decide every bar from its window in large batches: no per-bar model calls."""
+    windows = market.windows()
+    decisions = np.arange(market.first_decision, market.last_decision + 1) - market.window + 1
+    actions = np.concatenate(
+        [
+            _checked_actions(policy.act(windows[chunk]), len(chunk), len(positions))
+            for chunk in np.array_split(decisions, max(1, -(-len(decisions) // batch_size)))
+        ]
+    )
+    return np.asarray(positions, dtype=np.float64)[actions]
+
+
+def _targets_stepwise(
+    policy: Policy,
+    bars: pd.DataFrame,
+    pipeline: FeaturePipeline,
+    window: int,
+    positions: Sequence[float],
+    execution: ExecutionModel,
+    initial_cash: float,
+) -> np.ndarray:
+    """Step a state-reading policy through MarketEnv, one bar at a time."""
+    env = MarketEnv(
+        bars, pipeline, window, positions, execution, episode_length=None,
+        random_start=False, initial_cash=initial_cash, agent_state=True,
+    )
+    obs, _ = env.reset()
+    targets, done = [], False
+    while not done:
+        action = int(_checked_actions(policy.act(obs[None]), 1, len(positions))[0])
+        targets.append(env.positions[action])
+        obs, _, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+    decisions = env.market.last_decision - env.market.first_decision + 1
+    targets += [0.0] * (decisions - len(targets))  # ruin ended the episode: flat after it
+    return np.asarray(targets, dtype=np.float64)
+
+
+def _checked_actions(actions: np.ndarray, expected: int, num_actions: int) -> np.ndarray:
+    actions = np.asarray(actions).reshape(-1)
+    if len(actions) != expected:
+        raise ValueError(f"policy returned {len(actions)} actions for {expected} observations")
+    if not np.issubdtype(actions.dtype, np.integer):
+        raise TypeError(f"policy actions must be integer indices, got dtype {actions.dtype}")
+    if len(actions) and (actions.min() < 0 or actions.max() >= num_actions):
+        raise ValueError(
+            f"policy actions must lie in [0, {num_actions}), got {actions.min()}..{actions.max()}"
+        )
+    return actions

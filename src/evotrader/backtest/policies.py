@@ -1,0 +1,114 @@
+"""The policy contract (``act(observations) -> actions`` over a batch) and simple policies.
+
+Actions are indices into the environment's target positions. RLlib modules, the MoE,
+the MAML policy and the AutonomousAgent are wrapped to this one method so the backtest
+engine, the fitness function and the live runner never care which one they hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from evotrader.data.features import FeaturePipeline
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Anything that trades: a batch of observations (B, window, channels) -> (B,) actions."""
+
+    def act(self, observations: np.ndarray) -> np.ndarray: ...
+
+
+class CallablePolicy:
+    """Wrap a plain function ``observations -> actions``."""
+
+    def __init__(self, function: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.function = function
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        return np.asarray(self.function(observations))
+
+
+class TorchPolicy:
+    """Greedy policy over a module mapping (B, window, channels) to action logits (B, A)."""
+
+    def __init__(self, module: torch.nn.Module, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device) if device else next(module.parameters()).device
+        self.module = module.to(self.device).eval()
+
+    @torch.no_grad()
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        logits = self.module(torch.as_tensor(observations, device=self.device))
+        return logits.argmax(dim=-1).cpu().numpy()
+
+
+def as_policy(policy: Policy | torch.nn.Module | Callable[[np.ndarray], np.ndarray]) -> Policy:
+    """Accept a Policy, a torch module (greedy over logits) or a callable."""
+    if isinstance(policy, torch.nn.Module):
+        return TorchPolicy(policy)
+    if isinstance(policy, Policy):
+        return policy
+    if callable(policy):
+        return CallablePolicy(policy)
+    raise TypeError(f"cannot use {type(policy).__name__} as a policy: need act(), a module or a callable")
+
+
+class ConstantPolicy:
+    """Always the same action (e.g. always long, for buy-and-hold)."""
+
+    def __init__(self, action: int) -> None:
+        self.action = action
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        return np.full(len(observations), self.action, dtype=np.int64)
+
+
+class RandomPolicy:
+    """Uniformly random actions from a seeded generator: the no-skill baseline."""
+
+    def __init__(self, num_actions: int, seed: int = 0) -> None:
+        self.num_actions = num_actions
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        return self.rng.integers(self.num_actions, size=len(observations))
+
+
+class MovingAverageCrossover:
+    """Long when the fast moving average of log price is above the slow one, else short.
+
+    Log prices are rebuilt from the pipeline's standardised ``log_return`` channel, so
+    the policy reads exactly the observation an agent reads.
+    """
+
+    def __init__(
+        self,
+        pipeline: FeaturePipeline,
+        fast: int = 10,
+        slow: int = 50,
+        positions: Sequence[float] = (-1.0, 0.0, 1.0),
+        long: float = 1.0,
+        short: float = -1.0,
+    ) -> None:
+        if not 0 < fast < slow:
+            raise ValueError(f"need 0 < fast < slow, got fast={fast}, slow={slow}")
+        if pipeline.mean is None or pipeline.std is None:
+            raise ValueError("MovingAverageCrossover needs a fitted FeaturePipeline")
+        channel = pipeline.features.index("log_return")
+        self.channel = channel
+        self.mean, self.std = float(pipeline.mean[channel]), float(pipeline.std[channel])
+        self.fast, self.slow = fast, slow
+        self.long_action = list(positions).index(long)
+        self.short_action = list(positions).index(short)
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        if observations.shape[1] < self.slow:
+            raise ValueError(f"window {observations.shape[1]} is shorter than slow={self.slow}")
+        returns = observations[:, -self.slow :, self.channel] * self.std + self.mean
+        log_price = np.cumsum(returns, axis=1)
+        above = log_price[:, -self.fast :].mean(axis=1) > log_price.mean(axis=1)
+        return np.where(above, self.long_action, self.short_action)

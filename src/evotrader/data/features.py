@@ -1,0 +1,161 @@
+"""The one causal feature pipeline shared by training, backtest and live trading.
+
+Every feature at bar t is computed from bars <= t only (trailing windows, no centring,
+no back-filling). Normalisation statistics are fitted on the training split alone and
+travel inside checkpoints as a plain dict, so live trading sees exactly what training saw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+STATE_VERSION = 1
+
+
+def _log_return(bars: pd.DataFrame, window: int) -> pd.Series:
+    return np.log(bars["close"]).diff()
+
+
+def _gap(bars: pd.DataFrame, window: int) -> pd.Series:
+    return np.log(bars["open"] / bars["close"].shift(1))
+
+
+def _body(bars: pd.DataFrame, window: int) -> pd.Series:
+    return np.log(bars["close"] / bars["open"])
+
+
+def _range(bars: pd.DataFrame, window: int) -> pd.Series:
+    return np.log(bars["high"] / bars["low"])
+
+
+def _volatility(bars: pd.DataFrame, window: int) -> pd.Series:
+    return _log_return(bars, window).rolling(window).std()
+
+
+def _trend(bars: pd.DataFrame, window: int) -> pd.Series:
+    return np.log(bars["close"]).diff(window)
+
+
+def _volume_z(bars: pd.DataFrame, window: int) -> pd.Series:
+    log_volume = np.log1p(bars["volume"])
+    rolling = log_volume.rolling(window)
+    return (log_volume - rolling.mean()) / rolling.std().replace(0.0, np.nan)
+
+
+FEATURES: dict[str, Callable[[pd.DataFrame, int], pd.Series]] = {
+    "log_return": _log_return,
+    "gap": _gap,
+    "body": _body,
+    "range": _range,
+    "volatility": _volatility,
+    "trend": _trend,
+    "volume_z": _volume_z,
+}
+DEFAULT_FEATURES = ("log_return", "gap", "body", "range", "volatility", "volume_z")
+
+
+class FeaturePipeline:
+    """Causal per-bar features, standardised with statistics from the training split.
+
+    ``transform`` returns a float32 array (bars, features); rows before ``warmup`` are
+    zero because their trailing windows are incomplete, and values are clipped to
+    ``±clip`` standard deviations so one bad print cannot blow up a network.
+    """
+
+    def __init__(
+        self,
+        features: Sequence[str] = DEFAULT_FEATURES,
+        window: int = 20,
+        clip: float = 5.0,
+    ) -> None:
+        unknown = [name for name in features if name not in FEATURES]
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; available: {sorted(FEATURES)}")
+        if window < 2:
+            raise ValueError(f"feature window must be >= 2, got {window}")
+        self.features = tuple(features)
+        self.window = int(window)
+        self.clip = float(clip)
+        self.mean: np.ndarray | None = None
+        self.std: np.ndarray | None = None
+
+    @property
+    def num_features(self) -> int:
+        return len(self.features)
+
+    @property
+    def warmup(self) -> int:
+        """Index of the first bar whose every feature has a full trailing window."""
+        return self.window
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.mean is not None
+
+    def raw(self, bars: pd.DataFrame) -> np.ndarray:
+        """Unnormalised features (bars, features) in float64; NaN during warm-up."""
+        columns = [FEATURES[name](bars, self.window).to_numpy(np.float64) for name in self.features]
+        raw = np.stack(columns, axis=1)
+        raw[: self.warmup] = np.nan
+        return raw
+
+    def fit(self, bars: pd.DataFrame | Sequence[pd.DataFrame]) -> FeaturePipeline:
+        """Fit mean and std on training bars (one frame, or several symbols pooled)."""
+        frames = [bars] if isinstance(bars, pd.DataFrame) else list(bars)
+        rows = np.concatenate([self.raw(frame)[self.warmup :] for frame in frames])
+        rows = rows[np.isfinite(rows).all(axis=1)]
+        if len(rows) < 2:
+            raise ValueError(
+                f"need more than {self.warmup + 1} bars to fit features, got {len(rows)} valid"
+            )
+        self.mean = rows.mean(axis=0)
+        std = rows.std(axis=0)
+        self.std = np.where(std > 1e-12, std, 1.0)
+        return self
+
+    def transform(self, bars: pd.DataFrame) -> np.ndarray:
+        """Standardised, clipped float32 features; zero where a window is incomplete."""
+        if self.mean is None or self.std is None:
+            raise RuntimeError("FeaturePipeline.transform called before fit()")
+        scaled = (self.raw(bars) - self.mean) / self.std
+        scaled = np.nan_to_num(scaled, nan=0.0, posinf=self.clip, neginf=-self.clip)
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def fit_transform(self, bars: pd.DataFrame) -> np.ndarray:
+        return self.fit(bars).transform(bars)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain JSON-able state that rebuilds this exact pipeline (goes into checkpoints)."""
+        if self.mean is None or self.std is None:
+            raise RuntimeError("cannot export an unfitted FeaturePipeline")
+        return {
+            "version": STATE_VERSION,
+            "features": list(self.features),
+            "window": self.window,
+            "clip": self.clip,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> FeaturePipeline:
+        """Rebuild a fitted pipeline; a foreign or damaged state gives a clear error."""
+        try:
+            if state["version"] != STATE_VERSION:
+                raise ValueError(f"unsupported feature state version {state['version']}")
+            pipeline = cls(state["features"], state["window"], state["clip"])
+            mean = np.asarray(state["mean"], dtype=np.float64)
+            std = np.asarray(state["std"], dtype=np.float64)
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"malformed feature pipeline state: {error!r}") from error
+        if mean.shape != (pipeline.num_features,) or std.shape != mean.shape:
+            raise ValueError(
+                f"feature state has {mean.shape} means and {std.shape} stds "
+                f"for {pipeline.num_features} features"
+            )
+        pipeline.mean, pipeline.std = mean, std
+        return pipeline

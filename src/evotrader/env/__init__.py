@@ -1,0 +1,24 @@
+"""Market environments: MarketEnv (Gymnasium) and VectorMarketEnv, one execution model."""
+
+import gymnasium as gym
+
+from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
+from evotrader.env.market_data import MarketData
+from evotrader.env.market_env import DEFAULT_POSITIONS, MarketEnv
+from evotrader.env.vector_env import VectorMarketEnv
+
+ENV_ID = "evotrader/Market-v0"
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point="evotrader.env.market_env:MarketEnv")
+
+__all__ = [
+    "DEFAULT_POSITIONS",
+    "ENV_ID",
+    "ExecutionModel",
+    "ExecutionPrices",
+    "MarketData",
+    "MarketEnv",
+    "VectorMarketEnv",
+    "rebalance",
+]

@@ -1,0 +1,92 @@
+"""The one execution model: fill timing and costs, shared by env, backtest and sim broker.
+
+A decision taken on bar t's close fills at bar t+1's open (``fill="next_open"``, the
+default) or at bar t's close (``fill="close"``). A trade moves the account from its
+current units to ``target * equity / price`` units and pays, on the traded notional,
+commission + half-spread + slippage (all in basis points) plus an optional square-root
+market impact ``impact_coef * sigma * sqrt(shares / average_volume)`` whose sigma and
+average volume are trailing (bars <= t), so even the cost model cannot see the future.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+
+Number = TypeVar("Number", float, np.ndarray)
+FILL_TIMINGS = ("next_open", "close")
+
+
+@dataclass(frozen=True)
+class ExecutionModel:
+    """Costs and fill timing. Every component is charged on the traded notional."""
+
+    commission_bps: float = 1.0
+    half_spread_bps: float = 1.0
+    slippage_bps: float = 1.0
+    impact_coef: float = 0.0
+    impact_window: int = 20
+    fill: Literal["next_open", "close"] = "next_open"
+
+    def __post_init__(self) -> None:
+        if self.fill not in FILL_TIMINGS:
+            raise ValueError(f"execution fill must be one of {FILL_TIMINGS}, got {self.fill!r}")
+        for name in ("commission_bps", "half_spread_bps", "slippage_bps", "impact_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"execution {name} must be >= 0, got {getattr(self, name)}")
+        if self.impact_window < 2:
+            raise ValueError(f"execution impact_window must be >= 2, got {self.impact_window}")
+
+    @property
+    def linear_rate(self) -> float:
+        """Cost per unit of traded notional that does not depend on trade size."""
+        return (self.commission_bps + self.half_spread_bps + self.slippage_bps) / 1e4
+
+    def prices(self, bars: pd.DataFrame) -> ExecutionPrices:
+        """Per-decision fill prices, per-bar marks and impact scales for these bars."""
+        close = bars["close"].to_numpy(np.float64)
+        if self.fill == "next_open":
+            fill = np.append(bars["open"].to_numpy(np.float64)[1:], np.nan)
+        else:
+            fill = close.copy()
+        impact = np.zeros(len(bars))
+        if self.impact_coef > 0:
+            sigma = np.log(bars["close"]).diff().rolling(self.impact_window, min_periods=2).std()
+            volume = bars["volume"].rolling(self.impact_window, min_periods=1).mean()
+            scale = self.impact_coef * sigma / np.sqrt(volume.where(volume > 0))
+            impact = np.nan_to_num(scale.to_numpy(np.float64), nan=0.0)
+        return ExecutionPrices(fill=fill, mark=close, impact=impact)
+
+
+@dataclass(frozen=True)
+class ExecutionPrices:
+    """Arrays aligned with the bars: ``fill[t]`` is where a decision at t executes."""
+
+    fill: np.ndarray
+    mark: np.ndarray
+    impact: np.ndarray
+
+
+def rebalance(
+    cash: Number,
+    units: Number,
+    target: Number,
+    price: Number,
+    linear_rate: float,
+    impact: Number,
+) -> tuple[Number, Number, Number]:
+    """Trade to ``target`` x equity at ``price``; returns (cash, units, cost).
+
+    Works on Python floats (MarketEnv, sim broker) and on numpy arrays (vector env)
+    with the same arithmetic, so every component charges costs identically. Sizing
+    uses equity before costs; the cost is paid from cash.
+    """
+    equity = cash + units * price
+    new_units = target * equity / price
+    traded = abs(new_units - units)
+    cost = traded * price * (linear_rate + impact * traded**0.5)
+    cash = cash - (new_units - units) * price - cost
+    return cash, new_units, cost

@@ -1,0 +1,100 @@
+"""Bars turned into what every market component reads: features, windows and prices."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from evotrader.data.features import FeaturePipeline
+from evotrader.env.execution import ExecutionModel, ExecutionPrices
+
+AGENT_STATE_CHANNELS = 2  # position held, unrealised return since the last trade
+MAX_UNREALISED = 10.0  # the unrealised-return channel is clipped to [-1, MAX_UNREALISED]
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """One symbol's bars prepared once, so stepping only slices precomputed arrays.
+
+    ``features`` carries ``AGENT_STATE_CHANNELS`` zero columns at the end when the
+    observation includes the agent's own state; the environments fill them per step.
+    """
+
+    timestamps: pd.DatetimeIndex
+    features: np.ndarray
+    prices: ExecutionPrices
+    window: int
+    first_decision: int
+    agent_state: bool
+    clip: float
+
+    @classmethod
+    def build(
+        cls,
+        bars: pd.DataFrame,
+        pipeline: FeaturePipeline,
+        window: int,
+        execution: ExecutionModel,
+        agent_state: bool = True,
+    ) -> MarketData:
+        if window < 1:
+            raise ValueError(f"observation window must be >= 1, got {window}")
+        features = pipeline.transform(bars)
+        if agent_state:
+            state = np.zeros((len(bars), AGENT_STATE_CHANNELS), dtype=np.float32)
+            features = np.concatenate([features, state], axis=1)
+        first_decision = pipeline.warmup + window - 1
+        if len(bars) < first_decision + 2:
+            raise ValueError(
+                f"need at least {first_decision + 2} bars for window {window} and feature "
+                f"warm-up {pipeline.warmup}, got {len(bars)}"
+            )
+        return cls(
+            timestamps=pd.DatetimeIndex(bars.index),
+            features=np.ascontiguousarray(features),
+            prices=execution.prices(bars),
+            window=window,
+            first_decision=first_decision,
+            agent_state=agent_state,
+            clip=pipeline.clip,
+        )
+
+    @property
+    def num_bars(self) -> int:
+        return len(self.timestamps)
+
+    @property
+    def last_decision(self) -> int:
+        """The last bar whose decision still has a fill and a later mark."""
+        return self.num_bars - 2
+
+    @property
+    def num_channels(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def num_feature_channels(self) -> int:
+        return self.num_channels - (AGENT_STATE_CHANNELS if self.agent_state else 0)
+
+    def observation_space(self, positions: Sequence[float]) -> gym.spaces.Box:
+        """Exact bounds: clipped features, then position and unrealised-return channels."""
+        low = np.full((self.window, self.num_channels), -self.clip, dtype=np.float32)
+        high = -low
+        if self.agent_state:
+            column = self.num_feature_channels
+            low[:, column], high[:, column] = min(positions), max(positions)
+            low[:, column + 1], high[:, column + 1] = -1.0, MAX_UNREALISED
+        return gym.spaces.Box(low, high, dtype=np.float32)
+
+    def windows(self) -> np.ndarray:
+        return window_view(self.features, self.window)
+
+
+def window_view(features: np.ndarray, window: int) -> np.ndarray:
+    """Zero-copy view (bars - window + 1, window, channels); row i ends at bar i + window - 1."""
+    return sliding_window_view(features, window, axis=0).transpose(0, 2, 1)

@@ -1,0 +1,140 @@
+"""MarketEnv: one symbol, one account, Gymnasium API, honest fills and costs.
+
+At step t the agent sees the feature window ending at bar t (plus its own position and
+unrealised return) and picks a target position. The order fills by the shared execution
+model (bar t+1's open by default) and the reward is the log change of equity marked at
+bar t+1's close, after costs. Nothing after bar t is visible when deciding at bar t.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+
+from evotrader.data.features import FeaturePipeline
+from evotrader.env.execution import ExecutionModel, rebalance
+from evotrader.env.market_data import MAX_UNREALISED, MarketData
+from evotrader.env.rewards import REWARDS, differential_sharpe
+
+DEFAULT_POSITIONS = (-1.0, 0.0, 1.0)
+
+
+class MarketEnv(gym.Env[np.ndarray, np.int64]):
+    """Single-symbol trading environment over precomputed, causal features.
+
+    Training episodes start at a random bar and last ``episode_length`` steps;
+    evaluation (``random_start=False``, ``episode_length=None``) is one sequential pass
+    from the first bar with a full window to the end of the data.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        bars: pd.DataFrame | None = None,
+        pipeline: FeaturePipeline | None = None,
+        window: int = 64,
+        positions: Sequence[float] = DEFAULT_POSITIONS,
+        execution: ExecutionModel | None = None,
+        reward: str = "log_return",
+        episode_length: int | None = 256,
+        random_start: bool = True,
+        initial_cash: float = 100_000.0,
+        agent_state: bool = True,
+        sharpe_eta: float = 0.01,
+        render_mode: str | None = None,
+    ) -> None:
+        if bars is None:
+            from evotrader.data import load_bars
+
+            bars = load_bars("embedded", "GOOG")
+        if pipeline is None:
+            pipeline = FeaturePipeline().fit(bars)
+        if reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
+        if len(positions) < 2:
+            raise ValueError(f"need at least two target positions, got {list(positions)}")
+        if initial_cash <= 0:
+            raise ValueError(f"initial_cash must be positive, got {initial_cash}")
+        self.market = MarketData.build(bars, pipeline, window, execution or ExecutionModel(),
+                                       agent_state)
+        self.positions = tuple(float(p) for p in positions)
+        self.reward_kind = reward
+        self.episode_length = episode_length
+        self.random_start = random_start
+        self.initial_cash = float(initial_cash)
+        self.sharpe_eta = sharpe_eta
+        self.render_mode = render_mode
+        self.action_space = gym.spaces.Discrete(len(self.positions))
+        self.observation_space = self.market.observation_space(self.positions)
+        self._windows = self.market.windows()
+        self._fill = self.market.prices.fill.tolist()
+        self._mark = self.market.prices.mark.tolist()
+        self._impact = self.market.prices.impact.tolist()
+        self._linear_rate = (execution or ExecutionModel()).linear_rate
+        self._state_column = self.market.num_feature_channels
+        self._t = self._end = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        first, last = self.market.first_decision, self.market.last_decision
+        length = self.episode_length or (last - first + 1)
+        start = first
+        if self.random_start and last - length + 1 > first:
+            start = int(self.np_random.integers(first, last - length + 2))
+        self._t = start
+        self._end = min(start + length, last + 1)
+        self._cash, self._units, self._target = self.initial_cash, 0.0, 0.0
+        self._equity = self._entry_equity = self.initial_cash
+        self._sharpe_mean = self._sharpe_second = 0.0
+        return self._observation(), {"equity": self._equity, "t": self._t}
+
+    def step(self, action: int | np.integer) -> tuple[np.ndarray, float, bool, bool, dict]:
+        t = self._t
+        target = self.positions[action]
+        cost = 0.0
+        if target != self._target:
+            self._cash, self._units, cost = rebalance(
+                self._cash, self._units, target, self._fill[t], self._linear_rate, self._impact[t]
+            )
+            self._target = target
+            self._entry_equity = self._cash + self._units * self._fill[t]
+        self._t = t = t + 1
+        previous, equity = self._equity, self._cash + self._units * self._mark[t]
+        terminated = equity <= 0.0
+        if terminated:
+            equity = 1e-12 * self.initial_cash
+        self._equity = equity
+        reward = self._reward(previous, equity)
+        truncated = not terminated and t >= self._end
+        info = {"equity": equity, "position": target, "cost": cost, "t": t}
+        return self._observation(), reward, terminated, truncated, info
+
+    def _reward(self, previous: float, equity: float) -> float:
+        if self.reward_kind == "log_return":
+            return math.log(equity / previous)
+        reward, self._sharpe_mean, self._sharpe_second = differential_sharpe(
+            equity / previous - 1.0, self._sharpe_mean, self._sharpe_second, self.sharpe_eta
+        )
+        return float(reward)
+
+    def _observation(self) -> np.ndarray:
+        obs = self._windows[self._t - self.market.window + 1].copy()
+        if self.market.agent_state:
+            obs[:, self._state_column] = self._target
+            unrealised = self._equity / self._entry_equity - 1.0 if self._target else 0.0
+            obs[:, self._state_column + 1] = min(unrealised, MAX_UNREALISED)
+        return obs
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        when = self.market.timestamps[self._t]
+        return f"{when} position={self._target:+.2f} equity={self._equity:,.2f}"

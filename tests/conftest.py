@@ -1,0 +1,20 @@
+"""Shared fixtures: small, seeded data made by the tests themselves."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from evotrader.data import FeaturePipeline, generate_synthetic
+
+
+@pytest.fixture(scope="session")
+def bars() -> pd.DataFrame:
+    """600 bars of regime-switching synthetic OHLCV (seeded)."""
+    return generate_synthetic(600, seed=7, kind="regimes").bars
+
+
+@pytest.fixture(scope="session")
+def pipeline(bars: pd.DataFrame) -> FeaturePipeline:
+    """Features fitted on the first half only, as training would."""
+    return FeaturePipeline().fit(bars.iloc[:300])
