@@ -111,24 +111,28 @@ def run_backtest(
     agent_state: bool = False,
     batch_size: int = 4096,
     periods_per_year: float | None = None,
+    start: str | pd.Timestamp | None = None,
 ) -> BacktestResult:
     """Run ``policy`` over ``bars`` after costs and compare it with buy-and-hold.
 
     ``pipeline`` must be fitted on training data, never on these bars, so that the
     result stays out of sample. ``agent_state`` must match how the policy was trained:
     True means its observations carry its own position and unrealised return.
+    ``start`` makes the earlier bars history only (feature and window warm-up): trading
+    and every reported number begin at the first bar at or after it.
     """
     policy = as_policy(policy)
     execution = execution or ExecutionModel()
     market = MarketData.build(bars, pipeline, window, execution, agent_state)
+    first = _first_decision(market, start)
     if agent_state:
         targets = _targets_stepwise(policy, bars, pipeline, window, positions, execution,
-                                    initial_cash)
+                                    initial_cash, first)
     else:
-        targets = _targets_batched(policy, market, positions, batch_size)
+        targets = _targets_batched(policy, market, positions, batch_size, first)
     ppy = periods_per_year or metrics.periods_per_year(market.timestamps)
-    strategy = _evaluate(targets, market, execution, initial_cash, ppy)
-    benchmark = _evaluate(np.ones_like(targets), market, execution, initial_cash, ppy)
+    strategy = _evaluate(targets, market, first, execution, initial_cash, ppy)
+    benchmark = _evaluate(np.ones_like(targets), market, first, execution, initial_cash, ppy)
     return BacktestResult(
         equity=strategy.equity,
         positions=strategy.positions,
@@ -138,6 +142,20 @@ def run_backtest(
         benchmark_equity=benchmark.equity,
         benchmark=benchmark.metrics,
     )
+
+
+def _first_decision(market: MarketData, start: str | pd.Timestamp | None) -> int:
+    if start is None:
+        return market.first_decision
+    first = int(market.timestamps.searchsorted(pd.Timestamp(start)))
+    if first < market.first_decision:
+        raise ValueError(
+            f"backtest start {start} leaves {first} bars of history; window and feature "
+            f"warm-up need {market.first_decision}"
+        )
+    if first > market.last_decision:
+        raise ValueError(f"backtest start {start} is at or after the last tradable bar")
+    return first
 
 
 @dataclass(frozen=True)
@@ -152,13 +170,13 @@ class _Evaluation:
 def _evaluate(
     targets: np.ndarray,
     market: MarketData,
+    first: int,
     execution: ExecutionModel,
     initial_cash: float,
     periods_per_year: float,
 ) -> _Evaluation:
-    sim = simulate(targets, market.prices, market.first_decision, execution.linear_rate,
-                   initial_cash)
-    index = market.timestamps[market.first_decision :]
+    sim = simulate(targets, market.prices, first, execution.linear_rate, initial_cash)
+    index = market.timestamps[first:]
     entry_price = np.full(len(index), np.nan)  # the fill that put each mark's position on
     entry_price[sim.fill_decisions + 1] = sim.fill_prices
     trades = metrics.round_trips(index, sim.positions, sim.equity, entry_price)
@@ -181,11 +199,11 @@ def _evaluate(
 
 
 def _targets_batched(
-    policy: Policy, market: MarketData, positions: Sequence[float], batch_size: int
+    policy: Policy, market: MarketData, positions: Sequence[float], batch_size: int, first: int
 ) -> np.ndarray:
     """Decide every bar from its window in large batches: no per-bar model calls."""
     windows = market.windows()
-    decisions = np.arange(market.first_decision, market.last_decision + 1) - market.window + 1
+    decisions = np.arange(first, market.last_decision + 1) - market.window + 1
     actions = np.concatenate(
         [
             _checked_actions(policy.act(windows[chunk]), len(chunk), len(positions))
@@ -203,20 +221,21 @@ def _targets_stepwise(
     positions: Sequence[float],
     execution: ExecutionModel,
     initial_cash: float,
+    first: int,
 ) -> np.ndarray:
     """Step a state-reading policy through MarketEnv, one bar at a time."""
     env = MarketEnv(
         bars, pipeline, window, positions, execution, episode_length=None,
         random_start=False, initial_cash=initial_cash, agent_state=True,
     )
-    obs, _ = env.reset()
+    obs, _ = env.reset(options={"start": first})
     targets, done = [], False
     while not done:
         action = int(_checked_actions(policy.act(obs[None]), 1, len(positions))[0])
         targets.append(env.positions[action])
         obs, _, terminated, truncated, _ = env.step(action)
         done = terminated or truncated
-    decisions = env.market.last_decision - env.market.first_decision + 1
+    decisions = env.market.last_decision - first + 1
     targets += [0.0] * (decisions - len(targets))  # ruin ended the episode: flat after it
     return np.asarray(targets, dtype=np.float64)
 

@@ -83,8 +83,16 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode; ``options={"start": t}`` fixes the first decision bar."""
         super().reset(seed=seed)
         first, last = self.market.first_decision, self.market.last_decision
+        if options and "start" in options:
+            first = int(options["start"])
+            if not self.market.first_decision <= first <= last:
+                raise ValueError(
+                    f"start bar {first} outside [{self.market.first_decision}, {last}]: "
+                    "earlier bars lack a full feature window"
+                )
         length = self.episode_length or (last - first + 1)
         start = first
         if self.random_start and last - length + 1 > first:

@@ -126,3 +126,20 @@ def test_bad_policy_output_fails_clearly(bars, pipeline) -> None:
 def test_unfitted_pipeline_is_refused(bars) -> None:
     with pytest.raises(RuntimeError, match="before fit"):
         run_backtest(ConstantPolicy(1), bars, pipeline=FeaturePipeline())
+
+
+def test_start_uses_earlier_bars_as_history_only(bars, pipeline) -> None:
+    start = bars.index[450]
+    policy = MovingAverageCrossover(pipeline, 5, 20)
+    full = run_backtest(policy, bars, pipeline=pipeline, window=24)
+    late = run_backtest(policy, bars, pipeline=pipeline, window=24, start=start)
+    assert late.equity.index[0] == start
+    assert late.equity.iloc[0] == 100_000.0
+    # Same decisions from `start` on: only the flat starting bar differs.
+    assert (late.positions.iloc[1:] == full.positions.loc[late.positions.index[1:]]).all()
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(24 * 8, 3))
+    stateful = run_backtest(net, bars, pipeline=pipeline, window=24, agent_state=True,
+                            start=start)
+    assert stateful.equity.index[0] == start
+    with pytest.raises(ValueError, match="history"):
+        run_backtest(policy, bars, pipeline=pipeline, window=24, start=bars.index[10])
