@@ -13,7 +13,9 @@ def test_features_are_causal(bars: pd.DataFrame, pipeline: FeaturePipeline) -> N
     np.testing.assert_array_equal(
         pipeline.transform(bars)[: t + 1], pipeline.transform(changed)[: t + 1]
     )
-    assert not np.array_equal(pipeline.transform(bars)[t + 1 :], pipeline.transform(changed)[t + 1 :])
+    assert not np.array_equal(
+        pipeline.transform(bars)[t + 1 :], pipeline.transform(changed)[t + 1 :]
+    )
 
 
 def test_warmup_rows_are_zero_and_rest_standardised(bars: pd.DataFrame) -> None:

@@ -1,0 +1,81 @@
+"""One entry point for bars from any source, so callers switch data by changing a string."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from evotrader.data.errors import DataError
+from evotrader.data.sources import embedded, files, synthetic, yahoo
+from evotrader.data.validation import validate_ohlcv
+
+TimeBound = str | pd.Timestamp | None
+
+
+@dataclass(frozen=True)
+class _Source:
+    """How to load one source; ``fetches_range`` sources also receive start/end to download."""
+
+    load: Callable[..., pd.DataFrame]
+    symbols: tuple[str, ...] = ()
+    fetches_range: bool = False
+
+
+_SOURCES: dict[str, _Source] = {
+    "embedded": _Source(embedded.load_embedded, embedded.SYMBOLS),
+    "synthetic": _Source(synthetic.load_synthetic, tuple(synthetic.SYMBOLS)),
+    "yfinance": _Source(yahoo.load_yahoo, fetches_range=True),
+    "csv": _Source(files.load_csv),
+    "parquet": _Source(files.load_parquet),
+}
+
+
+def load_bars(
+    source: str, symbol: str, start: TimeBound = None, end: TimeBound = None, **options: Any
+) -> pd.DataFrame:
+    """Bars for ``symbol`` from ``source``, sliced to ``[start, end]`` (both inclusive).
+
+    ``options`` go to the source: ``n_bars``, ``seed``... for ``synthetic``; ``path`` for
+    ``csv``/``parquet``; ``cache_dir``, ``interval``, ``timeout`` for ``yfinance``. Bounds may be
+    strings (partial dates such as ``"2010"`` cover the whole period) or Timestamps; zone-aware
+    bounds are converted to naive UTC like the data. The result satisfies the bars contract.
+    ``start``/``end`` always slice; to move a synthetic series' first date, call
+    ``generate_synthetic(start=...)`` directly.
+    """
+    spec = _source(source)
+    if spec.fetches_range:
+        options = {**options, "start": start, "end": end}
+    bars = spec.load(symbol, **options)
+    if start is None and end is None:
+        return bars
+    window = bars.loc[_naive_utc(start) : _naive_utc(end)]
+    if window.empty:
+        raise DataError(
+            f"{symbol}: no bars between start={start} and end={end}; "
+            f"{source} data covers {bars.index[0]} to {bars.index[-1]}"
+        )
+    return validate_ohlcv(window, symbol=symbol)
+
+
+def list_symbols(source: str) -> list[str]:
+    """Symbols a source offers. ``yfinance``, ``csv`` and ``parquet`` accept any symbol: []."""
+    return list(_source(source).symbols)
+
+
+def _source(name: str) -> _Source:
+    """Look a source up, listing the valid names when it is unknown."""
+    spec = _SOURCES.get(name.lower())
+    if spec is None:
+        raise DataError(f"unknown data source {name!r}; available: {', '.join(_SOURCES)}")
+    return spec
+
+
+def _naive_utc(bound: TimeBound) -> TimeBound:
+    """Strings pass through (keeping partial-date slicing); aware Timestamps become naive UTC."""
+    if bound is None or isinstance(bound, str):
+        return bound
+    stamp = pd.Timestamp(bound)
+    return stamp.tz_convert("UTC").tz_localize(None) if stamp.tz is not None else stamp
