@@ -8,7 +8,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(*overrides: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(ROOT / "run_training.py"), f"runs_dir={tmp_path}", *overrides],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

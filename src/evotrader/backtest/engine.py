@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from evotrader.backtest import metrics
-from evotrader.backtest.policies import ConstantPolicy, Policy, as_policy
+from evotrader.backtest.policies import Policy, as_policy
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
 from evotrader.env.market_data import MarketData
@@ -126,8 +126,9 @@ def run_backtest(
     market = MarketData.build(bars, pipeline, window, execution, agent_state)
     first = _first_decision(market, start)
     if agent_state:
-        targets = _targets_stepwise(policy, bars, pipeline, window, positions, execution,
-                                    initial_cash, first)
+        targets = _targets_stepwise(
+            policy, bars, pipeline, window, positions, execution, initial_cash, first
+        )
     else:
         targets = _targets_batched(policy, market, positions, batch_size, first)
     ppy = periods_per_year or metrics.periods_per_year(market.timestamps)
@@ -225,8 +226,15 @@ def _targets_stepwise(
 ) -> np.ndarray:
     """Step a state-reading policy through MarketEnv, one bar at a time."""
     env = MarketEnv(
-        bars, pipeline, window, positions, execution, episode_length=None,
-        random_start=False, initial_cash=initial_cash, agent_state=True,
+        bars,
+        pipeline,
+        window,
+        positions,
+        execution,
+        episode_length=None,
+        random_start=False,
+        initial_cash=initial_cash,
+        agent_state=True,
     )
     obs, _ = env.reset(options={"start": first})
     targets, done = [], False

@@ -54,7 +54,9 @@ def as_policy(policy: Policy | torch.nn.Module | Callable[[np.ndarray], np.ndarr
         return policy
     if callable(policy):
         return CallablePolicy(policy)
-    raise TypeError(f"cannot use {type(policy).__name__} as a policy: need act(), a module or a callable")
+    raise TypeError(
+        f"cannot use {type(policy).__name__} as a policy: need act(), a module or a callable"
+    )
 
 
 class ConstantPolicy:

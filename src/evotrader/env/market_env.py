@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -32,7 +32,7 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
     from the first bar with a full window to the end of the data.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
 
     def __init__(
         self,
@@ -61,8 +61,9 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
             raise ValueError(f"need at least two target positions, got {list(positions)}")
         if initial_cash <= 0:
             raise ValueError(f"initial_cash must be positive, got {initial_cash}")
-        self.market = MarketData.build(bars, pipeline, window, execution or ExecutionModel(),
-                                       agent_state)
+        self.market = MarketData.build(
+            bars, pipeline, window, execution or ExecutionModel(), agent_state
+        )
         self.positions = tuple(float(p) for p in positions)
         self.reward_kind = reward
         self.episode_length = episode_length

@@ -9,7 +9,7 @@ episode ends resets that sub-environment and ignores its action.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -25,7 +25,7 @@ from evotrader.env.rewards import REWARDS, differential_sharpe
 class VectorMarketEnv(gym.vector.VectorEnv):
     """``num_envs`` independent accounts over one or many symbols' bars."""
 
-    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(
         self,
@@ -51,8 +51,10 @@ class VectorMarketEnv(gym.vector.VectorEnv):
         pipeline = pipeline or FeaturePipeline().fit(frames)
         markets = [MarketData.build(f, pipeline, window, execution, agent_state) for f in frames]
         offsets = np.cumsum([0] + [m.num_bars for m in markets[:-1]])
-        self._first = np.array([o + m.first_decision for o, m in zip(offsets, markets)])
-        self._last = np.array([o + m.last_decision for o, m in zip(offsets, markets)])
+        self._first = np.array(
+            [o + m.first_decision for o, m in zip(offsets, markets, strict=True)]
+        )
+        self._last = np.array([o + m.last_decision for o, m in zip(offsets, markets, strict=True)])
         self._features = np.concatenate([m.features for m in markets])
         self._windows = window_view(self._features, window)
         self._fill = np.concatenate([m.prices.fill for m in markets])

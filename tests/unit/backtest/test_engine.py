@@ -38,8 +38,9 @@ def _env_episode(bars, pipeline, actions, **settings) -> tuple[float, float]:
 
 @pytest.mark.parametrize("fill", ["next_open", "close"])
 def test_env_episode_return_equals_backtest_return(bars, pipeline, fill) -> None:
-    execution = ExecutionModel(commission_bps=3, half_spread_bps=2, slippage_bps=4,
-                               impact_coef=0.05, fill=fill)
+    execution = ExecutionModel(
+        commission_bps=3, half_spread_bps=2, slippage_bps=4, impact_coef=0.05, fill=fill
+    )
     settings = dict(window=32, execution=execution, agent_state=False)
     env = MarketEnv(bars, pipeline, episode_length=None, random_start=False, **settings)
     steps = env.market.last_decision - env.market.first_decision + 1
@@ -48,8 +49,9 @@ def test_env_episode_return_equals_backtest_return(bars, pipeline, fill) -> None
     policy = ReplayPolicy(actions)
     result = run_backtest(policy, bars, pipeline=pipeline, batch_size=64, **settings)
     assert result.equity.iloc[-1] == final_equity
-    assert total == pytest.approx(math.log(result.equity.iloc[-1] / result.equity.iloc[0]),
-                                  abs=1e-12)
+    assert total == pytest.approx(
+        math.log(result.equity.iloc[-1] / result.equity.iloc[0]), abs=1e-12
+    )
     assert policy.calls == math.ceil(steps / 64)  # batched: never one call per bar
 
 
@@ -86,10 +88,10 @@ def test_no_look_ahead_in_decisions(bars, pipeline) -> None:
 
 def test_costs_reduce_returns_exactly_by_the_fees(bars, pipeline) -> None:
     policy = RandomPolicy(3, seed=4)
-    free = run_backtest(RandomPolicy(3, seed=4), bars, pipeline=pipeline,
-                        execution=ExecutionModel(0, 0, 0))
-    costly = run_backtest(policy, bars, pipeline=pipeline,
-                          execution=ExecutionModel(5, 5, 5))
+    free = run_backtest(
+        RandomPolicy(3, seed=4), bars, pipeline=pipeline, execution=ExecutionModel(0, 0, 0)
+    )
+    costly = run_backtest(policy, bars, pipeline=pipeline, execution=ExecutionModel(5, 5, 5))
     assert costly.metrics["fees"] > 0 and free.metrics["fees"] == 0
     assert costly.equity.iloc[-1] < free.equity.iloc[-1]
     assert costly.fills["cost"].sum() == pytest.approx(costly.metrics["fees"])
@@ -138,8 +140,7 @@ def test_start_uses_earlier_bars_as_history_only(bars, pipeline) -> None:
     # Same decisions from `start` on: only the flat starting bar differs.
     assert (late.positions.iloc[1:] == full.positions.loc[late.positions.index[1:]]).all()
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(24 * 8, 3))
-    stateful = run_backtest(net, bars, pipeline=pipeline, window=24, agent_state=True,
-                            start=start)
+    stateful = run_backtest(net, bars, pipeline=pipeline, window=24, agent_state=True, start=start)
     assert stateful.equity.index[0] == start
     with pytest.raises(ValueError, match="history"):
         run_backtest(policy, bars, pipeline=pipeline, window=24, start=bars.index[10])

@@ -209,3 +209,9 @@ def test_unknown_synthetic_symbol_and_kind_conflict() -> None:
         load_bars("synthetic", "GARCH")
     with pytest.raises(DataError, match="already fixes kind='ar1'"):
         load_bars("synthetic", "AR1", kind="regimes")
+
+
+def test_too_many_daily_bars_fail_with_a_hint() -> None:
+    with pytest.raises(DataError, match="finer freq"):
+        generate_synthetic(100_000, freq="B")
+    assert len(generate_synthetic(100_000, freq="h").bars) == 100_000

@@ -41,8 +41,13 @@ def test_costs_and_fills_match_a_hand_computed_example() -> None:
     pipeline = FeaturePipeline(window=2).fit(bars)
     costs = ExecutionModel(commission_bps=10.0, half_spread_bps=5.0, slippage_bps=5.0)
     env = MarketEnv(
-        bars, pipeline, window=1, execution=costs, initial_cash=10_000.0,
-        episode_length=None, random_start=False,
+        bars,
+        pipeline,
+        window=1,
+        execution=costs,
+        initial_cash=10_000.0,
+        episode_length=None,
+        random_start=False,
     )
     env.reset()
     # Decide long at bar 2's close: buy 10,000/104 units at bar 3's open, pay 20 bps.
@@ -125,8 +130,9 @@ def test_ruin_terminates_the_episode() -> None:
     bars = _hand_bars()
     bars.loc[bars.index[4:], ["open", "high", "low", "close"]] *= 3.0  # short squeeze x3
     pipeline = FeaturePipeline(window=2).fit(bars)
-    env = MarketEnv(bars, pipeline, window=1, positions=(-2.0, 0.0), episode_length=None,
-                    random_start=False)
+    env = MarketEnv(
+        bars, pipeline, window=1, positions=(-2.0, 0.0), episode_length=None, random_start=False
+    )
     env.reset()
     env.step(0)
     _, reward, terminated, _, info = env.step(0)
@@ -135,8 +141,11 @@ def test_ruin_terminates_the_episode() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"reward": "profit"}, "reward"), ({"positions": (1.0,)}, "positions"),
-     ({"window": 10_000}, "bars")],
+    [
+        ({"reward": "profit"}, "reward"),
+        ({"positions": (1.0,)}, "positions"),
+        ({"window": 10_000}, "bars"),
+    ],
 )
 def test_bad_settings_fail_clearly(bars, pipeline, kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):

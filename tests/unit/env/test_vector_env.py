@@ -42,9 +42,13 @@ def _trend(direction: float, n: int = 300) -> pd.DataFrame:
     close = 100.0 * np.exp(direction * 0.002 * np.arange(1, n + 1))
     open_ = np.r_[100.0, close[:-1]]
     return pd.DataFrame(
-        {"open": open_, "high": np.maximum(open_, close) * 1.001,
-         "low": np.minimum(open_, close) * 0.999, "close": close,
-         "volume": 1e6 + np.arange(n) % 7},
+        {
+            "open": open_,
+            "high": np.maximum(open_, close) * 1.001,
+            "low": np.minimum(open_, close) * 0.999,
+            "close": close,
+            "volume": 1e6 + np.arange(n) % 7,
+        },
         index=pd.date_range("2020-01-01", periods=n, freq="B", name="timestamp"),
     )
 

@@ -79,7 +79,13 @@ def generate_synthetic(
         mu, sigma = np.full(n_bars, drift), np.full(n_bars, vol)
     shocks = mu + sigma * rng.standard_normal(n_bars)
     returns = _persist_sign(rng, _ar1(shocks, ar_coef), momentum)
-    index = pd.date_range(start=start, periods=n_bars, freq=freq, name=INDEX_NAME)
+    try:
+        index = pd.date_range(start=start, periods=n_bars, freq=freq, name=INDEX_NAME)
+    except (pd.errors.OutOfBoundsDatetime, pd.errors.OutOfBoundsTimedelta) as error:
+        raise DataError(
+            f"synthetic: {n_bars} bars at freq={freq!r} from {start} run past pandas' last "
+            "date (2262); use a finer freq such as 'h' or 'min'"
+        ) from error
     bars = validate_ohlcv(
         _ohlcv(rng, returns, sigma, start_price, index), symbol=f"synthetic:{kind}"
     )
