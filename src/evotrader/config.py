@@ -64,13 +64,60 @@ class EnvConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The CoreTransformer every stage shares (input size comes from the observations)."""
+
+    model_dim: int = 32
+    num_heads: int = 4
+    num_layers: int = 1
+    ff_dim: int = 64
+    output_dim: int = 32
+    dropout: float = 0.0
+    max_len: int = 512
+    positional: str = "sinusoidal"
+    pooling: str = "last"
+
+
+@dataclass
+class PPOStageConfig:
+    """PPO on RLlib: budget, optimisation and sampling settings."""
+
+    iterations: int = 20
+    train_batch_size: int = 512
+    minibatch_size: int = 128
+    num_epochs: int = 2
+    lr: float = 3e-4
+    gamma: float = 0.99
+    lambda_: float = 0.95
+    clip_param: float = 0.2
+    entropy_coeff: float = 0.01
+    vf_loss_coeff: float = 0.5
+    grad_clip: float = 1.0
+    num_env_runners: int = 0
+    num_envs_per_env_runner: int = 8
+    eval_interval: int = 5
+
+
+@dataclass
+class RayConfig:
+    """Empty address starts Ray locally; an address (e.g. "ray://head:10001") joins a cluster."""
+
+    address: str = ""
+    num_cpus: int | None = None
+
+
+@dataclass
 class TrainingConfig:
     run_name: str = "default"
     runs_dir: str = "runs"
     seed: int = 0
+    profile: str = "quick"
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    stage_1_ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
     stages: list[str] = field(default_factory=list)
 
 

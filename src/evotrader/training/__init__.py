@@ -1,0 +1,1 @@
+"""Training stages, the staged pipeline and the checkpoint format."""

@@ -1,0 +1,171 @@
+"""The staged pipeline: runs the configured stages in order under runs/<run_name>/.
+
+A run directory holds the resolved config, one TensorBoard log dir per stage, the stage
+checkpoints and ``state.json``. Rerunning the same run skips completed stages; a stage
+that was interrupted resumes from its own last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import ray
+from omegaconf import OmegaConf
+
+from evotrader.config import TrainingConfig, bars_from, pipeline_from, splits_from
+from evotrader.data import FeaturePipeline, TimeSplits
+from evotrader.training.checkpoint import checkpoint_name
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage needs: the config, the data and where to write."""
+
+    name: str
+    config: TrainingConfig
+    run_dir: Path
+    bars: pd.DataFrame
+    splits: TimeSplits
+    pipeline: FeaturePipeline
+    previous_checkpoint: Path | None
+
+    @property
+    def stage_dir(self) -> Path:
+        return self.run_dir / self.name
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.run_dir / "tensorboard" / self.name
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / checkpoint_name(self.config.data.symbol, self.name)
+
+    def data_range(self) -> dict[str, str]:
+        ranges = {}
+        for split in ("train", "validation", "test"):
+            index = getattr(self.splits, split).index
+            ranges[f"{split}_start"], ranges[f"{split}_end"] = str(index[0]), str(index[-1])
+        return ranges
+
+
+@dataclass
+class StageResult:
+    """A finished stage: its best checkpoint and validation (out-of-sample) headline."""
+
+    checkpoint: str
+    validation: dict[str, float]
+    seconds: float
+
+
+Stage = Callable[[StageContext], StageResult]
+
+
+@dataclass
+class RunState:
+    """Completed stages, persisted atomically in state.json after every stage."""
+
+    completed: dict[str, StageResult] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> RunState:
+        if not path.exists():
+            return cls()
+        try:
+            raw = json.loads(path.read_text())
+            return cls({name: StageResult(**done) for name, done in raw["completed"].items()})
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path}: unreadable run state ({error}); move it away to restart the run"
+            ) from error
+
+    def save(self, path: Path) -> None:
+        payload = {"completed": {name: asdict(done) for name, done in self.completed.items()}}
+        temporary = path.with_suffix(".json.tmp")
+        with open(temporary, "w") as handle:
+            json.dump(payload, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+
+def stage_registry() -> dict[str, Stage]:
+    """Stage name -> runner; imported lazily so `--help` and config errors stay fast."""
+    from evotrader.training.ppo_stage import run_ppo_stage
+
+    return {"stage_1_ppo": run_ppo_stage}
+
+
+def run_pipeline(config: TrainingConfig) -> dict[str, StageResult]:
+    """Run every configured stage not yet completed; returns all stages' results."""
+    registry = stage_registry()
+    unknown = [name for name in config.stages if name not in registry]
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}; available: {sorted(registry)}")
+    run_dir = Path(config.runs_dir) / config.run_name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
+    state_path = run_dir / "state.json"
+    state = RunState.load(state_path)
+
+    bars = bars_from(config.data)
+    splits = splits_from(config.data, bars)
+    pipeline = pipeline_from(config.features).fit(splits.train)
+    print(f"[run] {run_dir}  data={config.data.source}:{config.data.symbol}")
+    print(splits.describe())
+    _start_ray(config)
+
+    previous: Path | None = None
+    for name in config.stages:
+        if name in state.completed:
+            print(f"[{name}] already complete -> {state.completed[name].checkpoint}")
+            previous = Path(state.completed[name].checkpoint)
+            continue
+        context = StageContext(name, config, run_dir, bars, splits, pipeline, previous)
+        started = time.perf_counter()
+        result = registry[name](context)
+        result.seconds = time.perf_counter() - started
+        state.completed[name] = result
+        state.save(state_path)
+        previous = Path(result.checkpoint)
+    print(summary_table(state.completed))
+    return state.completed
+
+
+def _start_ray(config: TrainingConfig) -> None:
+    if ray.is_initialized():
+        return
+    ray.init(
+        address=config.ray.address or None,
+        num_cpus=None if config.ray.address else config.ray.num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
+
+
+def summary_table(results: dict[str, StageResult]) -> str:
+    """One row per stage: validation (out-of-sample, after costs) next to buy-and-hold."""
+    header = (
+        f"{'stage':<20}{'val Sharpe':>11}{'B&H Sharpe':>11}{'val return':>12}"
+        f"{'B&H return':>12}{'max DD':>9}{'trades':>8}{'time':>8}  checkpoint"
+    )
+    lines = [
+        "",
+        "Summary (validation split: out of sample, after costs)",
+        header,
+        "-" * len(header),
+    ]
+    for name, done in results.items():
+        v = done.validation
+        lines.append(
+            f"{name:<20}{v['sharpe']:>11.2f}{v['buy_hold_sharpe']:>11.2f}"
+            f"{v['total_return']:>12.2%}{v['buy_hold_return']:>12.2%}{v['max_drawdown']:>9.2%}"
+            f"{int(v['n_trades']):>8d}{done.seconds:>7.0f}s  {done.checkpoint}"
+        )
+    return "\n".join(lines)
