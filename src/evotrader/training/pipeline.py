@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import ray
@@ -46,6 +47,11 @@ class StageContext:
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / checkpoint_name(self.config.data.symbol, self.name)
+
+    def data_source(self) -> dict[str, Any]:
+        """How to load these bars again (run_backtest and the live bot need it)."""
+        data = self.config.data
+        return {"source": data.source, "symbol": data.symbol, "options": dict(data.options)}
 
     def data_range(self) -> dict[str, str]:
         ranges = {}

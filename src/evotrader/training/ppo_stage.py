@@ -75,7 +75,8 @@ def run_ppo_stage(ctx: StageContext) -> StageResult:
             if improved:
                 best = numbers
                 save_checkpoint(
-                    policy_checkpoint(ctx, policy, numbers, iteration), ctx.checkpoint_path
+                    policy_checkpoint(ctx, policy, numbers, {"iteration": iteration}),
+                    ctx.checkpoint_path,
                 )
             print(
                 f"[{ctx.name}] validation sharpe={numbers['sharpe']:.2f} "
@@ -84,7 +85,7 @@ def run_ppo_stage(ctx: StageContext) -> StageResult:
                 flush=True,
             )
         save_checkpoint(
-            policy_checkpoint(ctx, policy, best, iteration, {"iteration": iteration, "best": best}),
+            policy_checkpoint(ctx, policy, best, {"iteration": iteration, "best": best}),
             last_path,
         )
     writer.close()
@@ -157,7 +158,6 @@ def policy_checkpoint(
     ctx: StageContext,
     policy: TransformerPolicy,
     metrics: dict[str, float],
-    iteration: int,
     extra: dict[str, Any] | None = None,
 ) -> Checkpoint:
     return Checkpoint(
@@ -170,7 +170,7 @@ def policy_checkpoint(
         symbol=ctx.config.data.symbol,
         data_range=ctx.data_range(),
         metrics={key: float(value) for key, value in metrics.items()},
-        extra={"stage": ctx.name, "iteration": iteration, **(extra or {})},
+        extra={"stage": ctx.name, "data": ctx.data_source(), **(extra or {})},
     )
 
 

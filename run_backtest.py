@@ -1,0 +1,122 @@
+"""Backtest a trained checkpoint on the test split: `python run_backtest.py --symbol GOOG`.
+
+Loads the most advanced stage checkpoint of the latest run for the symbol (exclusively
+`{symbol}_autonomous_final.pth` once it exists) or `--checkpoint PATH`, runs it on the
+test split with the backtest engine, after costs, and prints the metrics next to
+buy-and-hold. Writes metrics JSON and an equity/drawdown PNG next to the checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from evotrader.backtest.engine import BacktestResult
+from evotrader.config import EnvConfig, ExecutionConfig
+from evotrader.data import FeaturePipeline, load_bars
+from evotrader.models.loading import policy_from_checkpoint
+from evotrader.training.checkpoint import (
+    CHAMPION_STAGE,
+    Checkpoint,
+    CheckpointError,
+    checkpoint_name,
+    load_checkpoint,
+)
+from evotrader.training.evaluation import evaluate_on_split
+
+STAGE_ORDER = ("stage_4_autonomous", "stage_3_maml", "stage_2_moe", "stage_1_ppo")
+
+
+def find_checkpoint(runs_dir: Path, symbol: str) -> Path:
+    """The champion if any run has one, else the most advanced stage of the latest run."""
+    runs = sorted(
+        (run for run in runs_dir.glob("*") if run.is_dir()),
+        key=lambda run: run.stat().st_mtime,
+        reverse=True,
+    )
+    for run in runs:
+        champion = run / checkpoint_name(symbol, CHAMPION_STAGE)
+        if champion.exists():
+            return champion
+    for run in runs:
+        for stage in STAGE_ORDER:
+            candidate = run / checkpoint_name(symbol, stage)
+            if candidate.exists():
+                return candidate
+    raise FileNotFoundError(
+        f"no checkpoint for {symbol} under {runs_dir}/; train one with "
+        f"`python run_training.py data.symbol={symbol}` or pass --checkpoint PATH"
+    )
+
+
+def backtest_checkpoint(checkpoint: Checkpoint) -> BacktestResult:
+    """Run the checkpoint's policy over its own test split, with its own features and env."""
+    data = checkpoint.extra["data"]
+    bars = load_bars(data["source"], data["symbol"], **data["options"])
+    test = bars.loc[checkpoint.data_range["test_start"] : checkpoint.data_range["test_end"]]
+    settings = dict(checkpoint.env)
+    env = EnvConfig(**{**settings, "execution": ExecutionConfig(**settings["execution"])})
+    pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
+    return evaluate_on_split(policy_from_checkpoint(checkpoint), bars, test, pipeline, env)
+
+
+def save_outputs(result: BacktestResult, checkpoint_path: Path, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = checkpoint_path.stem
+    metrics_path, plot_path = out_dir / f"{stem}_test.json", out_dir / f"{stem}_test.png"
+    payload = {
+        "split": "test",
+        "checkpoint": str(checkpoint_path),
+        "strategy": result.metrics,
+        "buy_and_hold": result.benchmark,
+    }
+    metrics_path.write_text(json.dumps(payload, indent=2))
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    top.plot(result.equity, label="strategy")
+    top.plot(result.benchmark_equity, label="buy & hold")
+    top.set_ylabel("equity")
+    top.legend()
+    for series, label in ((result.equity, "strategy"), (result.benchmark_equity, "buy & hold")):
+        bottom.plot(series / series.cummax() - 1.0, label=label)
+    bottom.set_ylabel("drawdown")
+    figure.suptitle(f"{stem}: test split, after costs")
+    figure.tight_layout()
+    figure.savefig(plot_path, dpi=100)
+    plt.close(figure)
+    return [metrics_path, plot_path]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbol", help="symbol whose latest checkpoint to load")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint file instead")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--out", type=Path, help="where to write JSON and PNG (default: beside it)")
+    args = parser.parse_args(argv)
+    if not args.checkpoint and not args.symbol:
+        parser.error("give --symbol or --checkpoint")
+    try:
+        path = args.checkpoint or find_checkpoint(args.runs_dir, args.symbol)
+        checkpoint = load_checkpoint(path)
+        result = backtest_checkpoint(checkpoint)
+    except (FileNotFoundError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    test = checkpoint.data_range
+    print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol})")
+    print(f"test split: {test['test_start']} -> {test['test_end']} (out of sample)")
+    print(result.report("Test split (out of sample, after costs)"))
+    for written in save_outputs(result, path, args.out or path.parent):
+        print(f"wrote {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Checkpoint -> a policy that runs without Ray, whatever stage produced it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from evotrader.models.transformer_policy import TransformerPolicy
+from evotrader.training.checkpoint import Checkpoint, CheckpointError
+
+BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
+    "ppo": TransformerPolicy.from_architecture,
+}
+
+
+def policy_from_checkpoint(checkpoint: Checkpoint) -> TransformerPolicy:
+    """Rebuild the network from its architecture and load its weights, in eval mode."""
+    builder = BUILDERS.get(checkpoint.kind)
+    if builder is None:
+        raise CheckpointError(
+            f"checkpoint kind {checkpoint.kind!r} has no policy builder; known: {sorted(BUILDERS)}"
+        )
+    try:
+        policy = builder(checkpoint.architecture)
+        policy.load_state_dict(checkpoint.state_dict)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"checkpoint weights do not fit its {checkpoint.kind!r} architecture: {error}"
+        ) from error
+    return policy.eval()
