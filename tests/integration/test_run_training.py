@@ -15,13 +15,18 @@ def _run(*overrides: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_default_entry_point_reports_an_out_of_sample_baseline(tmp_path: Path) -> None:
-    done = _run("data=synthetic", "data.options.n_bars=900", "run_name=smoke", tmp_path=tmp_path)
+def test_an_empty_stage_list_says_so_and_exits_cleanly(tmp_path: Path) -> None:
+    done = _run("stages=[]", "run_name=empty", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "validation split, after costs" in done.stdout
-    assert "buy & hold" in done.stdout
-    assert "No training stages" in done.stdout
-    assert (tmp_path / "smoke" / "hydra" / "config.yaml").exists()
+    assert "No stages configured" in done.stdout
+
+
+def test_an_unknown_stage_is_named(tmp_path: Path) -> None:
+    done = _run(
+        "data=synthetic", "data.options.n_bars=900", "stages=[stage_9_magic]", tmp_path=tmp_path
+    )
+    assert done.returncode != 0
+    assert "stage_9_magic" in done.stderr
 
 
 def test_a_misspelt_config_key_stops_the_run_naming_it(tmp_path: Path) -> None:
