@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from evotrader.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -154,3 +157,13 @@ def test_an_interrupted_stage_resumes_from_its_last_checkpoint(tmp_path: Path) -
     assert "iter 4/4" in done.stdout
     state = json.loads((tmp_path / "killed" / "state.json").read_text())
     assert "stage_1_ppo" in state["completed"]
+
+
+def test_same_seed_gives_identical_weights_and_metrics(trained_run) -> None:
+    run_dir, _ = trained_run
+    _train(run_dir.parent, "run_name=tiny_again", "stage_1_ppo.iterations=3")
+    first = load_checkpoint(run_dir / "AR1_stage_1_ppo.pth")
+    again = load_checkpoint(run_dir.parent / "tiny_again" / "AR1_stage_1_ppo.pth")
+    assert first.metrics == again.metrics
+    for name, tensor in first.state_dict.items():
+        assert torch.equal(tensor, again.state_dict[name]), name
