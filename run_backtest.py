@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from evotrader.backtest.engine import BacktestResult
-from evotrader.config import EnvConfig, ExecutionConfig
+from evotrader.config import env_config_from_dict
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.models.loading import policy_from_checkpoint
 from evotrader.training.checkpoint import (
@@ -61,8 +61,7 @@ def backtest_checkpoint(checkpoint: Checkpoint) -> BacktestResult:
     data = checkpoint.extra["data"]
     bars = load_bars(data["source"], data["symbol"], **data["options"])
     test = bars.loc[checkpoint.data_range["test_start"] : checkpoint.data_range["test_end"]]
-    settings = dict(checkpoint.env)
-    env = EnvConfig(**{**settings, "execution": ExecutionConfig(**settings["execution"])})
+    env = env_config_from_dict(checkpoint.env)
     pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
     return evaluate_on_split(policy_from_checkpoint(checkpoint), bars, test, pipeline, env)
 

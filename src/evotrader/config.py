@@ -146,6 +146,13 @@ def pipeline_from(config: FeatureConfig) -> FeaturePipeline:
     return FeaturePipeline(config.features, config.window, config.clip)
 
 
+def env_config_from_dict(settings: dict[str, Any]) -> EnvConfig:
+    """Rebuild env settings saved as a plain dict (checkpoints, env-runner configs)."""
+    settings = dict(settings)
+    execution = ExecutionConfig(**settings.pop("execution"))
+    return EnvConfig(**settings, execution=execution)
+
+
 def execution_from(config: ExecutionConfig) -> ExecutionModel:
     return ExecutionModel(
         commission_bps=config.commission_bps,

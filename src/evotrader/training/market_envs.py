@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evotrader.config import EnvConfig, ExecutionConfig, execution_from
+from evotrader.config import env_config_from_dict, execution_from
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.env import VectorMarketEnv
 
@@ -45,9 +45,8 @@ def make_vector_env(env_config: dict[str, Any]) -> VectorMarketEnv:
         env_config["end"],
         **env_config["options"],
     )
-    settings = dict(env_config["env"])
-    execution = execution_from(ExecutionConfig(**settings.pop("execution")))
-    env = EnvConfig(**settings)
+    env = env_config_from_dict(env_config["env"])
+    execution = execution_from(env.execution)
     return VectorMarketEnv(
         bars,
         int(env_config.get("num_envs", 1)),
