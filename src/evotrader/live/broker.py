@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -307,3 +308,8 @@ class Broker(ABC):
 
     @abstractmethod
     def account(self) -> Account: ...
+
+    def wait(self, seconds: float) -> None:
+        """Pause (reconnect backoff). Brokers with an event loop keep it running meanwhile;
+        the sim advances its replay clock instead of sleeping."""
+        time.sleep(seconds)
