@@ -21,49 +21,28 @@ import matplotlib.pyplot as plt
 from evotrader.backtest.engine import BacktestResult
 from evotrader.config import env_config_from_dict
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.models.loading import policy_from_checkpoint
+from evotrader.training.adaptation import trading_policy
 from evotrader.training.checkpoint import (
-    CHAMPION_STAGE,
     Checkpoint,
     CheckpointError,
-    checkpoint_name,
+    find_checkpoint,
     load_checkpoint,
 )
 from evotrader.training.evaluation import evaluate_on_split
 
-STAGE_ORDER = ("stage_4_autonomous", "stage_3_maml", "stage_2_moe", "stage_1_ppo")
-
-
-def find_checkpoint(runs_dir: Path, symbol: str) -> Path:
-    """The champion if any run has one, else the most advanced stage of the latest run."""
-    runs = sorted(
-        (run for run in runs_dir.glob("*") if run.is_dir()),
-        key=lambda run: run.stat().st_mtime,
-        reverse=True,
-    )
-    for run in runs:
-        champion = run / checkpoint_name(symbol, CHAMPION_STAGE)
-        if champion.exists():
-            return champion
-    for run in runs:
-        for stage in STAGE_ORDER:
-            candidate = run / checkpoint_name(symbol, stage)
-            if candidate.exists():
-                return candidate
-    raise FileNotFoundError(
-        f"no checkpoint for {symbol} under {runs_dir}/; train one with "
-        f"`python run_training.py data.symbol={symbol}` or pass --checkpoint PATH"
-    )
-
 
 def backtest_checkpoint(checkpoint: Checkpoint) -> BacktestResult:
-    """Run the checkpoint's policy over its own test split, with its own features and env."""
+    """Run the checkpoint's policy over its own test split, with its own features and env.
+
+    A MAML checkpoint first adapts on the bars just before the test split, never on it.
+    """
     data = checkpoint.extra["data"]
     bars = load_bars(data["source"], data["symbol"], **data["options"])
     test = bars.loc[checkpoint.data_range["test_start"] : checkpoint.data_range["test_end"]]
     env = env_config_from_dict(checkpoint.env)
     pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
-    return evaluate_on_split(policy_from_checkpoint(checkpoint), bars, test, pipeline, env)
+    policy = trading_policy(checkpoint, bars, test.index[0])
+    return evaluate_on_split(policy, bars, test, pipeline, env)
 
 
 def save_outputs(result: BacktestResult, checkpoint_path: Path, out_dir: Path) -> list[Path]:

@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 
 from evotrader.config import TrainingConfig, bars_from, pipeline_from, register_configs, splits_from
 from evotrader.training.pipeline import StageContext
-from evotrader.training.ppo_stage import build_algorithm
+from evotrader.training.ppo_stage import ppo_stage
+from evotrader.training.rllib_stage import build_algorithm
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -37,8 +38,8 @@ def main() -> None:
     pipeline = pipeline_from(config.features).fit(splits.train)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as run_dir:
-        context = StageContext("stage_1_ppo", config, Path(run_dir), bars, splits, pipeline, None)
-        algo = build_algorithm(context)
+        context = StageContext("stage_1_ppo", config, Path(run_dir), bars, splits, pipeline, {})
+        algo = build_algorithm(context, ppo_stage(context))
         algo.train()  # warm-up: first iteration includes start-up costs
         started = time.perf_counter()
         for _ in range(args.iterations):

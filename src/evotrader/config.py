@@ -26,6 +26,7 @@ class DataConfig:
     start: str | None = None
     end: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    universe: list[str] = field(default_factory=list)  # symbols for multi-symbol stages (MAML)
     train: float = 0.7
     validation: float = 0.15
     test: float = 0.15
@@ -99,6 +100,36 @@ class PPOStageConfig:
 
 
 @dataclass
+class MoEStageConfig(PPOStageConfig):
+    """PPO on a Mixture of Experts: the PPO settings plus the gate's."""
+
+    num_experts: int = 4
+    top_k: int = 0  # 0: soft routing over every expert; k: the k largest gate weights only
+    gate_hidden: int = 32
+    load_balance_coeff: float = 0.01
+    warm_start: bool = True  # experts start from the best earlier stage's weights
+
+
+@dataclass
+class MAMLStageConfig:
+    """MAML over (symbol, period) tasks: inner policy-gradient steps, outer meta-update."""
+
+    meta_iterations: int = 30
+    meta_batch_size: int = 4  # tasks per meta-update
+    inner_steps: int = 1
+    inner_lr: float = 0.1
+    outer_lr: float = 1.0e-3
+    first_order: bool = False  # true: drop the second-order terms (FOMAML)
+    num_envs: int = 16  # parallel episodes per task per rollout
+    episode_length: int = 64
+    gamma: float = 0.9
+    grad_clip: float = 1.0
+    task_bars: int = 400  # bars in one (symbol, period) task
+    adapt_bars: int = 256  # bars just before a split to adapt on before trading it
+    eval_interval: int = 5
+
+
+@dataclass
 class RayConfig:
     """Empty address starts Ray locally; an address (e.g. "ray://head:10001") joins a cluster."""
 
@@ -118,6 +149,8 @@ class TrainingConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     stage_1_ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
+    stage_2_moe: MoEStageConfig = field(default_factory=MoEStageConfig)
+    stage_3_maml: MAMLStageConfig = field(default_factory=MAMLStageConfig)
     stages: list[str] = field(default_factory=list)
 
 

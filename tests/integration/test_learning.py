@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUDGET = [
     "data=synthetic",
     "data.options.n_bars=3000",
+    "stages=[stage_1_ppo]",
     "stage_1_ppo.iterations=16",
     "stage_1_ppo.train_batch_size=1024",
     "stage_1_ppo.minibatch_size=256",

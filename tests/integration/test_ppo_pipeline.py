@@ -16,6 +16,7 @@ from evotrader.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
+    "stages=[stage_1_ppo]",
     "data=synthetic",
     "data.options.n_bars=700",
     "env.window=16",

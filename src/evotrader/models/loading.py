@@ -7,15 +7,18 @@ from typing import Any
 
 from torch import nn
 
+from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.checkpoint import Checkpoint, CheckpointError
 
 BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "ppo": TransformerPolicy.from_architecture,
+    "moe": MoEPolicy.from_architecture,
+    "maml": TransformerPolicy.from_architecture,  # the meta-learned initial weights
 }
 
 
-def policy_from_checkpoint(checkpoint: Checkpoint) -> TransformerPolicy:
+def policy_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     """Rebuild the network from its architecture and load its weights, in eval mode."""
     builder = BUILDERS.get(checkpoint.kind)
     if builder is None:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from evotrader.backtest.engine import BacktestResult, run_backtest
 from evotrader.backtest.policies import Policy
 from evotrader.config import EnvConfig, execution_from
 from evotrader.data import FeaturePipeline
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from evotrader.training.pipeline import StageContext
 
 
 def evaluate_on_split(
@@ -37,4 +44,30 @@ def headline(result: BacktestResult) -> dict[str, float]:
     numbers = {key: float(result.metrics[key]) for key in keys}
     numbers["buy_hold_sharpe"] = float(result.benchmark["sharpe"])
     numbers["buy_hold_return"] = float(result.benchmark["total_return"])
+    return numbers
+
+
+def validate(
+    ctx: StageContext,
+    policy: Policy,
+    iteration: int,
+    writer: SummaryWriter,
+    best: dict[str, float],
+) -> dict[str, float]:
+    """Backtest on the validation split, log it, and print it next to buy-and-hold.
+
+    The stage decides what to keep; ``best`` only marks whether this evaluation beats it.
+    """
+    numbers = headline(
+        evaluate_on_split(policy, ctx.bars, ctx.splits.validation, ctx.pipeline, ctx.config.env)
+    )
+    for name, value in numbers.items():
+        writer.add_scalar(f"validation/{name}", value, iteration)
+    improved = numbers["sharpe"] > best["sharpe"]
+    print(
+        f"[{ctx.name}] validation sharpe={numbers['sharpe']:.2f} "
+        f"(buy&hold {numbers['buy_hold_sharpe']:.2f}) return={numbers['total_return']:.2%} "
+        f"trades={int(numbers['n_trades'])}{'  * best, saved' if improved else ''}",
+        flush=True,
+    )
     return numbers

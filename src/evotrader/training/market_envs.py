@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evotrader.config import env_config_from_dict, execution_from
+from evotrader.config import EnvConfig, env_config_from_dict, execution_from
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.env import VectorMarketEnv
 
@@ -45,17 +45,31 @@ def make_vector_env(env_config: dict[str, Any]) -> VectorMarketEnv:
         env_config["end"],
         **env_config["options"],
     )
-    env = env_config_from_dict(env_config["env"])
-    execution = execution_from(env.execution)
-    return VectorMarketEnv(
+    return vector_env_from(
         bars,
         int(env_config.get("num_envs", 1)),
         FeaturePipeline.from_state(env_config["pipeline"]),
+        env_config_from_dict(env_config["env"]),
+    )
+
+
+def vector_env_from(
+    bars: pd.DataFrame,
+    num_envs: int,
+    pipeline: FeaturePipeline,
+    env: EnvConfig,
+    episode_length: int | None = None,
+) -> VectorMarketEnv:
+    """The vector env the settings describe; ``episode_length`` overrides the configured one."""
+    return VectorMarketEnv(
+        bars,
+        num_envs,
+        pipeline,
         window=env.window,
         positions=env.positions,
-        execution=execution,
+        execution=execution_from(env.execution),
         reward=env.reward,
-        episode_length=env.episode_length,
+        episode_length=episode_length or env.episode_length,
         initial_cash=env.initial_cash,
         agent_state=env.agent_state,
         sharpe_eta=env.sharpe_eta,

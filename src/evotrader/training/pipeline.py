@@ -18,10 +18,11 @@ from typing import Any
 import pandas as pd
 import ray
 from omegaconf import OmegaConf
+from torch import nn
 
 from evotrader.config import TrainingConfig, bars_from, pipeline_from, splits_from
 from evotrader.data import FeaturePipeline, TimeSplits
-from evotrader.training.checkpoint import checkpoint_name
+from evotrader.training.checkpoint import Checkpoint, checkpoint_name
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class StageContext:
     bars: pd.DataFrame
     splits: TimeSplits
     pipeline: FeaturePipeline
-    previous_checkpoint: Path | None
+    completed: dict[str, StageResult]  # the stages finished before this one, in order
 
     @property
     def stage_dir(self) -> Path:
@@ -59,6 +60,35 @@ class StageContext:
             index = getattr(self.splits, split).index
             ranges[f"{split}_start"], ranges[f"{split}_end"] = str(index[0]), str(index[-1])
         return ranges
+
+    def best_previous_checkpoint(self) -> Path | None:
+        """The earlier stage with the best validation Sharpe (what later stages start from)."""
+        if not self.completed:
+            return None
+        best = max(self.completed.values(), key=lambda done: done.validation["sharpe"])
+        return Path(best.checkpoint)
+
+    def checkpoint(
+        self,
+        kind: str,
+        policy: nn.Module,
+        hyperparameters: dict[str, Any],
+        metrics: dict[str, float],
+        **extra: Any,
+    ) -> Checkpoint:
+        """This stage's policy in the common checkpoint format, with data and env settings."""
+        return Checkpoint(
+            kind=kind,
+            architecture=policy.architecture(),
+            state_dict=policy.state_dict(),
+            hyperparameters={**hyperparameters, "seed": self.config.seed},
+            feature_pipeline=self.pipeline.state_dict(),
+            env=asdict(self.config.env),
+            symbol=self.config.data.symbol,
+            data_range=self.data_range(),
+            metrics={key: float(value) for key, value in metrics.items()},
+            extra={"stage": self.name, "data": self.data_source(), **extra},
+        )
 
 
 @dataclass
@@ -103,9 +133,15 @@ class RunState:
 
 def stage_registry() -> dict[str, Stage]:
     """Stage name -> runner; imported lazily so `--help` and config errors stay fast."""
+    from evotrader.training.maml_stage import run_maml_stage
+    from evotrader.training.moe_stage import run_moe_stage
     from evotrader.training.ppo_stage import run_ppo_stage
 
-    return {"stage_1_ppo": run_ppo_stage}
+    return {
+        "stage_1_ppo": run_ppo_stage,
+        "stage_2_moe": run_moe_stage,
+        "stage_3_maml": run_maml_stage,
+    }
 
 
 def run_pipeline(config: TrainingConfig) -> dict[str, StageResult]:
@@ -127,19 +163,18 @@ def run_pipeline(config: TrainingConfig) -> dict[str, StageResult]:
     print(splits.describe())
     _start_ray(config)
 
-    previous: Path | None = None
     for name in config.stages:
         if name in state.completed:
             print(f"[{name}] already complete -> {state.completed[name].checkpoint}")
-            previous = Path(state.completed[name].checkpoint)
             continue
-        context = StageContext(name, config, run_dir, bars, splits, pipeline, previous)
+        before = config.stages[: config.stages.index(name)]
+        earlier = {done: state.completed[done] for done in before if done in state.completed}
+        context = StageContext(name, config, run_dir, bars, splits, pipeline, earlier)
         started = time.perf_counter()
         result = registry[name](context)
         result.seconds = time.perf_counter() - started
         state.completed[name] = result
         state.save(state_path)
-        previous = Path(result.checkpoint)
     print(summary_table(state.completed))
     return state.completed
 

@@ -1,0 +1,90 @@
+"""RLlib's view of the Mixture of Experts: an RLModule and a PPO learner with a balance loss.
+
+``MoEPPOModule`` wraps the Ray-free ``MoEPolicy`` (what checkpoints hold);
+``MoEPPOLearner`` adds the gate's load-balancing loss to PPO's and logs expert
+utilisation and gate entropy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch import TorchRLModule
+
+from evotrader.models.core_transformer import TransformerSpec
+from evotrader.models.moe_policy import MoEPolicy, Routing, gate_entropy, load_balancing_loss
+
+GATE_PROBS = "gate_probs"
+GATE_WEIGHTS = "gate_weights"
+
+
+class MoEPPOModule(TorchRLModule, ValueFunctionAPI):
+    """RLlib module around ``MoEPolicy``; ``model_config`` holds the encoder and the gate.
+
+    ``model_config`` keys: ``encoder`` (CoreTransformer spec without ``input_dim``, which
+    comes from the observation space), ``num_experts``, ``top_k``, ``gate_hidden``.
+    """
+
+    def setup(self) -> None:
+        encoder = dict(self.model_config["encoder"])
+        encoder["input_dim"] = int(self.observation_space.shape[-1])
+        self.net = MoEPolicy(
+            TransformerSpec.from_dict(encoder),
+            self.action_space.n,
+            int(self.model_config["num_experts"]),
+            int(self.model_config["top_k"]),
+            int(self.model_config["gate_hidden"]),
+        )
+
+    def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        return {Columns.ACTION_DIST_INPUTS: self.net(batch[Columns.OBS])}
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        embedding, routing = self.net.encode(batch[Columns.OBS])
+        return {
+            Columns.ACTION_DIST_INPUTS: self.net.pi(embedding),
+            Columns.EMBEDDINGS: embedding,
+            GATE_PROBS: routing.probs,
+            GATE_WEIGHTS: routing.weights,
+        }
+
+    def compute_values(
+        self, batch: dict[str, Any], embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if embeddings is None:
+            embeddings, _ = self.net.encode(batch[Columns.OBS])
+        return self.net.vf(embeddings).squeeze(-1)
+
+
+class MoEPPOLearner(PPOTorchLearner):
+    """PPO's loss plus ``load_balance_coeff`` times the gate's load-balancing loss.
+
+    The coefficient comes from ``learner_config_dict["load_balance_coeff"]``. Logs, per
+    module, the balance loss, the gate entropy and each expert's utilisation (its mean
+    routing weight), next to PPO's own scalars.
+    """
+
+    def compute_loss_for_module(
+        self, *, module_id: str, config: Any, batch: dict[str, Any], fwd_out: dict[str, Any]
+    ) -> torch.Tensor:
+        loss = super().compute_loss_for_module(
+            module_id=module_id, config=config, batch=batch, fwd_out=fwd_out
+        )
+        net = self.module[module_id].unwrapped().net
+        routing = Routing(fwd_out[GATE_PROBS], fwd_out[GATE_WEIGHTS])
+        balance = load_balancing_loss(routing, net.top_k)
+        utilisation = routing.weights.detach().mean(dim=0)
+        self.metrics.log_dict(
+            {
+                "load_balance_loss": balance.detach(),
+                "gate_entropy": gate_entropy(routing.probs.detach()),
+                **{f"expert_utilisation_{k}": u for k, u in enumerate(utilisation)},
+            },
+            key=module_id,
+            window=1,
+        )
+        return loss + config.learner_config_dict["load_balance_coeff"] * balance

@@ -1,0 +1,116 @@
+"""Adapting a meta-learned (MAML) policy to the period it is about to trade.
+
+Before trading a split, the policy takes its inner-loop steps on episodes drawn from the
+``adapt_bars`` bars just before that split, never from the split itself: adapting on the
+test period would be look-ahead. The adapted copy trades; the meta-learned weights stay.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields
+
+import pandas as pd
+import torch
+from torch import nn
+
+from evotrader.config import EnvConfig, MAMLStageConfig, env_config_from_dict
+from evotrader.data import FeaturePipeline
+from evotrader.env import VectorMarketEnv
+from evotrader.models.loading import policy_from_checkpoint
+from evotrader.models.maml_model import Parameters, adapt_parameters, parameters_of
+from evotrader.models.transformer_policy import TransformerPolicy
+from evotrader.training.checkpoint import Checkpoint
+from evotrader.training.market_envs import vector_env_from
+from evotrader.training.rollouts import collect_rollout
+
+
+def maml_settings(hyperparameters: dict[str, object]) -> MAMLStageConfig:
+    """The MAML settings saved in a checkpoint's hyperparameters (extra keys ignored)."""
+    names = {f.name for f in fields(MAMLStageConfig)}
+    return MAMLStageConfig(**{k: v for k, v in hyperparameters.items() if k in names})  # type: ignore[arg-type]
+
+
+def history_before(
+    bars: pd.DataFrame,
+    split_start: pd.Timestamp,
+    adapt_bars: int,
+    pipeline: FeaturePipeline,
+    window: int,
+) -> pd.DataFrame:
+    """The ``adapt_bars`` decision bars before ``split_start``, plus their feature warm-up."""
+    before = bars.loc[bars.index < split_start]
+    needed = adapt_bars + pipeline.warmup + window
+    if len(before) < needed:
+        raise ValueError(
+            f"adapting before {split_start} needs {needed} bars of history (adapt_bars "
+            f"{adapt_bars} + warm-up {pipeline.warmup} + window {window}), only {len(before)} exist"
+        )
+    return before.iloc[-needed:]
+
+
+def adaptation_path(
+    policy: TransformerPolicy,
+    env: VectorMarketEnv,
+    settings: MAMLStageConfig,
+    seed: int,
+) -> list[Parameters]:
+    """Parameters after 0, 1, ..., ``inner_steps`` steps, each step on fresh episodes."""
+    generator = torch.Generator().manual_seed(seed)
+    path = [{name: value.detach() for name, value in parameters_of(policy).items()}]
+    for step in range(settings.inner_steps):
+        params = {name: value.requires_grad_() for name, value in path[-1].items()}
+        support = collect_rollout(
+            policy, params, env, env.episode_length, env_seed=seed + step, generator=generator
+        )
+        adapted = adapt_parameters(
+            policy,
+            params,
+            support,
+            inner_lr=settings.inner_lr,
+            gamma=settings.gamma,
+            first_order=True,
+        )
+        path.append({name: value.detach() for name, value in adapted.items()})
+    return path
+
+
+def adapted_before(
+    policy: TransformerPolicy,
+    bars: pd.DataFrame,
+    split_start: pd.Timestamp,
+    pipeline: FeaturePipeline,
+    env: EnvConfig,
+    settings: MAMLStageConfig,
+    seed: int,
+) -> TransformerPolicy:
+    """A copy of ``policy`` adapted on the bars just before ``split_start``, in eval mode."""
+    history = history_before(bars, split_start, settings.adapt_bars, pipeline, env.window)
+    episode_length = min(settings.episode_length, settings.adapt_bars - 1)
+    vector_env = vector_env_from(history, settings.num_envs, pipeline, env, episode_length)
+    final = adaptation_path(policy, vector_env, settings, seed)[-1]
+    adapted = copy.deepcopy(policy)
+    with torch.no_grad():
+        for name, value in final.items():
+            adapted.get_parameter(name).copy_(value)
+    return adapted.eval()
+
+
+def trading_policy(checkpoint: Checkpoint, bars: pd.DataFrame, start: pd.Timestamp) -> nn.Module:
+    """The checkpoint's policy, ready to trade from ``start``: MAML adapts on the bars before.
+
+    Every other kind trades its weights as saved. Adaptation is seeded by the checkpoint's
+    own seed, so the same checkpoint and bars always give the same adapted policy.
+    """
+    policy = policy_from_checkpoint(checkpoint)
+    if checkpoint.kind != "maml":
+        return policy
+    return adapted_before(
+        policy,
+        bars,
+        start,
+        FeaturePipeline.from_state(checkpoint.feature_pipeline),
+        env_config_from_dict(checkpoint.env),
+        maml_settings(checkpoint.hyperparameters),
+        int(checkpoint.hyperparameters.get("seed", 0)),
+    )

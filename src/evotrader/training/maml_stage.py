@@ -1,0 +1,217 @@
+"""stage_3_maml: meta-learn initial policy weights that adapt to a new market in a few steps.
+
+Tasks are (symbol, period) slices of the training period, across ``data.universe``; every
+task ends before the run's validation split starts. One meta-iteration samples
+``meta_batch_size`` tasks; for each, the policy takes ``inner_steps`` policy-gradient steps
+on support episodes (``torch.func``), then the loss on fresh query episodes under the adapted
+parameters is differentiated back to the initial ones. Validation adapts on the bars just
+before the validation split and then trades it, exactly as ``run_backtest.py`` does on test.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from evotrader.config import EnvConfig, MAMLStageConfig, execution_from
+from evotrader.data import FeaturePipeline, load_bars
+from evotrader.env import MarketData, VectorMarketEnv
+from evotrader.models import TransformerSpec, math_attention
+from evotrader.models.maml_model import adapt_parameters, parameters_of, policy_gradient_loss
+from evotrader.models.moe_policy import MoEPolicy
+from evotrader.models.transformer_policy import TransformerPolicy
+from evotrader.training.adaptation import adapted_before
+from evotrader.training.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.training.evaluation import validate
+from evotrader.training.market_envs import vector_env_from
+from evotrader.training.pipeline import StageContext, StageResult
+from evotrader.training.rollouts import collect_rollout
+
+
+@dataclass(frozen=True)
+class Task:
+    """One (symbol, period) slice and the vector env that samples episodes from it."""
+
+    name: str
+    env: VectorMarketEnv
+
+
+@dataclass(frozen=True)
+class MetaStep:
+    """One meta-update: mean episode returns before and after adaptation, and the loss."""
+
+    pre_return: float
+    post_return: float
+    meta_loss: float
+
+
+def run_maml_stage(ctx: StageContext) -> StageResult:
+    settings = ctx.config.stage_3_maml
+    tasks = build_tasks(ctx)
+    print(f"[{ctx.name}] {len(tasks)} tasks: {', '.join(task.name for task in tasks[:6])}, ...")
+    policy = initial_policy(ctx)
+    last_path = ctx.stage_dir / "last.pth"
+    start, best = 0, {"sharpe": -np.inf}
+    if last_path.exists():
+        last = load_checkpoint(last_path)
+        policy.load_state_dict(last.state_dict)
+        start, best = int(last.extra["iteration"]), dict(last.extra["best"])
+        print(f"[{ctx.name}] resuming after meta-iteration {start} from {last_path}")
+    optimizer = torch.optim.Adam(policy.parameters(), lr=settings.outer_lr)
+    writer = SummaryWriter(str(ctx.tensorboard_dir), purge_step=start + 1)
+    hyperparameters = asdict(settings)
+    for iteration in range(start + 1, settings.meta_iterations + 1):
+        began = time.perf_counter()
+        # Everything random in an iteration derives from (seed, iteration): resume-exact.
+        rng = np.random.default_rng([ctx.config.seed, iteration])
+        batch = [tasks[i] for i in rng.choice(len(tasks), settings.meta_batch_size)]
+        step = meta_step(policy, optimizer, batch, settings, int(rng.integers(2**31)))
+        scalars = asdict(step) | {"seconds": time.perf_counter() - began}
+        for name, value in scalars.items():
+            writer.add_scalar(f"train/{name}", value, iteration)
+        line = " ".join(f"{name}={value:.4g}" for name, value in scalars.items())
+        print(f"[{ctx.name}] meta-iter {iteration}/{settings.meta_iterations} {line}", flush=True)
+
+        if iteration % settings.eval_interval == 0 or iteration == settings.meta_iterations:
+            adapted = adapted_before(
+                policy,
+                ctx.bars,
+                ctx.splits.validation.index[0],
+                ctx.pipeline,
+                ctx.config.env,
+                settings,
+                ctx.config.seed,
+            )
+            numbers = validate(ctx, adapted, iteration, writer, best)
+            if numbers["sharpe"] > best["sharpe"]:
+                best = numbers
+                save_checkpoint(
+                    ctx.checkpoint("maml", policy, hyperparameters, numbers, iteration=iteration),
+                    ctx.checkpoint_path,
+                )
+        save_checkpoint(
+            ctx.checkpoint("maml", policy, hyperparameters, best, iteration=iteration, best=best),
+            last_path,
+        )
+    writer.close()
+    return StageResult(checkpoint=str(ctx.checkpoint_path), validation=best, seconds=0.0)
+
+
+def meta_step(
+    policy: TransformerPolicy,
+    optimizer: torch.optim.Optimizer,
+    tasks: list[Task],
+    settings: MAMLStageConfig,
+    seed: int,
+) -> MetaStep:
+    """One outer update over ``tasks``: adapt on support episodes, score on query episodes."""
+    generator = torch.Generator().manual_seed(seed)
+    steps = settings.episode_length
+    pre, post, total = [], [], torch.zeros(())
+    with math_attention():  # second-order gradients through attention need the MATH kernel
+        for index, task in enumerate(tasks):
+            env_seed = seed + 1000 * index
+            params = parameters_of(policy)
+            for inner in range(settings.inner_steps):
+                support = collect_rollout(
+                    policy, params, task.env, steps, env_seed=env_seed + inner, generator=generator
+                )
+                if inner == 0:
+                    pre.append(support.mean_episode_return)
+                params = adapt_parameters(
+                    policy,
+                    params,
+                    support,
+                    inner_lr=settings.inner_lr,
+                    gamma=settings.gamma,
+                    first_order=settings.first_order,
+                )
+            query = collect_rollout(
+                policy, params, task.env, steps, env_seed=env_seed + 999, generator=generator
+            )
+            post.append(query.mean_episode_return)
+            total = total + policy_gradient_loss(policy, params, query, settings.gamma)
+        meta_loss = total / len(tasks)
+        optimizer.zero_grad()
+        meta_loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.grad_clip)
+    optimizer.step()
+    return MetaStep(float(np.mean(pre)), float(np.mean(post)), meta_loss.item())
+
+
+def build_tasks(ctx: StageContext) -> list[Task]:
+    """(symbol, period) tasks from ``data.universe``, all before the validation split."""
+    data, settings = ctx.config.data, ctx.config.stage_3_maml
+    train_end = ctx.splits.train.index[-1]
+    frames = {data.symbol: ctx.splits.train}
+    for symbol in data.universe:
+        if symbol != data.symbol:
+            bars = load_bars(data.source, symbol, data.start, None, **data.options)
+            frames[symbol] = bars.loc[:train_end]
+    return tasks_from(frames, ctx.pipeline, ctx.config.env, settings)
+
+
+def tasks_from(
+    frames: dict[str, pd.DataFrame],
+    pipeline: FeaturePipeline,
+    env: EnvConfig,
+    settings: MAMLStageConfig,
+) -> list[Task]:
+    """Cut each symbol's bars into consecutive periods of ``task_bars`` bars, one task each."""
+    tasks = []
+    for symbol, bars in frames.items():
+        for start in range(0, len(bars) - settings.task_bars + 1, settings.task_bars):
+            period = bars.iloc[start : start + settings.task_bars]
+            name = f"{symbol}[{period.index[0]:%Y-%m-%d}..{period.index[-1]:%Y-%m-%d}]"
+            vector_env = vector_env_from(
+                period, settings.num_envs, pipeline, env, settings.episode_length
+            )
+            tasks.append(Task(name, vector_env))
+    if not tasks:
+        raise ValueError(
+            f"no MAML task fits: every symbol in {sorted(frames)} has fewer than task_bars="
+            f"{settings.task_bars} bars before validation; lower stage_3_maml.task_bars"
+        )
+    return tasks
+
+
+def initial_policy(ctx: StageContext) -> TransformerPolicy:
+    """The best earlier stage's CoreTransformer and heads (for a MoE, its busiest expert)."""
+    source = ctx.best_previous_checkpoint()
+    if source is None:
+        print(f"[{ctx.name}] no earlier stage: meta-learning from a fresh policy")
+        return fresh_policy(ctx)
+    checkpoint = load_checkpoint(source)
+    if checkpoint.kind == "moe":
+        mixture = MoEPolicy.from_architecture(checkpoint.architecture)
+        mixture.load_state_dict(checkpoint.state_dict)
+        windows = training_windows(ctx)
+        busiest = int(mixture.utilisation(windows).argmax())
+        print(f"[{ctx.name}] starting from expert {busiest} of {source}")
+        return mixture.expert_policy(busiest)
+    policy = TransformerPolicy.from_architecture(checkpoint.architecture)
+    policy.load_state_dict(checkpoint.state_dict)
+    print(f"[{ctx.name}] starting from {source}")
+    return policy
+
+
+def fresh_policy(ctx: StageContext) -> TransformerPolicy:
+    """A fresh policy sized from the configured model and the observation channels."""
+    channels = training_windows(ctx).shape[-1]
+    spec = TransformerSpec(input_dim=int(channels), **asdict(ctx.config.model))
+    torch.manual_seed(ctx.config.seed)
+    return TransformerPolicy(spec, len(ctx.config.env.positions))
+
+
+def training_windows(ctx: StageContext) -> torch.Tensor:
+    """Observation windows of the training split (agent-state channels zero)."""
+    env = ctx.config.env
+    market = MarketData.build(
+        ctx.splits.train, ctx.pipeline, env.window, execution_from(env.execution), env.agent_state
+    )
+    return torch.as_tensor(market.windows(), dtype=torch.float32)

@@ -1,0 +1,76 @@
+"""stage_2_moe: PPO from Ray RLlib trains a Mixture of CoreTransformer experts.
+
+Experts start from the best earlier stage's weights (``warm_start``) when that stage saved
+a plain TransformerPolicy of the same shape, so the mixture begins where PPO ended and the
+gate learns to split the work. TensorBoard gets expert utilisation, gate entropy and the
+load-balancing loss next to PPO's scalars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from evotrader.models.moe_model import MoEPPOLearner, MoEPPOModule
+from evotrader.models.moe_policy import MoEPolicy
+from evotrader.models.transformer_policy import TransformerPolicy
+from evotrader.training.checkpoint import load_checkpoint
+from evotrader.training.pipeline import StageContext, StageResult
+from evotrader.training.rllib_stage import RLlibStage, run_rllib_stage
+
+
+def moe_stage(ctx: StageContext) -> RLlibStage:
+    settings = ctx.config.stage_2_moe
+    return RLlibStage(
+        kind="moe",
+        settings=settings,
+        module_spec=RLModuleSpec(
+            module_class=MoEPPOModule,
+            model_config={
+                "encoder": asdict(ctx.config.model),
+                "num_experts": settings.num_experts,
+                "top_k": settings.top_k,
+                "gate_hidden": settings.gate_hidden,
+            },
+        ),
+        learner_class=MoEPPOLearner,
+        learner_config={"load_balance_coeff": settings.load_balance_coeff},
+        learner_scalars=(
+            "load_balance_loss",
+            "gate_entropy",
+            *(f"expert_utilisation_{k}" for k in range(settings.num_experts)),
+        ),
+    )
+
+
+def run_moe_stage(ctx: StageContext) -> StageResult:
+    stage = moe_stage(ctx)
+    return run_rllib_stage(ctx, stage, warm_start_weights(ctx, stage))
+
+
+def warm_start_weights(ctx: StageContext, stage: RLlibStage) -> dict[str, torch.Tensor] | None:
+    """Mixture weights whose experts all copy the best earlier PPO policy, if there is one."""
+    source = ctx.best_previous_checkpoint() if ctx.config.stage_2_moe.warm_start else None
+    if source is None:
+        print(f"[{ctx.name}] experts start from scratch")
+        return None
+    checkpoint = load_checkpoint(source)
+    if checkpoint.kind != "ppo":
+        print(f"[{ctx.name}] best earlier stage is {checkpoint.kind!r}, not ppo: no warm start")
+        return None
+    donor = TransformerPolicy.from_architecture(checkpoint.architecture)
+    donor.load_state_dict(checkpoint.state_dict)
+    config = stage.module_spec.model_config
+    mixture = MoEPolicy(
+        donor.spec,
+        donor.num_actions,
+        config["num_experts"],
+        config["top_k"],
+        config["gate_hidden"],
+    )
+    # Raises, naming both shapes, if the model config changed since the donor was trained.
+    mixture.warm_start(donor, seed=ctx.config.seed)
+    print(f"[{ctx.name}] experts warm-started from {source}")
+    return mixture.state_dict()

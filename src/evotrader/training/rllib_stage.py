@@ -1,0 +1,182 @@
+"""The RLlib stages (stage_1_ppo, stage_2_moe): one PPO training loop for any of our modules.
+
+One loop you can follow: train an iteration, log it, every ``eval_interval`` iterations
+backtest the current policy on the validation split (out of sample, after costs) and keep
+the best, and after every iteration save ``last.pth`` so an interrupted run resumes.
+A stage differs only in its ``RLlibStage``: the RLModule, an optional learner subclass
+(MoE's load-balancing loss) and the extra learner scalars it logs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.core.learner import Learner
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.tune.registry import register_env
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from evotrader.config import PPOStageConfig
+from evotrader.training.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.training.evaluation import validate
+from evotrader.training.market_envs import ENV_NAME, make_vector_env, vector_env_config
+from evotrader.training.pipeline import StageContext, StageResult
+
+MODULE_ID = "default_policy"
+TRAIN_SCALARS = {
+    "episode_return": ("env_runners", "episode_return_mean"),
+    "policy_loss": ("learners", MODULE_ID, "policy_loss"),
+    "value_loss": ("learners", MODULE_ID, "vf_loss"),
+    "entropy": ("learners", MODULE_ID, "entropy"),
+    "kl": ("learners", MODULE_ID, "mean_kl_loss"),
+}
+
+
+@dataclass(frozen=True)
+class RLlibStage:
+    """What makes one RLlib stage differ from another."""
+
+    kind: str  # checkpoint kind, e.g. "ppo", "moe"
+    settings: PPOStageConfig
+    module_spec: RLModuleSpec
+    learner_class: type[Learner] | None = None
+    learner_config: dict[str, Any] = field(default_factory=dict)
+    learner_scalars: tuple[str, ...] = ()  # extra per-module learner metrics to log
+
+
+def run_rllib_stage(
+    ctx: StageContext, stage: RLlibStage, initial_weights: dict[str, torch.Tensor] | None = None
+) -> StageResult:
+    """Train with PPO on RLlib; ``initial_weights`` warm-start a fresh (not a resumed) run."""
+    settings = stage.settings
+    algo = build_algorithm(ctx, stage)
+    last_path = ctx.stage_dir / "last.pth"
+    start, best = 0, {"sharpe": -np.inf}
+    if last_path.exists():
+        last = load_checkpoint(last_path)
+        set_policy_weights(algo, last.state_dict)
+        start, best = int(last.extra["iteration"]), dict(last.extra["best"])
+        print(f"[{ctx.name}] resuming after iteration {start} from {last_path}")
+    elif initial_weights is not None:
+        set_policy_weights(algo, initial_weights)
+    scalar_paths = TRAIN_SCALARS | {
+        name: ("learners", MODULE_ID, name) for name in stage.learner_scalars
+    }
+    writer = SummaryWriter(str(ctx.tensorboard_dir), purge_step=start + 1)
+    sampled = 0  # env steps sampled so far by this algorithm instance
+    for iteration in range(start + 1, settings.iterations + 1):
+        began = time.perf_counter()
+        result = algo.train()
+        seconds = time.perf_counter() - began
+        steps = _env_steps(result)
+        scalars = {name: _lookup(result, path) for name, path in scalar_paths.items()}
+        scalars["env_steps_per_second"] = (steps - sampled) / seconds
+        sampled = steps
+        for name, value in scalars.items():
+            if np.isfinite(value):  # e.g. no episode finished during this iteration
+                writer.add_scalar(f"train/{name}", value, iteration)
+        line = " ".join(f"{name}={value:.4g}" for name, value in scalars.items())
+        print(f"[{ctx.name}] iter {iteration}/{settings.iterations} {line}", flush=True)
+
+        policy = current_policy(algo)
+        hyperparameters = asdict(settings)
+        if iteration % settings.eval_interval == 0 or iteration == settings.iterations:
+            numbers = validate(ctx, policy, iteration, writer, best)
+            if numbers["sharpe"] > best["sharpe"]:
+                best = numbers
+                save_checkpoint(
+                    ctx.checkpoint(
+                        stage.kind, policy, hyperparameters, numbers, iteration=iteration
+                    ),
+                    ctx.checkpoint_path,
+                )
+        save_checkpoint(
+            ctx.checkpoint(
+                stage.kind, policy, hyperparameters, best, iteration=iteration, best=best
+            ),
+            last_path,
+        )
+    writer.close()
+    algo.stop()
+    return StageResult(checkpoint=str(ctx.checkpoint_path), validation=best, seconds=0.0)
+
+
+def build_algorithm(ctx: StageContext, stage: RLlibStage) -> Algorithm:
+    """PPO on the vectorised market env of the training split, seeded."""
+    settings = stage.settings
+    register_env(ENV_NAME, make_vector_env)
+    ppo = (
+        PPOConfig()
+        .environment(ENV_NAME, env_config=vector_env_config(ctx, ctx.splits.train))
+        .env_runners(
+            num_env_runners=settings.num_env_runners,
+            num_envs_per_env_runner=settings.num_envs_per_env_runner,
+            gym_env_vectorize_mode="vector_entry_point",
+        )
+        .training(
+            lr=settings.lr,
+            gamma=settings.gamma,
+            lambda_=settings.lambda_,
+            clip_param=settings.clip_param,
+            entropy_coeff=settings.entropy_coeff,
+            vf_loss_coeff=settings.vf_loss_coeff,
+            grad_clip=settings.grad_clip,
+            train_batch_size_per_learner=settings.train_batch_size,
+            minibatch_size=settings.minibatch_size,
+            num_epochs=settings.num_epochs,
+        )
+        .rl_module(rl_module_spec=stage.module_spec)
+        .debugging(seed=ctx.config.seed)
+        .reporting(metrics_num_episodes_for_smoothing=20)
+    )
+    if stage.learner_class is not None:
+        ppo = ppo.learners(
+            learner_class=stage.learner_class, learner_config_dict=stage.learner_config
+        )
+    return ppo.build_algo()
+
+
+def current_policy(algo: Algorithm) -> nn.Module:
+    """The learner's current weights as a plain, Ray-free copy of the module's ``net``."""
+    net = algo.get_module(MODULE_ID).net
+    policy = type(net).from_architecture(net.architecture())
+    policy.load_state_dict(policy_weights(algo))
+    return policy.eval()
+
+
+def policy_weights(algo: Algorithm) -> dict[str, torch.Tensor]:
+    weights = algo.learner_group.get_weights(module_ids=[MODULE_ID])[MODULE_ID]
+    prefix = "net."
+    return {
+        key[len(prefix) :]: torch.as_tensor(np.asarray(value))
+        for key, value in weights.items()
+        if key.startswith(prefix)
+    }
+
+
+def set_policy_weights(algo: Algorithm, state_dict: dict[str, torch.Tensor]) -> None:
+    """Restore weights into the running learner and push them to every env runner."""
+    module_state = {f"net.{key}": value.numpy() for key, value in state_dict.items()}
+    algo.learner_group.set_weights({MODULE_ID: module_state})
+    algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group)
+
+
+def _env_steps(result: dict[str, Any]) -> int:
+    steps = _lookup(result, ("env_runners", "num_env_steps_sampled_lifetime"))
+    return 0 if np.isnan(steps) else int(steps)
+
+
+def _lookup(result: dict[str, Any], path: tuple[str, ...]) -> float:
+    node: Any = result
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return float("nan")
+        node = node[key]
+    return float(node)
