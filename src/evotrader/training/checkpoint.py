@@ -27,6 +27,7 @@ from evotrader import __version__
 FORMAT_VERSION = 1
 FORMAT_MARKER = "evotrader-checkpoint"
 CHAMPION_STAGE = "autonomous_final"
+STAGE_ORDER = ("stage_4_autonomous", "stage_3_maml", "stage_2_moe", "stage_1_ppo")
 
 
 class CheckpointError(ValueError):
@@ -79,6 +80,40 @@ def checkpoint_name(symbol: str, stage: str) -> str:
                 f"checkpoint {label} must be non-empty without path separators: {part!r}"
             )
     return f"{symbol}_{stage}.pth"
+
+
+def find_champion(runs_dir: str | Path, symbol: str) -> Path | None:
+    """``{symbol}_autonomous_final.pth`` of the most recently modified run that has one."""
+    for run in _runs_newest_first(Path(runs_dir)):
+        champion = run / checkpoint_name(symbol, CHAMPION_STAGE)
+        if champion.exists():
+            return champion
+    return None
+
+
+def find_checkpoint(runs_dir: str | Path, symbol: str) -> Path:
+    """The champion if any run has one, else the most advanced stage of the latest run.
+
+    The backtest runner and the live bot both load through this, so they pick the same file.
+    """
+    runs_dir = Path(runs_dir)
+    champion = find_champion(runs_dir, symbol)
+    if champion is not None:
+        return champion
+    for run in _runs_newest_first(runs_dir):
+        for stage in STAGE_ORDER:
+            candidate = run / checkpoint_name(symbol, stage)
+            if candidate.exists():
+                return candidate
+    raise FileNotFoundError(
+        f"no checkpoint for {symbol} under {runs_dir}/; train one with "
+        f"`python run_training.py data.symbol={symbol}` or pass --checkpoint PATH"
+    )
+
+
+def _runs_newest_first(runs_dir: Path) -> list[Path]:
+    runs = (run for run in runs_dir.glob("*") if run.is_dir())
+    return sorted(runs, key=lambda run: run.stat().st_mtime, reverse=True)
 
 
 def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
