@@ -1,0 +1,1 @@
+"""Test support: local stand-ins for services that cannot run here (IB's TWS API)."""
