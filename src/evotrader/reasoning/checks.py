@@ -1,0 +1,46 @@
+"""Input checks shared by the reasoning components: batches of paths, clearly rejected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def as_batch(values: Any, what: str, min_length: int) -> np.ndarray:
+    """``values`` as a finite float64 array (batch, length) with length >= ``min_length``.
+
+    ``what`` names the caller and argument in every error (e.g. ``"hmm.predict_proba windows"``).
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"{what}: expected a 2-d array (batch, length), got shape {array.shape}")
+    if array.shape[0] == 0:
+        raise ValueError(f"{what}: empty batch, shape {array.shape}")
+    if array.shape[1] < min_length:
+        raise ValueError(
+            f"{what}: length {array.shape[1]} is too short, need at least {min_length}"
+        )
+    bad = ~np.isfinite(array)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{what}: {int(bad.sum())} non-finite value(s), first at [{row}, {col}] "
+            f"= {array[row, col]}"
+        )
+    return array
+
+
+def as_series(values: Any, what: str, min_length: int) -> np.ndarray:
+    """``values`` as a finite float64 1-d array of at least ``min_length`` values."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{what}: expected a 1-d array, got shape {array.shape}")
+    return as_batch(array[None, :], what, min_length)[0]
+
+
+def check_fields(owner: str, problems: list[tuple[bool, str]]) -> None:
+    """Raise one ValueError naming ``owner`` and every (failed, message) problem that failed."""
+    failed = [message for bad, message in problems if bad]
+    if failed:
+        raise ValueError(f"{owner}: " + "; ".join(failed))
