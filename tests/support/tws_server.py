@@ -193,7 +193,8 @@ class TwsServer:
         lifetime_s: float = 30.0,
         server_version: int = SERVER_VERSION,
     ) -> None:
-        self.stocks = {s.symbol: s for s in stocks}
+        self.listings = list(stocks)  # contract details describe every listing
+        self.stocks = {s.symbol: s for s in reversed(self.listings)}  # trading: the first
         self.account = account
         self.cash = cash
         self.commission_per_share = commission_per_share
@@ -695,18 +696,25 @@ class TwsServer:
     # contracts and bars
 
     def _req_contract_details(self, client: _Client, f: list[str]) -> None:
-        req_id = int(f[2])
-        stock = self._stock(f[3], f[4])
-        if stock is None or f[5] not in ("", "STK") or f[12] not in ("", stock.currency):
+        req_id, con_id, symbol, sec_type, currency = int(f[2]), int(f[3] or 0), f[4], f[5], f[12]
+        matches = [
+            s
+            for s in self.listings
+            if (s.con_id == con_id if con_id else s.symbol == symbol)
+            and sec_type in ("", "STK")
+            and currency in ("", s.currency)
+        ]
+        if not matches:
             self._error(client, req_id, 200, "No security definition has been found")
             return
-        client.send(
-            10, req_id, stock.symbol, "STK", "", 0, "", f[10] or "SMART", stock.currency,
-            stock.symbol, "NMS", "NMS", stock.con_id, stock.min_tick, "", "LMT,MKT",
-            f"SMART,{stock.primary_exchange}", 1, 0, stock.long_name or stock.symbol,
-            stock.primary_exchange, "", "", "", "", "US/Eastern", "", "", "", "", 0, 1, "",
-            "", "26", "", "COMMON", 1, 1, 100,
-        )  # fmt: skip
+        for stock in matches:
+            client.send(
+                10, req_id, stock.symbol, "STK", "", 0, "", f[10] or "SMART", stock.currency,
+                stock.symbol, "NMS", "NMS", stock.con_id, stock.min_tick, "", "LMT,MKT",
+                f"SMART,{stock.primary_exchange}", 1, 0, stock.long_name or stock.symbol,
+                stock.primary_exchange, "", "", "", "", "US/Eastern", "", "", "", "", 0, 1, "",
+                "", "26", "", "COMMON", 1, 1, 100,
+            )  # fmt: skip
         client.send(52, 1, req_id)
 
     def _req_historical_data(self, client: _Client, f: list[str]) -> None:

@@ -289,9 +289,6 @@ class IBKRBroker(Broker):
             self._account_id = self._choose_account(self._ib.managedAccounts())
             # Orders placed under another client id are not in the startup sync.
             self._call("connect", self._ib.reqAllOpenOrders)
-            for stream in self._streams.values():
-                stream.bars = None
-                self._start_stream(stream)
         except BaseException:
             self._ib.disconnect()
             raise
@@ -337,6 +334,17 @@ class IBKRBroker(Broker):
 
     def now(self) -> pd.Timestamp:
         return self._clock()
+
+    def wait(self, seconds: float) -> None:
+        """Pause with the event loop running, so IB's messages keep being processed; a
+        disconnect during the pause surfaces on the next call."""
+        if not self.is_connected():
+            time.sleep(seconds)
+            return
+        try:
+            self._ib.sleep(seconds)
+        except ConnectionError:
+            log.warning("IBKR: connection to %s lost while waiting", self.where)
 
     def _require_connection(self, call: str) -> None:
         if not self.is_connected():
@@ -481,7 +489,7 @@ class IBKRBroker(Broker):
             float(bar.high),
             float(bar.low),
             float(bar.close),
-            float(bar.volume),
+            max(float(bar.volume), 0.0),  # IB sends -1 where it has no volume (MIDPOINT)
         )
 
     def _closed_bars(self, symbol: str, bars: Iterable[Any]) -> list[Bar]:
@@ -512,8 +520,17 @@ class IBKRBroker(Broker):
         except DataError as exc:
             raise BrokerError(f"IBKR history {instrument.symbol}: bad bars from IB: {exc}") from exc
         if good:
-            self._delivered[instrument.symbol] = good[-1].timestamp
+            self._handed_out(instrument.symbol, good[-1].timestamp)
         return frame
+
+    def _handed_out(self, symbol: str, last: pd.Timestamp) -> None:
+        """Bars up to ``last`` reached the runner through ``history`` (a warm-up or a
+        back-fill after a reconnect); the stream must not hand them out again."""
+        self._delivered[symbol] = last
+        stream = self._streams.get(symbol)
+        if stream is not None and (stream.last_emitted is None or stream.last_emitted < last):
+            stream.last_emitted = last
+        self._queue = deque(b for b in self._queue if b.symbol != symbol or b.timestamp > last)
 
     def subscribe(self, instrument: Instrument) -> None:
         stream = self._streams.get(instrument.symbol)
@@ -589,6 +606,17 @@ class IBKRBroker(Broker):
                 request.client_ref,
                 known.status,
             )
+            trade = self._trade(request.client_ref)
+            if trade is not None and (
+                trade.order.action != request.side
+                or abs(trade.order.totalQuantity - request.quantity) > 1e-9
+            ):
+                log.warning(
+                    "IBKR: order %s differs from the known one (%s %g); the known one stands",
+                    request.client_ref,
+                    trade.order.action,
+                    trade.order.totalQuantity,
+                )
             return known
         contract = self._contract(request.instrument)
         quantity = self._checked_quantity(request)
@@ -653,7 +681,11 @@ class IBKRBroker(Broker):
 
     def open_orders(self) -> list[OrderState]:
         self._refresh("open_orders")
-        return [self._state(t) for t in self._ib.openTrades() if t.order.orderRef]
+        return [
+            self._state(t)
+            for t in self._ib.openTrades()
+            if t.order.orderRef and t.order.account in ("", self._account_id)
+        ]
 
     def _trade(self, client_ref: str) -> Any:
         """The newest ib_async trade with this orderRef, preferring one still working."""
@@ -690,12 +722,12 @@ class IBKRBroker(Broker):
         total = order.totalQuantity
         errors = [e for e in trade.log if e.errorCode]
         reason = errors[-1].message if errors else ""
+        # ib_async logs an error that ends a live order with the order's final status.
+        rejected = any(e.status in DONE_STATES and e.errorCode not in CANCEL_CODES for e in errors)
         ib_status = status.status
         if ib_status == "Filled" or (total > 0 and filled >= total - 1e-9):
             state = OrderStatus.FILLED
-        elif ib_status == "Inactive" or (
-            ib_status in DONE_STATES and errors and errors[-1].errorCode not in CANCEL_CODES
-        ):
+        elif ib_status == "Inactive" or (ib_status in DONE_STATES and rejected):
             state = OrderStatus.REJECTED
         elif ib_status in DONE_STATES:
             state = OrderStatus.CANCELLED
@@ -725,6 +757,8 @@ class IBKRBroker(Broker):
         result = []
         for fill in self._ib.fills():
             ex = fill.execution
+            if self._other_contract(fill.contract):
+                continue
             first_seen = self._first_seen.setdefault(ex.execId, now)
             has_cost = fill.commissionReport.execId == ex.execId
             if not has_cost:
@@ -748,11 +782,21 @@ class IBKRBroker(Broker):
 
     def positions(self) -> dict[str, Position]:
         self._refresh("positions")
-        return {
-            p.contract.symbol: Position(p.contract.symbol, float(p.position), float(p.avgCost))
-            for p in self._ib.positions(self._account_id)
-            if p.position != 0
-        }
+        result: dict[str, Position] = {}
+        for p in self._ib.positions(self._account_id):
+            symbol = p.contract.symbol
+            if p.position == 0 or self._other_contract(p.contract):
+                continue
+            if symbol in result:
+                log.warning("IBKR positions: several contracts named %s; reporting one", symbol)
+                continue
+            result[symbol] = Position(symbol, float(p.position), float(p.avgCost))
+        return result
+
+    def _other_contract(self, contract: Any) -> bool:
+        """True for, say, an option on a symbol we trade: same name, another contract."""
+        ours = self._contracts.get(contract.symbol)
+        return ours is not None and contract.conId != ours.conId
 
     def account(self) -> Account:
         self._refresh("account")

@@ -5,6 +5,7 @@ message as ib_async's decoder reads it; the autouse fixture fails any test in wh
 ib_async could not decode one of them.
 """
 
+import dataclasses
 import logging
 import socket
 import time
@@ -28,6 +29,7 @@ from evotrader.live.broker import (
 )
 from evotrader.live.ibkr_broker import IBKRBroker, IBKRConfig, ib_duration, mask_account
 
+pytestmark = pytest.mark.timeout(60)  # the stand-in also stops itself after 30 s
 T = TypeVar("T")
 GOOG = Stock("GOOG", 208813720, long_name="ALPHABET INC-CL C")
 MSFT = Stock("MSFT", 272093, primary_exchange="NASDAQ")
@@ -206,6 +208,21 @@ def test_qualify_resolves_the_contract_and_rejects_unknown_ones(broker: IBKRBrok
         broker.qualify(Instrument("GOOG", currency="EUR"))
 
 
+def test_qualify_refuses_an_ambiguous_symbol_until_given_the_conid(clock: Clock) -> None:
+    listings = [Stock("SHOP", 195014116, "NYSE"), Stock("SHOP", 195014081, "TSE", "CAD")]
+    with TwsServer(listings, lifetime_s=10.0) as tws:
+        broker = make_broker(tws, clock)
+        broker.connect()
+        try:
+            with pytest.raises(UnknownInstrument, match=r"matches 2 contracts.*195014081"):
+                broker.qualify(Instrument("SHOP", currency=""))
+            assert broker.qualify(Instrument("SHOP", currency="CAD")).broker_id == "195014081"
+            chosen = broker.qualify(Instrument("SHOP", currency="", broker_id="195014116"))
+            assert chosen.broker_id == "195014116"
+        finally:
+            broker.disconnect()
+
+
 def test_history_returns_the_last_closed_bars(tws: TwsServer, broker: IBKRBroker) -> None:
     frame = broker.history(Instrument("GOOG"), 20)
     expected = closed_history()[-21:-1]  # the forming bar at T0 is left out
@@ -230,6 +247,18 @@ def test_daily_history_is_labelled_by_date(tws: TwsServer) -> None:
         broker.disconnect()
     assert list(frame.index) == list(days[:-1].tz_localize(None))
     assert list(frame["close"]) == [50.0, 51.0, 52.0, 53.0, 54.0]
+
+
+def test_history_skips_and_logs_bad_bars(
+    tws: TwsServer, broker: IBKRBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    bars = closed_history(5)
+    bad = HistoricalBar(bars[2].start, 100.0, 99.0, 98.0, 101.0, 10.0)  # high below close
+    tws.set_history("GOOG", [*bars[:2], bad, *bars[3:]])
+    frame = broker.history(Instrument("GOOG"), 10)
+    assert naive(bad.start) not in frame.index
+    assert list(frame.index) == [naive(b.start) for b in bars[:-1] if b is not bars[2]]
+    assert any("skipping bar" in r.getMessage() for r in caplog.records)
 
 
 def test_history_errors_from_ib_become_broker_errors(tws: TwsServer, broker: IBKRBroker) -> None:
@@ -291,7 +320,7 @@ def test_reconnect_after_server_disconnect_resumes_the_stream(
     tws.stream_bar("GOOG", minute_bar(T0 + MINUTE, 131.0))
     first = broker.next_bar(2.0)
     assert first is not None and first.timestamp == naive(T0)
-    tws.drop_connections(refuse_for_s=0.3)
+    tws.drop_connections(refuse_for_s=0.5)
     with pytest.raises(BrokerDisconnected):
         broker.next_bar(2.0)
     assert not broker.is_connected()
@@ -309,11 +338,35 @@ def test_reconnect_after_server_disconnect_resumes_the_stream(
     assert bar is not None and (bar.timestamp, bar.close) == (naive(T0 + 3 * MINUTE), 134.0)
 
 
+def test_back_fill_through_history_is_not_streamed_again(
+    tws: TwsServer, broker: IBKRBroker, clock: Clock
+) -> None:
+    """The runner's reconnect: history() back-fills the gap, then subscribe() resumes."""
+    goog = Instrument("GOOG")
+    broker.history(goog, 10)
+    broker.subscribe(goog)
+    tws.drop_connections()
+    with pytest.raises(BrokerDisconnected):
+        broker.next_bar(2.0)
+    for k in (1, 2):
+        tws.stream_bar("GOOG", minute_bar(T0 + k * MINUTE, 131.0 + k))
+    clock.now = pd.Timestamp(T0 + 2 * MINUTE + 30, unit="s", tz="UTC")
+    broker.wait(0.01)
+    broker.connect()
+    frame = broker.history(goog, 10)
+    assert list(frame.index[-2:]) == [naive(T0), naive(T0 + MINUTE)]
+    broker.subscribe(goog)
+    assert broker.next_bar(0.2) is None  # T0 and T0+1min came through history already
+    tws.stream_bar("GOOG", minute_bar(T0 + 3 * MINUTE, 140.0))
+    bar = broker.next_bar(2.0)
+    assert bar is not None and bar.timestamp == naive(T0 + 2 * MINUTE)
+
+
 # ----- orders, fills, positions -----------------------------------------------------------
 
 
 def test_market_order_fills_with_commission_and_moves_the_position(
-    tws: TwsServer, broker: IBKRBroker
+    tws: TwsServer, broker: IBKRBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     tws.set_price("GOOG", 101.5)
     request = OrderRequest("run1-0001", Instrument("GOOG"), Side.BUY, 300.0)
@@ -343,7 +396,10 @@ def test_market_order_fills_with_commission_and_moves_the_position(
     assert fill.timestamp.tzinfo is not None
     assert broker.positions()["GOOG"].quantity == 300.0
     assert broker.place_order(request).status is OrderStatus.FILLED  # known: not resent
+    changed = dataclasses.replace(request, quantity=5.0)
+    assert broker.place_order(changed).filled_quantity == 300.0
     assert len(tws.messages(3)) == 1
+    assert any("differs from the known one" in r.getMessage() for r in caplog.records)
 
 
 def test_limit_order_partial_fills_then_cancel(tws: TwsServer, broker: IBKRBroker) -> None:
