@@ -239,6 +239,7 @@ class IBKRBroker(Broker):
         self._queue: deque[Bar] = deque()
         self._stream_errors: list[str] = []
         self._first_seen: dict[str, float] = {}
+        self._closing = False
         self.connect_attempts = 0
 
     @property
@@ -266,7 +267,7 @@ class IBKRBroker(Broker):
                     account=self.config.account,
                 )
                 break
-            except (OSError, ConnectionError) as exc:
+            except OSError as exc:  # refused, timed out, or dropped during the sync
                 if attempt == self.config.max_connect_attempts:
                     raise BrokerDisconnected(
                         f"IBKR: cannot connect to {self.where} after {attempt} attempts "
@@ -290,7 +291,7 @@ class IBKRBroker(Broker):
             # Orders placed under another client id are not in the startup sync.
             self._call("connect", self._ib.reqAllOpenOrders)
         except BaseException:
-            self._ib.disconnect()
+            self.disconnect()
             raise
         positions = self.positions()
         log.info(
@@ -327,7 +328,11 @@ class IBKRBroker(Broker):
         return account
 
     def disconnect(self) -> None:
-        self._ib.disconnect()
+        self._closing = True
+        try:
+            self._ib.disconnect()
+        finally:
+            self._closing = False
 
     def is_connected(self) -> bool:
         return self._ib.isConnected()
@@ -403,7 +408,10 @@ class IBKRBroker(Broker):
                 self._stream_errors.append(f"IBKR bar stream {symbol}: IB error {code}: {message}")
 
     def _on_disconnected(self) -> None:
-        log.warning("IBKR: connection to %s lost", self.where)
+        if self._closing:
+            log.info("IBKR: disconnected from %s", self.where)
+        else:
+            log.warning("IBKR: connection to %s lost", self.where)
         for stream in self._streams.values():  # their subscriptions died with the socket
             stream.bars, stream.restart = None, True
 
