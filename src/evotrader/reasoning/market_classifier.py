@@ -32,6 +32,7 @@ from evotrader.reasoning.registry import Registry, build_config
 
 REGIME_LABELS: tuple[str, ...] = ("trending_up", "trending_down", "ranging", "volatile")
 UP, DOWN, RANGING, VOLATILE = range(len(REGIME_LABELS))
+_TREND = [UP, DOWN]
 SYNTHETIC_TO_LABEL: dict[str, str] = dict(zip(REGIMES, REGIME_LABELS, strict=True))
 STATE_VERSION = 1
 _LOG_2PI = float(np.log(2 * np.pi))
@@ -103,6 +104,10 @@ class RegimeClassifier(ABC):
         Returns are raw close-to-close log returns, or the standardised ``log_return`` feature of
         ``pipeline`` when given: use whichever the classifier was fitted on.
         """
+        if window < self.min_window:
+            raise ValueError(
+                f"{self.name}.classify_bars: window {window} is below the minimum {self.min_window}"
+            )
         returns, first = _bar_returns(bars, pipeline)
         labels = np.full(len(bars), None, dtype=object)
         if len(returns) - first >= window:
@@ -259,11 +264,17 @@ class HMMConfig:
 class HMMClassifier(RegimeClassifier):
     """Gaussian HMM with one state per regime, fitted by Baum-Welch on the training series.
 
+    The two trend states share one variance, so they differ by drift alone, as bull and bear do
+    in the generator; on real data this keeps "trending" about drift, not a volatility level.
+    After fitting, the trend state with the higher mean is ``trending_up`` and, of the other two,
+    the lower-variance one is ``ranging``. Means are free: "up" and "down" are relative drifts
+    (the standardised feature has its training mean removed anyway), and on a strongly rising
+    market both trend states can have positive means.
+
     EM runs on the series cut into ``chunk``-bar pieces, each starting from the fitted initial
     distribution, so the forward-backward recursion is vectorised across pieces; prediction
-    runs the same forward filter over each window. After fitting, the highest-variance state is
-    ``volatile``, the lowest ``ranging``, and of the other two the higher mean is ``trending_up``.
-    Returns are divided by the fit series' std, so variances are in units of it.
+    runs the same forward filter over each window. Returns are divided by the fit series' std,
+    so means and variances are in units of it.
     """
 
     name = "hmm"
@@ -302,7 +313,7 @@ class HMMClassifier(RegimeClassifier):
         """Deterministic start: variances at quantiles of rolling variance, means at +-drift."""
         k = len(REGIME_LABELS)
         rolling = sliding_window_view(x, 20)
-        variances = np.quantile(rolling.var(axis=1), [0.55, 0.45, 0.1, 0.95])
+        variances = np.quantile(rolling.var(axis=1), [0.5, 0.5, 0.1, 0.95])
         drift = np.quantile(np.abs(rolling.mean(axis=1)), 0.5)
         self.means = np.array([drift, -drift, 0.0, 0.0])
         self.variances = np.maximum(variances, self.config.min_var)
@@ -349,17 +360,16 @@ class HMMClassifier(RegimeClassifier):
         self.initial = gamma[:, 0].mean(axis=0)
         self.transition = xi / xi.sum(axis=1, keepdims=True)
         self.means = np.einsum("nt,nti->i", chunks, gamma) / weight
-        spread = (chunks[..., None] - self.means) ** 2
-        self.variances = np.maximum(
-            np.einsum("nti,nti->i", spread, gamma) / weight, self.config.min_var
-        )
+        spread = np.einsum("nti,nti->i", (chunks[..., None] - self.means) ** 2, gamma)
+        variances = spread / weight
+        variances[_TREND] = spread[_TREND].sum() / weight[_TREND].sum()
+        self.variances = np.maximum(variances, self.config.min_var)
         return float(np.log(norm).sum() + log_top.sum())
 
     def _order_states(self) -> None:
-        """Permute states into REGIME_LABELS order by variance and mean."""
-        by_var = np.argsort(self.variances)
-        quiet, middle, loud = by_var[0], by_var[1:3], by_var[3]
-        up, down = middle[np.argsort(-self.means[middle])]
+        """Trend states by mean (up first), the other two by variance (ranging first)."""
+        up, down = np.argsort(-self.means[_TREND])
+        quiet, loud = np.argsort(self.variances[[RANGING, VOLATILE]]) + RANGING
         order = np.array([up, down, quiet, loud])
         self.initial = self.initial[order]
         self.transition = self.transition[np.ix_(order, order)]

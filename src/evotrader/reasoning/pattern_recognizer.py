@@ -36,6 +36,7 @@ from evotrader.reasoning.chart_patterns import (
 )
 from evotrader.reasoning.checks import as_batch, check_fields
 from evotrader.reasoning.registry import Registry, build_config
+from evotrader.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 MIN_PATH_LENGTH = 16
 CACHE_ENV = "EVOTRADER_CACHE"
@@ -197,7 +198,12 @@ class Chartist(PatternRecognizer):
         if unknown:
             raise ValueError(f"Chartist.from_state: unknown architecture keys {unknown}")
         chartist = cls(ChartistConfig(**architecture))
-        chartist.net.load_state_dict(state_dict)
+        try:
+            chartist.net.load_state_dict(state_dict)
+        except RuntimeError as error:
+            raise ValueError(
+                f"Chartist.from_state: weights do not fit {architecture}: {error}"
+            ) from error
         return chartist
 
 
@@ -276,8 +282,6 @@ def _cache_key(config: ChartistConfig, seed: int) -> tuple[str, dict[str, Any]]:
 
 
 def _load_cached(directory: Path, config: ChartistConfig, seed: int) -> Chartist | None:
-    from evotrader.training.checkpoint import load_checkpoint
-
     name, hyperparameters = _cache_key(config, seed)
     path = directory / name
     if not path.exists():
@@ -291,8 +295,6 @@ def _load_cached(directory: Path, config: ChartistConfig, seed: int) -> Chartist
 
 
 def _save_cached(directory: Path, chartist: Chartist, seed: int) -> None:
-    from evotrader.training.checkpoint import Checkpoint, save_checkpoint
-
     name, hyperparameters = _cache_key(chartist.config, seed)
     checkpoint = Checkpoint(
         kind=_CACHE_KIND,

@@ -129,6 +129,8 @@ def test_state_round_trip_rebuilds_the_same_predictions(
     np.testing.assert_array_equal(restored.predict_proba(paths), chartist.predict_proba(paths))
     with pytest.raises(ValueError, match=r"unknown architecture keys \['depth'\]"):
         Chartist.from_state({**chartist.architecture(), "depth": 3}, chartist.state_dict())
+    with pytest.raises(ValueError, match="weights do not fit"):
+        Chartist.from_state({**chartist.architecture(), "hidden": 5}, chartist.state_dict())
 
 
 def test_cache_saves_atomically_and_loads_without_retraining(
