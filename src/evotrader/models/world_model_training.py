@@ -245,7 +245,7 @@ def evaluate_world_model(
     the suffix ``_next``, for the next bar alone. The information coefficient is the
     Spearman correlation of the predicted next-bar median with the realised next-bar return
     (one sample per bar), with t = ic * sqrt((n - 2) / (1 - ic^2)); ``volatility_ic`` is the
-    same for the predicted next-bar volatility against the absolute next-bar return.
+    same for the predicted next-bar volatility against the absolute error of that median.
     """
     horizon, median = model.config.horizon, model.config.median_index
     samples = horizon_samples(
@@ -265,9 +265,10 @@ def evaluate_world_model(
     zero = historical - historical[:, median : median + 1]
     targets = torch.as_tensor(samples.targets)
     n = len(samples)
-    ic, ic_t = information_coefficient(output.quantiles[:, 0, median], targets[:, 0])
+    next_median = output.quantiles[:, 0, median]
+    ic, ic_t = information_coefficient(next_median, targets[:, 0])
     volatility_ic, volatility_t = information_coefficient(
-        output.volatility[:, 0], targets[:, 0].abs()
+        output.volatility[:, 0], (targets[:, 0] - next_median).abs()
     )
     metrics = {"n": float(n)}
     for name, quantiles in (

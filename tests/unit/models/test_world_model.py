@@ -1,4 +1,5 @@
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,15 @@ from evotrader.training.checkpoint import Checkpoint, load_checkpoint, save_chec
 WINDOW = 8
 POSITIONS = (-1.0, 0.0, 1.0)
 FAST = WorldModelTrainingConfig(epochs=3, batch_size=64, lr=3e-3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Models this small train fastest on one thread, without threads contending for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def make_model(seed: int = 0, **config: Any) -> TransformerWorldModel:
