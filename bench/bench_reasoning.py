@@ -89,6 +89,8 @@ def bench_chartists(args: argparse.Namespace) -> None:
     cnn = train_chartist(seed=0)
     train_s = time.perf_counter() - start
     paths = np.cumsum(np.random.default_rng(0).standard_normal((args.batch, args.window)), axis=1)
+    close = np.log(split_by_time(load_bars("embedded", "GOOG")).test["close"].to_numpy())
+    goog = np.lib.stride_tricks.sliding_window_view(close, args.window)
     print(f"\nChartist: held-out seed 1234, {args.patterns} patterns; cnn trained {train_s:.1f} s")
     for name, recognizer in (("cnn", cnn), ("templates", make_recognizer("templates"))):
         report = evaluate_chartist(recognizer, seed=1234, n_samples=args.patterns)
@@ -100,6 +102,10 @@ def bench_chartists(args: argparse.Namespace) -> None:
         print_matrix(name, PATTERNS, report.confusion)
         speed = rate(lambda r=recognizer: r.predict(paths), args.batch)
         print(f"  predict ({args.batch}, {args.window}): {speed:,.0f} paths/s")
+        labels, confidence, _ = recognizer.predict(goog)
+        shares = np.bincount(labels, minlength=len(PATTERNS)) / len(labels)
+        shown = ", ".join(f"{p} {share:.0%}" for p, share in zip(PATTERNS, shares, strict=True))
+        print(f"  GOOG test windows (no truth): {shown}; mean confidence {confidence.mean():.2f}")
 
 
 def main() -> None:
