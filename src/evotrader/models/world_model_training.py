@@ -147,7 +147,7 @@ def world_model_loss(
     targets: Tensor,
     regimes: Tensor | None,
     config: WorldModelTrainingConfig,
-) -> tuple[Tensor, dict[str, float]]:
+) -> tuple[Tensor, dict[str, Tensor]]:
     """Pinball + weighted volatility NLL (+ weighted regime cross-entropy), in return-scale units.
 
     The volatility is the spread around the predicted median, which is detached so that the
@@ -159,12 +159,12 @@ def world_model_loss(
     median = output.quantiles[..., model.config.median_index].detach() / scale
     nll = F.gaussian_nll_loss(median, scaled, (output.volatility / scale) ** 2)
     total = pinball + config.volatility_weight * nll
-    parts = {"pinball": pinball.item(), "volatility_nll": nll.item()}
+    parts = {"pinball": pinball, "volatility_nll": nll}
     if regimes is not None:
         cross_entropy = F.cross_entropy(output.regime_logits, regimes)
         total = total + config.regime_weight * cross_entropy
-        parts["regime_ce"] = cross_entropy.item()
-    return total, {"loss": total.item(), **parts}
+        parts["regime_ce"] = cross_entropy
+    return total, {name: part.detach() for name, part in {"loss": total, **parts}.items()}
 
 
 def train_world_model(
@@ -204,7 +204,7 @@ def train_world_model(
         torch.manual_seed(seed)
         model.train()
         for epoch in range(config.epochs):
-            totals: dict[str, float] = {}
+            totals: dict[str, Tensor] = {}
             batches = torch.randperm(len(samples)).to(device).split(config.batch_size)
             for batch in batches:
                 output = model(obs[batch], None if ctx is None else ctx[batch])
@@ -217,9 +217,9 @@ def train_world_model(
                 optimizer.step()
                 for key, value in parts.items():
                     totals[key] = totals.get(key, 0.0) + value / len(batches)
-            history.append(totals)
+            history.append({key: value.item() for key, value in totals.items()})
             if verbose:
-                line = "  ".join(f"{key} {value:.4f}" for key, value in totals.items())
+                line = "  ".join(f"{key} {value:.4f}" for key, value in history[-1].items())
                 print(f"world model epoch {epoch + 1}/{config.epochs}  {line}", flush=True)
     model.eval()
     return history
