@@ -22,6 +22,9 @@ from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
 from evotrader.env.market_data import MarketData
 from evotrader.env.market_env import DEFAULT_POSITIONS, MarketEnv
+from evotrader.live.broker import Instrument
+from evotrader.risk.guard import RiskGuard
+from evotrader.risk.risk_engine import RiskEngine
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class BacktestResult:
     metrics: dict[str, float]
     benchmark_equity: pd.Series
     benchmark: dict[str, float]
+    risk_events: pd.DataFrame | None = None  # refusals and halts when run with ``risk=``
 
     def report(self, title: str = "Backtest (after costs)") -> str:
         return metrics.format_comparison(self.metrics, self.benchmark, title=title)
@@ -112,6 +116,8 @@ def run_backtest(
     batch_size: int = 4096,
     periods_per_year: float | None = None,
     start: str | pd.Timestamp | None = None,
+    risk: RiskEngine | None = None,
+    instrument: Instrument | None = None,
 ) -> BacktestResult:
     """Run ``policy`` over ``bars`` after costs and compare it with buy-and-hold.
 
@@ -120,17 +126,31 @@ def run_backtest(
     True means its observations carry its own position and unrealised return.
     ``start`` makes the earlier bars history only (feature and window warm-up): trading
     and every reported number begin at the first bar at or after it.
+    ``risk`` (with the traded ``instrument``) puts every decision through the live bot's
+    risk engine: refused target changes keep the old target and a tripped breaker goes
+    flat for good, as the bot would; ``risk_events`` lists what happened.
     """
     policy = as_policy(policy)
     execution = execution or ExecutionModel()
     market = MarketData.build(bars, pipeline, window, execution, agent_state)
     first = _first_decision(market, start)
+    guard = None
+    if risk is not None:
+        if instrument is None:
+            raise ValueError("a backtest with risk= needs the traded instrument=")
+        if 0.0 not in positions:
+            raise ValueError(f"risk halts go flat, so positions need a 0, got {list(positions)}")
+        guard = RiskGuard(
+            risk, instrument, market.timestamps, market.prices, execution, initial_cash
+        )
     if agent_state:
         targets = _targets_stepwise(
-            policy, bars, pipeline, window, positions, execution, initial_cash, first
+            policy, bars, pipeline, window, positions, execution, initial_cash, first, guard
         )
     else:
         targets = _targets_batched(policy, market, positions, batch_size, first)
+        if guard is not None:
+            targets = np.asarray([guard.step(first + i, t) for i, t in enumerate(targets)])
     ppy = periods_per_year or metrics.periods_per_year(market.timestamps)
     strategy = _evaluate(targets, market, first, execution, initial_cash, ppy)
     benchmark = _evaluate(np.ones_like(targets), market, first, execution, initial_cash, ppy)
@@ -142,6 +162,7 @@ def run_backtest(
         metrics=strategy.metrics,
         benchmark_equity=benchmark.equity,
         benchmark=benchmark.metrics,
+        risk_events=guard.events_frame() if guard is not None else None,
     )
 
 
@@ -223,8 +244,10 @@ def _targets_stepwise(
     execution: ExecutionModel,
     initial_cash: float,
     first: int,
+    guard: RiskGuard | None = None,
 ) -> np.ndarray:
-    """Step a state-reading policy through MarketEnv, one bar at a time."""
+    """Step a state-reading policy through MarketEnv, one bar at a time (each decision
+    through ``guard`` first, when given)."""
     env = MarketEnv(
         bars,
         pipeline,
@@ -240,6 +263,8 @@ def _targets_stepwise(
     targets, done = [], False
     while not done:
         action = int(_checked_actions(policy.act(obs[None]), 1, len(positions))[0])
+        if guard is not None:
+            action = env.positions.index(guard.step(first + len(targets), env.positions[action]))
         targets.append(env.positions[action])
         obs, _, terminated, truncated, _ = env.step(action)
         done = terminated or truncated

@@ -1,0 +1,299 @@
+"""Trade a checkpoint live: `python run_live_bot.py --broker sim --symbol GOOG`.
+
+Loads the champion (`{symbol}_autonomous_final.pth` under --runs-dir) when one exists,
+else `--checkpoint PATH` (the sim also falls back to the latest stage checkpoint, as
+run_backtest.py does). Risk limits come from the human-owned preferences file, whose
+sha256 is logged at start; --tighten and the runner config may only make them stricter.
+
+Brokers: `sim` replays the checkpoint's own bars (its test split by default) offline with
+the shared execution model, so its fills and equity match run_backtest.py; `ibkr` trades
+through TWS / IB Gateway, paper by default. Real money needs `--live` and
+`--i-understand-this-is-real-money`. IBKR connection settings come from the environment
+(IBKR_HOST, IBKR_PORT, IBKR_CLIENT_ID, IBKR_ACCOUNT) or the flags; none is ever logged
+beyond host, port and client id.
+
+Stop it with the kill switch: create the kill file (default <out>/KILL) or send SIGTERM or
+SIGINT; the bot flattens its position and halts. Exit codes: 0 done, 2 bad set-up,
+3 halted (breaker or kill switch), 4 connection lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from evotrader.config import env_config_from_dict, execution_from
+from evotrader.data import FeaturePipeline, load_bars
+from evotrader.live.broker import Broker, BrokerError
+from evotrader.live.journal import Journal, JournalError
+from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
+from evotrader.live.sim_broker import SimBroker
+from evotrader.live.telemetry import EventLog
+from evotrader.models.loading import policy_from_checkpoint
+from evotrader.risk import KillSwitch, Preferences, RiskEngine, load_preferences
+from evotrader.training.checkpoint import (
+    Checkpoint,
+    find_champion,
+    find_checkpoint,
+    load_checkpoint,
+)
+
+CONFIRM_FLAG = "--i-understand-this-is-real-money"
+EXIT_OK, EXIT_SETUP, EXIT_HALTED, EXIT_DISCONNECTED = 0, 2, 3, 4
+
+
+class SetupError(ValueError):
+    """The command line, a config file or the checkpoint choice is not usable."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbol", help="symbol to trade (and whose champion to load)")
+    parser.add_argument("--checkpoint", type=Path, help="checkpoint to trade when no champion")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--broker", choices=("ibkr", "sim"), default="ibkr")
+    parser.add_argument("--live", action="store_true", help="trade real money (needs confirming)")
+    parser.add_argument(CONFIRM_FLAG, dest="confirmed", action="store_true")
+    parser.add_argument("--preferences", type=Path, default=Path("configs/preferences.yaml"))
+    parser.add_argument("--config", type=Path, default=Path("configs/live/default.yaml"))
+    parser.add_argument(
+        "--tighten",
+        action="append",
+        default=[],
+        metavar="LIMIT=VALUE",
+        help="make a preference stricter for this run (repeatable); looser values are refused",
+    )
+    parser.add_argument("--out", type=Path, help="journal, event log and summary folder")
+    parser.add_argument("--kill-file", type=Path, help="its existence flattens and halts")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-bars", type=int, help="stop after this many live bars")
+    parser.add_argument("--clear-halt", action="store_true", help="resume after a breaker")
+    sim = parser.add_argument_group("sim broker")
+    sim.add_argument("--bars-source", help="data source to replay (default: the checkpoint's)")
+    sim.add_argument("--bars-path", type=Path, help="csv or parquet file of bars to replay")
+    sim.add_argument("--start", help="first replayed bar (default: the test split's start)")
+    sim.add_argument("--end", help="last replayed bar (default: the test split's end)")
+    ibkr = parser.add_argument_group("ibkr broker (defaults from IBKR_* environment variables)")
+    ibkr.add_argument("--host")
+    ibkr.add_argument("--port", type=int, help="7497 TWS paper, 4002 Gateway paper")
+    ibkr.add_argument("--client-id", type=int)
+    ibkr.add_argument("--bar-size", help='IB bar size, e.g. "1 day", "5 mins"')
+    args = parser.parse_args(argv)
+    if not args.symbol and not args.checkpoint:
+        parser.error("give --symbol or --checkpoint")
+    if args.live and not args.confirmed:
+        parser.error(f"--live trades real money; add {CONFIRM_FLAG} to confirm")
+    if args.live and args.broker == "sim":
+        parser.error("--live needs --broker ibkr; the sim never trades real money")
+    return args
+
+
+def choose_checkpoint(args: argparse.Namespace) -> Path:
+    """The champion when one exists (exclusively, for paper and live), else --checkpoint;
+    the sim may also fall back to the latest stage checkpoint."""
+    champion = find_champion(args.runs_dir, args.symbol) if args.symbol else None
+    if args.checkpoint:
+        if champion and args.broker != "sim" and champion.resolve() != args.checkpoint.resolve():
+            raise SetupError(
+                f"a champion exists at {champion}; the live bot trades only the champion "
+                "(drop --checkpoint, or move the champion away to trade another checkpoint)"
+            )
+        return args.checkpoint
+    if champion:
+        return champion
+    if args.broker == "sim":
+        return find_checkpoint(args.runs_dir, args.symbol)
+    raise SetupError(
+        f"no champion {args.symbol}_autonomous_final.pth under {args.runs_dir}/; "
+        "pass --checkpoint PATH to trade another checkpoint"
+    )
+
+
+def tightenings(items: list[str]) -> dict[str, Any]:
+    overrides = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise SetupError(f"--tighten {item!r}: expected LIMIT=VALUE")
+        overrides[name.strip()] = yaml.safe_load(raw)
+    return overrides
+
+
+def runner_config(args: argparse.Namespace, symbol: str) -> RunnerConfig:
+    try:
+        settings = yaml.safe_load(args.config.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SetupError(f"runner config {args.config}: {error}") from error
+    if not isinstance(settings, dict):
+        raise SetupError(f"runner config {args.config}: expected a mapping")
+    if settings.get("lot_size") is None:
+        settings["lot_size"] = 0.0 if args.broker == "sim" else 1.0
+    settings |= {"max_bars": args.max_bars, "clear_halt": args.clear_halt}
+    return RunnerConfig.from_mapping(symbol, settings, where=f"runner config {args.config}")
+
+
+def preferences_for(args: argparse.Namespace, config: RunnerConfig) -> Preferences:
+    """The human's preferences, tightened by the runner config, then by the CLI."""
+    preferences = load_preferences(args.preferences)
+    preferences = preferences.tightened(config.risk_overrides)
+    return preferences.tightened(tightenings(args.tighten))
+
+
+def sim_broker(
+    args: argparse.Namespace, checkpoint: Checkpoint, config: RunnerConfig, prefs: Preferences
+) -> SimBroker:
+    """Replay the checkpoint's own bars (or a file) from its test split's start."""
+    data = checkpoint.extra.get("data", {})
+    if args.bars_path:
+        kind = "parquet" if args.bars_path.suffix == ".parquet" else "csv"
+        bars = load_bars(kind, config.symbol, path=args.bars_path)
+    else:
+        source = args.bars_source or data.get("source")
+        if not source:
+            raise SetupError("the checkpoint does not say where its bars came from; --bars-source")
+        options = data.get("options", {}) if source == data.get("source") else {}
+        bars = load_bars(source, data.get("symbol", config.symbol), **options)
+    start = args.start or checkpoint.data_range.get("test_start")
+    end = args.end or checkpoint.data_range.get("test_end")
+    bars = bars.loc[:end] if end else bars
+    env = env_config_from_dict(checkpoint.env)
+    return SimBroker(
+        bars,
+        config.instrument,
+        start=start,
+        execution=execution_from(env.execution),
+        initial_cash=env.initial_cash,
+        hours=prefs.trading_hours,
+    )
+
+
+def ibkr_broker(args: argparse.Namespace) -> Broker:
+    from evotrader.live.ibkr_broker import IBKRBroker, IBKRConfig
+
+    config = IBKRConfig.from_env(
+        live=args.live,
+        host=args.host,
+        port=args.port,
+        client_id=args.client_id,
+        bar_size=args.bar_size,
+    )
+    return IBKRBroker(config)
+
+
+def output_dir(args: argparse.Namespace, symbol: str) -> Path:
+    """Paper and live keep one folder per bot, so a restart finds its journal; each sim
+    replay is a fresh account and gets a fresh folder."""
+    if args.out:
+        return args.out
+    if args.broker == "sim":
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        return Path("runs/live") / f"{symbol}-sim-{stamp}"
+    return Path("runs/live") / f"{symbol}-{args.broker}-{'live' if args.live else 'paper'}"
+
+
+def write_summary(path: Path, summary: RunSummary, extra: dict[str, Any]) -> None:
+    """Atomically: temp file in the same folder, fsync, rename."""
+    payload = {
+        "stopped": summary.stopped,
+        "halt": summary.halt.to_dict() if summary.halt else None,
+        "bars": summary.bars,
+        "decisions": summary.decisions,
+        "orders": summary.orders,
+        "rejected": summary.rejected,
+        "fills": summary.fills,
+        "errors": summary.errors,
+        "equity": {str(k): v for k, v in summary.equity.items()},
+        "expected": {str(k): v for k, v in summary.expected.items()},
+    } | extra
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as file:
+        json.dump(payload, file, indent=1)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(tmp, path)
+
+
+def exit_code(summary: RunSummary) -> int:
+    if summary.halt is not None:
+        return EXIT_HALTED
+    return EXIT_DISCONNECTED if summary.stopped.startswith("connection lost") else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one observation per bar: more threads only add contention
+    try:
+        return _trade(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _trade(args: argparse.Namespace) -> int:
+    try:
+        path = choose_checkpoint(args)
+        checkpoint = load_checkpoint(path)
+        symbol = args.symbol or checkpoint.symbol
+        config = runner_config(args, symbol)
+        prefs = preferences_for(args, config)
+        env = env_config_from_dict(checkpoint.env)
+        pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
+        policy = policy_from_checkpoint(checkpoint)
+        broker = sim_broker(args, checkpoint, config, prefs) if args.broker == "sim" else None
+        broker = broker or ibkr_broker(args)
+        out = output_dir(args, symbol)
+        journal = Journal(out / "journal.sqlite")
+    except (ValueError, JournalError, FileNotFoundError) as error:  # set-up errors name the cause
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    events = EventLog(out / "events.jsonl")
+    events.emit("checkpoint", path=str(path), kind=checkpoint.kind, symbol=checkpoint.symbol)
+    print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); out: {out}")
+    kill = KillSwitch(args.kill_file or out / "KILL")
+    runner = LiveRunner(
+        broker,
+        policy,
+        pipeline,
+        env,
+        RiskEngine(prefs),
+        journal,
+        config,
+        kill_switch=kill,
+        events=events,
+    )
+    try:
+        with kill:
+            summary = runner.run()
+    except BrokerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_SETUP
+    finally:
+        journal.close()
+        events.close()
+        if broker.is_connected():
+            broker.disconnect()
+    write_summary(
+        out / "summary.json",
+        summary,
+        {"checkpoint": str(path), "preferences_sha256": prefs.sha256, "seed": args.seed},
+    )
+    print(
+        f"{summary.bars} bars, {summary.decisions} decisions, {summary.orders} orders "
+        f"({summary.rejected} refused by risk), {summary.fills} fills, {summary.errors} errors; "
+        f"final equity {summary.equity_series.iloc[-1] if summary.equity else float('nan'):,.2f}"
+    )
+    print(f"journal {out / 'journal.sqlite'}, events {out / 'events.jsonl'}")
+    return exit_code(summary)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

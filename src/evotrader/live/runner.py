@@ -1,0 +1,731 @@
+"""The live runner: one policy, one instrument, one broker, decided on each closed bar.
+
+Observations come from the checkpoint's own feature pipeline through ``MarketData``, the
+code path training and the backtest use, and carry the agent's own position and
+unrealised return exactly as MarketEnv builds them. A target change becomes one order:
+checked by the risk engine, journaled as PENDING, sent with a client reference derived
+from the journal's session, the bar and its purpose, then journaled again with the
+broker's answer. Breakers and the kill switch flatten and stop; a restart reconciles the
+journal with the broker before it trades, so nothing is forgotten or sent twice.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evotrader.backtest.policies import Policy
+from evotrader.config import EnvConfig, execution_from
+from evotrader.data.features import FeaturePipeline
+from evotrader.env.market_data import MAX_UNREALISED, MarketData
+from evotrader.live.broker import (
+    Account,
+    Bar,
+    Broker,
+    BrokerDisconnected,
+    BrokerError,
+    FeedEnded,
+    Instrument,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    Position,
+    Side,
+)
+from evotrader.live.journal import Journal
+from evotrader.live.telemetry import EventLog, Expectation
+from evotrader.risk.circuit_breakers import BreakerKind, Trip
+from evotrader.risk.kill_switch import KillSwitch
+from evotrader.risk.risk_engine import DUST, Book, RiskEngine, RiskState
+
+
+class PolicyError(ValueError):
+    """The policy answered something that is not one valid action; nothing is traded."""
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How the runner trades; limits live in the preferences and can only be tightened."""
+
+    symbol: str
+    asset_class: str = "STK"
+    exchange: str = "SMART"
+    currency: str = "USD"
+    history_bars: int = 512  # bars kept for features; at least warm-up + window + 1
+    poll_seconds: float = 5.0  # how long one wait for the next bar lasts
+    lot_size: float = 0.0  # 0 trades fractional units (sim); 1 whole shares
+    flatten_at_close: bool = False  # end-of-day flatten
+    close_window_minutes: float = 15.0  # bars ending this close to the session end go flat
+    max_divergence_pct: float = 5.0  # live equity vs the backtest's expectation
+    heartbeat_seconds: float = 60.0
+    reconnect_attempts: int = 8
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+    flatten_polls: int = 20  # waits for the flattening fills before giving up
+    max_bars: int | None = None  # stop after this many live bars (replays, smoke tests)
+    clear_halt: bool = False  # a human resumes after a breaker tripped
+    risk_overrides: Mapping[str, Any] = field(default_factory=dict)  # tighten only
+
+    def __post_init__(self) -> None:
+        if not self.symbol:
+            raise ValueError("runner symbol must be non-empty")
+        for name in ("poll_seconds", "heartbeat_seconds", "backoff_seconds", "max_divergence_pct"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"runner {name} must be > 0, got {getattr(self, name)}")
+        if self.backoff_max_seconds < self.backoff_seconds:
+            raise ValueError("runner backoff_max_seconds must be >= backoff_seconds")
+        for name in ("history_bars", "reconnect_attempts", "flatten_polls"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"runner {name} must be >= 1, got {getattr(self, name)}")
+        if self.lot_size < 0 or self.close_window_minutes < 0:
+            raise ValueError("runner lot_size and close_window_minutes must be >= 0")
+        if self.max_bars is not None and self.max_bars < 1:
+            raise ValueError(f"runner max_bars must be >= 1, got {self.max_bars}")
+
+    @property
+    def instrument(self) -> Instrument:
+        return Instrument(self.symbol, self.asset_class, self.exchange, self.currency)
+
+    @classmethod
+    def from_mapping(
+        cls, symbol: str, settings: Mapping[str, Any], where: str = "runner settings"
+    ) -> RunnerConfig:
+        """Build from YAML-style settings; an unknown key is an error naming it."""
+        known = {f.name for f in fields(cls)} - {"symbol"}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+        return cls(symbol=symbol, **dict(settings))
+
+
+@dataclass
+class RunSummary:
+    """What a run did; ``equity`` and ``expected`` are marked at every live bar's close."""
+
+    stopped: str = ""
+    halt: Trip | None = None
+    bars: int = 0
+    decisions: int = 0
+    orders: int = 0
+    rejected: int = 0
+    fills: int = 0
+    errors: int = 0
+    equity: dict[pd.Timestamp, float] = field(default_factory=dict)
+    expected: dict[pd.Timestamp, float] = field(default_factory=dict)
+
+    @property
+    def equity_series(self) -> pd.Series:
+        return pd.Series(self.equity, name="equity", dtype=np.float64)
+
+
+class LiveRunner:
+    """Trades ``policy`` through ``broker`` under ``risk``, remembering in ``journal``."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        policy: Policy,
+        pipeline: FeaturePipeline,
+        env: EnvConfig,
+        risk: RiskEngine,
+        journal: Journal,
+        config: RunnerConfig,
+        *,
+        kill_switch: KillSwitch | None = None,
+        events: EventLog | None = None,
+        console: Callable[[str], None] = print,
+    ) -> None:
+        self.broker, self.policy, self.pipeline, self.env = broker, policy, pipeline, env
+        self.risk, self.journal, self.config = risk, journal, config
+        self.kill_switch = kill_switch or KillSwitch()
+        self.events = events or EventLog(None)
+        self.console = console
+        self.execution = execution_from(env.execution)
+        self.positions = tuple(float(p) for p in env.positions)
+        needed = pipeline.warmup + env.window + 1
+        if config.history_bars < needed:
+            raise ValueError(
+                f"runner history_bars {config.history_bars} < {needed} needed for feature "
+                f"warm-up {pipeline.warmup} and window {env.window}"
+            )
+        self.instrument = config.instrument
+        self.summary = RunSummary()
+        self._history = pd.DataFrame()
+        self._last_bar: Bar | None = None
+        self._target = 0.0
+        self._entry_equity = math.nan
+        self._expectation: Expectation | None = None
+        self._account: Account | None = None
+        self._units = 0.0
+        self._last_heartbeat: pd.Timestamp | None = None
+        self._live_bars = 0
+        self._fill_ids = journal.fill_ids()  # the broker re-reports old fills: skip them fast
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> RunSummary:
+        """Start (connect, reconcile, warm up), then trade bar by bar until the feed ends,
+        ``max_bars`` pass, or a breaker or the kill switch flattens and stops the bot."""
+        try:
+            self._start()
+            while not self.summary.stopped:
+                self._step()
+        finally:
+            self._save_state()
+            self.events.emit("stop", **self._summary_fields())
+        return self.summary
+
+    def _start(self) -> None:
+        state = self.journal.get_state("risk")
+        if state:
+            self.risk.state = RiskState.from_dict(state)
+        prefs = self.risk.preferences
+        self._connect_with_backoff()
+        now = self.broker.now()
+        info = {
+            "symbol": self.config.symbol,
+            "broker": self.broker.name,
+            "paper": self.broker.is_paper,
+            "preferences_sha256": prefs.sha256,
+            "config": asdict(self.config),
+        }
+        self.journal.start_run(now, info)
+        self.events.emit("start", preferences=prefs.to_dict(), **info)
+        self.console(
+            f"[{self.broker.name}] {self.config.symbol}: preferences sha256 {prefs.sha256[:16]}, "
+            f"{'paper' if self.broker.is_paper else 'LIVE MONEY'}, journal {self.journal.path}"
+        )
+        if self.risk.halt and self.config.clear_halt:
+            cleared = self.risk.clear_halt()
+            self._risk_event("halt_cleared", {"cleared": cleared.to_dict() if cleared else None})
+        self.instrument = self.broker.qualify(self.config.instrument)
+        self._history = self.broker.history(self.instrument, self.config.history_bars)
+        needed = self.pipeline.warmup + self.env.window + 1
+        if len(self._history) < needed:
+            raise BrokerError(
+                f"{self.broker.name}: only {len(self._history)} bars of history for "
+                f"{self.config.symbol}, the features need {needed}"
+            )
+        self._restore_bot_state()
+        self._reconcile()
+        self._check_target()
+        self.broker.subscribe(self.instrument)
+        self.events.emit("ready", last_bar=self._history.index[-1], target=self._target)
+
+    def _step(self) -> None:
+        reason = self.kill_switch.reason()
+        if reason and self.risk.halt is None:
+            self._trip(BreakerKind.KILL_SWITCH, reason)
+        if self.risk.halt is not None:
+            self._flatten_and_stop()
+            return
+        try:
+            bar = self.broker.next_bar(self.config.poll_seconds)
+            if bar is None:
+                self._idle()
+            else:
+                self._on_bar(bar)
+        except FeedEnded as ended:
+            self._finish(f"feed ended: {ended}")
+        except BrokerDisconnected as error:
+            self._reconnect(error)
+        except BrokerError as error:
+            self._error("broker", str(error))
+        except PolicyError as error:
+            self._error("policy", str(error))
+
+    def _idle(self) -> None:
+        now = self.broker.now()
+        if self._last_bar is not None:
+            trip = self.risk.check_feed(now, self._last_bar.end)
+            if trip:
+                self._tripped(trip)
+        self._heartbeat(now)
+
+    def _on_bar(self, bar: Bar) -> None:
+        problem = self._bar_problem(bar)
+        if problem:
+            self._error("bad_bar", f"{bar.symbol} {bar.timestamp}: {problem}")
+            return
+        self._append(bar)
+        self._sync()
+        assert self._expectation is not None
+        self._expectation.on_bar(bar)
+        now, equity = self.broker.now(), self._equity()
+        expected = self._expectation.equity(bar.close)
+        self.summary.equity[bar.timestamp] = equity
+        self.summary.expected[bar.timestamp] = expected
+        self.summary.bars += 1
+        self._live_bars += 1
+        trip = self.risk.on_equity(now, equity)
+        divergence = self._expectation.divergence_pct(equity, bar.close)
+        if trip is None and divergence > self.config.max_divergence_pct:
+            trip = self.risk.trip(
+                BreakerKind.DIVERGENCE,
+                f"live equity {equity:,.2f} is {divergence:.2f}% from the backtest's "
+                f"expectation {expected:,.2f} (limit {self.config.max_divergence_pct:g}%)",
+                now,
+            )
+        decision = None
+        if trip:
+            self._tripped(trip)
+        else:
+            decision = self._decide(bar, now, equity)
+        self._status(bar, equity, expected)
+        with self.journal.transaction():  # the bar's bookkeeping in one commit
+            if decision is not None:
+                self.journal.record_decision(bar.timestamp, now, *decision)
+            self._heartbeat(now)
+            self._save_state()
+        if self.config.max_bars is not None and self._live_bars >= self.config.max_bars:
+            self._finish(f"max_bars {self.config.max_bars} reached")
+
+    # -- deciding and ordering ---------------------------------------------------------
+
+    def _decide(
+        self, bar: Bar, now: pd.Timestamp, equity: float
+    ) -> tuple[int, float, float, float, dict[str, Any]]:
+        """Ask the policy, order any target change; returns the decision to journal."""
+        market = MarketData.build(
+            self._history, self.pipeline, self.env.window, self.execution, self.env.agent_state
+        )
+        observation = self._observation(market, equity)
+        actions = np.asarray(self.policy.act(observation[None])).reshape(-1)
+        if len(actions) != 1 or not np.issubdtype(actions.dtype, np.integer):
+            raise PolicyError(f"policy returned {actions!r} for one observation")
+        action = int(actions[0])
+        if not 0 <= action < len(self.positions):
+            raise PolicyError(f"policy action {action} outside [0, {len(self.positions)})")
+        target, why = self.positions[action], "policy"
+        if self.config.flatten_at_close and self._near_close(bar):
+            target, why = 0.0, "end-of-day flatten"
+        self.summary.decisions += 1
+        detail = {"why": why, "previous_target": self._target}
+        if target != self._target:
+            detail["order"] = self._change_target(bar, now, target, float(market.prices.impact[-1]))
+        return action, target, bar.close, equity, detail
+
+    def _observation(self, market: MarketData, equity: float) -> np.ndarray:
+        """The window ending at the newest bar, with position and unrealised return
+        filled in as MarketEnv does."""
+        observation = market.windows()[-1].copy()
+        if market.agent_state:
+            column = market.num_feature_channels
+            observation[:, column] = self._target
+            unrealised = equity / self._entry_equity - 1.0 if self._target else 0.0
+            observation[:, column + 1] = min(unrealised, MAX_UNREALISED)
+        return observation
+
+    def _change_target(self, bar: Bar, now: pd.Timestamp, target: float, impact: float) -> str:
+        """Cancel what is still working, then order the difference to ``target``.
+
+        The new target and the backtest's expectation are saved before the order leaves,
+        so a crash in between restarts with the intent known (reconcile re-sends or drops
+        the order, ``_check_target`` realigns the target with the broker's position).
+        """
+        self._cancel_open_orders()
+        equity = self._equity()
+        wanted = target * equity / bar.close
+        if self.config.lot_size:
+            wanted = math.trunc(wanted / self.config.lot_size) * self.config.lot_size
+        delta = wanted - self._units
+        if abs(delta) * bar.close <= DUST * equity:
+            self._set_target(target, equity)
+            return "none needed"
+        request = OrderRequest(
+            client_ref=self._client_ref(bar.timestamp, "target"),
+            instrument=self.instrument,
+            side=Side.BUY if delta > 0 else Side.SELL,
+            quantity=abs(delta),
+            target_weight=target,
+        )
+        if not self._approved(request, now):
+            return "refused by risk"
+        assert self._expectation is not None
+        self._expectation.decide(target, bar.close, impact)
+        previous = self._target
+        self._set_target(target, equity)
+        self._save_state()
+        state = self._submit(request, bar.timestamp, now)
+        if state.status is OrderStatus.REJECTED:
+            self._target = previous
+            return "rejected by the broker"
+        return request.client_ref
+
+    def _approved(self, request: OrderRequest, now: pd.Timestamp) -> bool:
+        symbol = self.instrument.symbol
+        price = float(self._history["close"].iloc[-1])
+        book = Book(self._equity(), {symbol: self._units}, {symbol: price})
+        verdict = self.risk.check_order(request, book, now)
+        if not verdict.approved:
+            self.summary.rejected += 1
+            self._risk_event(
+                "order_refused", {"client_ref": request.client_ref, "reason": verdict.reason}
+            )
+            self.console(f"  risk refused {request.side} {request.quantity:g}: {verdict.reason}")
+        return verdict.approved
+
+    def _submit(self, request: OrderRequest, bar: pd.Timestamp, now: pd.Timestamp) -> OrderState:
+        """Journal as PENDING, send, journal the broker's answer."""
+        self.journal.record_order(request, bar, now)
+        self.summary.orders += 1
+        self.events.emit(
+            "order",
+            client_ref=request.client_ref,
+            side=request.side,
+            quantity=request.quantity,
+            target=request.target_weight,
+        )
+        state = self.broker.place_order(request)
+        self._record_state(state)
+        return state
+
+    def _record_state(self, state: OrderState) -> None:
+        self.journal.update_order(state, self.broker.now())
+        self.events.emit(
+            "order_state",
+            client_ref=state.client_ref,
+            status=state.status,
+            filled=state.filled_quantity,
+            remaining=state.remaining_quantity,
+            reason=state.reason,
+        )
+        if state.status is OrderStatus.REJECTED:
+            self._error("order_rejected", f"{state.client_ref}: {state.reason or 'no reason'}")
+        elif state.status is OrderStatus.PARTIALLY_FILLED:
+            self.events.emit("partial_fill", client_ref=state.client_ref)
+
+    def _cancel_open_orders(self) -> None:
+        for order in self.journal.open_orders():
+            if order.state.status is OrderStatus.PENDING:
+                continue  # not at the broker (yet): reconcile decides its fate
+            self._record_state(self.broker.cancel_order(order.request.client_ref))
+
+    def _set_target(self, target: float, equity: float) -> None:
+        self._target = target
+        self._entry_equity = equity
+
+    def _client_ref(self, bar: pd.Timestamp, purpose: str) -> str:
+        symbol = re.sub(r"[^A-Za-z0-9]", "_", self.instrument.symbol)
+        return f"{self.journal.session_id}-{symbol}-{bar:%Y%m%dT%H%M%S}-{purpose}"
+
+    def _near_close(self, bar: Bar) -> bool:
+        hours = self.risk.preferences.trading_hours
+        session_end = hours.session_end(bar.end.tz_convert(hours.timezone))
+        return bar.end >= session_end - pd.Timedelta(minutes=self.config.close_window_minutes)
+
+    # -- broker state ------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        """Pull order states, fills, positions and the account into the journal."""
+        for order in self.journal.open_orders():
+            state = self.broker.order_state(order.request.client_ref)
+            if state is not None and state != order.state:
+                self._record_state(state)
+        now, last_fill = self.broker.now(), None
+        for fill in self.broker.fills():
+            if fill.exec_id not in self._fill_ids and self.journal.record_fill(fill, now):
+                self._fill_ids.add(fill.exec_id)
+                self.summary.fills += 1
+                self.events.emit("fill", **asdict(fill))
+                if fill.symbol == self.instrument.symbol:
+                    last_fill = fill
+        positions = self.broker.positions()
+        if positions != self.journal.positions():
+            self.journal.set_positions(positions, now)
+        self._units = positions.get(self.instrument.symbol, Position("", 0.0)).quantity
+        self._account = self.broker.account()
+        if last_fill is not None:  # MarketEnv's entry equity: account at the fill price
+            self._entry_equity = self._account.cash + self._units * last_fill.price
+
+    def _reconcile(self) -> None:
+        """Match the journal with the broker: orders, fills, positions. A PENDING order the
+        broker never saw is re-sent (same reference) only if its bar is still the latest."""
+        latest = self._history.index[-1].isoformat()
+        resent, dropped, now = [], [], self.broker.now()
+        for order in self.journal.open_orders():
+            state = self.broker.order_state(order.request.client_ref)
+            if state is not None:
+                self._record_state(state)
+            elif order.state.status is OrderStatus.PENDING and order.bar == latest:
+                if self.risk.halt is None:
+                    self._record_state(self.broker.place_order(order.request))
+                    resent.append(order.request.client_ref)
+                    continue
+                self.journal.update_order(
+                    OrderState(order.request.client_ref, OrderStatus.CANCELLED, reason="halted"),
+                    now,
+                )
+                dropped.append(order.request.client_ref)
+            else:
+                reason = "never reached the broker; superseded by a newer bar"
+                if order.state.status is not OrderStatus.PENDING:
+                    reason = "unknown to the broker after the restart"
+                self.journal.update_order(
+                    OrderState(order.request.client_ref, OrderStatus.CANCELLED, reason=reason), now
+                )
+                dropped.append(order.request.client_ref)
+        before = self.journal.positions()
+        self._sync()
+        after = self.journal.positions()
+        if before and before != after:
+            self._risk_event(
+                "position_mismatch",
+                {"journal": _plain(before), "broker": _plain(after), "kept": "broker"},
+            )
+        self.events.emit(
+            "reconciled",
+            resent=resent,
+            dropped=dropped,
+            open_orders=[o.client_ref for o in self.broker.open_orders()],
+            positions=_plain(after),
+        )
+
+    def _restore_bot_state(self) -> None:
+        """The saved target, entry equity and expectation; a fresh journal starts from the
+        broker's account (an existing position becomes the expectation's too)."""
+        saved = self.journal.get_state("bot")
+        if saved:
+            self._target = float(saved["target"])
+            self._entry_equity = float(saved["entry_equity"])
+            self._expectation = Expectation.from_dict(self.execution, saved["expectation"])
+            return
+        positions = self.broker.positions()
+        units = positions.get(self.instrument.symbol, Position("", 0.0)).quantity
+        price, equity = float(self._history["close"].iloc[-1]), self._equity()
+        self._entry_equity = equity
+        self._expectation = Expectation(self.execution, equity - units * price, units)
+
+    def _check_target(self) -> None:
+        """With nothing working at the broker, the target must match the position held;
+        otherwise (a manual trade, an order lost in a crash) adopt the position's."""
+        if self.broker.open_orders():
+            return
+        equity, price = self._equity(), float(self._history["close"].iloc[-1])
+        weight = self._units * price / equity if equity > 0 else 0.0
+        nearest = min(self.positions, key=lambda p: abs(p - weight))
+        if nearest == self._target or (not self._units and not self._target):
+            return
+        self._risk_event(
+            "target_adopted",
+            {"units": self._units, "weight": weight, "was": self._target, "now": nearest},
+        )
+        self._target = nearest
+        self._entry_equity = equity
+
+    def _save_state(self) -> None:
+        with self.journal.transaction():
+            self._write_state()
+
+    def _write_state(self) -> None:
+        self.journal.set_state("risk", self.risk.state.to_dict())
+        if self._expectation is not None:
+            self.journal.set_state(
+                "bot",
+                {
+                    "target": self._target,
+                    "entry_equity": self._entry_equity,
+                    "expectation": self._expectation.to_dict(),
+                    "last_bar": self._history.index[-1].isoformat() if len(self._history) else None,
+                },
+            )
+
+    def _equity(self) -> float:
+        if self._account is None:
+            self._account = self.broker.account()
+        return self._account.equity
+
+    def _append(self, bar: Bar) -> None:
+        row = pd.DataFrame(
+            [[bar.open, bar.high, bar.low, bar.close, bar.volume]],
+            columns=["open", "high", "low", "close", "volume"],
+            index=pd.DatetimeIndex([bar.timestamp], name="timestamp"),
+        )
+        self._history = pd.concat([self._history, row]).iloc[-self.config.history_bars :]
+        self._last_bar = bar
+
+    def _bar_problem(self, bar: Bar) -> str | None:
+        if bar.symbol != self.instrument.symbol:
+            return f"bar for {bar.symbol}, trading {self.instrument.symbol}"
+        last = self._history.index[-1]
+        if bar.timestamp == last:
+            return f"duplicate of the bar at {last}"
+        if bar.timestamp < last:
+            return f"out of order: {bar.timestamp} after {last}"
+        return bar.problem()
+
+    # -- halts, reconnects, health -----------------------------------------------------
+
+    def _trip(self, kind: BreakerKind, reason: str) -> None:
+        trip = self.risk.trip(kind, reason, self.broker.now())
+        if trip:
+            self._tripped(trip)
+
+    def _tripped(self, trip: Trip) -> None:
+        self.summary.halt = trip
+        self._risk_event("halt", trip.to_dict())
+        self.console(f"  HALT {trip.kind}: {trip.reason} -> flattening")
+
+    def _flatten_and_stop(self) -> None:
+        """Cancel working orders, close the position, wait for the fills, stop."""
+        halt = self.risk.halt
+        assert halt is not None
+        self.summary.halt = halt
+        try:
+            self._sync()
+            self._cancel_open_orders()
+            for attempt in range(self.config.flatten_polls):
+                self._sync()
+                if not self._units:
+                    break
+                if not self.broker.open_orders():
+                    self._send_flatten(attempt)
+                    self._sync()
+                    if not self._units:
+                        break
+                self._await_bar()
+                if self.summary.stopped:
+                    return
+        except FeedEnded:
+            self._sync()
+        except BrokerError as error:
+            self._error("flatten", str(error))
+        flat = not self._units
+        self._risk_event("flattened" if flat else "flatten_incomplete", {"units": self._units})
+        self.summary.stopped = f"halted by {halt.kind}: {halt.reason}" + (
+            "" if flat else f"; STILL HOLDING {self._units:g} {self.instrument.symbol}"
+        )
+        self.console(f"[{self.broker.name}] {self.summary.stopped}")
+
+    def _await_bar(self) -> None:
+        """While flattening: let time pass (fills come with the next bar in a replay)."""
+        try:
+            bar = self.broker.next_bar(self.config.poll_seconds)
+        except BrokerDisconnected as error:
+            self._reconnect(error)
+            return
+        if bar is not None and self._bar_problem(bar) is None:
+            self._append(bar)
+            assert self._expectation is not None
+            self._expectation.on_bar(bar)
+
+    def _send_flatten(self, attempt: int) -> None:
+        bar = self._history.index[-1]
+        request = OrderRequest(
+            client_ref=self._client_ref(bar, f"flat{attempt}"),
+            instrument=self.instrument,
+            side=Side.SELL if self._units > 0 else Side.BUY,
+            quantity=abs(self._units),
+            target_weight=0.0,
+        )
+        now = self.broker.now()
+        if self.journal.order(request.client_ref) is None and self._approved(request, now):
+            self._submit(request, bar, now)
+        self._target = 0.0
+
+    def _reconnect(self, error: BrokerDisconnected) -> None:
+        now = self.broker.now()
+        self.journal.record_health(now, "disconnected", {"error": str(error)})
+        self.events.emit("disconnected", error=str(error))
+        self.console(f"  disconnected: {error}; reconnecting")
+        self._count_error("disconnect", str(error))
+        try:
+            self._connect_with_backoff()
+        except BrokerDisconnected as final:
+            self._finish(f"connection lost: {final}; positions are left as they are")
+            return
+        self._reconcile()
+        fresh = self.broker.history(self.instrument, self.config.history_bars)
+        missed = fresh.loc[fresh.index > self._history.index[-1]]
+        self._history = pd.concat([self._history, missed]).iloc[-self.config.history_bars :]
+        self.broker.subscribe(self.instrument)
+        self.journal.record_health(self.broker.now(), "reconnected", {"backfilled": len(missed)})
+        self.events.emit("reconnected", backfilled=len(missed))
+
+    def _connect_with_backoff(self) -> None:
+        delay = self.config.backoff_seconds
+        for attempt in range(1, self.config.reconnect_attempts + 1):
+            try:
+                self.broker.connect()
+                return
+            except BrokerDisconnected as error:
+                self.events.emit("connect_failed", attempt=attempt, error=str(error))
+                if attempt == self.config.reconnect_attempts:
+                    raise
+                self.broker.wait(delay)
+                delay = min(2 * delay, self.config.backoff_max_seconds)
+
+    def _error(self, kind: str, what: str) -> None:
+        self.events.emit("error", kind=kind, detail=what)
+        self.console(f"  error ({kind}): {what}")
+        self._count_error(kind, what)
+
+    def _count_error(self, kind: str, what: str) -> None:
+        self.summary.errors += 1
+        now = self.broker.now()
+        self._risk_event("error", {"kind": kind, "detail": what})
+        trip = self.risk.on_error(now, f"{kind}: {what}")
+        if trip:
+            self._tripped(trip)
+
+    def _risk_event(self, kind: str, detail: dict[str, Any]) -> None:
+        self.journal.record_risk_event(self.broker.now(), kind, detail)
+        self.events.emit(f"risk.{kind}", **detail)
+
+    def _heartbeat(self, now: pd.Timestamp) -> None:
+        interval = pd.Timedelta(seconds=self.config.heartbeat_seconds)
+        if self._last_heartbeat is not None and now - self._last_heartbeat < interval:
+            return
+        self._last_heartbeat = now
+        detail = {
+            "connected": self.broker.is_connected(),
+            "last_bar": self._last_bar.end.isoformat() if self._last_bar else None,
+            "equity": self._account.equity if self._account else None,
+            "units": self._units,
+            "target": self._target,
+            "halt": self.risk.halt.to_dict() if self.risk.halt else None,
+        }
+        self.journal.record_health(now, "ok" if self.risk.halt is None else "halted", detail)
+
+    def _status(self, bar: Bar, equity: float, expected: float) -> None:
+        halt = self.risk.halt
+        self.console(
+            f"[{self.broker.name}] {bar.timestamp} {self.instrument.symbol} close "
+            f"{bar.close:,.2f} | target {self._target:+.2f} pos {self._units:,.2f} | "
+            f"equity {equity:,.2f} expected {expected:,.2f} | "
+            f"{'risk ok' if halt is None else f'HALTED ({halt.kind})'}"
+        )
+
+    def _finish(self, reason: str) -> None:
+        """Stop without flattening: working orders are cancelled, positions are kept."""
+        try:
+            if self.broker.is_connected():
+                self._cancel_open_orders()
+                self._sync()
+        except BrokerError as error:
+            self.events.emit("error", kind="shutdown", detail=str(error))
+        self.summary.stopped = reason
+        self.console(f"[{self.broker.name}] stopped: {reason}")
+
+    def _summary_fields(self) -> dict[str, Any]:
+        summary = self.summary
+        return {
+            "stopped": summary.stopped,
+            "halt": summary.halt.to_dict() if summary.halt else None,
+            "bars": summary.bars,
+            "decisions": summary.decisions,
+            "orders": summary.orders,
+            "rejected": summary.rejected,
+            "fills": summary.fills,
+            "errors": summary.errors,
+        }
+
+
+def _plain(positions: Mapping[str, Position]) -> dict[str, float]:
+    return {symbol: position.quantity for symbol, position in positions.items()}

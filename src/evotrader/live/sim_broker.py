@@ -1,0 +1,408 @@
+"""SimBroker: bars replayed as a live feed, filled by the shared execution model.
+
+Bars before ``start`` are history (warm-up); from ``start`` on, ``next_bar`` delivers one
+closed bar per call. An order placed after bar t closed fills at bar t+1's open (or at bar
+t's close with ``fill="close"``) through the same ``rebalance`` arithmetic and the same
+per-decision fill prices and impact as MarketEnv and the backtest engine, so a bot trading
+a checkpoint here produces the backtest's fills and equity. ``Faults`` injects the broker
+misbehaviour the runner must survive: rejects, partial fills, duplicate, out-of-order and
+corrupt bars, a stalled feed, disconnects and failed reconnects.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from evotrader.data.validation import validate_ohlcv
+from evotrader.env.execution import ExecutionModel, rebalance
+from evotrader.live.broker import (
+    Account,
+    Bar,
+    Broker,
+    BrokerDisconnected,
+    BrokerError,
+    FeedEnded,
+    Fill,
+    Instrument,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    OrderType,
+    Position,
+    Side,
+    UnknownInstrument,
+)
+from evotrader.risk.preferences import TradingHours, bar_end_times, bar_open_times
+
+
+@dataclass
+class SimAccount:
+    """One symbol's cash and units, traded with the shared ``rebalance`` arithmetic."""
+
+    cash: float
+    units: float = 0.0
+
+    def equity(self, price: float) -> float:
+        return self.cash + self.units * price
+
+    def rebalance_to(
+        self, target: float, price: float, rate: float, impact: float
+    ) -> tuple[float, float]:
+        """Trade to ``target`` x equity at ``price``; returns (units traded, cost)."""
+        before = self.units
+        self.cash, self.units, cost = rebalance(self.cash, self.units, target, price, rate, impact)
+        return self.units - before, cost
+
+    def trade(
+        self, quantity: float, price: float, rate: float, impact: float
+    ) -> tuple[float, float]:
+        """Trade ``quantity`` signed units at ``price`` (costs as ``rebalance`` charges them)."""
+        equity = self.equity(price)
+        if not equity > 0:
+            raise BrokerError(f"sim account equity {equity:,.2f} cannot carry a trade")
+        return self.rebalance_to((self.units + quantity) * price / equity, price, rate, impact)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Misbehaviour to inject, each once. Bars are numbered from 0 at the replay start;
+    orders by placement, from 0. An injection "before bar i" happens on the ``next_bar``
+    call that would otherwise deliver bar i."""
+
+    reject_orders: frozenset[int] = frozenset()
+    partial_fills: Mapping[int, float] = field(default_factory=dict)  # order -> fraction
+    duplicate_bars: frozenset[int] = frozenset()  # re-send the last bar before bar i
+    out_of_order_bars: frozenset[int] = frozenset()  # re-send the bar before the last
+    bad_bars: frozenset[int] = frozenset()  # a bar with a NaN close before bar i
+    stalls: Mapping[int, float] = field(default_factory=dict)  # bar -> seconds with no bar
+    disconnects: frozenset[int] = frozenset()  # the connection drops before bar i
+    failed_reconnects: int = 0  # connect() fails this many times after each drop
+
+    def __post_init__(self) -> None:
+        for order, fraction in self.partial_fills.items():
+            if not 0 < fraction < 1:
+                raise ValueError(f"partial fill of order {order} must be in (0, 1): {fraction}")
+        for bar, seconds in self.stalls.items():
+            if seconds <= 0:
+                raise ValueError(f"stall before bar {bar} must last > 0 seconds: {seconds}")
+
+
+@dataclass
+class _Order:
+    request: OrderRequest
+    number: int
+    state: OrderState
+    fills: int = 0
+
+
+class SimBroker(Broker):
+    """A replay broker for one instrument; always a paper account."""
+
+    name = "sim"
+
+    def __init__(
+        self,
+        bars: pd.DataFrame,
+        instrument: Instrument,
+        *,
+        start: str | pd.Timestamp | None = None,
+        execution: ExecutionModel | None = None,
+        initial_cash: float = 100_000.0,
+        hours: TradingHours | None = None,
+        sizing: Literal["target", "quantity"] = "target",
+        faults: Faults | None = None,
+        account_id: str = "SIM",
+    ) -> None:
+        if sizing not in ("target", "quantity"):
+            raise ValueError(f"sim sizing must be 'target' or 'quantity', got {sizing!r}")
+        if initial_cash <= 0:
+            raise ValueError(f"sim initial_cash must be positive, got {initial_cash}")
+        self._bars = validate_ohlcv(bars, instrument.symbol, min_bars=2)
+        self.instrument = instrument
+        self.execution = execution or ExecutionModel()
+        self.hours = hours or TradingHours()
+        self.sizing = sizing
+        self.faults = faults or Faults()
+        self.account_id = account_id
+        self._ends = bar_end_times(self._bars.index, self.hours)
+        self._opens = bar_open_times(self._bars.index, self.hours)
+        self._prices = self.execution.prices(self._bars)
+        first = 0 if start is None else int(self._bars.index.searchsorted(pd.Timestamp(start)))
+        if not 0 <= first < len(self._bars):
+            raise ValueError(f"sim start {start} is after the last bar {self._bars.index[-1]}")
+        self.start = first
+        self._last = first - 1  # last delivered (closed) bar; history is bars[: last + 1]
+        self._clock = self._ends[max(first - 1, 0)]
+        self._account = SimAccount(float(initial_cash))
+        self._avg_cost = 0.0
+        self._orders: dict[str, _Order] = {}
+        self._fills: list[Fill] = []
+        self._numbers = itertools.count()
+        self._injected: set[tuple[str, int]] = set()
+        self._reconnect_failures = 0
+        self._connected = False
+
+    # -- connection and clock --------------------------------------------------------
+
+    @property
+    def is_paper(self) -> bool:
+        return True
+
+    def connect(self) -> None:
+        if self._connected:
+            return
+        if self._reconnect_failures:
+            self._reconnect_failures -= 1
+            raise BrokerDisconnected("sim: reconnect refused (injected fault)")
+        self._connected = True
+
+    def disconnect(self) -> None:
+        self._connected = False
+
+    def is_connected(self) -> bool:
+        return self._connected
+
+    def now(self) -> pd.Timestamp:
+        return self._clock
+
+    def wait(self, seconds: float) -> None:
+        self._clock += pd.Timedelta(seconds=seconds)
+
+    # -- market data -----------------------------------------------------------------
+
+    def qualify(self, instrument: Instrument) -> Instrument:
+        self._check_connected("qualify")
+        self._check_symbol(instrument.symbol)
+        return replace(instrument, broker_id=f"SIM:{instrument.symbol}")
+
+    def history(self, instrument: Instrument, count: int) -> pd.DataFrame:
+        self._check_connected("history")
+        self._check_symbol(instrument.symbol)
+        return self._bars.iloc[max(0, self._last + 1 - count) : self._last + 1].copy()
+
+    def subscribe(self, instrument: Instrument) -> None:
+        self._check_connected("subscribe")
+        self._check_symbol(instrument.symbol)
+
+    def next_bar(self, timeout: float) -> Bar | None:
+        self._check_connected("next_bar")
+        t = self._last + 1
+        if t >= len(self._bars):
+            raise FeedEnded(f"sim: replay of {self.instrument.symbol} ended at {self._clock}")
+        i = t - self.start
+        if self._inject("disconnect", i, i in self.faults.disconnects):
+            self._connected = False
+            self._reconnect_failures = self.faults.failed_reconnects
+            raise BrokerDisconnected(f"sim: connection dropped before bar {i} (injected fault)")
+        if self._inject("stall", i, i in self.faults.stalls):
+            self._clock += pd.Timedelta(seconds=self.faults.stalls[i])
+            return None
+        if self._inject("duplicate", i, i in self.faults.duplicate_bars and self._last >= 0):
+            return self._bar(self._last)
+        if self._inject("out_of_order", i, i in self.faults.out_of_order_bars and self._last > 0):
+            return self._bar(self._last - 1)
+        if self._inject("bad", i, i in self.faults.bad_bars):
+            return replace(self._bar(t), close=float("nan"))
+        self._advance(t)
+        return self._bar(t)
+
+    # -- orders ----------------------------------------------------------------------
+
+    def place_order(self, request: OrderRequest) -> OrderState:
+        self._check_connected("place_order")
+        known = self._orders.get(request.client_ref)
+        if known is not None:
+            return known.state
+        number = next(self._numbers)
+        state = OrderState(
+            client_ref=request.client_ref,
+            status=OrderStatus.SUBMITTED,
+            broker_order_id=str(number + 1),
+            remaining_quantity=request.quantity,
+            updated_at=self._clock,
+        )
+        if request.instrument.symbol != self.instrument.symbol:
+            reason = f"sim trades only {self.instrument.symbol}"
+            state = replace(state, status=OrderStatus.REJECTED, reason=reason)
+        elif number in self.faults.reject_orders:
+            state = replace(state, status=OrderStatus.REJECTED, reason="rejected (injected fault)")
+        order = _Order(request, number, state)
+        self._orders[request.client_ref] = order
+        if self.execution.fill == "close" and not state.status.is_terminal:
+            self._fill(order, self._last)
+        return order.state
+
+    def cancel_order(self, client_ref: str) -> OrderState:
+        self._check_connected("cancel_order")
+        order = self._orders.get(client_ref)
+        if order is None:
+            raise BrokerError(f"sim: cannot cancel unknown order {client_ref!r}")
+        if not order.state.status.is_terminal:
+            order.state = replace(
+                order.state,
+                status=OrderStatus.CANCELLED,
+                reason="cancelled",
+                updated_at=self._clock,
+            )
+        return order.state
+
+    def order_state(self, client_ref: str) -> OrderState | None:
+        self._check_connected("order_state")
+        order = self._orders.get(client_ref)
+        return order.state if order else None
+
+    def open_orders(self) -> list[OrderState]:
+        self._check_connected("open_orders")
+        return [o.state for o in self._orders.values() if not o.state.status.is_terminal]
+
+    def fills(self) -> list[Fill]:
+        self._check_connected("fills")
+        return list(self._fills)
+
+    def positions(self) -> dict[str, Position]:
+        self._check_connected("positions")
+        if self._account.units == 0:
+            return {}
+        symbol = self.instrument.symbol
+        return {symbol: Position(symbol, self._account.units, self._avg_cost)}
+
+    def account(self) -> Account:
+        self._check_connected("account")
+        mark = float(self._prices.mark[max(self._last, 0)])
+        return Account(
+            self.account_id,
+            cash=self._account.cash,
+            equity=self._account.equity(mark),
+            updated_at=self._clock,
+        )
+
+    # -- replay mechanics ------------------------------------------------------------
+
+    def _advance(self, t: int) -> None:
+        """Bar t opens (working orders fill), then closes (the clock moves to its end)."""
+        working = [o for o in self._orders.values() if not o.state.status.is_terminal]
+        next_open = self.execution.fill == "next_open"
+        self._clock = self._opens[t] if next_open else self._ends[t]
+        for order in sorted(working, key=lambda o: o.number):
+            self._fill(order, t - 1 if next_open else t)
+        self._last, self._clock = t, self._ends[t]
+
+    def _fill(self, order: _Order, decision: int) -> None:
+        """Fill what the order can at the fill price of ``decision`` (the bar after it
+        opens with ``next_open``, its close with ``close``)."""
+        request, state = order.request, order.state
+        price, impact = float(self._prices.fill[decision]), float(self._prices.impact[decision])
+        if request.order_type is OrderType.LIMIT:
+            price = self._limit_price(request, decision)
+            if price is None:
+                return
+        rate, account = self.execution.linear_rate, self._account
+        fraction = self.faults.partial_fills.get(order.number) if order.fills == 0 else None
+        if self._sizes_by_target(order) and fraction is None:
+            traded, cost = account.rebalance_to(request.target_weight, price, rate, impact)
+            remaining = 0.0
+        else:
+            wanted = request.side.sign * state.remaining_quantity
+            if self._sizes_by_target(order):
+                wanted = request.target_weight * account.equity(price) / price - account.units
+            quantity = wanted * (fraction or 1.0)
+            traded, cost = account.trade(quantity, price, rate, impact)
+            remaining = abs(wanted - quantity)
+        self._record_fill(order, traded, price, cost, remaining)
+
+    def _sizes_by_target(self, order: _Order) -> bool:
+        request = order.request
+        return (
+            self.sizing == "target"
+            and request.target_weight is not None
+            and request.order_type is OrderType.MARKET
+            and order.fills == 0
+        )
+
+    def _limit_price(self, request: OrderRequest, decision: int) -> float | None:
+        """Where a limit order fills for ``decision``: with ``next_open``, the next bar's
+        open when already through the limit, else the limit when that bar trades through
+        it; with ``close``, the decision bar's close when through the limit. Else None."""
+        limit, sign = float(request.limit_price), request.side.sign
+        if self.execution.fill == "close":
+            close = float(self._bars["close"].iloc[decision])
+            return close if sign * (limit - close) >= 0 else None
+        bar = self._bars.iloc[decision + 1]
+        if sign * (limit - bar["open"]) >= 0:
+            return float(bar["open"])
+        extreme = bar["low"] if sign > 0 else bar["high"]
+        return limit if sign * (limit - extreme) >= 0 else None
+
+    def _record_fill(
+        self, order: _Order, traded: float, price: float, cost: float, remaining: float
+    ) -> None:
+        state = order.state
+        if traded:
+            self._update_avg_cost(traded, price)
+            order.fills += 1
+            self._fills.append(
+                Fill(
+                    exec_id=f"sim-{state.broker_order_id}-{order.fills}",
+                    client_ref=state.client_ref,
+                    broker_order_id=state.broker_order_id,
+                    symbol=self.instrument.symbol,
+                    side=Side.BUY if traded > 0 else Side.SELL,
+                    quantity=abs(traded),
+                    price=price,
+                    cost=cost,
+                    timestamp=self._clock,
+                )
+            )
+        filled = state.filled_quantity + abs(traded)
+        paid = (state.avg_fill_price or 0.0) * state.filled_quantity + abs(traded) * price
+        order.state = replace(
+            state,
+            status=OrderStatus.PARTIALLY_FILLED if remaining > 0 else OrderStatus.FILLED,
+            filled_quantity=filled,
+            remaining_quantity=remaining,
+            avg_fill_price=paid / filled if filled else None,
+            updated_at=self._clock,
+        )
+
+    def _update_avg_cost(self, traded: float, price: float) -> None:
+        before = self._account.units - traded
+        after = self._account.units
+        if after == 0:
+            self._avg_cost = 0.0
+        elif before == 0 or np.sign(before) != np.sign(after):
+            self._avg_cost = price
+        elif abs(after) > abs(before):
+            self._avg_cost = (self._avg_cost * abs(before) + price * abs(traded)) / abs(after)
+
+    def _bar(self, t: int) -> Bar:
+        row = self._bars.iloc[t]
+        return Bar(
+            symbol=self.instrument.symbol,
+            timestamp=self._bars.index[t],
+            end=self._ends[t],
+            open=float(row["open"]),
+            high=float(row["high"]),
+            low=float(row["low"]),
+            close=float(row["close"]),
+            volume=float(row["volume"]),
+        )
+
+    def _inject(self, kind: str, bar: int, wanted: bool) -> bool:
+        if not wanted or (kind, bar) in self._injected:
+            return False
+        self._injected.add((kind, bar))
+        return True
+
+    def _check_connected(self, call: str) -> None:
+        if not self._connected:
+            raise BrokerDisconnected(f"sim: {call} while disconnected")
+
+    def _check_symbol(self, symbol: str) -> None:
+        if symbol != self.instrument.symbol:
+            raise UnknownInstrument(f"sim replays {self.instrument.symbol}, not {symbol}")

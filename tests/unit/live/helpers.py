@@ -1,0 +1,92 @@
+"""Shared by the live tests: a real checkpoint of a small TransformerPolicy, and preferences."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evotrader.config import EnvConfig
+from evotrader.data import FeaturePipeline, load_bars, split_by_time
+from evotrader.models.core_transformer import TransformerSpec
+from evotrader.models.transformer_policy import TransformerPolicy
+from evotrader.risk import Preferences
+
+LOOSE_PREFERENCES: dict[str, Any] = {
+    "max_position_pct": 100.0,
+    "max_leverage": 1.0,
+    "max_daily_loss_pct": 100.0,
+    "max_drawdown_pct": 100.0,
+    "max_orders_per_minute": 10,
+    "allowed_instruments": ["GOOG", "SYN"],
+    "allowed_asset_classes": ["STK"],
+    "trading_hours": {
+        "timezone": "America/New_York",
+        "days": ["Mon", "Tue", "Wed", "Thu", "Fri"],
+        "start": "09:30",
+        "end": "16:00",
+    },
+    "stale_data_seconds": 432000,
+    "error_burst_count": 5,
+    "error_burst_seconds": 300,
+}
+
+
+def preferences(**changes: Any) -> Preferences:
+    return Preferences.from_dict(LOOSE_PREFERENCES | changes)
+
+
+def make_checkpoint(
+    path: Path,
+    *,
+    source: str = "embedded",
+    symbol: str = "GOOG",
+    options: dict[str, Any] | None = None,
+    agent_state: bool = True,
+    window: int = 16,
+    positions: tuple[float, ...] = (-1.0, 0.0, 1.0),
+    seed: int = 0,
+) -> Path:
+    """Save a checkpoint in training/checkpoint.py's format: features fitted on the train
+    split, a seeded TransformerPolicy whose input projection is scaled up so it trades often."""
+    from evotrader.training.checkpoint import Checkpoint, save_checkpoint
+
+    options = options or {}
+    bars = load_bars(source, symbol, **options)
+    splits = split_by_time(bars, embargo=5)
+    pipeline = FeaturePipeline().fit(splits.train)
+    env = EnvConfig(window=window, positions=list(positions), agent_state=agent_state)
+    torch.manual_seed(seed)
+    spec = TransformerSpec(
+        input_dim=pipeline.num_features + (2 if agent_state else 0),
+        model_dim=16,
+        num_heads=2,
+        num_layers=1,
+        ff_dim=32,
+        output_dim=16,
+    )
+    policy = TransformerPolicy(spec, len(positions))
+    with torch.no_grad():
+        policy.encoder.input_proj.weight.normal_(std=3.0)  # features, not positions, decide
+    data_range = {}
+    for name in ("train", "validation", "test"):
+        index = getattr(splits, name).index
+        data_range[f"{name}_start"], data_range[f"{name}_end"] = str(index[0]), str(index[-1])
+    checkpoint = Checkpoint(
+        kind="ppo",
+        architecture=policy.architecture(),
+        state_dict=policy.state_dict(),
+        hyperparameters={"seed": seed},
+        feature_pipeline=pipeline.state_dict(),
+        env=asdict(env),
+        symbol=symbol,
+        data_range=data_range,
+        metrics={},
+        extra={
+            "stage": "stage_1_ppo",
+            "data": {"source": source, "symbol": symbol, "options": options},
+        },
+    )
+    return save_checkpoint(checkpoint, path)
