@@ -1,0 +1,39 @@
+"""Momentum: keep betting on the direction an asset has recently moved in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from evotrader.strategies.templates._indicators import (
+    annualised_volatility,
+    banded_sign,
+    past_return,
+    quarter_steps,
+)
+
+LEGS = 1
+
+
+def time_series_momentum(bars: pd.DataFrame, *, lookback: int, threshold: float) -> np.ndarray:
+    return banded_sign(past_return(bars["close"], lookback), threshold)
+
+
+def volatility_scaled_momentum(
+    bars: pd.DataFrame, *, lookback: int, vol_window: int, target_vol: float
+) -> np.ndarray:
+    direction = banded_sign(past_return(bars["close"], lookback), 0.0)
+    size = quarter_steps(target_vol / annualised_volatility(bars["close"], vol_window))
+    return direction * size
+
+
+def fifty_two_week_high(bars: pd.DataFrame, *, window: int, proximity: float) -> np.ndarray:
+    high = bars["high"].rolling(window).max()
+    return (bars["close"] >= (1.0 - proximity) * high).to_numpy(np.float64)
+
+
+SIGNALS = {
+    "momentum/time-series-momentum": time_series_momentum,
+    "momentum/volatility-scaled-momentum": volatility_scaled_momentum,
+    "momentum/52-week-high": fifty_two_week_high,
+}

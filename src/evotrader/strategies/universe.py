@@ -1,0 +1,107 @@
+"""Universes resolved into books: the instruments (or pairs) a spec trades, chosen causally.
+
+Filters and cointegration tests only ever see bars up to ``end`` (the end of the training
+window), so choosing what to trade can never use the period being evaluated. A book is a
+tuple of symbols: one for single-instrument templates, two (first, second) for pairs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from evotrader.data import load_bars
+from evotrader.strategies.spec import StrategySpec, UniverseSpec
+from evotrader.strategies.templates._indicators import TRADING_DAYS
+
+Book = tuple[str, ...]
+MIN_COINT_BARS = 30  # below this the Engle-Granger test has no power worth reporting
+# Lags the test's ADF regression may use (chosen by AIC). statsmodels' default grows with the
+# sample (23 lags for 1500 bars) and costs seconds per pair; a week of daily lags is enough.
+COINT_MAX_LAG = 5
+
+
+def load_universe_bars(
+    universe: UniverseSpec,
+    start: str | pd.Timestamp | None = None,
+    end: str | pd.Timestamp | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Bars of every listed symbol from the universe's source, by symbol."""
+    return {s: load_bars(universe.source, s, start=start, end=end) for s in universe.symbols}
+
+
+def align(data: Mapping[str, pd.DataFrame], symbols: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """The symbols' bars restricted to the dates they all share (one common index)."""
+    missing = [s for s in symbols if s not in data]
+    if missing:
+        raise KeyError(f"no bars for symbol(s) {missing}; have {sorted(data)}")
+    common = data[symbols[0]].index
+    for symbol in symbols[1:]:
+        common = common.intersection(data[symbol].index)
+    if len(common) < 2:
+        raise ValueError(f"symbols {list(symbols)} share {len(common)} timestamps; need >= 2")
+    return {s: data[s].loc[common] for s in symbols}
+
+
+def symbol_stats(symbol: str, bars: pd.DataFrame) -> dict[str, float | str]:
+    """The filterable statistics of one symbol over ``bars`` (the training window)."""
+    close, volume = bars["close"], bars["volume"]
+    returns = np.log(close).diff().dropna()
+    return {
+        "symbol": symbol,
+        "price": float(close.iloc[-1]),
+        "avg_volume": float(volume.mean()),
+        "avg_dollar_volume": float((close * volume).mean()),
+        "volatility": float(returns.std() * math.sqrt(TRADING_DAYS)) if len(returns) > 1 else 0.0,
+        "total_return": float(close.iloc[-1] / close.iloc[0] - 1.0),
+        "history_bars": float(len(bars)),
+    }
+
+
+def resolve_books(
+    spec: StrategySpec, data: Mapping[str, pd.DataFrame], end: pd.Timestamp | None = None
+) -> list[Book]:
+    """The books ``spec`` trades, decided from bars up to ``end`` (default: all of them)."""
+    universe = spec.universe
+    training = {s: bars.loc[:end] for s, bars in align(data, universe.symbols).items()}
+    passing = [
+        s
+        for s in universe.symbols
+        if all(f.accepts(symbol_stats(s, training[s])) for f in universe.filters)
+    ]
+    if spec.info.legs == 1:
+        return [(s,) for s in passing]
+    if universe.kind == "static":
+        listed = zip(universe.symbols[::2], universe.symbols[1::2], strict=True)
+        return [pair for pair in listed if pair[0] in passing and pair[1] in passing]
+    found = cointegrated_pairs(training, passing, universe.max_p_value)
+    return [pair for pair, _ in found[: universe.max_pairs]]
+
+
+def cointegrated_pairs(
+    data: Mapping[str, pd.DataFrame], symbols: list[str], max_p_value: float
+) -> list[tuple[Book, float]]:
+    """Pairs of ``symbols`` whose log closes are Engle-Granger cointegrated, best p first.
+
+    Each pair is tested in list order (the first symbol regressed on the second) with
+    statsmodels' ``coint`` (ADF lags up to ``COINT_MAX_LAG``, chosen by AIC) over all of
+    ``data``: pass training bars only.
+    """
+    from statsmodels.tsa.stattools import coint  # a 1-2 s import: only when pairs are tested
+
+    found = []
+    for first, second in itertools.combinations(symbols, 2):
+        a, b = np.log(data[first]["close"]), np.log(data[second]["close"])
+        if len(a) < MIN_COINT_BARS:
+            raise ValueError(
+                f"cointegration test of {first}/{second} needs >= {MIN_COINT_BARS} bars, "
+                f"got {len(a)}"
+            )
+        p_value = float(coint(a.to_numpy(), b.to_numpy(), maxlag=COINT_MAX_LAG, autolag="aic")[1])
+        if p_value < max_p_value:
+            found.append(((first, second), p_value))
+    return sorted(found, key=lambda item: item[1])
