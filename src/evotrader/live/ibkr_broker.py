@@ -57,6 +57,7 @@ from evotrader.live.broker import (
     UnknownInstrument,
     bars_to_frame,
 )
+from evotrader.risk.preferences import TradingHours
 
 try:
     import ib_async as ib
@@ -222,9 +223,11 @@ class IBKRBroker(Broker):
         config: IBKRConfig | None = None,
         *,
         clock: Callable[[], pd.Timestamp] | None = None,
+        hours: TradingHours | None = None,
     ) -> None:
         self.config = config or IBKRConfig.from_env()
         self._clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
+        self.hours = hours or TradingHours()
         self._bar_seconds = bar_seconds(self.config.bar_size)
         self._ib = ib.IB()
         self._ib.RaiseRequestErrors = True
@@ -477,9 +480,9 @@ class IBKRBroker(Broker):
     def _to_bar(self, symbol: str, bar: Any) -> Bar:
         """An IB bar as a ``Bar``: labelled by its start, ``end`` when it closes.
 
-        Daily bars are labelled by their date and count as closed at the next midnight UTC,
-        after every US session; a decision on them is then taken before the next open, as
-        the backtest's next-open fill assumes."""
+        Daily bars are labelled by their date and close at the session end of that date
+        (``hours``, the preferences' trading hours), the clock the sim and the backtest
+        use (``risk.preferences.bar_end_times``)."""
         stamp: date | datetime = bar.date
         if isinstance(stamp, datetime):
             start = pd.Timestamp(stamp)
@@ -488,7 +491,7 @@ class IBKRBroker(Broker):
             end = start + pd.Timedelta(seconds=self._bar_seconds)
         else:
             timestamp = pd.Timestamp(stamp)
-            end = (timestamp + pd.Timedelta(days=1)).tz_localize("UTC")
+            end = self.hours.session_end(timestamp)
         return Bar(
             symbol,
             timestamp,

@@ -238,15 +238,17 @@ def test_history_returns_the_last_closed_bars(tws: TwsServer, broker: IBKRBroker
 def test_daily_history_is_labelled_by_date(tws: TwsServer) -> None:
     days = pd.date_range("2024-02-26", periods=6, freq="B", tz="UTC")  # the last is today
     tws.set_history("GOOG", [minute_bar(int(d.timestamp()), 50.0 + i) for i, d in enumerate(days)])
-    clock = Clock(days[-1] + pd.Timedelta(hours=16))
+    clock = Clock(days[-1] + pd.Timedelta(hours=16))  # 11:00 in New York: today is open
     broker = make_broker(tws, clock, bar_size="1 day")
     broker.connect()
     try:
         frame = broker.history(Instrument("GOOG"), 10)
+        assert list(frame.index) == list(days[:-1].tz_localize(None))
+        assert list(frame["close"]) == [50.0, 51.0, 52.0, 53.0, 54.0]
+        clock.now = pd.Timestamp("2024-03-04 16:00", tz="America/New_York")  # session end
+        assert broker.history(Instrument("GOOG"), 10).index[-1] == days[-1].tz_localize(None)
     finally:
         broker.disconnect()
-    assert list(frame.index) == list(days[:-1].tz_localize(None))
-    assert list(frame["close"]) == [50.0, 51.0, 52.0, 53.0, 54.0]
 
 
 def test_history_skips_and_logs_bad_bars(
