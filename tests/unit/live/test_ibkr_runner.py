@@ -1,0 +1,140 @@
+"""run_live_bot.py paper-trading through IBKRBroker and the real ib_async client.
+
+The TWS API stand-in plays the exchange: it serves real GOOG bars re-dated around today,
+streams new daily bars while the bot runs, and fills its market orders at the next bar's
+open. A second run on the same journal checks the restart: nothing is sent twice and the
+position comes from the broker.
+"""
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import run_live_bot
+import yaml
+from tests.support.tws_server import HistoricalBar, Stock, TwsServer
+from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
+
+from evotrader.data import load_bars
+
+pytestmark = pytest.mark.timeout(120)
+HISTORY, LIVE = 80, 6  # bars of warm-up history; bars the first run trades
+
+
+def goog_bars() -> tuple[list[HistoricalBar], list[HistoricalBar]]:
+    """Real GOOG prices on business days: history up to yesterday, then future days to
+    stream (their ends lie ahead, so only the next bar closes them, whatever the hour)."""
+    prices = load_bars("embedded", "GOOG").iloc[-(HISTORY + 2 * LIVE + 2) :]
+    today = pd.Timestamp.now(tz="UTC").normalize().tz_localize(None)
+    past = pd.bdate_range(end=today - pd.Timedelta(days=1), periods=HISTORY)
+    future = pd.bdate_range(start=today + pd.Timedelta(days=1), periods=len(prices) - HISTORY)
+    bars = [
+        HistoricalBar(int(day.tz_localize("UTC").timestamp()), *row)
+        for day, row in zip(
+            past.append(future),
+            prices[["open", "high", "low", "close", "volume"]].itertuples(index=False),
+            strict=True,
+        )
+    ]
+    return bars[:HISTORY], bars[HISTORY:]
+
+
+def decisions(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    with sqlite3.connect(journal) as db:
+        return db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+
+
+def subscriptions(tws: TwsServer) -> int:
+    return sum(1 for fields in tws.messages(20) if fields[21] == "1")
+
+
+def feed(tws: TwsServer, bars: list[HistoricalBar], journal: Path, subscribed: int) -> None:
+    """Stream bars as the exchange would once the bot subscribes: each new bar closes the
+    one forming before it; wait for the bot's decision on that bar before the next, so
+    every order fills at the open of the bar after its decision."""
+    tws.wait_for(lambda: subscriptions(tws) > subscribed, timeout=30)
+    done = decisions(journal)
+    for k, bar in enumerate(bars, start=1):
+        tws.set_price("GOOG", bar.open)
+        tws.stream_bar("GOOG", bar)
+        tws.wait_for(lambda k=k: decisions(journal) >= done + k, timeout=10)
+
+
+def run_bot(tws: TwsServer, tmp_path: Path, checkpoint: Path, live: list[HistoricalBar]) -> int:
+    """Run the bot until it has decided on one bar per streamed bar."""
+    out = tmp_path / "bot"
+    feeder = threading.Thread(
+        target=feed, args=(tws, live, out / "journal.sqlite", subscriptions(tws)), daemon=True
+    )
+    feeder.start()
+    code = run_live_bot.main(
+        [
+            "--broker", "ibkr", "--checkpoint", str(checkpoint), "--symbol", "GOOG",
+            "--port", str(tws.port), "--client-id", "7", "--bar-size", "1 day",
+            "--preferences", str(tmp_path / "preferences.yaml"),
+            "--config", str(tmp_path / "runner.yaml"),
+            "--max-bars", str(len(live)), "--out", str(out),
+        ]
+    )  # fmt: skip
+    feeder.join(timeout=10)
+    return code
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("IBKR_HOST", "IBKR_PORT", "IBKR_CLIENT_ID", "IBKR_ACCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    always = {"timezone": "UTC", "days": list(range(7)), "start": "00:00", "end": "23:59:59"}
+    prefs = LOOSE_PREFERENCES | {"trading_hours": always}
+    (tmp_path / "preferences.yaml").write_text(yaml.safe_dump(prefs))
+    runner = {
+        "history_bars": 64,
+        "poll_seconds": 0.2,
+        "lot_size": 1.0,
+        "max_divergence_pct": 50.0,
+        "reconnect_attempts": 2,
+        "backoff_seconds": 0.1,
+        "backoff_max_seconds": 0.2,
+    }
+    (tmp_path / "runner.yaml").write_text(yaml.safe_dump(runner))
+    return make_checkpoint(tmp_path / "GOOG_stage_1_ppo.pth", seed=3)
+
+
+def test_paper_bot_trades_through_ibkr_and_restarts_without_duplicates(
+    tmp_path: Path, setup: Path
+) -> None:
+    history, live = goog_bars()
+    with TwsServer([Stock("GOOG", 208813720)], lifetime_s=100.0) as tws:
+        tws.set_history("GOOG", [*history, live[0]])  # live[0] is forming
+        assert run_bot(tws, tmp_path, setup, live[1 : LIVE + 1]) == 0
+        journal = tmp_path / "bot" / "journal.sqlite"
+        summary = yaml.safe_load((tmp_path / "bot" / "summary.json").read_text())
+        assert (summary["bars"], summary["errors"]) == (LIVE, 0)
+        refs = [fields[26] for fields in tws.messages(3)]
+        assert refs, "the seeded policy should trade on these bars"
+        assert len(refs) == len(set(refs))
+        opens = {bar.open for bar in live[1:]}
+        assert all(e.price in opens for e in tws.executions())
+        with sqlite3.connect(journal) as db:
+            journaled = {r[0] for r in db.execute("SELECT client_ref FROM orders")}
+            fills = {r[0] for r in db.execute("SELECT exec_id FROM fills")}
+            position = db.execute("SELECT quantity FROM positions WHERE symbol='GOOG'").fetchone()
+        assert journaled == set(refs)
+        assert fills == {e.exec_id for e in tws.executions()}
+        assert (position[0] if position else 0.0) == tws.position("GOOG")
+
+        # The bot stops; the account still holds the position. A restart on the same
+        # journal reconciles with the broker and trades on, sending nothing twice.
+        assert run_bot(tws, tmp_path, setup, live[LIVE + 1 :]) == 0
+        refs_after = [fields[26] for fields in tws.messages(3)]
+        assert refs_after[: len(refs)] == refs
+        assert len(refs_after) == len(set(refs_after))
+        with sqlite3.connect(journal) as db:
+            position = db.execute("SELECT quantity FROM positions WHERE symbol='GOOG'").fetchone()
+            runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        assert runs == 2
+        assert (position[0] if position else 0.0) == tws.position("GOOG")
