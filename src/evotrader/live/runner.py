@@ -351,8 +351,10 @@ class LiveRunner:
         self._expectation.decide(target, bar.close, impact)
         previous = self._target
         self._set_target(target, equity)
-        self._save_state()
-        state = self._submit(request, bar.timestamp, now)
+        with self.journal.transaction():  # the intent and the order, committed before sending
+            self._write_state()
+            self.journal.record_order(request, bar.timestamp, now)
+        state = self._place(request)
         if state.status is OrderStatus.REJECTED:
             self._target = previous
             return "rejected by the broker"
@@ -371,9 +373,8 @@ class LiveRunner:
             self.console(f"  risk refused {request.side} {request.quantity:g}: {verdict.reason}")
         return verdict.approved
 
-    def _submit(self, request: OrderRequest, bar: pd.Timestamp, now: pd.Timestamp) -> OrderState:
-        """Journal as PENDING, send, journal the broker's answer."""
-        self.journal.record_order(request, bar, now)
+    def _place(self, request: OrderRequest) -> OrderState:
+        """Send an order already journaled as PENDING; journal the broker's answer."""
         self.summary.orders += 1
         self.events.emit(
             "order",
@@ -424,6 +425,10 @@ class LiveRunner:
 
     def _sync(self) -> None:
         """Pull order states, fills, positions and the account into the journal."""
+        with self.journal.transaction():  # facts the broker already holds: one commit
+            self._pull()
+
+    def _pull(self) -> None:
         for order in self.journal.open_orders():
             state = self.broker.order_state(order.request.client_ref)
             if state is not None and state != order.state:
@@ -626,7 +631,8 @@ class LiveRunner:
         )
         now = self.broker.now()
         if self.journal.order(request.client_ref) is None and self._approved(request, now):
-            self._submit(request, bar, now)
+            self.journal.record_order(request, bar, now)
+            self._place(request)
         self._target = 0.0
 
     def _reconnect(self, error: BrokerDisconnected) -> None:

@@ -1,0 +1,155 @@
+"""Preferences: required, frozen, hashed, and impossible to loosen at run time."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from evotrader.risk import (
+    LooseningError,
+    Preferences,
+    PreferencesError,
+    TradingHours,
+    bar_end_times,
+    bar_open_times,
+    load_preferences,
+)
+
+REPO = Path(__file__).resolve().parents[3]
+RAW = yaml.safe_load((REPO / "configs" / "preferences.yaml").read_text())
+BASE = RAW | {"allowed_asset_classes": ["STK", "CASH"]}
+
+# For every limit: a stricter and a looser run-time value than the file's.
+STRICTER_AND_LOOSER = {
+    "max_position_pct": (50.0, 150.0),
+    "max_leverage": (0.5, 2.0),
+    "max_daily_loss_pct": (1.0, 10.0),
+    "max_drawdown_pct": (10.0, 30.0),
+    "max_orders_per_minute": (5, 20),
+    "allowed_instruments": (["GOOG"], ["GOOG", "TSLA"]),
+    "allowed_asset_classes": (["STK"], ["STK", "CASH", "OPT"]),
+    "trading_hours": (
+        {**RAW["trading_hours"], "start": "10:00", "end": "15:30"},
+        {**RAW["trading_hours"], "days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]},
+    ),
+    "stale_data_seconds": (3600, 10**6),
+    "error_burst_count": (3, 10),
+    "error_burst_seconds": (600, 60),
+}
+
+
+def test_the_shipped_file_loads_frozen_and_hashed() -> None:
+    prefs = load_preferences(REPO / "configs" / "preferences.yaml")
+    assert "GOOG" in prefs.allowed_instruments
+    assert prefs.trading_hours.start == time(9, 30)
+    assert len(prefs.sha256) == 64
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        prefs.max_leverage = 10.0  # type: ignore[misc]
+
+
+def test_every_limit_in_the_schema_is_covered_by_these_tests() -> None:
+    assert set(STRICTER_AND_LOOSER) == {f.name for f in dataclasses.fields(Preferences)}
+
+
+def test_hash_follows_content_not_formatting(tmp_path: Path) -> None:
+    reordered = dict(reversed(list(RAW.items())))
+    reordered["allowed_instruments"] = list(reversed(RAW["allowed_instruments"]))
+    path = tmp_path / "p.yaml"
+    path.write_text("# another comment\n" + yaml.safe_dump(reordered, default_flow_style=True))
+    original = Preferences.from_dict(RAW)
+    assert load_preferences(path).sha256 == original.sha256
+    assert Preferences.from_dict(RAW | {"max_leverage": 0.9}).sha256 != original.sha256
+
+
+@pytest.mark.parametrize("name", sorted(STRICTER_AND_LOOSER))
+def test_run_time_settings_may_tighten_but_never_loosen(name: str) -> None:
+    prefs = Preferences.from_dict(BASE)
+    stricter, looser = STRICTER_AND_LOOSER[name]
+    tightened = prefs.tightened({name: stricter})
+    assert getattr(tightened, name) != getattr(prefs, name)
+    assert prefs.sha256 == Preferences.from_dict(BASE).sha256  # the original is untouched
+    with pytest.raises(LooseningError, match=name):
+        prefs.tightened({name: looser})
+    with pytest.raises(LooseningError, match=name):  # not even after a tightening
+        tightened.tightened({name: getattr(prefs, name)})
+
+
+def test_trading_hours_in_another_timezone_is_not_a_tightening() -> None:
+    prefs = Preferences.from_dict(RAW)
+    with pytest.raises(LooseningError, match="trading_hours"):
+        prefs.tightened({"trading_hours": {**RAW["trading_hours"], "timezone": "Asia/Tokyo"}})
+
+
+def test_unknown_override_is_refused() -> None:
+    with pytest.raises(PreferencesError, match="max_levrage"):
+        Preferences.from_dict(RAW).tightened({"max_levrage": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_position_pct": -1}, "max_position_pct: must be > 0"),
+        ({"max_daily_loss_pct": 120}, "max_daily_loss_pct: must be <= 100"),
+        ({"max_orders_per_minute": 2.5}, "max_orders_per_minute: must be an integer"),
+        ({"max_leverage": "lots"}, "max_leverage: expected a number"),
+        ({"max_drawdown_pct": True}, "max_drawdown_pct: expected a number"),
+        ({"allowed_instruments": []}, "allowed_instruments: must be a non-empty list"),
+        ({"stale_data_seconds": float("nan")}, "stale_data_seconds: must be finite"),
+        ({"trading_hours": {**RAW["trading_hours"], "timezone": "Mars/Base"}}, "Mars/Base"),
+        ({"trading_hours": {**RAW["trading_hours"], "days": ["Funday"]}}, "Funday"),
+        ({"trading_hours": {**RAW["trading_hours"], "end": "09:00"}}, "must be before end"),
+        ({"trading_hours": {**RAW["trading_hours"], "start": "nine"}}, "expected HH:MM"),
+    ],
+)
+def test_bad_values_are_named(change: dict, message: str) -> None:
+    with pytest.raises(PreferencesError, match=message):
+        Preferences.from_dict(RAW | change)
+
+
+def test_missing_and_unknown_keys_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in RAW.items() if k != "max_leverage"}))
+    with pytest.raises(PreferencesError, match=r"missing keys \['max_leverage'\]"):
+        load_preferences(path)
+    path.write_text(yaml.safe_dump(RAW | {"yolo": True}))
+    with pytest.raises(PreferencesError, match=r"unknown keys \['yolo'\]"):
+        load_preferences(path)
+    path.write_text("max_leverage: [unclosed")
+    with pytest.raises(PreferencesError, match="not valid YAML"):
+        load_preferences(path)
+
+
+def test_unquoted_yaml_times_read_as_clock_times() -> None:
+    hours = TradingHours.from_dict(
+        yaml.safe_load("timezone: UTC\ndays: [Mon]\nstart: 09:30\nend: 16:00")
+    )
+    assert (hours.start, hours.end) == (time(9, 30), time(16, 0))
+
+
+def test_trading_hours_are_timezone_aware_across_daylight_saving() -> None:
+    hours = Preferences.from_dict(RAW).trading_hours
+    winter_open, summer_open = "2024-01-08 14:30", "2024-07-08 13:30"  # 09:30 in New York
+    assert hours.contains(pd.Timestamp(winter_open, tz="UTC"))
+    assert hours.contains(pd.Timestamp(summer_open, tz="UTC"))
+    assert not hours.contains(pd.Timestamp("2024-01-08 13:30", tz="UTC"))  # 08:30 NY
+    assert not hours.contains(pd.Timestamp("2024-01-06 15:00", tz="UTC"))  # a Saturday
+    with pytest.raises(ValueError, match="tz-aware"):
+        hours.contains(pd.Timestamp("2024-01-08 15:00"))
+
+
+def test_bars_open_and_close_on_the_session_or_their_label() -> None:
+    hours = Preferences.from_dict(RAW).trading_hours
+    daily = pd.DatetimeIndex(["2024-01-08", "2024-07-08"])
+    assert list(bar_end_times(daily, hours)) == [
+        pd.Timestamp("2024-01-08 21:00", tz="UTC"),
+        pd.Timestamp("2024-07-08 20:00", tz="UTC"),
+    ]
+    assert bar_open_times(daily, hours)[0] == pd.Timestamp("2024-01-08 14:30", tz="UTC")
+    hourly = pd.date_range("2024-01-08 14:30", periods=3, freq="h")
+    assert bar_end_times(hourly, hours)[0] == pd.Timestamp("2024-01-08 15:30", tz="UTC")
+    assert bar_open_times(hourly, hours)[0] == pd.Timestamp("2024-01-08 14:30", tz="UTC")
