@@ -52,23 +52,33 @@ def subscriptions(tws: TwsServer) -> int:
     return sum(1 for fields in tws.messages(20) if fields[21] == "1")
 
 
-def feed(tws: TwsServer, bars: list[HistoricalBar], journal: Path, subscribed: int) -> None:
+def feed(
+    tws: TwsServer, bars: list[HistoricalBar], journal: Path, subscribed: int, drop_at: int
+) -> None:
     """Stream bars as the exchange would once the bot subscribes: each new bar closes the
     one forming before it; wait for the bot's decision on that bar before the next, so
-    every order fills at the open of the bar after its decision."""
+    every order fills at the open of the bar after its decision. Before bar ``drop_at``
+    the server drops the connection and refuses new ones for a moment."""
     tws.wait_for(lambda: subscriptions(tws) > subscribed, timeout=30)
     done = decisions(journal)
     for k, bar in enumerate(bars, start=1):
+        if k == drop_at:
+            before = subscriptions(tws)
+            tws.drop_connections(refuse_for_s=0.3)
+            tws.wait_for(lambda before=before: subscriptions(tws) > before, timeout=30)
         tws.set_price("GOOG", bar.open)
         tws.stream_bar("GOOG", bar)
         tws.wait_for(lambda k=k: decisions(journal) >= done + k, timeout=10)
 
 
-def run_bot(tws: TwsServer, tmp_path: Path, checkpoint: Path, live: list[HistoricalBar]) -> int:
+def run_bot(
+    tws: TwsServer, tmp_path: Path, checkpoint: Path, live: list[HistoricalBar], drop_at: int = 0
+) -> int:
     """Run the bot until it has decided on one bar per streamed bar."""
     out = tmp_path / "bot"
+    journal = out / "journal.sqlite"
     feeder = threading.Thread(
-        target=feed, args=(tws, live, out / "journal.sqlite", subscriptions(tws)), daemon=True
+        target=feed, args=(tws, live, journal, subscriptions(tws), drop_at), daemon=True
     )
     feeder.start()
     code = run_live_bot.main(
@@ -104,16 +114,16 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return make_checkpoint(tmp_path / "GOOG_stage_1_ppo.pth", seed=3)
 
 
-def test_paper_bot_trades_through_ibkr_and_restarts_without_duplicates(
+def test_paper_bot_trades_through_ibkr_reconnects_and_restarts_without_duplicates(
     tmp_path: Path, setup: Path
 ) -> None:
     history, live = goog_bars()
     with TwsServer([Stock("GOOG", 208813720)], lifetime_s=100.0) as tws:
         tws.set_history("GOOG", [*history, live[0]])  # live[0] is forming
-        assert run_bot(tws, tmp_path, setup, live[1 : LIVE + 1]) == 0
+        assert run_bot(tws, tmp_path, setup, live[1 : LIVE + 1], drop_at=4) == 0
         journal = tmp_path / "bot" / "journal.sqlite"
         summary = yaml.safe_load((tmp_path / "bot" / "summary.json").read_text())
-        assert (summary["bars"], summary["errors"]) == (LIVE, 0)
+        assert (summary["bars"], summary["errors"]) == (LIVE, 1)  # the one disconnect
         refs = [fields[26] for fields in tws.messages(3)]
         assert refs, "the seeded policy should trade on these bars"
         assert len(refs) == len(set(refs))
@@ -123,7 +133,9 @@ def test_paper_bot_trades_through_ibkr_and_restarts_without_duplicates(
             journaled = {r[0] for r in db.execute("SELECT client_ref FROM orders")}
             fills = {r[0] for r in db.execute("SELECT exec_id FROM fills")}
             position = db.execute("SELECT quantity FROM positions WHERE symbol='GOOG'").fetchone()
+            health = [r[0] for r in db.execute("SELECT status FROM health")]
         assert journaled == set(refs)
+        assert health.index("disconnected") < health.index("reconnected")  # and trades on
         assert fills == {e.exec_id for e in tws.executions()}
         assert (position[0] if position else 0.0) == tws.position("GOOG")
 
