@@ -106,7 +106,7 @@ def _loss_clusters(trades: pd.DataFrame, benchmark_equity: pd.Series) -> list[st
     exits = pd.DatetimeIndex(losing["exit_time"])
     drawdown = benchmark_equity / benchmark_equity.cummax() - 1.0
     trough = drawdown.idxmin()
-    peak = benchmark_equity.loc[:trough].idxmax()
+    peak = benchmark_equity.loc[:trough].iloc[::-1].idxmax()  # the last high before the fall
     inside = int(((exits >= peak) & (exits <= trough)).sum())
     if drawdown.min() < -0.1 and inside >= max(2, len(losing) / 3):
         return [

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+import pytest
+
+from evotrader.data import generate_synthetic
+from evotrader.strategies.screening import (
+    ScreeningConfig,
+    optimize,
+    parameter_grid,
+    run_backtesting,
+    screen,
+    walk_forward,
+)
+from evotrader.strategies.spec import StrategySpec, UniverseSpec
+
+FAST = ScreeningConfig(n_folds=3, grid_points=3)
+TSMOM = "momentum/time-series-momentum"
+
+
+@pytest.fixture(scope="module")
+def planted() -> dict[str, pd.DataFrame]:
+    return {"X": generate_synthetic(1200, seed=3, kind="ar1").bars}
+
+
+@pytest.fixture(scope="module")
+def random_walk() -> dict[str, pd.DataFrame]:
+    return {"X": generate_synthetic(1200, seed=3, kind="random_walk").bars}
+
+
+def test_planted_signal_passes_the_screen(planted) -> None:
+    spec = StrategySpec.build(TSMOM, ["X"], {"lookback": 20})
+    result = screen(spec, planted, FAST)
+    assert result.passed, result.diagnostics["summary"]
+    assert result.parameters["lookback"] == 1  # the AR(1) edge lives in the last bar's move
+    assert result.metrics["sharpe"] > 2.0
+    assert result.failure_reason == "" and result.diagnostics["summary"].startswith("Passed")
+    assert result.metrics["sharpe"] > result.benchmark["sharpe"]
+    assert set(result.regimes) <= {"bull", "bear", "sideways", "high_vol"}
+    assert sum(r["bars"] for r in result.regimes.values()) == len(result.equity)
+
+
+def test_random_walk_fails_with_an_analysts_reason(random_walk) -> None:
+    spec = StrategySpec.build(TSMOM, ["X"], {"lookback": 20})
+    result = screen(spec, random_walk, FAST)
+    assert not result.passed
+    sharpe = result.metrics["sharpe"]
+    assert sharpe < 0.5
+    assert result.failure_reason.startswith(f"Failed: walk-forward Sharpe {sharpe:.2f} < 0.5")
+    assert result.failure_details[0] == f"walk-forward Sharpe {sharpe:.2f} < 0.5"
+    assert result.failure_reason == "Failed: " + "; ".join(result.failure_details)
+    in_sample = result.diagnostics["in_sample_sharpe"]
+    assert in_sample - sharpe > 0.5  # the optimiser found noise in-sample (0.84 vs -0.10)
+    assert (
+        f"in-sample Sharpe {in_sample:.2f} vs out-of-sample {sharpe:.2f}" in result.failure_reason
+    )
+    assert "lost money before costs too" in result.failure_reason
+
+
+def test_criteria_are_applied_as_configured() -> None:
+    good = {"sharpe": 0.8, "max_drawdown": -0.2, "n_trades": 30.0, "profit_factor": 1.5}
+    assert ScreeningConfig().failures(good) == []
+    assert ScreeningConfig(min_sharpe=1.0).failures(good) == ["walk-forward Sharpe 0.80 < 1"]
+    assert ScreeningConfig(max_drawdown=0.15).failures(good) == ["max drawdown 20.0% >= 15%"]
+    assert ScreeningConfig(min_trades=30).failures(good) == ["30 trades, need more than 30"]
+    assert ScreeningConfig(min_profit_factor=1.5).failures(good) == ["profit factor 1.50 = 1.5"]
+    bad = {"sharpe": 0.21, "max_drawdown": -0.35, "n_trades": 14.0, "profit_factor": 0.9}
+    assert len(ScreeningConfig().failures(bad)) == 4
+
+
+def test_a_stricter_config_fails_what_the_default_passes(planted) -> None:
+    spec = StrategySpec.build(TSMOM, ["X"], {"lookback": 1})
+    strict = ScreeningConfig(n_folds=2, grid_points=2, min_sharpe=50.0)
+    result = screen(spec, planted, strict)
+    assert not result.passed
+    assert (
+        result.failure_details
+        == (f"walk-forward Sharpe {result.metrics['sharpe']:.2f} < 50",)[:1]
+        + result.failure_details[1:]
+    )
+    assert result.diagnostics["config"]["min_sharpe"] == 50.0
+
+
+@pytest.mark.parametrize(
+    "bad", [{"n_folds": 0}, {"max_drawdown": 0.0}, {"min_train_fraction": 1.0}, {"cash": -1.0}]
+)
+def test_invalid_screening_config_is_rejected(bad) -> None:
+    with pytest.raises(ValueError, match="screening"):
+        ScreeningConfig(**bad)
+
+
+def test_grid_stays_in_bounds_and_keeps_the_specs_value() -> None:
+    spec = StrategySpec.build(
+        "trend-following/moving-average-crossover", ["X"], {"fast": 7, "slow": 30}
+    )
+    grid = parameter_grid(spec, 3)
+    assert grid == {"fast": [2, 7, 51, 100], "slow": [10, 30, 205, 400]}
+
+
+def test_optimize_respects_constraints_and_returns_the_best_admissible(planted) -> None:
+    spec = StrategySpec.build(
+        "trend-following/moving-average-crossover", ["X"], {"fast": 7, "slow": 30}
+    )
+    config = ScreeningConfig(grid_points=3, maximize="Return [%]")
+    train = {"X": planted["X"].iloc[:600]}
+    best, objective = optimize(spec, train, [("X",)], config)
+    assert best["fast"] < best["slow"]
+    grid = parameter_grid(spec, 3)
+    returns = {
+        (fast, slow): run_backtesting(
+            spec, train, parameters={"fast": fast, "slow": slow}, cash=config.cash
+        ).metrics["total_return"]
+        for fast in grid["fast"]
+        for slow in grid["slow"]
+        if fast < slow
+    }
+    assert (best["fast"], best["slow"]) == max(returns, key=returns.get)
+    assert objective == pytest.approx(100 * max(returns.values()), rel=1e-3)
+
+
+def test_walk_forward_never_trains_on_its_test_fold(planted) -> None:
+    spec = StrategySpec.build(TSMOM, ["X"], {"lookback": 5})
+    config = ScreeningConfig(n_folds=3, grid_points=2, embargo=5)
+    folds = walk_forward(spec, planted, config)
+    index = planted["X"].index
+    for fold in folds:
+        assert fold.in_sample.equity.index[-1] == fold.train_end
+        assert index.get_loc(fold.test_start) - index.get_loc(fold.train_end) == 6  # 5 embargoed
+        assert fold.out_of_sample.equity.index[0] == fold.test_start
+        assert fold.out_of_sample.equity.index[-1] == fold.test_end
+    for earlier, later in itertools.pairwise(folds):
+        assert earlier.test_end < later.test_start
+
+
+def test_pairs_screen_resolves_cointegration_per_fold(pair_data) -> None:
+    universe = UniverseSpec(("A", "B", "C"), kind="cointegrated_pairs")
+    spec = StrategySpec.build("pairs/distance-zscore", universe)
+    # 720 out-of-sample bars of a spread with a ~7-bar half-life: about 8 round trips per leg
+    config = ScreeningConfig(n_folds=2, grid_points=2, max_combinations=8, min_trades=10)
+    result = screen(spec, pair_data, config)
+    assert [fold["books"] for fold in result.diagnostics["folds"]] == [[["A", "B"]], [["A", "B"]]]
+    assert set(result.trades["symbol"]) == {"A", "B"}
+    assert result.passed, result.diagnostics["summary"]
+    assert result.metrics["sharpe"] > 1.0

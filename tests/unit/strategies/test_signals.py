@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from evotrader.data import generate_synthetic
+from evotrader.strategies.auditor import check_look_ahead
+from evotrader.strategies.signals import apply_exits, spec_targets
+from evotrader.strategies.spec import RiskParams, StrategySpec
+
+ALWAYS_LONG = {"entry_month": 1, "exit_month": 12}  # Halloween window January..November
+
+
+def _bars(close: np.ndarray) -> pd.DataFrame:
+    index = pd.DatetimeIndex(pd.bdate_range("2021-01-04", periods=len(close)), name="timestamp")
+    return pd.DataFrame(
+        {"open": close, "high": close, "low": close, "close": close, "volume": 1e6}, index=index
+    )
+
+
+def _targets(close: np.ndarray, risk: RiskParams) -> np.ndarray:
+    spec = StrategySpec.build("seasonal/halloween", ["X"], ALWAYS_LONG, risk=risk)
+    return spec_targets(spec, [_bars(close)])[:, 0]
+
+
+def test_sizing_and_no_shorting_rules() -> None:
+    bars = generate_synthetic(400, seed=2, kind="regimes").bars
+    spec = StrategySpec.build(
+        "trend-following/moving-average-crossover", ["X"], {"fast": 5, "slow": 20}
+    )
+    raw = spec_targets(spec, [bars])[:, 0]
+    assert set(np.unique(raw)) == {-1.0, 0.0, 1.0}
+    half = spec_targets(
+        StrategySpec.build(spec.template, ["X"], spec.parameters, risk=RiskParams(0.5)), [bars]
+    )
+    assert np.array_equal(half[:, 0], raw * 0.5)
+    long_only = RiskParams(allow_short=False)
+    flat_shorts = spec_targets(
+        StrategySpec.build(spec.template, ["X"], spec.parameters, risk=long_only), [bars]
+    )
+    assert np.array_equal(flat_shorts[:, 0], np.maximum(raw, 0.0))
+
+
+def test_stop_loss_exits_at_the_first_close_past_the_stop_and_stays_out() -> None:
+    close = 100 * 0.99 ** np.arange(30)  # -4.9% after 5 bars, -5.9% after 6
+    targets = _targets(close, RiskParams(stop_loss=0.05))
+    assert (targets[:6] == 1).all()
+    assert (targets[6:] == 0).all()  # the signal never changed side: no re-entry
+
+
+def test_take_profit_and_maximum_holding_time() -> None:
+    close = 100 * 1.02 ** np.arange(30)
+    profit = _targets(close, RiskParams(take_profit=0.1))  # 1.02^5 = +10.4%
+    assert (profit[:5] == 1).all() and (profit[5:] == 0).all()
+    held = _targets(close, RiskParams(max_holding_bars=7))
+    assert (held[:7] == 1).all() and (held[7:] == 0).all()
+
+
+def test_an_exit_lifts_once_the_signal_changes_side() -> None:
+    targets = np.array([1, 1, 1, 1, 0, 1, 1, -1, -1.0])[:, None]
+    closes = np.array([100, 90, 80, 80, 80, 80, 70, 70, 81.0])[:, None]
+    out = apply_exits(targets, closes, RiskParams(stop_loss=0.15))
+    # long stopped at 80 (-20%); blocked while the signal stays long; flat bar 4 lifts the
+    # block; the new long from 80 loses 12.5% at 70 (kept); the short from 70 loses 15.7% at 81
+    assert out[:, 0].tolist() == [1, 1, 0, 0, 0, 1, 1, -1, 0]
+
+
+def test_pair_exits_read_the_spread_return() -> None:
+    targets = np.tile([[1.0, -1.0]], (4, 1))
+    closes = np.array([[100, 100], [101, 95], [102, 108], [103, 110.0]])
+    out = apply_exits(targets, closes, RiskParams(stop_loss=0.04))
+    # spread return: (rA - rB) / 2 = 3%, then (2% - 8%) / 2 = -3%, then (3% - 10%) / 2 = -3.5%
+    assert out.tolist() == [[1, -1], [1, -1], [1, -1], [1, -1]]
+    out = apply_exits(targets, closes, RiskParams(stop_loss=0.03))
+    assert out.tolist() == [[1, -1], [1, -1], [0, 0], [0, 0]]
+
+
+def test_exits_stay_causal() -> None:
+    bars = generate_synthetic(600, seed=5, kind="regimes").bars
+    risk = RiskParams(stop_loss=0.02, take_profit=0.04, max_holding_bars=15)
+    spec = StrategySpec.build(
+        "breakout/keltner-channel", ["X"], {"window": 10, "multiplier": 1.0}, risk=risk
+    )
+    assert check_look_ahead(
+        lambda frames: spec_targets(spec, frames), [bars], cuts=4, seed=3
+    ).passed
