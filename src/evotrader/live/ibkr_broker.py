@@ -13,9 +13,10 @@ Safety rules it enforces rather than trusts:
   today's executions and positions before returning, and ``place_order`` looks the
   reference up in all of them first, so a restart or reconnect never sends it twice.
 - Closed bars only. Bars stream through a keepUpToDate historical request; a bar is closed
-  once a newer bar has started or its end has passed on the broker clock, and is handed out
-  once, in order. A re-subscription after a reconnect back-fills the bars that closed
-  while the connection was down.
+  once a newer bar has started or its end has passed on the broker clock (daily bars end at
+  the session end of their date, as in the sim), and reaches the runner once, in order,
+  through ``history`` or ``next_bar``. A re-subscription after a reconnect back-fills the
+  bars that closed while the connection was down, unless ``history`` already did.
 - Bounded reconnects. ``connect`` retries with exponential backoff and gives up with
   ``BrokerDisconnected`` after ``max_connect_attempts``.
 - IB errors become the interface's errors (``UnknownInstrument``, ``BrokerError``,
