@@ -96,7 +96,7 @@ def check_look_ahead(
     frames = list(frames)
     n = len(frames[0])
     rng = np.random.default_rng(seed)
-    reference = np.asarray(decide(frames))
+    reference = np.asarray(decide(frames), dtype=np.float64)
     low = max(n // 3, 1)
     for cut in sorted(
         rng.choice(np.arange(low, n - 1), size=min(cuts, n - 1 - low), replace=False)
@@ -107,10 +107,9 @@ def check_look_ahead(
             "truncated": [frame.iloc[: cut + 1] for frame in frames],
         }
         for how, changed in variants.items():
-            decisions = np.asarray(decide(changed))[: cut + 1]
-            differs = np.flatnonzero(
-                np.any((decisions != reference[: cut + 1]).reshape(cut + 1, -1), axis=1)
-            )
+            decisions = np.asarray(decide(changed), dtype=np.float64)[: cut + 1]
+            same = np.isclose(decisions, reference[: cut + 1], rtol=0, atol=0, equal_nan=True)
+            differs = np.flatnonzero(~same.reshape(cut + 1, -1).all(axis=1))
             if differs.size:
                 bar = int(differs[0])
                 return AuditCheck(
@@ -194,7 +193,7 @@ def _trade_count(result: StrategyResult, limits: AuditLimits) -> AuditCheck:
 
 
 def _drawdown(result: StrategyResult, limits: AuditLimits) -> AuditCheck:
-    drawdown = -result.metrics["max_drawdown"]
+    drawdown = abs(result.metrics["max_drawdown"])
     return AuditCheck(
         "drawdown",
         drawdown <= limits.max_drawdown,

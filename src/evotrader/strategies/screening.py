@@ -85,7 +85,7 @@ class ScreeningConfig:
     def failures(self, summary: Mapping[str, float]) -> list[str]:
         """The pass criteria ``summary`` misses, each as '<metric> <value> <limit>'."""
         failed = []
-        sharpe, drawdown = summary["sharpe"], -summary["max_drawdown"]
+        sharpe, drawdown = summary["sharpe"], abs(summary["max_drawdown"])
         trades, profit_factor = summary["n_trades"], summary["profit_factor"]
         if not sharpe > self.min_sharpe:
             failed.append(f"walk-forward Sharpe {sharpe:.2f} {_below(sharpe, self.min_sharpe)}")
@@ -136,6 +136,9 @@ def strategy_class(spec: StrategySpec, leg: Leg, first: int) -> type[Strategy]:
     Built deterministically in code: class attributes are the template's parameters (so
     ``Backtest.run``/``optimize`` can set them) and the spec, the book's bars and the leg.
     """
+    clashes = [name for name in spec.parameters if hasattr(_TargetStrategy, name)]
+    if clashes:
+        raise ValueError(f"{spec.template}: parameter(s) {clashes} shadow backtesting.py names")
     attributes = dict(spec.parameters) | {
         "spec": spec,
         "book_frames": leg.book_frames,
@@ -333,7 +336,11 @@ def screen(
     )
     in_sample_sharpe = float(np.mean([fold.in_sample.metrics["sharpe"] for fold in folds]))
     failed = config.failures(stitched.metrics)
-    notes = diagnostics.findings(
+    empty = sum(not fold.books for fold in folds)
+    notes = [f"the universe resolved to no instrument in {empty} of {len(folds)} folds"] * bool(
+        empty
+    )
+    notes += diagnostics.findings(
         stitched.metrics,
         stitched.benchmark,
         stitched.trades,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import operator as op
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from numbers import Integral, Real
@@ -26,6 +27,7 @@ from evotrader.strategies.knowledge import KnowledgeError, Template, default_kno
 COMPARISONS: tuple[str, ...] = (">", ">=", "<", "<=", "==", "!=")
 MEMBERSHIP: tuple[str, ...] = ("in", "not_in")
 OPERATORS: tuple[str, ...] = COMPARISONS + MEMBERSHIP
+_COMPARE = dict(zip(COMPARISONS, (op.gt, op.ge, op.lt, op.le, op.eq, op.ne), strict=True))
 # Statistics of a symbol over the training window that filters may test (see universe.py).
 NUMERIC_FIELDS: tuple[str, ...] = (
     "price",
@@ -95,19 +97,9 @@ class Filter:
     def accepts(self, stats: Mapping[str, float | str]) -> bool:
         """Does a symbol with these training-window statistics pass the filter?"""
         actual = stats[self.field]
-        if self.operator == "in":
-            return actual in self.value
-        if self.operator == "not_in":
-            return actual not in self.value
-        left, right = actual, self.value
-        return {
-            ">": lambda: left > right,
-            ">=": lambda: left >= right,
-            "<": lambda: left < right,
-            "<=": lambda: left <= right,
-            "==": lambda: left == right,
-            "!=": lambda: left != right,
-        }[self.operator]()
+        if self.operator in MEMBERSHIP:
+            return (actual in self.value) == (self.operator == "in")
+        return bool(_COMPARE[self.operator](actual, self.value))
 
     def to_dict(self) -> dict[str, Any]:
         value = list(self.value) if isinstance(self.value, tuple) else self.value

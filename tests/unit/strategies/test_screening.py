@@ -144,3 +144,12 @@ def test_pairs_screen_resolves_cointegration_per_fold(pair_data) -> None:
     assert set(result.trades["symbol"]) == {"A", "B"}
     assert result.passed, result.diagnostics["summary"]
     assert result.metrics["sharpe"] > 1.0
+
+
+def test_an_empty_universe_fails_and_says_so(pair_data) -> None:
+    universe = UniverseSpec(("A", "C"), kind="cointegrated_pairs")  # two unrelated walks
+    spec = StrategySpec.build("pairs/distance-zscore", universe)
+    result = screen(spec, pair_data, ScreeningConfig(n_folds=2, grid_points=2))
+    assert not result.passed
+    assert result.metrics["n_trades"] == 0 and (result.equity == result.equity.iloc[0]).all()
+    assert "the universe resolved to no instrument in 2 of 2 folds" in result.failure_details
