@@ -27,18 +27,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 import yaml
 
+from evotrader.backtest.policies import Policy
 from evotrader.config import env_config_from_dict, execution_from
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.live.broker import Broker, BrokerError
+from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError
 from evotrader.live.journal import Journal, JournalError
 from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
 from evotrader.live.sim_broker import SimBroker
 from evotrader.live.telemetry import EventLog
-from evotrader.models.loading import policy_from_checkpoint
 from evotrader.risk import KillSwitch, Preferences, RiskEngine, load_preferences
+from evotrader.training.adaptation import trading_policy
 from evotrader.training.checkpoint import (
     Checkpoint,
     find_champion,
@@ -188,6 +190,14 @@ def ibkr_broker(args: argparse.Namespace) -> Broker:
     return IBKRBroker(config)
 
 
+def live_policy(checkpoint: Checkpoint, broker: Broker, config: RunnerConfig) -> Policy:
+    """The policy exactly as run_backtest.py trades it: a MAML checkpoint first adapts on
+    the bars just before the first live bar, never on live ones; others trade as saved."""
+    broker.connect()
+    history = broker.history(broker.qualify(config.instrument), config.history_bars)
+    return trading_policy(checkpoint, history, history.index[-1] + pd.Timedelta(1, "ns"))
+
+
 def output_dir(args: argparse.Namespace, symbol: str) -> Path:
     """Paper and live keep one folder per bot, so a restart finds its journal; each sim
     replay is a fresh account and gets a fresh folder."""
@@ -247,14 +257,17 @@ def _trade(args: argparse.Namespace) -> int:
         prefs = preferences_for(args, config)
         env = env_config_from_dict(checkpoint.env)
         pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
-        policy = policy_from_checkpoint(checkpoint)
         broker = sim_broker(args, checkpoint, config, prefs) if args.broker == "sim" else None
         broker = broker or ibkr_broker(args)
+        policy = live_policy(checkpoint, broker, config)
         out = output_dir(args, symbol)
         journal = Journal(out / "journal.sqlite")
     except (ValueError, JournalError, FileNotFoundError) as error:  # set-up errors name the cause
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SETUP
+    except BrokerDisconnected as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DISCONNECTED
     events = EventLog(out / "events.jsonl")
     events.emit("checkpoint", path=str(path), kind=checkpoint.kind, symbol=checkpoint.symbol)
     print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); out: {out}")
@@ -269,10 +282,14 @@ def _trade(args: argparse.Namespace) -> int:
         config,
         kill_switch=kill,
         events=events,
+        real_money=args.live,
     )
     try:
         with kill:
             summary = runner.run()
+    except BrokerDisconnected as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DISCONNECTED
     except BrokerError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_SETUP

@@ -71,6 +71,21 @@ def test_sim_bot_fills_and_equity_match_run_backtest(runs, prefs, tmp_path, caps
     )
 
 
+def test_a_maml_checkpoint_adapts_before_trading_as_in_run_backtest(prefs, tmp_path) -> None:
+    """MAML adapts on the bars before the first live bar, seeded, exactly as the backtest."""
+    settings = {"inner_steps": 1, "num_envs": 2, "episode_length": 16, "adapt_bars": 48}
+    path = make_checkpoint(
+        tmp_path / "runs" / "r" / "GOOG_stage_3_maml.pth", kind="maml", hyperparameters=settings
+    )
+    assert bot(tmp_path / "runs", tmp_path / "out", prefs) == run_live_bot.EXIT_OK
+    expected = run_backtest.backtest_checkpoint(load_checkpoint(path))
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    np.testing.assert_allclose(list(summary["equity"].values()), expected.equity, rtol=1e-12)
+    unadapted = make_checkpoint(tmp_path / "ppo.pth")  # the same seed and weights, as saved
+    plain = run_backtest.backtest_checkpoint(load_checkpoint(unadapted))
+    assert not np.allclose(plain.equity, expected.equity)  # adaptation changed the trading
+
+
 def test_a_tripped_breaker_exits_halted(runs, prefs, tmp_path) -> None:
     code = bot(runs, tmp_path / "out", prefs, "--tighten", "max_daily_loss_pct=0.5")
     assert code == run_live_bot.EXIT_HALTED
@@ -119,3 +134,15 @@ def test_the_champion_is_traded_exclusively(runs, tmp_path) -> None:
         run_live_bot.choose_checkpoint(args)  # paper and live never fall back to a stage
     args.broker = "sim"
     assert run_live_bot.choose_checkpoint(args) == Path(stage)
+
+
+def test_ibkr_settings_come_from_the_environment_and_default_to_paper(monkeypatch) -> None:
+    monkeypatch.setenv("IBKR_PORT", "4002")
+    monkeypatch.setenv("IBKR_CLIENT_ID", "17")
+    args = run_live_bot.parse_args(["--symbol", "GOOG"])
+    broker = run_live_bot.ibkr_broker(args)
+    assert (broker.config.port, broker.config.client_id, broker.config.live) == (4002, 17, False)
+    assert not broker.is_connected()
+    monkeypatch.setenv("IBKR_PORT", "7496")  # TWS's live port
+    with pytest.raises(ValueError, match="live-trading port"):
+        run_live_bot.ibkr_broker(args)

@@ -140,12 +140,14 @@ class LiveRunner:
         kill_switch: KillSwitch | None = None,
         events: EventLog | None = None,
         console: Callable[[str], None] = print,
+        real_money: bool = False,
     ) -> None:
         self.broker, self.policy, self.pipeline, self.env = broker, policy, pipeline, env
         self.risk, self.journal, self.config = risk, journal, config
         self.kill_switch = kill_switch or KillSwitch()
         self.events = events or EventLog(None)
         self.console = console
+        self.real_money = real_money  # only the CLI's --live plus its confirmation sets it
         self.execution = execution_from(env.execution)
         self.positions = tuple(float(p) for p in env.positions)
         needed = pipeline.warmup + env.window + 1
@@ -187,6 +189,12 @@ class LiveRunner:
             self.risk.state = RiskState.from_dict(state)
         prefs = self.risk.preferences
         self._connect_with_backoff()
+        if not self.broker.is_paper and not self.real_money:
+            self.broker.disconnect()
+            raise BrokerError(
+                f"{self.broker.name}: the account is not a paper account; refusing to trade "
+                "real money without --live and its confirmation flag"
+            )
         now = self.broker.now()
         info = {
             "symbol": self.config.symbol,
@@ -476,6 +484,10 @@ class LiveRunner:
                     OrderState(order.request.client_ref, OrderStatus.CANCELLED, reason=reason), now
                 )
                 dropped.append(order.request.client_ref)
+        known = {order.request.client_ref for order in self.journal.orders()}
+        for state in self.broker.open_orders():
+            if state.client_ref not in known:  # placed by hand, or by another program
+                self._risk_event("foreign_open_order", {"client_ref": state.client_ref})
         before = self.journal.positions()
         self._sync()
         after = self.journal.positions()

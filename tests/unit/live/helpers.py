@@ -48,6 +48,8 @@ def make_checkpoint(
     window: int = 16,
     positions: tuple[float, ...] = (-1.0, 0.0, 1.0),
     seed: int = 0,
+    kind: str = "ppo",
+    hyperparameters: dict[str, Any] | None = None,
 ) -> Path:
     """Save a checkpoint in training/checkpoint.py's format: features fitted on the train
     split, a seeded TransformerPolicy whose input projection is scaled up so it trades often."""
@@ -75,17 +77,17 @@ def make_checkpoint(
         index = getattr(splits, name).index
         data_range[f"{name}_start"], data_range[f"{name}_end"] = str(index[0]), str(index[-1])
     checkpoint = Checkpoint(
-        kind="ppo",
+        kind=kind,
         architecture=policy.architecture(),
         state_dict=policy.state_dict(),
-        hyperparameters={"seed": seed},
+        hyperparameters={"seed": seed, **(hyperparameters or {})},
         feature_pipeline=pipeline.state_dict(),
         env=asdict(env),
         symbol=symbol,
         data_range=data_range,
         metrics={},
         extra={
-            "stage": "stage_1_ppo",
+            "stage": {"ppo": "stage_1_ppo", "maml": "stage_3_maml"}.get(kind, kind),
             "data": {"source": source, "symbol": symbol, "options": options},
         },
     )

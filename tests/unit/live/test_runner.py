@@ -16,7 +16,7 @@ from tests.unit.live.helpers import preferences
 from evotrader.backtest.engine import BacktestResult, run_backtest
 from evotrader.config import EnvConfig, execution_from
 from evotrader.data import FeaturePipeline
-from evotrader.live.broker import Instrument, OrderRequest, OrderState, OrderStatus
+from evotrader.live.broker import BrokerError, Instrument, OrderRequest, OrderState, OrderStatus
 from evotrader.live.journal import Journal
 from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
 from evotrader.live.sim_broker import Faults, SimBroker
@@ -393,6 +393,18 @@ def test_end_of_day_flatten_is_flat_over_every_night(tmp_path, bars, pipeline) -
         )
         assert abs(held) < 1e-9, day
     assert summary.halt is None
+
+
+def test_a_real_money_account_needs_the_explicit_flag(tmp_path, bars, pipeline) -> None:
+    class RealAccount(SimBroker):
+        is_paper = False  # type: ignore[assignment]
+
+    broker = sim(bars, ENV, preferences(), RealAccount)
+    with pytest.raises(BrokerError, match="not a paper account"):
+        trade(tmp_path, broker, pipeline, Momentum())
+    assert not broker.is_connected()
+    broker.connect()
+    assert broker.fills() == [] and broker.open_orders() == []
 
 
 def test_runner_config_is_validated(bars, pipeline, tmp_path) -> None:
