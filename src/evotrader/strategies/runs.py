@@ -42,12 +42,14 @@ class Leg:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything a translator needs: the legs, the common index and the first decision."""
+    """Everything a translator needs: the legs, the common index and the first decision,
+    plus every universe symbol's bars (the buy-and-hold benchmark holds them all)."""
 
     legs: list[Leg]
     index: pd.DatetimeIndex
     first: int
     books: list[Book]
+    universe: dict[str, pd.DataFrame]
 
     @property
     def marks(self) -> pd.DatetimeIndex:
@@ -114,7 +116,7 @@ def plan(
             Leg("/".join(book), symbol, book_frames, column, targets[:, column])
             for column, symbol in enumerate(book)
         )
-    return Plan(legs=legs, index=index, first=first, books=books)
+    return Plan(legs=legs, index=index, first=first, books=books, universe=frames)
 
 
 def book_targets(
@@ -176,20 +178,18 @@ def combine(
 
 
 def buy_and_hold(plan: Plan, execution: ExecutionModel, cash: float) -> pd.Series:
-    """Equal capital long in every distinct traded symbol from the first decision, after costs."""
-    symbols = {leg.symbol: leg.bars for leg in plan.legs}
-    if not symbols:
-        return pd.Series(cash, index=plan.marks, name="benchmark", dtype=np.float64)
+    """Equal capital long in every universe symbol from the first decision, after costs.
+
+    The whole listed universe, not just the books traded, so the benchmark does not move
+    when a fold's computed universe changes or comes out empty.
+    """
     count = len(plan.index) - 1 - plan.first
+    per_symbol = cash / len(plan.universe)
     curves = [
         simulate(
-            np.ones(count),
-            execution.prices(bars),
-            plan.first,
-            execution.linear_rate,
-            cash / len(symbols),
+            np.ones(count), execution.prices(bars), plan.first, execution.linear_rate, per_symbol
         ).equity
-        for bars in symbols.values()
+        for bars in plan.universe.values()
     ]
     return pd.Series(np.sum(curves, axis=0), index=plan.marks, name="benchmark")
 

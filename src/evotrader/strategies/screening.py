@@ -392,10 +392,9 @@ def stitch(runs: list[SpecRun], cash: float) -> SpecRun:
         equity_end, benchmark_end = equities[-1].iloc[-1], benchmarks[-1].iloc[-1]
     equity = pd.concat(equities).rename("equity")
     benchmark_equity = pd.concat(benchmarks).rename("benchmark")
-    trades = pd.concat(
-        [r.trades.assign(pnl=r.trades["pnl"] * s) for r, s in zip(runs, scales, strict=True)],
-        ignore_index=True,
-    )
+    scaled = [r.trades.assign(pnl=r.trades["pnl"] * s) for r, s in zip(runs, scales, strict=True)]
+    traded = [t for t in scaled if not t.empty] or scaled[:1]  # pandas warns on empty frames
+    trades = pd.concat(traded, ignore_index=True)
     units = pd.concat([r.units for r in runs]).fillna(0.0)
     fees = float(sum(r.fees * s for r, s in zip(runs, scales, strict=True)))
     slippage = float(sum(r.slippage * s for r, s in zip(runs, scales, strict=True)))

@@ -143,6 +143,11 @@ def test_bridge_matches_the_engines_run_backtest(goog) -> None:
     )
     np.testing.assert_allclose(result.equity.to_numpy(), ours.equity.to_numpy(), rtol=1e-12)
     assert result.metrics["n_trades"] == ours.metrics["n_trades"]
+    np.testing.assert_allclose(result.benchmark_equity, ours.benchmark_equity, rtol=1e-12)
+    # run_backtest annualises with bars/year over all bars (history too), we over the traded
+    # marks: the same curve, a slightly different periods-per-year
+    assert ours.benchmark["sharpe"] == pytest.approx(result.benchmark["sharpe"], rel=1e-4)
+    assert ours.metrics["sharpe"] == pytest.approx(result.metrics["sharpe"], rel=1e-4)
 
 
 @pytest.mark.parametrize("template_id", sorted(SIGNALS))
