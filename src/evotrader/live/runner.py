@@ -206,7 +206,7 @@ class LiveRunner:
         self.journal.start_run(now, info)
         self.events.emit("start", preferences=prefs.to_dict(), **info)
         self.console(
-            f"[{self.broker.name}] {self.config.symbol}: preferences sha256 {prefs.sha256[:16]}, "
+            f"[{self.broker.name}] {self.config.symbol}: preferences sha256 {prefs.sha256}, "
             f"{'paper' if self.broker.is_paper else 'LIVE MONEY'}, journal {self.journal.path}"
         )
         if self.risk.halt and self.config.clear_halt:

@@ -111,7 +111,7 @@ class SimBroker(Broker):
         bars: pd.DataFrame,
         instrument: Instrument,
         *,
-        start: str | pd.Timestamp | None = None,
+        start: str | pd.Timestamp,
         execution: ExecutionModel | None = None,
         initial_cash: float = 100_000.0,
         hours: TradingHours | None = None,
@@ -133,12 +133,14 @@ class SimBroker(Broker):
         self._ends = bar_end_times(self._bars.index, self.hours)
         self._opens = bar_open_times(self._bars.index, self.hours)
         self._prices = self.execution.prices(self._bars)
-        first = 0 if start is None else int(self._bars.index.searchsorted(pd.Timestamp(start)))
-        if not 0 <= first < len(self._bars):
+        first = int(self._bars.index.searchsorted(pd.Timestamp(start)))
+        if first >= len(self._bars):
             raise ValueError(f"sim start {start} is after the last bar {self._bars.index[-1]}")
+        if first < 1:
+            raise ValueError(f"sim start {start} leaves no bar of history before it")
         self.start = first
         self._last = first - 1  # last delivered (closed) bar; history is bars[: last + 1]
-        self._clock = self._ends[max(first - 1, 0)]
+        self._clock = self._ends[first - 1]
         self._account = SimAccount(float(initial_cash))
         self._avg_cost = 0.0
         self._orders: dict[str, _Order] = {}
@@ -203,7 +205,7 @@ class SimBroker(Broker):
         if self._inject("stall", i, i in self.faults.stalls):
             self._clock += pd.Timedelta(seconds=self.faults.stalls[i])
             return None
-        if self._inject("duplicate", i, i in self.faults.duplicate_bars and self._last >= 0):
+        if self._inject("duplicate", i, i in self.faults.duplicate_bars):
             return self._bar(self._last)
         if self._inject("out_of_order", i, i in self.faults.out_of_order_bars and self._last > 0):
             return self._bar(self._last - 1)
@@ -274,7 +276,7 @@ class SimBroker(Broker):
 
     def account(self) -> Account:
         self._check_connected("account")
-        mark = float(self._prices.mark[max(self._last, 0)])
+        mark = float(self._prices.mark[self._last])
         return Account(
             self.account_id,
             cash=self._account.cash,

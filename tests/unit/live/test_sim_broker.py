@@ -189,3 +189,10 @@ def test_replay_history_clock_and_end(bars: pd.DataFrame) -> None:
     before = sim.now()
     sim.wait(30.0)
     assert sim.now() == before + pd.Timedelta(seconds=30)
+
+
+def test_a_replay_needs_history_before_its_start(bars: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="no bar of history"):
+        SimBroker(bars, SYN, start=bars.index[0])
+    with pytest.raises(ValueError, match="after the last bar"):
+        SimBroker(bars, SYN, start=bars.index[-1] + pd.Timedelta(days=1))
