@@ -119,7 +119,9 @@ def check_look_ahead(
                     f"bar {cut} ({when}) were {how}: it reads the future",
                 )
     return AuditCheck(
-        "look-ahead", True, f"decisions unchanged under future perturbation at {cuts} cut-offs"
+        "look-ahead",
+        True,
+        f"decisions unchanged when later bars change or vanish ({cuts} cut-offs)",
     )
 
 

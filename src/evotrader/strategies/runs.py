@@ -146,7 +146,7 @@ def combine(
     execution: ExecutionModel,
     cash: float,
 ) -> SpecRun:
-    """Sum the legs into one account and measure it next to buy-and-hold of the same legs."""
+    """Sum the legs into one account and measure it next to buy-and-hold of the universe."""
     marks = plan.marks
     ppy = metrics.periods_per_year(marks)
     if runs:
