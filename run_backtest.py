@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 from evotrader.backtest.engine import BacktestResult
 from evotrader.config import env_config_from_dict
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.models.loading import policy_from_checkpoint
+from evotrader.training.adaptation import trading_policy
 from evotrader.training.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -32,13 +32,17 @@ from evotrader.training.evaluation import evaluate_on_split
 
 
 def backtest_checkpoint(checkpoint: Checkpoint) -> BacktestResult:
-    """Run the checkpoint's policy over its own test split, with its own features and env."""
+    """Run the checkpoint's policy over its own test split, with its own features and env.
+
+    A MAML checkpoint first adapts on the bars just before the test split, never on it.
+    """
     data = checkpoint.extra["data"]
     bars = load_bars(data["source"], data["symbol"], **data["options"])
     test = bars.loc[checkpoint.data_range["test_start"] : checkpoint.data_range["test_end"]]
     env = env_config_from_dict(checkpoint.env)
     pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
-    return evaluate_on_split(policy_from_checkpoint(checkpoint), bars, test, pipeline, env)
+    policy = trading_policy(checkpoint, bars, test.index[0])
+    return evaluate_on_split(policy, bars, test, pipeline, env)
 
 
 def save_outputs(result: BacktestResult, checkpoint_path: Path, out_dir: Path) -> list[Path]:
