@@ -153,3 +153,10 @@ def test_an_empty_universe_fails_and_says_so(pair_data) -> None:
     assert not result.passed
     assert result.metrics["n_trades"] == 0 and (result.equity == result.equity.iloc[0]).all()
     assert "the universe resolved to no instrument in 2 of 2 folds" in result.failure_details
+
+
+def test_same_seed_same_screen() -> None:
+    data = {"X": generate_synthetic(900, seed=1, kind="regimes").bars}
+    spec = StrategySpec.build("factor/multi-factor-composite", ["X"])
+    config = ScreeningConfig(n_folds=2, grid_points=2, max_combinations=10, seed=4)
+    assert screen(spec, data, config).to_json() == screen(spec, data, config).to_json()
