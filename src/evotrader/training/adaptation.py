@@ -114,3 +114,25 @@ def trading_policy(checkpoint: Checkpoint, bars: pd.DataFrame, start: pd.Timesta
         maml_settings(checkpoint.hyperparameters),
         int(checkpoint.hyperparameters.get("seed", 0)),
     )
+
+
+def adaptation_curve(
+    policy: TransformerPolicy, env: VectorMarketEnv, settings: MAMLStageConfig, seed: int
+) -> list[float]:
+    """Mean episode return after 0, 1, ..., ``inner_steps`` adaptation steps.
+
+    Each point is scored on fresh episodes (start bars and action draws distinct from the
+    support episodes the steps learned from), so the curve measures adaptation, not recall.
+    """
+    curve = []
+    for params in adaptation_path(policy, env, settings, seed):
+        evaluation = collect_rollout(
+            policy,
+            params,
+            env,
+            env.episode_length,
+            env_seed=seed + 10_000,
+            generator=torch.Generator().manual_seed(seed + 10_000),
+        )
+        curve.append(evaluation.mean_episode_return)
+    return curve

@@ -117,7 +117,7 @@ def test_unknown_embedded_symbol_lists_the_available_ones() -> None:
 
 def test_list_symbols() -> None:
     assert list_symbols("embedded") == EMBEDDED
-    assert list_symbols("synthetic") == ["RANDOM_WALK", "REGIMES", "AR1", "MOMENTUM"]
+    assert list_symbols("synthetic") == ["RANDOM_WALK", "REGIMES", "AR1", "MOMENTUM", "SIGN_SWITCH"]
     for source in ("yfinance", "csv", "parquet"):
         assert list_symbols(source) == []
 

@@ -194,7 +194,7 @@ def test_load_bars_maps_symbols_to_kinds_and_passes_options() -> None:
     direct = generate_synthetic(200, seed=3, kind="ar1", vol=0.02).bars
 
     pd.testing.assert_frame_equal(loaded, direct)
-    assert list_symbols("synthetic") == ["RANDOM_WALK", "REGIMES", "AR1", "MOMENTUM"]
+    assert list_symbols("synthetic") == ["RANDOM_WALK", "REGIMES", "AR1", "MOMENTUM", "SIGN_SWITCH"]
 
 
 def test_load_bars_slices_synthetic_data() -> None:
@@ -215,3 +215,15 @@ def test_too_many_daily_bars_fail_with_a_hint() -> None:
     with pytest.raises(DataError, match="finer freq"):
         generate_synthetic(100_000, freq="B")
     assert len(generate_synthetic(100_000, freq="h").bars) == 100_000
+
+
+def test_sign_switch_alternates_momentum_and_mean_reversion_by_block() -> None:
+    bars = generate_synthetic(2000, seed=4, kind="sign_switch", switch_every=500).bars
+    returns = np.diff(np.log(bars["close"].to_numpy()))
+    signs = []
+    for start in range(0, 2000, 500):
+        block = returns[start : start + 499]
+        signs.append(np.sign(np.corrcoef(block[:-1], block[1:])[0, 1]))
+    assert signs == [1, -1, 1, -1]
+    with pytest.raises(DataError, match="switch_every"):
+        generate_synthetic(100, kind="sign_switch", switch_every=0)

@@ -23,10 +23,11 @@ _REGIME_DRIFT = np.array([0.1, -0.1, 0.0, 0.0])
 _REGIME_VOL = np.array([1.0, 1.0, 0.5, 3.0])
 _SIDEWAYS = REGIMES.index("sideways")
 
-KINDS: tuple[str, ...] = ("random_walk", "regimes", "ar1", "momentum")
+KINDS: tuple[str, ...] = ("random_walk", "regimes", "ar1", "momentum", "sign_switch")
 SYMBOLS: dict[str, str] = {kind.upper(): kind for kind in KINDS}
 _DEFAULT_AR_COEF = 0.3
 _DEFAULT_MOMENTUM = 0.3
+_DEFAULT_SWITCH_COEF = 0.5
 _VOLUME_MEDIAN = 1e6
 _VOLUME_SIGMA = 0.25
 
@@ -52,13 +53,17 @@ def generate_synthetic(
     freq: str = "B",
     regime_persistence: float = 0.98,
     start_price: float = 100.0,
+    switch_every: int = 250,
 ) -> SyntheticBars:
     """Generate ``n_bars`` bars, fully determined by the arguments (randomness from ``seed``).
 
     ``kind``: ``random_walk`` (iid Gaussian log returns, label ``sideways``), ``regimes`` (Markov
     chain over REGIMES, staying with probability ``regime_persistence``, else jumping uniformly to
     another regime; each regime has its own drift and vol), ``ar1`` / ``momentum`` (random walk
-    with ``ar_coef`` / ``momentum`` defaulting to 0.3 when left at 0).
+    with ``ar_coef`` / ``momentum`` defaulting to 0.3 when left at 0), ``sign_switch`` (AR(1)
+    whose coefficient alternates between +ar_coef and -ar_coef every ``switch_every`` bars,
+    starting positive; ar_coef defaults to 0.5): momentum in one block, mean reversion in the
+    next, the planted signal that meta-learning must adapt to.
 
     Planted signals apply on top of any kind: ``ar_coef`` makes r_t = ar_coef * r_{t-1} + eps_t;
     then, with probability ``momentum``, the sign of r_t is forced to that of r_{t-1}.
@@ -70,6 +75,10 @@ def generate_synthetic(
         ar_coef = _DEFAULT_AR_COEF
     if kind == "momentum" and momentum == 0:
         momentum = _DEFAULT_MOMENTUM
+    if kind == "sign_switch" and ar_coef == 0:
+        ar_coef = _DEFAULT_SWITCH_COEF
+    if switch_every < 1:
+        raise DataError(f"generate_synthetic: switch_every must be >= 1, got {switch_every}")
     rng = np.random.default_rng(seed)
     if kind == "regimes":
         states = _regime_path(rng, n_bars, regime_persistence)
@@ -78,7 +87,8 @@ def generate_synthetic(
         states = np.full(n_bars, _SIDEWAYS)
         mu, sigma = np.full(n_bars, drift), np.full(n_bars, vol)
     shocks = mu + sigma * rng.standard_normal(n_bars)
-    returns = _persist_sign(rng, _ar1(shocks, ar_coef), momentum)
+    block = switch_every if kind == "sign_switch" else n_bars
+    returns = _persist_sign(rng, _ar1(shocks, ar_coef, block), momentum)
     try:
         index = pd.date_range(start=start, periods=n_bars, freq=freq, name=INDEX_NAME)
     except (pd.errors.OutOfBoundsDatetime, pd.errors.OutOfBoundsTimedelta) as error:
@@ -94,7 +104,7 @@ def generate_synthetic(
 
 
 def load_synthetic(symbol: str, **options: Any) -> pd.DataFrame:
-    """Bars for a synthetic ``symbol`` (RANDOM_WALK, REGIMES, AR1, MOMENTUM); options as above."""
+    """Bars for a synthetic ``symbol`` (RANDOM_WALK, REGIMES, AR1, MOMENTUM, SIGN_SWITCH)."""
     kind = SYMBOLS.get(symbol.upper())
     if kind is None:
         raise DataError(f"unknown synthetic symbol {symbol!r}; available: {', '.join(SYMBOLS)}")
@@ -139,13 +149,23 @@ def _regime_path(rng: np.random.Generator, n_bars: int, persistence: float) -> n
     return (rng.integers(n_regimes) + np.cumsum(offsets)) % n_regimes
 
 
-def _ar1(shocks: np.ndarray, coef: float) -> np.ndarray:
-    """r_t = coef * r_{t-1} + shock_t with r_{-1} = 0, as a linear filter (no Python loop)."""
+def _ar1(shocks: np.ndarray, coef: float, block: int) -> np.ndarray:
+    """r_t = c_t * r_{t-1} + shock_t with r_{-1} = 0, as linear filters (no per-bar loop).
+
+    c_t is +coef in even blocks of ``block`` bars and -coef in odd ones; the filter state
+    carries across block boundaries so the series has no seam.
+    """
     if coef == 0:
         return shocks
     from scipy.signal import lfilter
 
-    return lfilter([1.0], [1.0, -coef], shocks)
+    returns, previous = np.empty_like(shocks), 0.0
+    for start in range(0, len(shocks), block):
+        c = coef if (start // block) % 2 == 0 else -coef
+        segment, _ = lfilter([1.0], [1.0, -c], shocks[start : start + block], zi=[c * previous])
+        returns[start : start + block] = segment
+        previous = segment[-1]
+    return returns
 
 
 def _persist_sign(rng: np.random.Generator, returns: np.ndarray, prob: float) -> np.ndarray:
