@@ -142,11 +142,13 @@ def runner_config(args: argparse.Namespace, symbol: str) -> RunnerConfig:
     return RunnerConfig.from_mapping(symbol, settings, where=f"runner config {args.config}")
 
 
-def preferences_for(args: argparse.Namespace, config: RunnerConfig) -> Preferences:
-    """The human's preferences, tightened by the runner config, then by the CLI."""
-    preferences = load_preferences(args.preferences)
-    preferences = preferences.tightened(config.risk_overrides)
-    return preferences.tightened(tightenings(args.tighten))
+def preferences_for(
+    args: argparse.Namespace, config: RunnerConfig
+) -> tuple[Preferences, Preferences]:
+    """The human's file, and it tightened by the runner config, then by the CLI."""
+    human = load_preferences(args.preferences)
+    effective = human.tightened(config.risk_overrides)
+    return human, effective.tightened(tightenings(args.tighten))
 
 
 def sim_broker(
@@ -254,7 +256,7 @@ def _trade(args: argparse.Namespace) -> int:
         checkpoint = load_checkpoint(path)
         symbol = args.symbol or checkpoint.symbol
         config = runner_config(args, symbol)
-        prefs = preferences_for(args, config)
+        human, prefs = preferences_for(args, config)
         env = env_config_from_dict(checkpoint.env)
         pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
         broker = sim_broker(args, checkpoint, config, prefs) if args.broker == "sim" else None
@@ -270,7 +272,15 @@ def _trade(args: argparse.Namespace) -> int:
         return EXIT_DISCONNECTED
     events = EventLog(out / "events.jsonl")
     events.emit("checkpoint", path=str(path), kind=checkpoint.kind, symbol=checkpoint.symbol)
+    events.emit(
+        "preferences",
+        file=str(args.preferences),
+        file_sha256=human.sha256,
+        effective_sha256=prefs.sha256,
+        tightened=human.sha256 != prefs.sha256,
+    )
     print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); out: {out}")
+    print(f"preferences: {args.preferences} sha256 {human.sha256}")
     kill = KillSwitch(args.kill_file or out / "KILL")
     runner = LiveRunner(
         broker,

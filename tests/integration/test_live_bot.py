@@ -65,10 +65,12 @@ def test_sim_bot_fills_and_equity_match_run_backtest(runs, prefs, tmp_path, caps
         assert [d.tz_localize(None) for d in fill_days] == list(expected.fills.index)
         assert len(journal.decisions()) == len(expected.equity)
     events = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
-    start = json.loads(events[1])
-    assert (
-        start["event"] == "start" and start["preferences_sha256"] == summary["preferences_sha256"]
-    )
+    logged = json.loads(events[1])
+    assert logged["event"] == "preferences" and not logged["tightened"]
+    start = json.loads(events[2])
+    assert start["event"] == "start"
+    assert start["preferences_sha256"] == logged["file_sha256"] == summary["preferences_sha256"]
+    assert f"sha256 {logged['file_sha256']}" in printed
 
 
 def test_a_maml_checkpoint_adapts_before_trading_as_in_run_backtest(prefs, tmp_path) -> None:
