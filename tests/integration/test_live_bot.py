@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,21 @@ import pandas as pd
 import pytest
 import run_backtest
 import run_live_bot
+import torch
 import yaml
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
 
 from evotrader.live.journal import Journal
 from evotrader.training.checkpoint import load_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Small models on busy shared cores: extra threads only contend (the bot does this)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
