@@ -1,0 +1,88 @@
+"""The whole pipeline, every stage, with the tiny profile; then run_backtest and the sim bot.
+
+This is what a user does in a day: train, read the out-of-sample report, move the result
+into the live bot. The sim bot's equity must equal the backtest's on the same bars.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import run_backtest
+
+from evotrader.training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ("stage_1_ppo", "stage_2_moe", "stage_3_maml")
+
+
+def _run(*command: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    runs = tmp_path_factory.mktemp("runs")
+    done = _run(
+        str(ROOT / "run_training.py"),
+        "profile=tiny",
+        "data=synthetic",
+        "data.options.n_bars=900",
+        f"runs_dir={runs}",
+        "run_name=e2e",
+    )
+    return runs, done.stdout
+
+
+def test_every_stage_runs_and_leaves_its_checkpoint(trained) -> None:
+    runs, stdout = trained
+    state = json.loads((runs / "e2e" / "state.json").read_text())
+    assert tuple(state["completed"]) == STAGES
+    for stage in STAGES:
+        checkpoint = load_checkpoint(runs / "e2e" / f"AR1_{stage}.pth")
+        assert checkpoint.extra["stage"] == stage
+        assert (runs / "e2e" / "tensorboard" / stage).is_dir()
+    assert "experts warm-started" in stdout
+    assert "Summary (validation split: out of sample, after costs)" in stdout
+
+
+def test_run_backtest_reports_the_most_advanced_stage_on_test(trained) -> None:
+    runs, _ = trained
+    done = _run(str(ROOT / "run_backtest.py"), "--symbol", "AR1", "--runs-dir", str(runs))
+    assert "AR1_stage_3_maml.pth (maml, AR1)" in done.stdout
+    assert "Test split (out of sample, after costs)" in done.stdout
+    assert (runs / "e2e" / "AR1_stage_3_maml_test.json").exists()
+
+
+def test_sim_bot_trades_the_result_like_the_backtest(trained, tmp_path: Path) -> None:
+    runs, _ = trained
+    out = tmp_path / "bot"
+    done = _run(
+        str(ROOT / "run_live_bot.py"),
+        "--broker",
+        "sim",
+        "--symbol",
+        "AR1",
+        "--runs-dir",
+        str(runs),
+        "--out",
+        str(out),
+        "--seed",
+        "0",
+    )
+    assert "AR1_stage_3_maml.pth" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    expected = run_backtest.backtest_checkpoint(
+        load_checkpoint(runs / "e2e" / "AR1_stage_3_maml.pth")
+    )
+    equity = np.asarray(list(summary["equity"].values()), dtype=float)
+    np.testing.assert_allclose(equity, expected.equity.to_numpy(), rtol=1e-9)
