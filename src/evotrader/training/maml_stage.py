@@ -181,22 +181,29 @@ def tasks_from(
 
 
 def initial_policy(ctx: StageContext) -> TransformerPolicy:
-    """The best earlier stage's CoreTransformer and heads (for a MoE, its busiest expert)."""
+    """The best earlier stage's CoreTransformer (for a MoE, its busiest expert), fresh heads.
+
+    The trunk carries what earlier stages learned about reading markets. Their policy head
+    is usually confident (often "stay flat" after costs), and a saturated softmax barely
+    moves under a few gradient steps, so the heads start near-uniform instead.
+    """
+    policy = fresh_policy(ctx)
     source = ctx.best_previous_checkpoint()
     if source is None:
         print(f"[{ctx.name}] no earlier stage: meta-learning from a fresh policy")
-        return fresh_policy(ctx)
+        return policy
     checkpoint = load_checkpoint(source)
     if checkpoint.kind == "moe":
         mixture = MoEPolicy.from_architecture(checkpoint.architecture)
         mixture.load_state_dict(checkpoint.state_dict)
-        windows = training_windows(ctx)
-        busiest = int(mixture.utilisation(windows).argmax())
-        print(f"[{ctx.name}] starting from expert {busiest} of {source}")
-        return mixture.expert_policy(busiest)
-    policy = TransformerPolicy.from_architecture(checkpoint.architecture)
-    policy.load_state_dict(checkpoint.state_dict)
-    print(f"[{ctx.name}] starting from {source}")
+        busiest = int(mixture.utilisation(training_windows(ctx)).argmax())
+        donor = mixture.expert_policy(busiest)
+        print(f"[{ctx.name}] CoreTransformer from expert {busiest} of {source}")
+    else:
+        donor = TransformerPolicy.from_architecture(checkpoint.architecture)
+        donor.load_state_dict(checkpoint.state_dict)
+        print(f"[{ctx.name}] CoreTransformer from {source}")
+    policy.encoder.load_state_dict(donor.encoder.state_dict())
     return policy
 
 
