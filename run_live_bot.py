@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from datetime import UTC, datetime
@@ -179,17 +180,24 @@ def sim_broker(
     )
 
 
-def ibkr_broker(args: argparse.Namespace) -> Broker:
+def ibkr_broker(args: argparse.Namespace, prefs: Preferences) -> Broker:
+    """IBKRBroker on the preferences' trading hours (when daily bars close). One connect
+    attempt per call: the runner reconnects with its own backoff, and nested retries would
+    multiply the waits. A bot that cannot reach TWS at start exits at once (code 4).
+    ib_async logs stay at WARNING so its INFO lines never print account ids."""
     from evotrader.live.ibkr_broker import IBKRBroker, IBKRConfig
 
+    for name in ("ib_async", "ib_insync"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     config = IBKRConfig.from_env(
         live=args.live,
         host=args.host,
         port=args.port,
         client_id=args.client_id,
         bar_size=args.bar_size,
+        max_connect_attempts=1,
     )
-    return IBKRBroker(config)
+    return IBKRBroker(config, hours=prefs.trading_hours)
 
 
 def live_policy(checkpoint: Checkpoint, broker: Broker, config: RunnerConfig) -> Policy:
@@ -260,7 +268,7 @@ def _trade(args: argparse.Namespace) -> int:
         env = env_config_from_dict(checkpoint.env)
         pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
         broker = sim_broker(args, checkpoint, config, prefs) if args.broker == "sim" else None
-        broker = broker or ibkr_broker(args)
+        broker = broker or ibkr_broker(args, prefs)
         policy = live_policy(checkpoint, broker, config)
         out = output_dir(args, symbol)
         journal = Journal(out / "journal.sqlite")

@@ -95,6 +95,26 @@ class MarketData:
         return window_view(self.features, self.window)
 
 
+def fill_agent_state(
+    obs: np.ndarray, position: float | np.ndarray, unrealised: float | np.ndarray
+) -> np.ndarray:
+    """Write the agent's own state into the last two channels of ``obs``, in place.
+
+    The one definition of those channels for MarketEnv, VectorMarketEnv and the live runner:
+    the target position held, then the unrealised return since the last trade clipped to
+    [-1, MAX_UNREALISED]. ``obs`` is one window (window, channels) with float states, or a
+    batch (n, window, channels) with (n,) arrays. Returns ``obs``.
+    """
+    if obs.ndim == 3:
+        # One channel at a time: numpy broadcasts an (N, 1) column ~10x faster than (N, 1, 2).
+        obs[:, :, -2] = position[:, None]
+        obs[:, :, -1] = np.clip(unrealised, -1.0, MAX_UNREALISED)[:, None]
+    else:
+        obs[:, -2] = position
+        obs[:, -1] = min(max(unrealised, -1.0), MAX_UNREALISED)
+    return obs
+
+
 def window_view(features: np.ndarray, window: int) -> np.ndarray:
     """Zero-copy view (bars - window + 1, window, channels); row i ends at bar i + window - 1."""
     return sliding_window_view(features, window, axis=0).transpose(0, 2, 1)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, rebalance
-from evotrader.env.market_data import MAX_UNREALISED, MarketData
+from evotrader.env.market_data import MarketData, fill_agent_state
 from evotrader.env.rewards import REWARDS, differential_sharpe
 
 DEFAULT_POSITIONS = (-1.0, 0.0, 1.0)
@@ -78,7 +78,6 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         self._mark = self.market.prices.mark.tolist()
         self._impact = self.market.prices.impact.tolist()
         self._linear_rate = (execution or ExecutionModel()).linear_rate
-        self._state_column = self.market.num_feature_channels
         self._t = self._end = 0
 
     def reset(
@@ -137,9 +136,8 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
     def _observation(self) -> np.ndarray:
         obs = self._windows[self._t - self.market.window + 1].copy()
         if self.market.agent_state:
-            obs[:, self._state_column] = self._target
             unrealised = self._equity / self._entry_equity - 1.0 if self._target else 0.0
-            obs[:, self._state_column + 1] = min(unrealised, MAX_UNREALISED)
+            fill_agent_state(obs, self._target, unrealised)
         return obs
 
     def render(self) -> str | None:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, rebalance
-from evotrader.env.market_data import MAX_UNREALISED, MarketData, window_view
+from evotrader.env.market_data import MarketData, fill_agent_state, window_view
 from evotrader.env.market_env import DEFAULT_POSITIONS
 from evotrader.env.rewards import REWARDS, differential_sharpe
 
@@ -61,7 +61,7 @@ class VectorMarketEnv(gym.vector.VectorEnv):
         self._mark = np.concatenate([m.prices.mark for m in markets])
         self._impact = np.concatenate([m.prices.impact for m in markets])
         self._linear_rate = execution.linear_rate
-        self._state_column = markets[0].num_feature_channels if agent_state else None
+        self._agent_state = agent_state
 
         self.num_envs = num_envs
         self.window = window
@@ -152,11 +152,9 @@ class VectorMarketEnv(gym.vector.VectorEnv):
 
     def _observations(self) -> np.ndarray:
         obs = self._windows[self._t - self.window + 1]
-        if self._state_column is not None:
-            # One channel at a time: numpy broadcasts an (N, 1) column ~10x faster than (N, 1, 2).
+        if self._agent_state:
             unrealised = np.where(self._target != 0, self._equity / self._entry_equity - 1.0, 0.0)
-            obs[:, :, self._state_column] = self._target[:, None]
-            obs[:, :, self._state_column + 1] = np.clip(unrealised, -1.0, MAX_UNREALISED)[:, None]
+            fill_agent_state(obs, self._target, unrealised)
         return obs
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 from evotrader.backtest.policies import Policy
 from evotrader.config import EnvConfig, execution_from
 from evotrader.data.features import FeaturePipeline
-from evotrader.env.market_data import MAX_UNREALISED, MarketData
+from evotrader.env.market_data import MarketData, fill_agent_state
 from evotrader.live.broker import (
     Account,
     Bar,
@@ -324,10 +324,8 @@ class LiveRunner:
         filled in as MarketEnv does."""
         observation = market.windows()[-1].copy()
         if market.agent_state:
-            column = market.num_feature_channels
-            observation[:, column] = self._target
             unrealised = equity / self._entry_equity - 1.0 if self._target else 0.0
-            observation[:, column + 1] = min(unrealised, MAX_UNREALISED)
+            fill_agent_state(observation, self._target, unrealised)
         return observation
 
     def _change_target(self, bar: Bar, now: pd.Timestamp, target: float, impact: float) -> str:
@@ -353,7 +351,7 @@ class LiveRunner:
             quantity=abs(delta),
             target_weight=target,
         )
-        if not self._approved(request, now):
+        if not self._approved(request, now, bar.end):
             return "refused by risk"
         assert self._expectation is not None
         self._expectation.decide(target, bar.close, impact)
@@ -368,11 +366,14 @@ class LiveRunner:
             return "rejected by the broker"
         return request.client_ref
 
-    def _approved(self, request: OrderRequest, now: pd.Timestamp) -> bool:
+    def _approved(
+        self, request: OrderRequest, now: pd.Timestamp, bar_end: pd.Timestamp | None = None
+    ) -> bool:
+        """The risk engine's verdict; ``bar_end`` is the close the order was decided on."""
         symbol = self.instrument.symbol
         price = float(self._history["close"].iloc[-1])
         book = Book(self._equity(), {symbol: self._units}, {symbol: price})
-        verdict = self.risk.check_order(request, book, now)
+        verdict = self.risk.check_order(request, book, now, bar_end)
         if not verdict.approved:
             self.summary.rejected += 1
             self._risk_event(

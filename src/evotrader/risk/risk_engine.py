@@ -4,9 +4,12 @@ One engine serves the live runner and the backtest (``run_backtest(risk=...)``),
 backtest shows what the bot would really have done. Orders that only reduce a position
 always pass (a halted bot must still be able to flatten, at any hour, over any limit);
 every other order must be within the instrument, hours, rate, position and leverage
-limits. Breakers (daily loss, drawdown, error bursts, stale data, the kill switch, live
-vs expected divergence) set a halt that only a human clears, and the state survives
-restarts through ``RiskState.to_dict`` in the journal.
+limits. An order decided on a bar's close counts as placed at that close for up to
+``DECISION_DELAY`` after it, so a daily bar that closes at the session end can still be
+traded a moment later by the wall clock (it fills at the next open, as the execution
+model assumes). Breakers (daily loss, drawdown, error bursts, stale data, the kill
+switch, live vs expected divergence) set a halt that only a human clears, and the state
+survives restarts through ``RiskState.to_dict`` in the journal.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from evotrader.risk.preferences import Preferences
 RATE_WINDOW_SECONDS = 60.0
 TOLERANCE = 1e-9  # relative slack so a target of exactly the limit is not refused by rounding
 DUST = 1e-9  # a trade below this fraction of equity needs no order (runner and backtest alike)
+# How long after its bar closed a decision still counts as taken at that close (the runner
+# sees a closed bar a poll or two later); a code constant, so no run-time setting widens it.
+DECISION_DELAY = pd.Timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -95,9 +101,17 @@ class RiskEngine:
     def halt(self) -> Trip | None:
         return self.state.halt
 
-    def check_order(self, order: OrderRequest, book: Book, now: pd.Timestamp) -> RiskVerdict:
+    def check_order(
+        self,
+        order: OrderRequest,
+        book: Book,
+        now: pd.Timestamp,
+        bar_end: pd.Timestamp | None = None,
+    ) -> RiskVerdict:
         """Approve or reject ``order`` given the account before it; approvals are counted
-        toward the order-rate limit."""
+        toward the order-rate limit. ``bar_end`` is when the bar the order was decided on
+        closed: inside the trading hours and at most ``DECISION_DELAY`` before ``now``, it
+        makes the order count as placed at that close."""
         symbol = order.instrument.symbol
         price = book.prices.get(symbol)
         if price is None or not math.isfinite(price) or price <= 0:
@@ -105,7 +119,10 @@ class RiskEngine:
         before = book.units.get(symbol, 0.0)
         after = before + order.signed_quantity
         reduces = abs(after) <= abs(before) * (1 + TOLERANCE) and after * before >= 0
-        verdict = RiskVerdict(True) if reduces else self._opening_verdict(order, book, after, now)
+        if reduces:
+            verdict = RiskVerdict(True)
+        else:
+            verdict = self._opening_verdict(order, book, after, now, bar_end)
         if verdict.approved:
             seconds = now.timestamp()
             self.state.order_times = [
@@ -114,7 +131,12 @@ class RiskEngine:
         return verdict
 
     def _opening_verdict(
-        self, order: OrderRequest, book: Book, after: float, now: pd.Timestamp
+        self,
+        order: OrderRequest,
+        book: Book,
+        after: float,
+        now: pd.Timestamp,
+        bar_end: pd.Timestamp | None,
     ) -> RiskVerdict:
         prefs, instrument = self._preferences, order.instrument
         if self.state.halt is not None:
@@ -124,8 +146,9 @@ class RiskEngine:
             return RiskVerdict(False, f"{instrument.symbol} is not an allowed instrument")
         if instrument.asset_class not in prefs.allowed_asset_classes:
             return RiskVerdict(False, f"asset class {instrument.asset_class} is not allowed")
-        if not prefs.trading_hours.contains(now):
-            return RiskVerdict(False, f"{now.isoformat()} is outside trading hours")
+        if not self._in_hours(now, bar_end):
+            decided = f" (decided on a bar that closed at {bar_end.isoformat()})" if bar_end else ""
+            return RiskVerdict(False, f"{now.isoformat()} is outside trading hours{decided}")
         seconds = now.timestamp()
         recent = sum(1 for t in self.state.order_times if seconds - t < RATE_WINDOW_SECONDS)
         if recent >= prefs.max_orders_per_minute:
@@ -152,6 +175,14 @@ class RiskEngine:
                 False, f"gross leverage {leverage:.3f} exceeds {prefs.max_leverage:g}"
             )
         return RiskVerdict(True)
+
+    def _in_hours(self, now: pd.Timestamp, bar_end: pd.Timestamp | None) -> bool:
+        hours = self._preferences.trading_hours
+        if hours.contains(now):
+            return True
+        if bar_end is None:
+            return False
+        return hours.contains(bar_end) and pd.Timedelta(0) <= now - bar_end <= DECISION_DELAY
 
     def on_equity(self, now: pd.Timestamp, equity: float) -> Trip | None:
         """Record an equity mark; trips the daily-loss or drawdown breaker."""

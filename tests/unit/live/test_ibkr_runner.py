@@ -6,6 +6,7 @@ open. A second run on the same journal checks the restart: nothing is sent twice
 position comes from the broker.
 """
 
+import logging
 import sqlite3
 import threading
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import run_live_bot
 import yaml
 from tests.support.tws_server import HistoricalBar, Stock, TwsServer
-from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
+from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint, preferences
 
 from evotrader.data import load_bars
 
@@ -106,7 +107,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "poll_seconds": 0.2,
         "lot_size": 1.0,
         "max_divergence_pct": 50.0,
-        "reconnect_attempts": 2,
+        "reconnect_attempts": 5,  # 0.7 s of backoff outlasts the server's 0.3 s refusal
         "backoff_seconds": 0.1,
         "backoff_max_seconds": 0.2,
     }
@@ -114,9 +115,20 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return make_checkpoint(tmp_path / "GOOG_stage_1_ppo.pth", seed=3)
 
 
+def test_the_ibkr_broker_gets_the_preferences_hours_and_one_connect_attempt() -> None:
+    hours = {"timezone": "Europe/London", "days": ["Mon"], "start": "08:00", "end": "16:30"}
+    prefs = preferences(trading_hours=hours)
+    args = run_live_bot.parse_args(["--broker", "ibkr", "--symbol", "GOOG", "--port", "4002"])
+    broker = run_live_bot.ibkr_broker(args, prefs)
+    assert broker.hours == prefs.trading_hours  # daily bars close at the human's session end
+    assert broker.config.max_connect_attempts == 1  # the runner alone retries, with backoff
+    assert logging.getLogger("ib_async").level == logging.WARNING
+
+
 def test_paper_bot_trades_through_ibkr_reconnects_and_restarts_without_duplicates(
-    tmp_path: Path, setup: Path
+    tmp_path: Path, setup: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO)  # ib_async logs orders, with their account, at INFO
     history, live = goog_bars()
     with TwsServer([Stock("GOOG", 208813720)], lifetime_s=100.0) as tws:
         tws.set_history("GOOG", [*history, live[0]])  # live[0] is forming
@@ -138,6 +150,7 @@ def test_paper_bot_trades_through_ibkr_reconnects_and_restarts_without_duplicate
         assert health.index("disconnected") < health.index("reconnected")  # and trades on
         assert fills == {e.exec_id for e in tws.executions()}
         assert (position[0] if position else 0.0) == tws.position("GOOG")
+        assert tws.account not in caplog.text
 
         # The bot stops; the account still holds the position. A restart on the same
         # journal reconciles with the broker and trades on, sending nothing twice.

@@ -167,6 +167,34 @@ def test_fills_and_equity_equal_the_backtest(tmp_path, bars, pipeline, env) -> N
     assert "risk ok" in lines[-2]
 
 
+class WallClockSim(SimBroker):
+    """Daily bars as IBKR delivers them: the runner sees a bar's 16:00 close and decides
+    ``lag`` later by the wall clock, outside the 09:30-16:00 trading hours."""
+
+    def __init__(self, *args, lag: pd.Timedelta, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lag = lag
+
+    def now(self) -> pd.Timestamp:
+        return super().now() + self.lag
+
+
+def test_daily_bars_trade_a_moment_after_the_session_end(tmp_path, bars, pipeline) -> None:
+    prefs = preferences()  # New York 09:30-16:00, where daily bars close
+    assert prefs.trading_hours.end.hour == 16
+    late = sim(bars, ENV, prefs, cls=WallClockSim, lag=pd.Timedelta(milliseconds=300))
+    summary, journal, _, _ = trade(tmp_path, late, pipeline, Momentum(), prefs=prefs)
+    assert summary.rejected == 0 and summary.orders > 5
+    assert_same_trading(summary, journal, backtest(bars, pipeline, Momentum()))
+
+    stale = pd.Timedelta(minutes=10)  # decided long after the close: opening is refused
+    late = sim(bars, ENV, prefs, cls=WallClockSim, lag=stale)
+    summary, journal, _, _ = trade(tmp_path, late, pipeline, Momentum(), journal="stale.sqlite")
+    assert summary.rejected > 5 and summary.orders == 0 and journal.fills() == []
+    refused = [e["detail"] for e in journal.risk_events() if e["kind"] == "order_refused"]
+    assert all("outside trading hours" in detail for detail in refused)
+
+
 def test_daily_loss_breaker_flattens_and_halts_where_the_risky_backtest_does(
     tmp_path, bars, pipeline
 ) -> None:

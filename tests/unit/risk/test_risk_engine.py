@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 
 from evotrader.live.broker import Instrument, OrderRequest, Side
-from evotrader.risk import Book, BreakerKind, KillSwitch, Preferences, RiskEngine, RiskState
+from evotrader.risk import (
+    Book,
+    BreakerKind,
+    KillSwitch,
+    Preferences,
+    RiskEngine,
+    RiskState,
+    risk_engine,
+)
 
 RAW = {
     "max_position_pct": 50.0,
@@ -67,6 +75,35 @@ def test_each_order_limit_refuses_with_its_reason(request_, book_, now, reason) 
     assert verdict.approved is (reason is None)
     if reason:
         assert reason in verdict.reason
+
+
+SESSION_END = pd.Timestamp("2024-01-08 21:00", tz="UTC")  # Monday 16:00 in New York
+
+
+@pytest.mark.parametrize(
+    ("bar_end", "delay", "approved"),
+    [
+        (None, pd.Timedelta(milliseconds=300), False),  # by the wall clock alone: outside
+        (SESSION_END, pd.Timedelta(milliseconds=300), True),  # a daily bar, decided at once
+        (SESSION_END, risk_engine.DECISION_DELAY, True),
+        (SESSION_END, risk_engine.DECISION_DELAY + pd.Timedelta(seconds=1), False),  # too late
+        (SESSION_END + pd.Timedelta(hours=1), pd.Timedelta(seconds=1), False),  # 17:00 bar
+        (SESSION_END + pd.Timedelta(minutes=1), pd.Timedelta(0), False),  # a bar after hours
+    ],
+)
+def test_a_decision_counts_at_its_bars_close_for_a_short_while(bar_end, delay, approved) -> None:
+    """Daily bars close at 16:00, and the bot decides a moment later by the wall clock; the
+    order opens a position only if that close was inside hours and the decision prompt."""
+    now = (bar_end if bar_end is not None else SESSION_END) + delay
+    verdict = engine().check_order(order(10), book(), now, bar_end)
+    assert verdict.approved is approved
+    if not approved:
+        assert "outside trading hours" in verdict.reason
+
+
+def test_a_future_bar_close_does_not_open_the_hours() -> None:
+    night = pd.Timestamp("2024-01-08 03:00", tz="UTC")  # 22:00 the evening before
+    assert not engine().check_order(order(10), book(), night, SESSION_END).approved
 
 
 def test_leverage_counts_every_position() -> None:
