@@ -243,6 +243,43 @@ class ExternalMemory:
         """Write the memory atomically to one file (a zip of JSON, .npy arrays and the Faiss
         index, nothing pickled); returns the path."""
         path = Path(path)
+        _atomic_write(path, self._write_archive)
+        return path
+
+    def to_bytes(self) -> bytes:
+        """The archive ``save`` writes, as bytes: a memory that travels inside another file
+        (the autonomous agent's checkpoint holds it as a uint8 tensor)."""
+        buffer = io.BytesIO()
+        self._write_archive(buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExternalMemory:
+        """Read a memory written by ``save``; a truncated, foreign or newer file is refused."""
+        path = Path(path)
+        if not path.is_file():
+            problem = "no such file" if not path.exists() else "not a regular file"
+            raise EpisodicMemoryError(f"memory file {path}: {problem}")
+        return cls._from_archive(path, f"memory file {path}")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ExternalMemory:
+        """Inverse of ``to_bytes``, with every check ``load`` makes."""
+        return cls._from_archive(io.BytesIO(data), "memory archive (bytes)")
+
+    @classmethod
+    def _from_archive(cls, source: Path | BinaryIO, where: str) -> ExternalMemory:
+        header, arrays, index_bytes = _read_archive(source, where)
+        try:
+            config = MemoryConfig(**header["config"])
+            memory = cls(header["dim"], config, seed=header["seed"])
+        except (TypeError, EpisodicMemoryError) as exc:
+            raise EpisodicMemoryError(f"{where}: bad settings: {exc}") from exc
+        memory._restore(where, header, arrays, index_bytes)
+        return memory
+
+    def _write_archive(self, file: BinaryIO) -> None:
+        """The zip archive of ``save``: header JSON, .npy arrays and the Faiss index."""
         live = np.flatnonzero(self._ids >= 0).tolist()
         header = {
             "format": FORMAT_MARKER,
@@ -263,31 +300,13 @@ class ExternalMemory:
             "graph_slots": self._graph_slots,
         }
         index_bytes = faiss.serialize_index(self._index).tobytes()
-
-        def write(file: BinaryIO) -> None:
-            with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
-                archive.writestr(_HEADER, json.dumps(header))
-                for name, array in arrays.items():
-                    buffer = io.BytesIO()
-                    np.lib.format.write_array(buffer, array, allow_pickle=False)
-                    archive.writestr(f"{name}.npy", buffer.getvalue())
-                archive.writestr("index.faiss", index_bytes)
-
-        _atomic_write(path, write)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> ExternalMemory:
-        """Read a memory written by ``save``; a truncated, foreign or newer file is refused."""
-        path = Path(path)
-        header, arrays, index_bytes = _read_file(path)
-        try:
-            config = MemoryConfig(**header["config"])
-            memory = cls(header["dim"], config, seed=header["seed"])
-        except (TypeError, EpisodicMemoryError) as exc:
-            raise EpisodicMemoryError(f"memory file {path}: bad settings: {exc}") from exc
-        memory._restore(path, header, arrays, index_bytes)
-        return memory
+        with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr(_HEADER, json.dumps(header))
+            for name, array in arrays.items():
+                buffer = io.BytesIO()
+                np.lib.format.write_array(buffer, array, allow_pickle=False)
+                archive.writestr(f"{name}.npy", buffer.getvalue())
+            archive.writestr("index.faiss", index_bytes)
 
     @property
     def _inner_product(self) -> bool:
@@ -427,12 +446,12 @@ class ExternalMemory:
         return raw, np.where(nodes >= 0, self._graph_slots[nodes], -1)
 
     def _restore(
-        self, path: Path, header: dict[str, Any], arrays: dict[str, np.ndarray], raw: bytes
+        self, where: str, header: dict[str, Any], arrays: dict[str, np.ndarray], raw: bytes
     ) -> None:
         """Install a saved state after checking that its parts agree with each other."""
 
         def fail(problem: str) -> EpisodicMemoryError:
-            return EpisodicMemoryError(f"memory file {path}: {problem}")
+            return EpisodicMemoryError(f"{where}: {problem}")
 
         capacity = self.config.capacity
         for name in ("ids", "outcomes", "kinds"):
@@ -513,18 +532,19 @@ def rarity(kind_codes: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
     return -np.log(share) - np.log(tail)
 
 
-def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes]:
-    """The header, arrays and index bytes of a memory file, with format and version checked."""
+def _read_archive(
+    source: Path | BinaryIO, where: str
+) -> tuple[dict[str, Any], dict[str, np.ndarray], bytes]:
+    """The header, arrays and index bytes of a memory archive (a file or a buffer), with
+    format and version checked; errors start with ``where``."""
 
     def fail(problem: str) -> EpisodicMemoryError:
-        return EpisodicMemoryError(f"memory file {path}: {problem}")
+        return EpisodicMemoryError(f"{where}: {problem}")
 
-    if not path.is_file():
-        raise fail("no such file" if not path.exists() else "not a regular file")
-    if not zipfile.is_zipfile(path):
+    if not zipfile.is_zipfile(source):
         raise fail("not a memory archive - truncated, corrupted, or not an evotrader memory")
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(source) as archive:
             names = set(archive.namelist())
             if _HEADER not in names:
                 raise fail(f"not an evotrader memory - no {_HEADER} (members: {sorted(names)})")
