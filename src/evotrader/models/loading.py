@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from evotrader.agents.autonomous_agent import AutonomousAgent
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.checkpoint import Checkpoint, CheckpointError
@@ -15,6 +16,8 @@ BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "ppo": TransformerPolicy.from_architecture,
     "moe": MoEPolicy.from_architecture,
     "maml": TransformerPolicy.from_architecture,  # the meta-learned initial weights
+    # Not an nn.Module but the same duck type (load_state_dict, eval) plus the Policy act.
+    "autonomous": AutonomousAgent.from_architecture,  # type: ignore[dict-item]
 }
 
 
