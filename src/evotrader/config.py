@@ -130,6 +130,46 @@ class MAMLStageConfig:
 
 
 @dataclass
+class StrategySearchConfig:
+    """The strategy track: generate template specs (Claude with ANTHROPIC_API_KEY, else
+    offline), screen them (backtesting.py), validate the best (NautilusTrader), audit."""
+
+    universes: list[list[str]] = field(default_factory=list)  # empty: from data.symbol/universe
+    source: str = ""  # data source of the universes; empty: data.source
+    batch_size: int = 6
+    top_n_screen: int = 2
+    explore_ratio: float = 0.5
+    exhaustion_cycles: int = 2
+    max_cycles: int = 4
+    parallel: bool = True  # screen each batch as Ray tasks
+    screen_folds: int = 3
+    screen_grid_points: int = 2
+    screen_max_combinations: int = 8
+    screen_min_sharpe: float = 0.5
+    screen_max_drawdown: float = 0.30
+    screen_min_trades: int = 20
+    screen_min_profit_factor: float = 1.2
+    validation_min_sharpe: float = 0.3
+    validation_max_drawdown: float = 0.35
+    validation_min_positive_regimes: int = 2
+    validation_min_capacity: float = 50_000.0
+    validation_cash: float = 100_000.0
+    commission_per_share: float = 0.005
+    min_commission: float = 1.0
+    slippage_bps: float = 2.0
+    impact_coef: float = 1.0
+    preferences: str = "configs/preferences.yaml"  # the audit holds specs to these limits
+    llm_model: str = "claude-sonnet-4-5"
+    llm_max_tokens: int = 4096
+    llm_retries: int = 2
+    llm_http_retries: int = 2
+    llm_timeout_s: float = 60.0
+    llm_base_url: str = ""
+    registry_url: str = ""  # empty: runs/<run_name>/strategies.sqlite
+    leaderboard_size: int = 10
+
+
+@dataclass
 class RayConfig:
     """Empty address starts Ray locally; an address (e.g. "ray://head:10001") joins a cluster."""
 
@@ -151,6 +191,7 @@ class TrainingConfig:
     stage_1_ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
     stage_2_moe: MoEStageConfig = field(default_factory=MoEStageConfig)
     stage_3_maml: MAMLStageConfig = field(default_factory=MAMLStageConfig)
+    strategy_search: StrategySearchConfig = field(default_factory=StrategySearchConfig)
     stages: list[str] = field(default_factory=list)
 
 
