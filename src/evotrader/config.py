@@ -130,6 +130,49 @@ class MAMLStageConfig:
 
 
 @dataclass
+class FitnessConfig:
+    """Validation fitness: Sharpe after costs, minus penalties for deep drawdowns and idling."""
+
+    drawdown_limit: float = 0.25
+    drawdown_penalty: float = 4.0  # per unit of drawdown beyond the limit
+    min_trades: int = 5
+    trades_penalty: float = 1.0  # times the missing share of min_trades
+
+
+@dataclass
+class SelfModificationConfig:
+    """Thresholds that make an agent change itself after an evaluation (0 turns a rule off)."""
+
+    max_drawdown: float = 0.25  # deeper: risk_scale *= risk_factor
+    risk_factor: float = 0.7
+    min_profit_factor: float = 0.9  # lower (with trades): ask the controller for a new design
+    min_trades: int = 3  # fewer: risk_scale /= risk_factor, so it trades more readily
+
+
+@dataclass
+class AutonomousStageConfig:
+    """The evolutionary stage: a population of AutonomousAgents, designed and tuned by NAS."""
+
+    population: int = 8
+    generations: int = 5
+    controller: str = "evolution"  # or "random"
+    controller_options: dict[str, Any] = field(
+        default_factory=lambda: {"tournament_size": 3, "elitism": 2, "crossover_rate": 0.3}
+    )
+    genes: dict[str, Any] = field(default_factory=dict)  # the NAS search space (see the YAML)
+    agent: dict[str, Any] = field(default_factory=dict)  # AgentArchitecture fields, fixed
+    hyperparameters: dict[str, Any] = field(default_factory=dict)  # AgentHyperparameters, fixed
+    seed_from_previous: bool = True  # initial trunks from the best earlier stage where shapes fit
+    augmentation: list[str] = field(default_factory=lambda: ["none", "block_bootstrap", "noise"])
+    augmentation_block: int = 20
+    augmentation_noise: float = 0.25  # noise sd in units of the training returns' sd
+    adversarial_candidates: int = 4
+    fitness: FitnessConfig = field(default_factory=FitnessConfig)
+    self_modification: SelfModificationConfig = field(default_factory=SelfModificationConfig)
+    pbo_splits: int = 8
+
+
+@dataclass
 class StrategySearchConfig:
     """The strategy track: generate template specs (Claude with ANTHROPIC_API_KEY, else
     offline), screen them (backtesting.py), validate the best (NautilusTrader), audit."""
@@ -191,6 +234,7 @@ class TrainingConfig:
     stage_1_ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
     stage_2_moe: MoEStageConfig = field(default_factory=MoEStageConfig)
     stage_3_maml: MAMLStageConfig = field(default_factory=MAMLStageConfig)
+    stage_4_autonomous: AutonomousStageConfig = field(default_factory=AutonomousStageConfig)
     strategy_search: StrategySearchConfig = field(default_factory=StrategySearchConfig)
     stages: list[str] = field(default_factory=list)
 

@@ -18,7 +18,8 @@ import run_backtest
 from evotrader.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("stage_1_ppo", "stage_2_moe", "stage_3_maml")
+STAGES = ("stage_1_ppo", "stage_2_moe", "stage_3_maml", "stage_4_autonomous")
+CHAMPION = "AR1_autonomous_final.pth"
 
 
 def _run(*command: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
@@ -48,19 +49,19 @@ def test_every_stage_runs_and_leaves_its_checkpoint(trained) -> None:
     state = json.loads((runs / "e2e" / "state.json").read_text())
     assert tuple(state["completed"]) == STAGES
     for stage in STAGES:
-        checkpoint = load_checkpoint(runs / "e2e" / f"AR1_{stage}.pth")
-        assert checkpoint.extra["stage"] == stage
+        path = CHAMPION if stage == "stage_4_autonomous" else f"AR1_{stage}.pth"
+        assert load_checkpoint(runs / "e2e" / path).extra["stage"] == stage
         assert (runs / "e2e" / "tensorboard" / stage).is_dir()
     assert "experts warm-started" in stdout
     assert "Summary (validation split: out of sample, after costs)" in stdout
 
 
-def test_run_backtest_reports_the_most_advanced_stage_on_test(trained) -> None:
+def test_run_backtest_reports_the_champion_on_test(trained) -> None:
     runs, _ = trained
     done = _run(str(ROOT / "run_backtest.py"), "--symbol", "AR1", "--runs-dir", str(runs))
-    assert "AR1_stage_3_maml.pth (maml, AR1)" in done.stdout
+    assert f"{CHAMPION} (autonomous, AR1)" in done.stdout
     assert "Test split (out of sample, after costs)" in done.stdout
-    assert (runs / "e2e" / "AR1_stage_3_maml_test.json").exists()
+    assert (runs / "e2e" / "AR1_autonomous_final_test.json").exists()
 
 
 def test_sim_bot_trades_the_result_like_the_backtest(trained, tmp_path: Path) -> None:
@@ -79,10 +80,8 @@ def test_sim_bot_trades_the_result_like_the_backtest(trained, tmp_path: Path) ->
         "--seed",
         "0",
     )
-    assert "AR1_stage_3_maml.pth" in done.stdout
+    assert CHAMPION in done.stdout
     summary = json.loads((out / "summary.json").read_text())
-    expected = run_backtest.backtest_checkpoint(
-        load_checkpoint(runs / "e2e" / "AR1_stage_3_maml.pth")
-    )
+    expected = run_backtest.backtest_checkpoint(load_checkpoint(runs / "e2e" / CHAMPION))
     equity = np.asarray(list(summary["equity"].values()), dtype=float)
     np.testing.assert_allclose(equity, expected.equity.to_numpy(), rtol=1e-9)

@@ -38,10 +38,19 @@ def evaluate_on_split(
     )
 
 
+HEADLINE = (
+    "sharpe",
+    "total_return",
+    "max_drawdown",
+    "n_trades",
+    "buy_hold_sharpe",
+    "buy_hold_return",
+)
+
+
 def headline(result: BacktestResult) -> dict[str, float]:
     """The few numbers a progress line and a summary table show, with buy-and-hold."""
-    keys = ("sharpe", "total_return", "max_drawdown", "n_trades")
-    numbers = {key: float(result.metrics[key]) for key in keys}
+    numbers = {key: float(result.metrics[key]) for key in HEADLINE[:4]}
     numbers["buy_hold_sharpe"] = float(result.benchmark["sharpe"])
     numbers["buy_hold_return"] = float(result.benchmark["total_return"])
     return numbers

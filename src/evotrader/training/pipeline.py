@@ -133,6 +133,7 @@ class RunState:
 
 def stage_registry() -> dict[str, Stage]:
     """Stage name -> runner; imported lazily so `--help` and config errors stay fast."""
+    from evotrader.training.autonomous_trainer import run_autonomous_stage
     from evotrader.training.maml_stage import run_maml_stage
     from evotrader.training.moe_stage import run_moe_stage
     from evotrader.training.ppo_stage import run_ppo_stage
@@ -141,6 +142,7 @@ def stage_registry() -> dict[str, Stage]:
         "stage_1_ppo": run_ppo_stage,
         "stage_2_moe": run_moe_stage,
         "stage_3_maml": run_maml_stage,
+        "stage_4_autonomous": run_autonomous_stage,
     }
 
 

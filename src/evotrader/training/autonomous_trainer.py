@@ -1,0 +1,484 @@
+"""stage_4_autonomous: a population of AutonomousAgents that designs and tunes itself.
+
+One loop you can follow. Each generation trains every member on the training split with its
+own genome (architecture and hyperparameters), children starting from their parent's weights
+where shapes allow, and scores it by a backtest on the validation split after costs. Members
+then modify themselves (``check_performance_and_adapt``), the NAS controller breeds the next
+generation, and the archive is saved, so a crash resumes at the generation it interrupted.
+Training and scoring run as Ray tasks; every task is seeded by the member alone, so a
+cluster of any size returns the same numbers. The champion (best validation fitness over
+every member ever tried) is saved as ``{symbol}_autonomous_final.pth``; the test split is
+evaluated once, with the Deflated Sharpe Ratio and the PBO of the search.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import ray
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from evotrader.agents import AutonomousAgent
+from evotrader.agents.agent_learning import make_chartist
+from evotrader.backtest.engine import BacktestResult, run_backtest
+from evotrader.backtest.overfitting import (
+    deflated_sharpe_ratio,
+    probability_of_backtest_overfitting,
+)
+from evotrader.config import (
+    AutonomousStageConfig,
+    EnvConfig,
+    FitnessConfig,
+    env_config_from_dict,
+    execution_from,
+)
+from evotrader.data import FeaturePipeline, load_bars
+from evotrader.models.moe_policy import MoEPolicy
+from evotrader.models.transformer_policy import TransformerPolicy
+from evotrader.nas import Individual, SearchSpace, inherit_weights, make_controller
+from evotrader.reasoning import chartist_cache_dir
+from evotrader.reasoning.self_modification import Thresholds, check_performance_and_adapt
+from evotrader.training import augmentation
+from evotrader.training.checkpoint import (
+    CHAMPION_STAGE,
+    Checkpoint,
+    checkpoint_name,
+    load_checkpoint,
+    save_checkpoint,
+)
+from evotrader.training.evaluation import HEADLINE, headline
+from evotrader.training.pipeline import StageContext, StageResult
+from evotrader.training.population import Archive, Member, agent_settings, check_genes
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How a Ray worker rebuilds the data it may see: bars up to the end of validation."""
+
+    source: str
+    symbol: str
+    options: dict[str, Any]
+    train: tuple[str, str]
+    validation: tuple[str, str]
+    pipeline: dict[str, Any]
+    env: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One member to train and score; ``parent`` is the weight donor's agent or trunk state."""
+
+    member_id: int
+    genome: dict[str, Any]
+    seed: int
+    augmentation: str
+    parent: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    member_id: int
+    fitness: float
+    metrics: dict[str, float]
+    returns: list[float]
+    architecture: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+
+
+def run_autonomous_stage(ctx: StageContext) -> StageResult:
+    settings = ctx.config.stage_4_autonomous
+    space = SearchSpace.from_config(settings.genes)
+    check_genes(space)
+    controller = make_controller(settings.controller, space, **settings.controller_options)
+    archive_path = ctx.stage_dir / "archive.json"
+    archive = Archive.load(archive_path)
+    data = data_spec(ctx)
+    chartist = ray.put(shared_chartist(ctx, space))
+    seed = ctx.config.seed
+    if archive.generations_done == 0 and not archive.offspring:
+        archive.offspring = controller.initial(settings.population, _rng(seed, 0, "breed"))
+    elif archive.generations_done:
+        print(f"[{ctx.name}] resuming after generation {archive.generations_done}")
+    writer = SummaryWriter(str(ctx.tensorboard_dir), purge_step=archive.generations_done + 1)
+    thresholds = Thresholds(**asdict(settings.self_modification))
+    remote = ray.remote(num_cpus=1)(train_and_score)
+
+    for generation in range(archive.generations_done, settings.generations):
+        began = time.perf_counter()
+        members = [
+            Member(archive.next_id + i, generation, dict(o.genome), o.parents, o.origin)
+            for i, o in enumerate(archive.offspring)
+        ]
+        jobs = [
+            job_for(ctx, archive, member, settings, index) for index, member in enumerate(members)
+        ]
+        outcomes = ray.get([remote.remote(job, data, settings, chartist) for job in jobs])
+        for member, outcome in zip(members, outcomes, strict=True):
+            member.fitness, member.metrics = outcome.fitness, outcome.metrics
+            member.returns = outcome.returns
+            save_checkpoint(member_checkpoint(ctx, member, outcome), _agent_path(ctx, member.id))
+        ranked = sorted(members, key=lambda m: (-m.fitness, m.id))
+        adapt_rng = _rng(seed, generation, "adapt")
+        for member in ranked:
+            for adaptation in check_performance_and_adapt(
+                member, member.metrics, thresholds, controller, adapt_rng
+            ):
+                archive.adaptations.append(asdict(adaptation) | {"generation": generation})
+                what = f"{adaptation.action} ({adaptation.reason})"
+                print(f"[{ctx.name}] agent {adaptation.agent}: {what}")
+        archive.members.extend(members)
+        population = [Individual(m.id, m.genome, m.fitness) for m in members]
+        archive.offspring = controller.next_generation(
+            population, settings.population, _rng(seed, generation + 1, "breed")
+        )
+        archive.generations_done = generation + 1
+        archive.save(archive_path)
+        log_generation(ctx, writer, archive, generation, space, time.perf_counter() - began)
+    writer.close()
+    return crown_champion(ctx, archive, settings)
+
+
+def job_for(
+    ctx: StageContext, archive: Archive, member: Member, settings: AutonomousStageConfig, index: int
+) -> Job:
+    """The member's job: its seed, its augmentation in turn, and its weight donor's state."""
+    parent: dict[str, Any] | None = None
+    if member.parents:
+        donor = load_checkpoint(_agent_path(ctx, member.parents[0]))
+        parent = {"architecture": donor.architecture, "state_dict": donor.state_dict}
+    elif settings.seed_from_previous:
+        parent = earlier_trunk(ctx)
+    kinds = settings.augmentation or ["none"]
+    return Job(
+        member_id=member.id,
+        genome=member.genome,
+        seed=int(_rng(ctx.config.seed, member.id, "member").integers(2**31)),
+        augmentation=kinds[(index + member.generation) % len(kinds)],
+        parent=parent,
+    )
+
+
+def train_and_score(
+    job: Job, data: DataSpec, settings: AutonomousStageConfig, chartist: Any
+) -> Outcome:
+    """A Ray task: build the member's agent, train it, and backtest it on validation."""
+    torch.set_num_threads(1)  # one core per task; also keeps results independent of workers
+    bars = _bars(data.source, data.symbol, tuple(sorted(data.options.items())), data.validation[1])
+    pipeline = FeaturePipeline.from_state(data.pipeline)
+    env = env_config_from_dict(data.env)
+    agent = build_agent(job, pipeline, env, settings, chartist)
+    train = bars.loc[data.train[0] : data.train[1]]
+    rng = np.random.default_rng(job.seed)
+    if job.augmentation != "none":
+        history = bars.loc[: data.train[1]]
+        augmented = augmented_bars(history, job, settings, rng, pipeline, env, chartist)
+        agent.learn(augmented, pipeline, augmented.loc[train.index[0] :], seed=job.seed)
+    agent.learn(bars, pipeline, train, seed=job.seed + 1)
+    result = score(agent, bars, data.validation[0], pipeline, env)
+    return Outcome(
+        member_id=job.member_id,
+        fitness=fitness(result.metrics, settings.fitness),
+        metrics={key: float(value) for key, value in result.metrics.items()} | headline(result),
+        returns=result.equity.pct_change().fillna(0.0).tolist(),
+        architecture=agent.architecture(),
+        state_dict=agent.state_dict(),
+    )
+
+
+def build_agent(
+    job: Job,
+    pipeline: FeaturePipeline,
+    env: EnvConfig,
+    settings: AutonomousStageConfig,
+    chartist: Any,
+) -> AutonomousAgent:
+    architecture, hyperparameters = agent_settings(
+        job.genome,
+        pipeline.num_features,
+        tuple(env.positions),
+        settings.agent,
+        settings.hyperparameters,
+    )
+    agent = AutonomousAgent(
+        architecture, hyperparameters, seed=job.seed, chartist=chartist, device="cpu"
+    )
+    if job.parent is not None:
+        world = "world_model."
+        donor = {
+            key[len(world) :] if key.startswith(world) else key: value
+            for key, value in job.parent["state_dict"].items()
+        }
+        inherit_weights(agent.world_model, donor)
+    return agent
+
+
+def augmented_bars(
+    history: pd.DataFrame,
+    job: Job,
+    settings: AutonomousStageConfig,
+    rng: np.random.Generator,
+    pipeline: FeaturePipeline,
+    env: EnvConfig,
+    chartist: Any,
+) -> pd.DataFrame:
+    """The training history, augmented as the job says (adversarial needs a parent agent)."""
+    kind = job.augmentation
+    if kind == "block_bootstrap":
+        return augmentation.block_bootstrap(history, settings.augmentation_block, rng)
+    if kind == "garch":
+        return augmentation.garch_paths(history, rng)
+    if kind == "adversarial" and job.parent is not None and "architecture" in job.parent:
+        parent = AutonomousAgent.from_architecture(job.parent["architecture"])
+        parent.load_state_dict(job.parent["state_dict"])
+        start = history.index[len(history) // 2]
+
+        def parent_return(bars: pd.DataFrame) -> float:
+            return score(parent.eval(), bars, start, pipeline, env).metrics["total_return"]
+
+        return augmentation.adversarial(
+            history,
+            settings.augmentation_noise,
+            settings.adversarial_candidates,
+            rng,
+            parent_return,
+        )
+    if kind in ("noise", "adversarial"):  # adversarial without a parent: plain noise
+        return augmentation.noisy(history, settings.augmentation_noise, rng)
+    raise ValueError(f"unknown augmentation {kind!r}; known: {augmentation.KINDS}")
+
+
+def score(
+    agent: AutonomousAgent,
+    bars: pd.DataFrame,
+    start: str | pd.Timestamp,
+    pipeline: FeaturePipeline,
+    env: EnvConfig,
+) -> BacktestResult:
+    """Backtest from ``start`` to the end of ``bars``, earlier bars serving as history."""
+    return run_backtest(
+        agent,
+        bars,
+        start=start,
+        pipeline=pipeline,
+        window=agent.arch.window,
+        positions=agent.positions,
+        execution=execution_from(env.execution),
+        initial_cash=env.initial_cash,
+        agent_state=False,
+    )
+
+
+def fitness(metrics: dict[str, float], config: FitnessConfig) -> float:
+    """Sharpe after costs, less penalties for drawdown past the limit and too few trades."""
+    excess = max(0.0, abs(metrics["max_drawdown"]) - config.drawdown_limit)
+    missing = max(0.0, config.min_trades - metrics["n_trades"]) / max(config.min_trades, 1)
+    value = metrics["sharpe"] - config.drawdown_penalty * excess - config.trades_penalty * missing
+    return float(value) if np.isfinite(value) else -1e9
+
+
+def crown_champion(
+    ctx: StageContext, archive: Archive, settings: AutonomousStageConfig
+) -> StageResult:
+    """Save the best member as the champion and report it once on the test split."""
+    champion = archive.champion()
+    saved = load_checkpoint(_agent_path(ctx, champion.id))
+    agent = AutonomousAgent.from_checkpoint(saved)
+    pipeline = FeaturePipeline.from_state(saved.feature_pipeline)
+    env = env_config_from_dict(saved.env)
+    test = score(
+        agent, ctx.bars.loc[: ctx.splits.test.index[-1]], ctx.splits.test.index[0], pipeline, env
+    )
+    returns = np.asarray([m.returns for m in archive.members], dtype=np.float64)
+    sharpes = returns.mean(axis=1) / np.where(returns.std(axis=1) > 0, returns.std(axis=1), 1.0)
+    dsr = deflated_sharpe_ratio(
+        np.asarray(champion.returns),
+        trials=len(archive.members),
+        trial_sharpe_variance=float(sharpes.var()),
+    )
+    pbo = probability_of_backtest_overfitting(returns.T, settings.pbo_splits)
+    validation = {key: champion.metrics[key] for key in HEADLINE}
+    test_numbers = headline(test)
+    metrics = (
+        {f"validation_{k}": v for k, v in validation.items()}
+        | {f"test_{k}": v for k, v in test_numbers.items()}
+        | {
+            "fitness": champion.fitness,
+            "dsr": dsr["dsr"],
+            "pbo": pbo,
+            "candidates": float(len(archive.members)),
+        }
+    )
+    final = replace(
+        saved,
+        metrics=metrics,
+        extra=saved.extra
+        | {
+            "lineage": archive.lineage(champion.id),
+            "genome": champion.genome,
+            "adaptations": archive.adaptations,
+        },
+    )
+    path = ctx.run_dir / checkpoint_name(ctx.config.data.symbol, CHAMPION_STAGE)
+    save_checkpoint(final, path)
+    print(
+        f"\n[{ctx.name}] champion: agent {champion.id} (generation {champion.generation}) -> {path}"
+    )
+    print(test.report("Champion on the test split (out of sample, after costs)"))
+    print(
+        f"Deflated Sharpe Ratio {dsr['dsr']:.3f} ({len(archive.members)} candidates tried; "
+        f"> 0.95 means an edge beyond selection luck) | PBO {pbo:.2f} (0.5 = luck)"
+    )
+    return StageResult(checkpoint=str(path), validation=validation, seconds=0.0)
+
+
+def member_checkpoint(ctx: StageContext, member: Member, outcome: Outcome) -> Checkpoint:
+    """The member's agent in the common checkpoint format, with its genome and lineage."""
+    agent = AutonomousAgent.from_architecture(outcome.architecture)
+    agent.load_state_dict(outcome.state_dict)
+    env = replace(ctx.config.env, window=agent.arch.window, agent_state=False)
+    return agent.to_checkpoint(
+        ctx.pipeline,
+        env=env,
+        symbol=ctx.config.data.symbol,
+        data_range=ctx.data_range(),
+        metrics={"fitness": member.fitness} | outcome.metrics,
+        extra={
+            "stage": ctx.name,
+            "data": ctx.data_source(),
+            "member": member.id,
+            "generation": member.generation,
+            "parents": list(member.parents),
+            "origin": member.origin,
+            "genome": member.genome,
+        },
+    )
+
+
+def data_spec(ctx: StageContext) -> DataSpec:
+    data, splits = ctx.config.data, ctx.splits
+    return DataSpec(
+        source=data.source,
+        symbol=data.symbol,
+        options=dict(data.options),
+        train=(str(splits.train.index[0]), str(splits.train.index[-1])),
+        validation=(str(splits.validation.index[0]), str(splits.validation.index[-1])),
+        pipeline=ctx.pipeline.state_dict(),
+        env=asdict(ctx.config.env),
+    )
+
+
+def shared_chartist(ctx: StageContext, space: SearchSpace) -> Any:
+    """One Chartist for the whole population: it learns synthetic patterns, not the market."""
+    genome = space.sample(np.random.default_rng(0))
+    settings = ctx.config.stage_4_autonomous
+    architecture, _ = agent_settings(
+        genome, ctx.pipeline.num_features, tuple(ctx.config.env.positions), settings.agent, {}
+    )
+    return make_chartist(architecture.chartist, architecture.chartist_options, chartist_cache_dir())
+
+
+def earlier_trunk(ctx: StageContext) -> dict[str, Any] | None:
+    """The best earlier stage's CoreTransformer, as a state for ``inherit_weights``."""
+    source = ctx.best_previous_checkpoint()
+    if source is None:
+        return None
+    checkpoint = load_checkpoint(source)
+    if checkpoint.kind == "moe":
+        policy = MoEPolicy.from_architecture(checkpoint.architecture)
+        policy.load_state_dict(checkpoint.state_dict)
+        trunk = policy.expert_policy(0).encoder
+    elif checkpoint.kind in ("ppo", "maml"):
+        policy = TransformerPolicy.from_architecture(checkpoint.architecture)
+        policy.load_state_dict(checkpoint.state_dict)
+        trunk = policy.encoder
+    else:
+        return None
+    return {"state_dict": {f"encoder.{k}": v for k, v in trunk.state_dict().items()}}
+
+
+def log_generation(
+    ctx: StageContext,
+    writer: SummaryWriter,
+    archive: Archive,
+    generation: int,
+    space: SearchSpace,
+    seconds: float,
+) -> None:
+    """TensorBoard scalars and histograms, and the generation table in the console."""
+    members = archive.generation(generation)
+    fitness_values = np.asarray([m.fitness for m in members])
+    step = generation + 1
+    for name, value in (
+        ("best", fitness_values.max()),
+        ("mean", fitness_values.mean()),
+        ("median", np.median(fitness_values)),
+    ):
+        writer.add_scalar(f"fitness/{name}", value, step)
+    writer.add_scalar("population/diversity", diversity([m.genome for m in members]), step)
+    events = [a for a in archive.adaptations if a["generation"] == generation]
+    writer.add_scalar("self_modification/events", len(events), step)
+    if events:
+        writer.add_text(
+            "self_modification",
+            "\n\n".join(f"agent {a['agent']}: {a['action']} - {a['reason']}" for a in events),
+            step,
+        )
+    for name, gene in space.genes.items():
+        if gene.kind != "choice" or all(isinstance(v, int | float) for v in gene.values):
+            writer.add_histogram(
+                f"genes/{name}", np.asarray([m.genome[name] for m in members], dtype=float), step
+            )
+    sizes = [m.metrics.get("parameters", np.nan) for m in members]
+    if np.isfinite(sizes).all():
+        writer.add_histogram("architecture/parameters", np.asarray(sizes), step)
+    print(f"\n[{ctx.name}] generation {step}  ({seconds:.0f}s)")
+    print(
+        f"{'agent':>6}{'origin':>11}{'parents':>9}{'fitness':>9}{'sharpe':>8}{'max DD':>8}"
+        f"{'trades':>7}  genome"
+    )
+    for m in sorted(members, key=lambda m: (-m.fitness, m.id)):
+        genes = " ".join(f"{k}={_short(v)}" for k, v in m.genome.items())
+        parents = ",".join(map(str, m.parents)) or "-"
+        print(
+            f"{m.id:>6}{m.origin:>11}{parents:>9}{m.fitness:>9.2f}{m.metrics['sharpe']:>8.2f}"
+            f"{m.metrics['max_drawdown']:>8.1%}{int(m.metrics['n_trades']):>7d}  {genes}"
+        )
+    print(
+        f"best {fitness_values.max():.2f}  mean {fitness_values.mean():.2f}  median "
+        f"{np.median(fitness_values):.2f}  diversity {diversity([m.genome for m in members]):.2f}",
+        flush=True,
+    )
+
+
+def diversity(genomes: list[dict[str, Any]]) -> float:
+    """Mean share of genes on which two members differ (0: clones, 1: nothing shared)."""
+    if len(genomes) < 2:
+        return 0.0
+    pairs = [(a, b) for i, a in enumerate(genomes) for b in genomes[i + 1 :]]
+    return float(np.mean([np.mean([a[k] != b[k] for k in a]) for a, b in pairs]))
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _agent_path(ctx: StageContext, member_id: int) -> Path:
+    return ctx.stage_dir / "agents" / f"agent_{member_id:04d}.pth"
+
+
+def _rng(seed: int, index: int, purpose: str) -> np.random.Generator:
+    """Independent, reproducible randomness for each (seed, index, purpose)."""
+    return np.random.default_rng([seed, index, sum(map(ord, purpose))])
+
+
+@lru_cache(maxsize=4)
+def _bars(source: str, symbol: str, options: tuple[tuple[str, Any], ...], end: str) -> pd.DataFrame:
+    """A worker's bars, cut at the end of validation: the test split never reaches a task."""
+    return load_bars(source, symbol, **dict(options)).loc[:end]

@@ -1,0 +1,146 @@
+"""stage_4_autonomous end to end (tiny profile): champion, report, resume, and a 2-node cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from ray.cluster_utils import Cluster
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from evotrader.training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = [
+    "profile=tiny",
+    "data=synthetic",
+    "data.options.n_bars=900",
+    "stages=[stage_4_autonomous]",
+    "stage_4_autonomous.generations=3",
+]
+
+
+def _command(runs: Path, name: str, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "run_training.py"),
+        f"runs_dir={runs}",
+        f"run_name={name}",
+        *TINY,
+        *overrides,
+    ]
+
+
+def _train(runs: Path, name: str, *overrides: str) -> str:
+    done = subprocess.run(
+        _command(runs, name, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def _champion_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    champion = load_checkpoint(run_dir / "AR1_autonomous_final.pth")
+    return {k: v for k, v in champion.state_dict.items() if k.startswith("world_model.")}
+
+
+def _assert_same_champion(first: Path, second: Path) -> None:
+    a, b = (
+        load_checkpoint(first / "AR1_autonomous_final.pth"),
+        load_checkpoint(second / "AR1_autonomous_final.pth"),
+    )
+    assert a.extra["member"] == b.extra["member"]
+    assert a.metrics == b.metrics
+    weights_a, weights_b = _champion_weights(first), _champion_weights(second)
+    assert weights_a.keys() == weights_b.keys()
+    for name, tensor in weights_a.items():
+        assert torch.equal(tensor, weights_b[name]), name
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    runs = tmp_path_factory.mktemp("runs")
+    stdout = _train(runs, "base", "ray.num_cpus=1")
+    return runs / "base", stdout
+
+
+def test_champion_is_saved_with_its_out_of_sample_report(baseline) -> None:
+    run_dir, stdout = baseline
+    champion = load_checkpoint(run_dir / "AR1_autonomous_final.pth")
+    assert champion.kind == "autonomous"
+    assert {"test_sharpe", "test_buy_hold_sharpe", "dsr", "pbo", "fitness"} <= set(champion.metrics)
+    assert champion.metrics["candidates"] == 12  # 3 generations of 4
+    assert champion.extra["lineage"][0]["id"] == champion.extra["member"]
+    assert "Champion on the test split (out of sample, after costs)" in stdout
+    assert "Deflated Sharpe Ratio" in stdout and "PBO" in stdout
+    assert "generation 3" in stdout
+    archive = json.loads((run_dir / "stage_4_autonomous" / "archive.json").read_text())
+    assert archive["generations_done"] == 3 and len(archive["members"]) == 12
+
+
+def test_tensorboard_has_a_point_per_generation(baseline) -> None:
+    run_dir, _ = baseline
+    events = EventAccumulator(str(run_dir / "tensorboard" / "stage_4_autonomous"))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"fitness/best", "fitness/mean", "fitness/median", "population/diversity"} <= scalars
+    assert "self_modification/events" in scalars
+    assert [e.step for e in events.Scalars("fitness/best")] == [1, 2, 3]
+    assert any(tag.startswith("genes/") for tag in events.Tags()["histograms"])
+
+
+def test_run_backtest_loads_the_champion_exclusively(baseline) -> None:
+    run_dir, _ = baseline
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "run_backtest.py"),
+            "--symbol",
+            "AR1",
+            "--runs-dir",
+            str(run_dir.parent),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "AR1_autonomous_final.pth (autonomous, AR1)" in done.stdout
+
+
+def test_killed_mid_generation_resumes_to_the_same_champion(baseline, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        _command(tmp_path, "killed", "ray.num_cpus=1"),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "generation 1 " in line:  # generation 1 is saved; generation 2 has started
+            break
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    stdout = _train(tmp_path, "killed", "ray.num_cpus=1")
+    assert "resuming after generation" in stdout
+    _assert_same_champion(baseline[0], tmp_path / "killed")
+
+
+def test_a_two_node_cluster_finds_the_same_champion(baseline, tmp_path: Path) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    try:
+        cluster.wait_for_nodes()
+        _train(tmp_path, "cluster", f"ray.address={cluster.address}")
+    finally:
+        cluster.shutdown()
+    _assert_same_champion(baseline[0], tmp_path / "cluster")
