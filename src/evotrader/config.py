@@ -184,7 +184,7 @@ class StrategySearchConfig:
     explore_ratio: float = 0.5
     exhaustion_cycles: int = 2
     max_cycles: int = 4
-    parallel: bool = True  # screen each batch as Ray tasks
+    parallel: bool = False  # screen each batch as Ray tasks (pays off on a cluster)
     screen_folds: int = 3
     screen_grid_points: int = 2
     screen_max_combinations: int = 8
