@@ -1,0 +1,396 @@
+"""strategy_search: evolve readable template strategies, screened and validated, into a registry.
+
+Time follows the run's splits, so the strategy track obeys the same honesty rules as the
+RL stages. Screening (walk-forward with backtesting.py) sees bars up to the end of the
+training split only; validation (NautilusTrader) trades the validation split, which the
+screen never saw, with earlier bars as indicator history; the test split is left to
+``run_backtest.py --strategy ID``. Universes come from ``strategy_search.universes`` or,
+when that is empty, from the run's data: ``data.symbol`` and each ``data.universe``
+symbol alone, plus ``data.universe`` as candidates for cointegrated pairs.
+
+The registry (``runs/<run_name>/strategies.sqlite`` unless ``registry_url`` names another
+database) keeps every spec, its lineage and its verdicts, plus the windows, data source
+and costs of the search, so a registered strategy can be backtested again later. The
+stage's headline is the leaderboard's best validated strategy on the validation split,
+after costs, next to buy-and-hold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+
+from evotrader.config import StrategySearchConfig, TrainingConfig, execution_from
+from evotrader.data import TimeSplits, load_bars
+from evotrader.env import ExecutionModel
+from evotrader.risk.preferences import Preferences, load_preferences
+from evotrader.strategies.auditor import AuditLimits, AuditReport, audit
+from evotrader.strategies.backtest_bridge import run_engine
+from evotrader.strategies.evolver import CycleReport, Evolver, EvolverConfig, Judges
+from evotrader.strategies.generator import Evaluated, LLMConfig, UniverseChoice, make_generator
+from evotrader.strategies.registry import LeaderboardRow, Registry, RegistryError
+from evotrader.strategies.runs import SpecRun
+from evotrader.strategies.screening import ScreeningConfig, screen
+from evotrader.strategies.spec import StrategyResult, StrategySpec
+from evotrader.strategies.validation import BrokerCosts, ValidationConfig, validate
+from evotrader.training.pipeline import StageContext, StageResult
+
+REGISTRY_FILE = "strategies.sqlite"
+SEARCH_META = "search"
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Where each phase may look: screen up to ``search_end``, validate the validation
+    split, and the test split for ``run_backtest.py --strategy`` only."""
+
+    search_end: pd.Timestamp
+    validation_start: pd.Timestamp
+    validation_end: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+
+    @classmethod
+    def from_splits(cls, splits: TimeSplits) -> Windows:
+        return cls(
+            search_end=splits.train.index[-1],
+            validation_start=splits.validation.index[0],
+            validation_end=splits.validation.index[-1],
+            test_start=splits.test.index[0],
+            test_end=splits.test.index[-1],
+        )
+
+    def to_dict(self) -> dict[str, str]:
+        return {name: stamp.isoformat() for name, stamp in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, str]) -> Windows:
+        return cls(**{name: pd.Timestamp(raw[name]) for name in cls.__dataclass_fields__})
+
+
+def run_strategy_stage(ctx: StageContext) -> StageResult:
+    settings = ctx.config.strategy_search
+    windows = Windows.from_splits(ctx.splits)
+    universes = universe_choices(ctx.config)
+    bars = UniverseBars(data_meta(ctx.config), windows.validation_end)
+    registry_url = settings.registry_url or str(ctx.run_dir / REGISTRY_FILE)
+    screening = screening_config(settings, ctx.config.seed)
+    validation = validation_config(settings)
+    with Registry(registry_url) as registry:
+        registry.set_meta(
+            SEARCH_META,
+            {
+                "windows": windows.to_dict(),
+                "data": data_meta(ctx.config),
+                "execution": asdict(ctx.config.env.execution),
+                "cash": settings.validation_cash,
+            },
+        )
+        generator = make_generator(universes, llm_config(settings), ctx.config.seed)
+        print(
+            f"[{ctx.name}] generator {generator.name}; universes "
+            f"{', '.join(u.name for u in universes)}; screen <= {windows.search_end:%Y-%m-%d}, "
+            f"validate {windows.validation_start:%Y-%m-%d}..{windows.validation_end:%Y-%m-%d} "
+            f"(test split untouched)"
+        )
+        judges = make_judges(ctx, bars, windows, screening, validation)
+        evolver = Evolver(
+            generator,
+            judges,
+            registry,
+            evolver_config(settings),
+            mapper=ray_map if settings.parallel and ray.is_initialized() else map,
+            on_cycle=lambda report: _print_cycle(ctx.name, report),
+        )
+        report = evolver.run()
+        print(f"[{ctx.name}] stopped: {report.stop_reason}")
+        best = best_validated(registry, evolver)
+        print(leaderboard_table(registry.leaderboard(settings.leaderboard_size)))
+        print(phase_counts(registry))
+        print(f"[{ctx.name}] best: {best.spec_id} -> run_backtest.py --strategy {best.spec_id}")
+        location = registry.shown_url
+    return StageResult(checkpoint=location, validation=headline(best), seconds=0.0)
+
+
+def _print_cycle(stage: str, report: CycleReport) -> None:
+    print(f"[{stage}] {report.line()}", flush=True)
+
+
+class UniverseBars:
+    """Every universe symbol's bars up to ``end``, loaded once and sliced per phase."""
+
+    def __init__(self, data: dict[str, Any], end: pd.Timestamp) -> None:
+        self.data, self.end = data, end
+        self.cache: dict[tuple[str, str], pd.DataFrame] = {}
+
+    def get(self, spec: StrategySpec, end: pd.Timestamp) -> dict[str, pd.DataFrame]:
+        if end > self.end:
+            raise ValueError(f"bars after {self.end} are not the search's to read")
+        return {s: self._bars(spec.universe.source, s).loc[:end] for s in spec.universe.symbols}
+
+    def _bars(self, source: str, symbol: str) -> pd.DataFrame:
+        if (source, symbol) not in self.cache:
+            self.cache[source, symbol] = load_symbol(self.data, source, symbol, self.end)
+        return self.cache[source, symbol]
+
+
+def data_meta(config: TrainingConfig) -> dict[str, Any]:
+    """How the run loads bars: its source, start and that source's options."""
+    data = config.data
+    return {"source": data.source, "start": data.start, "options": dict(data.options)}
+
+
+def load_symbol(data: dict[str, Any], source: str, symbol: str, end: pd.Timestamp) -> pd.DataFrame:
+    """One universe symbol's bars up to ``end``, with the run's options where the symbol
+    comes from the run's own source (e.g. a synthetic seed)."""
+    options = data["options"] if source == data["source"] else {}
+    return load_bars(source, symbol, data["start"], None, **options).loc[:end]
+
+
+def universe_choices(config: TrainingConfig) -> list[UniverseChoice]:
+    settings, data = config.strategy_search, config.data
+    source = settings.source or data.source
+    if settings.universes:
+        return [UniverseChoice.of(symbols, source) for symbols in settings.universes]
+    symbols = list(dict.fromkeys([data.symbol, *data.universe]))
+    choices = [UniverseChoice.of([s], source) for s in symbols]
+    if len(data.universe) >= 2:
+        choices.append(UniverseChoice.of(list(data.universe), source))
+    return choices
+
+
+def make_judges(
+    ctx: StageContext,
+    bars: UniverseBars,
+    windows: Windows,
+    screening: ScreeningConfig,
+    validation: ValidationConfig,
+) -> Judges:
+    """Screen, validate and audit bound to their windows, costs and the human's limits."""
+    # backtesting.py has no impact model; validation measures impact in its capacity scan
+    execution = replace(execution_from(ctx.config.env.execution), impact_coef=0.0)
+    limits = audit_limits(load_preferences(ctx.config.strategy_search.preferences), ctx.config)
+
+    def screen_spec(spec: StrategySpec) -> StrategyResult:
+        return screen(spec, bars.get(spec, windows.search_end), screening, execution)
+
+    def validate_spec(spec: StrategySpec, screened: StrategyResult) -> StrategyResult:
+        data = bars.get(spec, windows.validation_end)
+        return validate(
+            spec,
+            data,
+            start=windows.validation_start,
+            parameters=screened.parameters,
+            config=validation,
+        )
+
+    def audit_spec(spec: StrategySpec, screened: StrategyResult) -> AuditReport:
+        return audit(spec, screened, bars.get(spec, windows.search_end), limits)
+
+    return Judges(screen_spec, validate_spec, audit_spec, screening.max_drawdown)
+
+
+def ray_map(
+    function: Callable[[StrategySpec], StrategyResult], specs: Sequence[StrategySpec]
+) -> list[StrategyResult]:
+    """Screen a batch as Ray tasks (one CPU each), results in the order of ``specs``."""
+    if not specs:
+        return []
+    task = ray.remote(num_cpus=1)(function)
+    return ray.get([task.remote(spec) for spec in specs])
+
+
+def audit_limits(preferences: Preferences, config: TrainingConfig) -> AuditLimits:
+    """The human's limits as audit thresholds (percentages become fractions)."""
+    return AuditLimits(
+        min_trades=config.strategy_search.screen_min_trades,
+        max_drawdown=preferences.max_drawdown_pct / 100.0,
+        max_position=preferences.max_position_pct / 100.0,
+        seed=config.seed,
+    )
+
+
+def screening_config(settings: StrategySearchConfig, seed: int) -> ScreeningConfig:
+    return ScreeningConfig(
+        min_sharpe=settings.screen_min_sharpe,
+        max_drawdown=settings.screen_max_drawdown,
+        min_trades=settings.screen_min_trades,
+        min_profit_factor=settings.screen_min_profit_factor,
+        n_folds=settings.screen_folds,
+        grid_points=settings.screen_grid_points,
+        max_combinations=settings.screen_max_combinations,
+        seed=seed,
+    )
+
+
+def validation_config(settings: StrategySearchConfig) -> ValidationConfig:
+    return ValidationConfig(
+        min_sharpe=settings.validation_min_sharpe,
+        max_drawdown=settings.validation_max_drawdown,
+        min_positive_regimes=settings.validation_min_positive_regimes,
+        min_capacity=settings.validation_min_capacity,
+        cash=settings.validation_cash,
+        costs=BrokerCosts(
+            per_share=settings.commission_per_share,
+            minimum=settings.min_commission,
+            slippage_bps=settings.slippage_bps,
+        ),
+        impact_coef=settings.impact_coef,
+    )
+
+
+def evolver_config(settings: StrategySearchConfig) -> EvolverConfig:
+    return EvolverConfig(
+        batch_size=settings.batch_size,
+        top_n_screen=settings.top_n_screen,
+        explore_ratio=settings.explore_ratio,
+        exhaustion_cycles=settings.exhaustion_cycles,
+        max_cycles=settings.max_cycles,
+    )
+
+
+def llm_config(settings: StrategySearchConfig) -> LLMConfig:
+    return LLMConfig(
+        model=settings.llm_model,
+        max_tokens=settings.llm_max_tokens,
+        retries=settings.llm_retries,
+        timeout_s=settings.llm_timeout_s,
+        http_retries=settings.llm_http_retries,
+        base_url=settings.llm_base_url,
+    )
+
+
+def best_validated(registry: Registry, evolver: Evolver) -> StrategyResult:
+    """The leaderboard's best validated result. When no spec passed the screen, nothing was
+    validated: the fittest screened spec is promoted now (validated, and audited if it
+    passes) so the run still has a held-out number to show, flagged by its verdict."""
+    board = registry.leaderboard(limit=None)
+    for row in board:
+        if row.validation is not None:
+            return row.validation
+    screened = [Evaluated(row.spec, row.screen) for row in board if row.screen is not None]
+    if not screened:
+        raise RuntimeError("the strategy search screened no spec: the generator proposed none")
+    top = max(screened, key=lambda entry: (entry.fitness, entry.spec.spec_id))
+    print("[strategy_search] no spec passed the screen: validating the fittest screened one")
+    validated, _ = evolver.promote(top)
+    assert validated.validation is not None
+    return validated.validation
+
+
+def headline(result: StrategyResult) -> dict[str, float]:
+    """The numbers the pipeline's summary table prints (validation split, after costs)."""
+    m, b = result.metrics, result.benchmark
+    return {
+        "sharpe": m["sharpe"],
+        "buy_hold_sharpe": b["sharpe"],
+        "total_return": m["total_return"],
+        "buy_hold_return": b["total_return"],
+        "max_drawdown": m["max_drawdown"],
+        "n_trades": m["n_trades"],
+    }
+
+
+def leaderboard_table(rows: Sequence[LeaderboardRow]) -> str:
+    """Screen (walk-forward on the search window) and validation (held-out window,
+    NautilusTrader) numbers side by side, after costs, best first."""
+    header = (
+        f"{'#':>2} {'spec':<16} {'template':<42} {'universe':<18} {'gen':>3} "
+        f"{'scr SR':>7} {'scr DD':>7} {'trd':>4} {'ok':>3} "
+        f"{'val SR':>7} {'B&H SR':>7} {'val ret':>8} {'val DD':>7} {'reg+':>4} "
+        f"{'capacity':>9} {'ok':>3} {'live':>4}"
+    )
+    lines = [
+        "",
+        "Strategy leaderboard (after costs; screen: walk-forward out-of-sample folds of the "
+        "search window; validation: held-out validation split in NautilusTrader)",
+        header,
+        "-" * len(header),
+    ]
+    for rank, row in enumerate(rows, start=1):
+        s, v = row.screen, row.validation
+        line = (
+            f"{rank:>2} {row.spec.spec_id:<16} {row.spec.template:<42} "
+            f"{'+'.join(row.spec.universe.symbols)[:18]:<18} {row.spec.generation:>3} "
+        )
+        line += (
+            f"{s.metrics['sharpe']:>7.2f} {abs(s.metrics['max_drawdown']):>7.1%} "
+            f"{s.metrics['n_trades']:>4.0f} {_mark(s.passed):>3} "
+            if s
+            else f"{'-':>7} {'-':>7} {'-':>4} {'-':>3} "
+        )
+        line += (
+            f"{v.metrics['sharpe']:>7.2f} {v.benchmark['sharpe']:>7.2f} "
+            f"{v.metrics['total_return']:>8.1%} {abs(v.metrics['max_drawdown']):>7.1%} "
+            f"{len(v.diagnostics['positive_regimes']):>4d} "
+            f"{_money(v.diagnostics['capacity']):>9} {_mark(v.passed):>3}"
+            if v
+            else f"{'-':>7} {'-':>7} {'-':>8} {'-':>7} {'-':>4} {'-':>9} {'-':>3}"
+        )
+        lines.append(line + f" {_mark(row.live_ready) if row.audit_passed is not None else '-':>4}")
+    return "\n".join(lines)
+
+
+def phase_counts(registry: Registry) -> str:
+    counts = registry.counts()
+    parts = [f"{phase} {passed}/{judged} passed" for phase, (judged, passed) in counts.items()]
+    return f"Specs: {len(registry)} registered; " + ", ".join(parts)
+
+
+def _mark(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _money(value: float) -> str:
+    if math.isinf(value):
+        return "unbound"
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if value >= scale:
+            return f"${value / scale:.1f}{unit}"
+    return f"${value:.0f}"
+
+
+# --- run_backtest.py --strategy ------------------------------------------------------------
+
+
+def find_registry(runs_dir: Path, spec_id: str) -> Path:
+    """The most recently written ``runs/*/strategies.sqlite`` holding ``spec_id``."""
+    candidates = sorted(
+        Path(runs_dir).glob(f"*/{REGISTRY_FILE}"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for path in candidates:
+        with Registry(path) as registry:
+            if spec_id in registry:
+                return path
+    raise FileNotFoundError(f"no registry under {runs_dir} holds strategy {spec_id}")
+
+
+def backtest_registered(registry: Registry, spec_id: str) -> tuple[StrategySpec, SpecRun, Windows]:
+    """The registered strategy on the search's test split with our engine, after the run's
+    costs, next to buy-and-hold. Parameters are the validated ones (else the screened);
+    the universe is resolved on bars before the test split; bars before it are history."""
+    spec = registry.spec(spec_id)
+    verdict = registry.result(spec_id, "validate") or registry.result(spec_id, "screen")
+    if verdict is None:
+        raise RegistryError(f"strategy {spec_id} was never screened: nothing to backtest")
+    meta = registry.meta(SEARCH_META)
+    windows = Windows.from_dict(meta["windows"])
+    bars = {
+        s: load_symbol(meta["data"], spec.universe.source, s, windows.test_end)
+        for s in spec.universe.symbols
+    }
+    run = run_engine(
+        spec,
+        bars,
+        parameters=verdict.parameters,
+        start=windows.test_start,
+        execution=ExecutionModel(**meta["execution"]),
+        cash=meta["cash"],
+    )
+    return spec, run, windows
