@@ -137,12 +137,14 @@ def stage_registry() -> dict[str, Stage]:
     from evotrader.training.maml_stage import run_maml_stage
     from evotrader.training.moe_stage import run_moe_stage
     from evotrader.training.ppo_stage import run_ppo_stage
+    from evotrader.training.strategy_stage import run_strategy_stage
 
     return {
         "stage_1_ppo": run_ppo_stage,
         "stage_2_moe": run_moe_stage,
         "stage_3_maml": run_maml_stage,
         "stage_4_autonomous": run_autonomous_stage,
+        "strategy_search": run_strategy_stage,
     }
 
 
