@@ -71,13 +71,42 @@ def save_outputs(result: BacktestResult, checkpoint_path: Path, out_dir: Path) -
     return [metrics_path, plot_path]
 
 
+def backtest_strategy(
+    spec_id: str, registry_path: Path | None, runs_dir: Path, out: Path | None
+) -> int:
+    """A registered strategy on its search's test split with our engine, after costs."""
+    # imported here: NautilusTrader and SQLAlchemy load only when a strategy is asked for
+    from evotrader.backtest.metrics import format_comparison
+    from evotrader.strategies.registry import Registry, RegistryError
+    from evotrader.training.strategy_stage import backtest_registered, find_registry
+
+    try:
+        path = registry_path or find_registry(runs_dir, spec_id)
+        with Registry(path) as registry:
+            spec, run, windows = backtest_registered(registry, spec_id)
+    except (FileNotFoundError, RegistryError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"strategy: {spec_id} ({spec.template} on {'+'.join(spec.universe.symbols)}) in {path}")
+    print(f"test split: {windows.test_start} -> {windows.test_end} (out of sample)")
+    title = "Test split (out of sample, after costs)"
+    print(format_comparison(run.metrics, run.benchmark, title))
+    for written in save_outputs(run, path.parent / f"strategy_{spec_id}", out or path.parent):
+        print(f"wrote {written}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbol", help="symbol whose latest checkpoint to load")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint file instead")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, help="where to write JSON and PNG (default: beside it)")
+    parser.add_argument("--strategy", help="a registered strategy's id (strategy_search)")
+    parser.add_argument("--registry", type=Path, help="its strategies.sqlite (default: newest)")
     args = parser.parse_args(argv)
+    if args.strategy:
+        return backtest_strategy(args.strategy, args.registry, args.runs_dir, args.out)
     if not args.checkpoint and not args.symbol:
         parser.error("give --symbol or --checkpoint")
     try:
