@@ -3,9 +3,11 @@
 Each series is learned on its train split with the quick-profile sizes (window 32, model_dim
 32), saved and reloaded through the common checkpoint format as the backtest runner and the
 live bot load it, then backtested on the validation split, after the default costs, with
-``agent_state=False``, next to buy-and-hold and five random policies.
+``agent_state=False``, next to buy-and-hold and five random policies; the AR(1) champion is
+also run on its test split by run_backtest.py, as a user would run it.
 """
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +19,14 @@ from evotrader.agents import AgentArchitecture, AutonomousAgent
 from evotrader.backtest.engine import BacktestResult
 from evotrader.backtest.policies import RandomPolicy
 from evotrader.config import EnvConfig
-from evotrader.data import FeaturePipeline, generate_synthetic, split_by_time
+from evotrader.data import FeaturePipeline, load_bars, split_by_time
 from evotrader.models import TransformerSpec
 from evotrader.models.loading import policy_from_checkpoint
 from evotrader.training.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.training.evaluation import evaluate_on_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from run_backtest import backtest_checkpoint
 
 WINDOW = 32
 ENV = EnvConfig(window=WINDOW, agent_state=False)
@@ -41,8 +46,9 @@ def t_stat(result: BacktestResult) -> float:
     return float(returns.mean() / returns.std(ddof=1) * np.sqrt(len(returns)))
 
 
-def validation_results(kind: str, tmp_path: Path) -> tuple[BacktestResult, list[float]]:
-    bars = generate_synthetic(3000, seed=0, kind=kind, ar_coef=0.3 if kind == "ar1" else 0.0).bars
+def validation_results(symbol: str, tmp_path: Path) -> tuple[BacktestResult, list[float], Path]:
+    options = {"n_bars": 3000, "seed": 0}
+    bars = load_bars("synthetic", symbol, **options)  # AR1: ar_coef 0.3
     splits = split_by_time(bars, train=0.7, validation=0.15, test=0.15)
     pipeline = FeaturePipeline().fit(splits.train)
     spec = TransformerSpec(
@@ -56,9 +62,18 @@ def validation_results(kind: str, tmp_path: Path) -> tuple[BacktestResult, list[
     )
     agent = AutonomousAgent(AgentArchitecture(encoder=spec, window=WINDOW), seed=0)
     report = agent.learn(bars, pipeline, splits.train, seed=0)
-    path = save_checkpoint(
-        agent.to_checkpoint(pipeline, env=ENV, symbol=kind), tmp_path / f"{kind}.pth"
+    checkpoint = agent.to_checkpoint(
+        pipeline,
+        env=ENV,
+        symbol=symbol,
+        data_range={
+            f"{name}_{end}": str(getattr(splits, name).index[position])
+            for name in ("train", "validation", "test")
+            for end, position in (("start", 0), ("end", -1))
+        },
+        extra={"data": {"source": "synthetic", "symbol": symbol, "options": options}},
     )
+    path = save_checkpoint(checkpoint, tmp_path / f"{symbol}_autonomous_final.pth")
     trader = policy_from_checkpoint(load_checkpoint(path))
     result = evaluate_on_split(trader, bars, splits.validation, pipeline, ENV)
     randoms = [
@@ -67,23 +82,30 @@ def validation_results(kind: str, tmp_path: Path) -> tuple[BacktestResult, list[
     ]
     random_sharpes = [r.metrics["sharpe"] for r in randoms]
     print(
-        f"{kind} validation: agent Sharpe {result.metrics['sharpe']:.2f} (t {t_stat(result):.2f}, "
-        f"{result.metrics['n_trades']:.0f} trades), buy&hold {result.benchmark['sharpe']:.2f}, "
+        f"{symbol} validation: agent Sharpe {result.metrics['sharpe']:.2f} "
+        f"(t {t_stat(result):.2f}, {result.metrics['n_trades']:.0f} trades), "
+        f"buy&hold {result.benchmark['sharpe']:.2f}, "
         f"random {np.mean(random_sharpes):.2f} (max {max(random_sharpes):.2f}), after costs; "
         f"learn {report.seconds:.1f}s, {report.events} events in memory"
     )
-    return result, random_sharpes
+    return result, random_sharpes, path
 
 
 def test_agent_finds_a_planted_ar1_edge_out_of_sample(tmp_path: Path) -> None:
-    result, random_sharpes = validation_results("ar1", tmp_path)
+    result, random_sharpes, path = validation_results("AR1", tmp_path)
     sharpe, buy_hold = result.metrics["sharpe"], result.benchmark["sharpe"]
     assert sharpe > 1.5
     assert sharpe > buy_hold + 1.5
     assert sharpe > max(random_sharpes) + 1.5
     assert t_stat(result) > 2.0
+    test = backtest_checkpoint(load_checkpoint(path))  # as run_backtest.py runs the champion
+    print(
+        f"AR1 test split (run_backtest.py): agent Sharpe {test.metrics['sharpe']:.2f}, "
+        f"buy&hold {test.benchmark['sharpe']:.2f}"
+    )
+    assert test.metrics["sharpe"] > test.benchmark["sharpe"] + 1.0
 
 
 def test_agent_claims_no_edge_on_a_random_walk(tmp_path: Path) -> None:
-    result, _ = validation_results("random_walk", tmp_path)
+    result, _, _ = validation_results("RANDOM_WALK", tmp_path)
     assert t_stat(result) < 2.0  # no statistically significant edge out of sample

@@ -7,17 +7,24 @@ from typing import Any
 
 from torch import nn
 
-from evotrader.agents.autonomous_agent import AutonomousAgent
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.checkpoint import Checkpoint, CheckpointError
+
+
+def _autonomous_agent(architecture: dict[str, Any]) -> nn.Module:
+    """The AutonomousAgent: not an nn.Module but the same duck type (load_state_dict, eval)
+    plus the Policy contract's act; imported on use, as it pulls in Faiss and the reasoning."""
+    from evotrader.agents import AutonomousAgent
+
+    return AutonomousAgent.from_architecture(architecture)  # type: ignore[return-value]
+
 
 BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "ppo": TransformerPolicy.from_architecture,
     "moe": MoEPolicy.from_architecture,
     "maml": TransformerPolicy.from_architecture,  # the meta-learned initial weights
-    # Not an nn.Module but the same duck type (load_state_dict, eval) plus the Policy act.
-    "autonomous": AutonomousAgent.from_architecture,  # type: ignore[dict-item]
+    "autonomous": _autonomous_agent,
 }
 
 
