@@ -24,7 +24,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -159,16 +160,37 @@ class _Client:
         self.account_updates = False
         self.bars: dict[int, _BarSubscription] = {}
         self._lock = threading.Lock()
+        self._batch: list[bytes] | None = None
         self.closed = False
 
     def send(self, *fields: object) -> None:
         with self._lock:
-            if self.closed:
+            if self._batch is not None:
+                self._batch.append(_encode(fields))
                 return
-            try:
-                self.sock.sendall(_encode(fields))
-            except OSError:
-                self.closed = True
+            self._write(_encode(fields))
+
+    def _write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            self.sock.sendall(data)
+        except OSError:
+            self.closed = True
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """Send everything inside as one write, as TWS does for an order that fills at once
+        (the client then reads its acknowledgement and its fill in the same read)."""
+        with self._lock:
+            self._batch = []
+        try:
+            yield
+        finally:
+            with self._lock:
+                data, self._batch = b"".join(self._batch or []), None
+                if data:
+                    self._write(data)
 
     def close(self) -> None:
         with self._lock:
@@ -612,11 +634,12 @@ class TwsServer:
                 order.status, order.reason = "Inactive", message
                 self._error(client, order_id, code, message)
                 return
-        self._open_order(client, order)
-        self._order_status(client, order)
-        price = self._prices.get(stock.symbol)
-        if self.auto_fill and price is not None and self._marketable(order, price):
-            self._execute(order, order.remaining, price)
+        with client.batched():
+            self._open_order(client, order)
+            self._order_status(client, order)
+            price = self._prices.get(stock.symbol)
+            if self.auto_fill and price is not None and self._marketable(order, price):
+                self._execute(order, order.remaining, price)
 
     @staticmethod
     def _marketable(order: ServerOrder, price: float) -> bool:
