@@ -6,7 +6,7 @@ TORCH_INDEX   ?=
 PY            := $(VENV)/bin/python
 STAMP         := $(VENV)/.installed
 
-.PHONY: setup train test test-fast bench lint clean
+.PHONY: setup train test test-fast bench lint clean browser
 
 setup: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==$(TORCH_VERSION) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# Headless Chromium for the HTML report's screenshot test (Debian's package), once.
+APT := $(if $(filter 0,$(shell id -u)),,sudo )env DEBIAN_FRONTEND=noninteractive apt-get
+browser:
+	@test -x /usr/bin/chromium || { $(APT) update && $(APT) install -y chromium; }
 
 train: setup
 	$(PY) run_training.py $(ARGS)

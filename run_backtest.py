@@ -3,7 +3,10 @@
 Loads the most advanced stage checkpoint of the latest run for the symbol (exclusively
 `{symbol}_autonomous_final.pth` once it exists) or `--checkpoint PATH`, runs it on the
 test split with the backtest engine, after costs, and prints the metrics next to
-buy-and-hold. Writes metrics JSON and an equity/drawdown PNG next to the checkpoint.
+buy-and-hold. Writes metrics JSON, an equity/drawdown PNG and an HTML report (equity,
+drawdown, positions, metrics, trades, and a breakdown by the Weather Forecaster's regimes)
+with its PNGs next to the checkpoint. `--engine nautilus` also replays the decisions through
+NautilusTrader with IB-like costs and prints both engines' metrics side by side.
 """
 
 from __future__ import annotations
@@ -11,16 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pandas as pd
 
 from evotrader.backtest.engine import BacktestResult
-from evotrader.config import env_config_from_dict
+from evotrader.backtest.metrics import periods_per_year
+from evotrader.backtest.report import ReportConfig, format_columns, write_report
+from evotrader.config import env_config_from_dict, execution_from
 from evotrader.data import FeaturePipeline, load_bars
+from evotrader.reasoning.market_classifier import available_classifiers
 from evotrader.training.adaptation import trading_policy
 from evotrader.training.checkpoint import (
     Checkpoint,
@@ -31,13 +39,18 @@ from evotrader.training.checkpoint import (
 from evotrader.training.evaluation import evaluate_on_split
 
 
-def backtest_checkpoint(checkpoint: Checkpoint) -> BacktestResult:
+def checkpoint_bars(checkpoint: Checkpoint) -> pd.DataFrame:
+    """The bars the checkpoint was trained and split on, from its own data source."""
+    data = checkpoint.extra["data"]
+    return load_bars(data["source"], data["symbol"], **data["options"])
+
+
+def backtest_checkpoint(checkpoint: Checkpoint, bars: pd.DataFrame | None = None) -> BacktestResult:
     """Run the checkpoint's policy over its own test split, with its own features and env.
 
     A MAML checkpoint first adapts on the bars just before the test split, never on it.
     """
-    data = checkpoint.extra["data"]
-    bars = load_bars(data["source"], data["symbol"], **data["options"])
+    bars = checkpoint_bars(checkpoint) if bars is None else bars
     test = bars.loc[checkpoint.data_range["test_start"] : checkpoint.data_range["test_end"]]
     env = env_config_from_dict(checkpoint.env)
     pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
@@ -102,6 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint file instead")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, help="where to write JSON and PNG (default: beside it)")
+    parser.add_argument(
+        "--engine",
+        choices=("ours", "nautilus"),
+        default="ours",
+        help="nautilus: also replay the decisions through NautilusTrader and compare",
+    )
+    parser.add_argument(
+        "--regimes", choices=available_classifiers(), default=ReportConfig.classifier
+    )
     parser.add_argument("--strategy", help="a registered strategy's id (strategy_search)")
     parser.add_argument("--registry", type=Path, help="its strategies.sqlite (default: newest)")
     args = parser.parse_args(argv)
@@ -112,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = args.checkpoint or find_checkpoint(args.runs_dir, args.symbol)
         checkpoint = load_checkpoint(path)
-        result = backtest_checkpoint(checkpoint)
+        bars = checkpoint_bars(checkpoint)
+        result = backtest_checkpoint(checkpoint, bars)
     except (FileNotFoundError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -120,9 +143,60 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol})")
     print(f"test split: {test['test_start']} -> {test['test_end']} (out of sample)")
     print(result.report("Test split (out of sample, after costs)"))
-    for written in save_outputs(result, path, args.out or path.parent):
+    engines, notes = ({}, []) if args.engine == "ours" else nautilus_comparison(checkpoint, result, bars)
+    out = args.out or path.parent
+    report = write_report(
+        result,
+        bars,
+        checkpoint.data_range,
+        out,
+        f"{path.stem}_test",
+        title=f"{checkpoint.symbol} {checkpoint.kind}: test split",
+        details=report_details(checkpoint, path),
+        engines=engines,
+        notes=notes,
+        config=ReportConfig(classifier=args.regimes),
+    )
+    for written in [*save_outputs(result, path, out), report.html, *report.pngs]:
         print(f"wrote {written}")
     return 0
+
+
+def nautilus_comparison(
+    checkpoint: Checkpoint, result: BacktestResult, bars: pd.DataFrame
+) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """Replay the test decisions in NautilusTrader and print the engines side by side;
+    returns the columns the report adds (ours as backtested is its strategy) and the note
+    on fill timing."""
+    # imported here: NautilusTrader loads only when asked for
+    from evotrader.backtest.nautilus_replay import FILL_TIMING_NOTE, compare_engines
+
+    env = env_config_from_dict(checkpoint.env)
+    runs = compare_engines(
+        result,
+        bars,
+        checkpoint.symbol,
+        execution_from(env.execution),
+        initial_cash=env.initial_cash,
+        periods_per_year=periods_per_year(bars.loc[: result.equity.index[-1]].index),
+    )
+    columns = {name: run.metrics for name, run in runs.items()}
+    title = "Engines on the same decisions (test split, out of sample, after costs)"
+    print(format_columns(columns | {"buy & hold": result.benchmark}, title))
+    print(textwrap.fill(FILL_TIMING_NOTE, width=90))
+    return {name: metrics for name, metrics in list(columns.items())[1:]}, [FILL_TIMING_NOTE]
+
+
+def report_details(checkpoint: Checkpoint, path: Path) -> dict[str, str]:
+    execution = env_config_from_dict(checkpoint.env).execution
+    split = checkpoint.data_range
+    return {
+        "checkpoint": f"{path} ({checkpoint.kind})",
+        "test split": f"{split['test_start']} -> {split['test_end']}",
+        "costs": f"commission {execution.commission_bps:g} bp, half-spread "
+        f"{execution.half_spread_bps:g} bp, slippage {execution.slippage_bps:g} bp, impact "
+        f"{execution.impact_coef:g}; fills at the {execution.fill.replace('_', ' ')}",
+    }
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import run_backtest
 import run_live_bot
 import torch
 import yaml
-from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
+from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint, preferences
 
 from evotrader.live.journal import Journal
 from evotrader.training.checkpoint import load_checkpoint
@@ -153,9 +153,9 @@ def test_ibkr_settings_come_from_the_environment_and_default_to_paper(monkeypatc
     monkeypatch.setenv("IBKR_PORT", "4002")
     monkeypatch.setenv("IBKR_CLIENT_ID", "17")
     args = run_live_bot.parse_args(["--symbol", "GOOG"])
-    broker = run_live_bot.ibkr_broker(args)
+    broker = run_live_bot.ibkr_broker(args, preferences())
     assert (broker.config.port, broker.config.client_id, broker.config.live) == (4002, 17, False)
     assert not broker.is_connected()
     monkeypatch.setenv("IBKR_PORT", "7496")  # TWS's live port
     with pytest.raises(ValueError, match="live-trading port"):
-        run_live_bot.ibkr_broker(args)
+        run_live_bot.ibkr_broker(args, preferences())
