@@ -143,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol})")
     print(f"test split: {test['test_start']} -> {test['test_end']} (out of sample)")
     print(result.report("Test split (out of sample, after costs)"))
-    engines, notes = ({}, []) if args.engine == "ours" else nautilus_comparison(checkpoint, result, bars)
+    engines, notes = {}, []
+    if args.engine == "nautilus":
+        engines, notes = nautilus_comparison(checkpoint, result, bars)
     out = args.out or path.parent
     report = write_report(
         result,
