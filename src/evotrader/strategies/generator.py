@@ -51,6 +51,7 @@ MAX_RATIONALE_CHARS = 500
 MAX_INPUT_CHARS = 50_000  # a tool input larger than this is refused without looking further
 MAX_ERROR_CHARS = 300  # each rejection reason sent back to the model is cut to this
 MAX_SAMPLING_TRIES = 100
+FATAL_STATUSES = (400, 401, 403, 404)  # HTTP errors not worth another request
 OFFLINE_POSITION_SIZES = (0.5, 0.75, 1.0)
 EXPLOIT_STEP = 0.15  # standard deviation of a nudge, as a fraction of the parameter's range
 _ITEM_KEYS = ("template", "universe", "parameters", "risk", "parent", "rationale")
@@ -388,14 +389,10 @@ class LLMGenerator:
                     tool_choice={"type": "tool", "name": TOOL_NAME},
                     messages=[{"role": "user", "content": user_prompt(request, wanted, rejected)}],
                 )
-            except anthropic.APIError as error:
+            except (anthropic.APIError, ValueError) as error:  # ValueError: a body not JSON
                 log.warning("Claude request %d/%d failed: %s", attempt, attempts, self._safe(error))
-                if isinstance(error, anthropic.APIStatusError) and error.status_code in (
-                    400,
-                    401,
-                    403,
-                    404,
-                ):
+                status = getattr(error, "status_code", None)
+                if status in FATAL_STATUSES:
                     break  # a bad key, model or request does not get better by asking again
                 rejected = []
                 continue

@@ -385,7 +385,7 @@ def _url(url: str | Path) -> str:
         return f"sqlite:///{path}"
     try:
         make_url(str(url))
-    except ArgumentError:  # its message repeats the URL, password included
+    except (ArgumentError, ValueError):  # the message repeats the URL, password included
         raise RegistryError("not a database URL: expected dialect[+driver]://...") from None
     return str(url)
 
