@@ -57,6 +57,7 @@ FILL_TIMING_NOTE = (
     "between close and next open on every trade. Nautilus's 'fees' are commissions only; its "
     "slippage is inside its fill prices, while ours counts spread and slippage as fees."
 )
+MAX_PRICE_DECIMALS = 8
 _UNLIMITED = 10**9  # shares offered at the slipped price: any replay order fills in full
 
 
@@ -124,14 +125,23 @@ class SlippageFillModel(FillModel):
         return book
 
 
-def equity_instrument(symbol: str, venue: str = VENUE) -> Equity:
-    """A US stock in whole shares, priced in cents."""
+def price_decimals(bars: pd.DataFrame) -> int:
+    """Fewest decimals (at least 2, at most MAX_PRICE_DECIMALS) that hold every price."""
+    prices = bars[["open", "high", "low", "close"]].to_numpy(np.float64)
+    for decimals in range(2, MAX_PRICE_DECIMALS):
+        if np.allclose(np.round(prices, decimals), prices, rtol=0.0, atol=1e-9):
+            return decimals
+    return MAX_PRICE_DECIMALS
+
+
+def equity_instrument(symbol: str, decimals: int = 2, venue: str = VENUE) -> Equity:
+    """A stock traded in whole shares, priced with ``decimals`` decimals (cents by default)."""
     return Equity(
         instrument_id=InstrumentId(Symbol(symbol), Venue(venue)),
         raw_symbol=Symbol(symbol),
         currency=USD,
-        price_precision=2,
-        price_increment=Price.from_str("0.01"),
+        price_precision=decimals,
+        price_increment=Price(10.0**-decimals, decimals),
         lot_size=Quantity.from_int(1),
         ts_event=0,
         ts_init=0,
@@ -269,7 +279,7 @@ def replay_in_nautilus(
     Equity is marked at every close before that close's fills, as ours is with
     ``fill="close"``: the first mark is the initial cash, a trade shows from the next mark."""
     _check_targets(bars, targets)
-    instrument = equity_instrument(symbol)
+    instrument = equity_instrument(symbol, price_decimals(bars))
     ends = bar_end_times(pd.DatetimeIndex(bars.index), hours or TradingHours())
     engine = new_engine(
         instrument,

@@ -23,6 +23,7 @@ from evotrader.backtest.nautilus_replay import (
     compare_engines,
     decisions,
     equity_instrument,
+    price_decimals,
     replay_in_nautilus,
     replay_in_ours,
 )
@@ -41,7 +42,13 @@ SAME_COSTS_TOLERANCE = 0.001
 def small_bars(closes: list[float]) -> pd.DataFrame:
     close = np.asarray(closes, dtype=np.float64)
     return pd.DataFrame(
-        {"open": close, "high": close * 1.01, "low": close * 0.99, "close": close, "volume": 1e6},
+        {
+            "open": close,
+            "high": np.round(close * 1.01, 5),
+            "low": np.round(close * 0.99, 5),
+            "close": close,
+            "volume": 1e6,
+        },
         index=pd.DatetimeIndex(pd.bdate_range("2024-01-01", periods=len(close)), name="timestamp"),
     )
 
@@ -79,6 +86,22 @@ def test_a_hand_computed_account_in_nautilus() -> None:
     )
     np.testing.assert_allclose(ours.equity, [100_000.0, 110_000.0, 120_000.0, 120_000.0, 132_000.0])
     assert ours.metrics["n_trades"] == run.metrics["n_trades"]
+
+
+def test_prices_keep_their_decimals() -> None:
+    """FX-like quotes are not rounded to cents: fills land exactly on the closes."""
+    bars = small_bars([1.12345, 1.13012, 1.12871, 1.13555])
+    assert price_decimals(bars) == 5 and price_decimals(small_bars([100.0, 101.0])) == 2
+    run = replay_in_nautilus(
+        bars,
+        np.array([1.0, 0.0, 1.0]),
+        "EURUSD",
+        initial_cash=100_000.0,
+        periods_per_year=252.0,
+        config=NautilusConfig(),
+        slippage_bps=0.0,
+    )
+    np.testing.assert_array_equal(run.fills["price"], bars["close"].iloc[[0, 1, 2]])
 
 
 def test_ib_fees_have_a_minimum_and_a_cap() -> None:
