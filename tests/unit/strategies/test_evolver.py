@@ -1,0 +1,198 @@
+"""The evolver: its explore/exploit rules, one real search into a registry, exhaustion."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import pandas as pd
+import pytest
+from tests.support.anthropic_server import AnthropicStandIn, error, strategies
+from tests.unit.strategies.test_generator import screened
+
+from evotrader.data import generate_synthetic
+from evotrader.strategies.auditor import AuditLimits, audit
+from evotrader.strategies.evolver import (
+    Evolver,
+    EvolverConfig,
+    Judges,
+    SearchReport,
+    plan_cycle,
+)
+from evotrader.strategies.generator import (
+    Evaluated,
+    GenerationRequest,
+    LLMConfig,
+    LLMGenerator,
+    OfflineGenerator,
+    UniverseChoice,
+)
+from evotrader.strategies.registry import Registry
+from evotrader.strategies.screening import ScreeningConfig, screen
+from evotrader.strategies.spec import StrategySpec
+from evotrader.strategies.validation import ValidationConfig, validate
+
+TSMOM = "momentum/time-series-momentum"
+SEARCH_BARS = 600
+UNIVERSES = [UniverseChoice.of(["AR1"], "synthetic"), UniverseChoice.of(["RW"], "synthetic")]
+
+
+def entry(lookback: int, sharpe: float, trades: float = 30.0) -> Evaluated:
+    spec = StrategySpec.build(TSMOM, ["X"], {"lookback": lookback})
+    return Evaluated(spec, screened(spec, sharpe=sharpe, trades=trades))
+
+
+def test_no_parent_means_the_whole_batch_explores() -> None:
+    config = EvolverConfig(batch_size=6, explore_ratio=0.25)
+    assert plan_cycle([], config).n_explore == 6
+    losers = [entry(5, -0.3), entry(6, 0.0), entry(7, float("nan"))]
+    plan = plan_cycle(losers, config)
+    assert (plan.n_explore, plan.n_exploit, plan.parents) == (6, 0, ())
+
+
+def test_parents_are_the_fittest_with_an_edge_and_the_batch_splits_by_ratio() -> None:
+    pool = [entry(5, 0.4), entry(6, 0.9, trades=5), entry(7, 0.7), entry(8, -1.0), entry(9, 0.6)]
+    plan = plan_cycle(pool, EvolverConfig(batch_size=6, top_n_screen=2, explore_ratio=0.5))
+    assert (plan.n_explore, plan.n_exploit) == (3, 3)
+    # 0.9 from 5 trades is worth 0.9 x 5/20 = 0.225 < 0.4: the few-trade luck ranks low
+    assert [p.spec.parameters["lookback"] for p in plan.parents] == [7, 9]
+    assert plan_cycle(pool, EvolverConfig(batch_size=5, explore_ratio=0.5)).n_explore == 3
+    assert plan_cycle(pool, EvolverConfig(batch_size=4, explore_ratio=0.0)).n_exploit == 4
+    only_new = plan_cycle(pool, EvolverConfig(batch_size=4, explore_ratio=1.0))
+    assert (only_new.n_explore, only_new.n_exploit) == (4, 0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"batch_size": 0}, {"explore_ratio": 1.5}, {"exhaustion_cycles": 0}, {"top_n_screen": 0}],
+)
+def test_invalid_evolver_config_is_rejected(bad) -> None:
+    with pytest.raises(ValueError, match="evolver"):
+        EvolverConfig(**bad)
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, pd.DataFrame]:
+    return {
+        "AR1": generate_synthetic(800, seed=1, kind="ar1").bars,
+        "RW": generate_synthetic(800, seed=1, kind="random_walk").bars,
+    }
+
+
+def judges(data: dict[str, pd.DataFrame]) -> Judges:
+    """Real screen (first 600 bars), validation (the next 200) and audit, on synthetic bars."""
+    config = ScreeningConfig(n_folds=2, grid_points=2, max_combinations=4, min_trades=10)
+    start = data["AR1"].index[SEARCH_BARS]
+
+    def part(spec: StrategySpec, rows: int) -> dict[str, pd.DataFrame]:
+        return {s: data[s].iloc[:rows] for s in spec.universe.symbols}
+
+    return Judges(
+        screen=lambda spec: screen(spec, part(spec, SEARCH_BARS), config),
+        validate=lambda spec, s: validate(
+            spec, part(spec, 800), start=start, parameters=s.parameters, config=ValidationConfig()
+        ),
+        audit=lambda spec, s: audit(spec, s, part(spec, SEARCH_BARS), AuditLimits(min_trades=10)),
+        max_drawdown=config.max_drawdown,
+    )
+
+
+class Recording:
+    """The offline generator, with every request it was given kept for inspection."""
+
+    def __init__(self, inner: OfflineGenerator) -> None:
+        self.inner, self.name, self.requests = inner, inner.name, []
+
+    def propose(self, request: GenerationRequest) -> list[StrategySpec]:
+        self.requests.append(request)
+        return self.inner.propose(request)
+
+
+def search(data, path: Path, seed: int = 7) -> tuple[Recording, Registry, SearchReport]:
+    generator = Recording(OfflineGenerator(UNIVERSES, seed=seed))
+    registry = Registry(path)
+    config = EvolverConfig(batch_size=4, top_n_screen=2, exhaustion_cycles=2, max_cycles=3)
+    report = Evolver(generator, judges(data), registry, config).run()
+    return generator, registry, report
+
+
+@pytest.fixture(scope="module")
+def searched(data, tmp_path_factory) -> Iterator[tuple[Recording, Registry, SearchReport]]:
+    generator, registry, report = search(data, tmp_path_factory.mktemp("search") / "r.sqlite")
+    yield generator, registry, report
+    registry.close()
+
+
+def test_a_search_explores_then_exploits_its_parents_and_promotes_by_the_rules(searched) -> None:
+    generator, registry, report = searched
+    requests = generator.requests
+    assert len(requests) == len(report.cycles) >= 2
+    assert (requests[0].n_explore, requests[0].n_exploit, requests[0].parents) == (4, 0, ())
+    specs = {s.spec_id: s for s in registry.specs()}
+    fitness = {i: Evaluated(s, registry.result(i, "screen")).fitness for i, s in specs.items()}
+    exploited = 0
+    for cycle, asked in enumerate(requests[1:], start=1):
+        before = [i for i in specs if registry.cycle_of(i) < cycle]
+        edge = sorted((i for i in before if fitness[i] > 0), key=lambda i: -fitness[i])[:2]
+        assert [p.spec.spec_id for p in asked.parents] == edge  # rule 1, from the registry
+        assert (asked.n_explore, asked.n_exploit) == ((2, 2) if edge else (4, 0))  # rule 2
+        assert asked.tried == frozenset(before)
+        for spec in (s for s in specs.values() if registry.cycle_of(s.spec_id) == cycle):
+            if spec.parent is not None:
+                exploited += 1
+                assert spec.parent in edge
+                assert spec.generation == specs[spec.parent].generation + 1
+                assert registry.ancestors(spec.spec_id)[0].spec_id == spec.parent
+    assert exploited >= 2  # the planted AR(1) gave parents to refine
+    for cycle in range(len(report.cycles)):  # promotion: the cycle's best screen passers
+        ids = [i for i in specs if registry.cycle_of(i) == cycle]
+        passers = sorted(
+            (i for i in ids if registry.result(i, "screen").passed), key=lambda i: -fitness[i]
+        )
+        validated = [i for i in ids if registry.result(i, "validate") is not None]
+        assert sorted(validated) == sorted(passers[:2])
+        for i in validated:
+            audited = registry.audit(i)
+            assert (audited is not None) == registry.result(i, "validate").passed
+            assert (i in {s.spec_id for s in registry.live_ready()}) == bool(
+                audited and audited.passed
+            )
+    counts = registry.counts()
+    assert counts["screen"][0] == sum(c.screened for c in report.cycles) == len(specs)
+    assert counts["validate"][0] == sum(c.validated for c in report.cycles) >= 1
+    registry.close()
+
+
+def test_the_same_seed_gives_the_same_search(data, searched, tmp_path) -> None:
+    first = searched[1]
+    _, second, _ = search(data, tmp_path / "again.sqlite")
+    ids = [s.spec_id for s in first.specs()]
+    assert ids == [s.spec_id for s in second.specs()]
+    for spec_id in ids:
+        for phase in ("screen", "validate"):
+            ours, theirs = first.result(spec_id, phase), second.result(spec_id, phase)
+            assert (ours and ours.to_json()) == (theirs and theirs.to_json())
+    second.close()
+
+
+def test_the_search_stops_when_cycles_bring_nothing_better(data, tmp_path) -> None:
+    """Claude proposes once, then the API fails: two barren cycles exhaust the search."""
+    first = {
+        "template": TSMOM,
+        "universe": "AR1",
+        "parameters": {"lookback": 1, "threshold": 0.0},
+        "rationale": "the AR(1) edge lives in the last bar",
+    }
+    replies = [strategies(first), error(500, "api_error", "down"), error(500, "api_error", "down")]
+    with AnthropicStandIn(replies) as server:
+        client = anthropic.Anthropic(api_key="sk-test", base_url=server.url, max_retries=0)
+        generator = LLMGenerator(client, UNIVERSES, LLMConfig(model="claude-test", retries=0))
+        with Registry(tmp_path / "llm.sqlite") as registry:
+            config = EvolverConfig(batch_size=2, exhaustion_cycles=2, max_cycles=6)
+            report = Evolver(generator, judges(data), registry, config).run()
+            assert len(registry) == 1
+    assert [c.improved for c in report.cycles] == [True, False, False]
+    assert [c.proposed for c in report.cycles] == [1, 0, 0]
+    assert report.stop_reason == "no new best in 2 cycles (exhaustion_cycles=2)"
+    assert report.cycles[1].n_exploit == 1  # its Sharpe > 0 made it a parent at once
