@@ -403,10 +403,12 @@ class AutonomousAgent:
         chartist.config = config
         return _on(chartist, self.device)
 
-    def eval(self) -> AutonomousAgent:
+    def acting_mode(self) -> AutonomousAgent:
         """Acting mode (the world model has no dropout at act time); returns self."""
-        self.world_model.eval()
+        self.world_model.train(False)
         return self
+
+    eval = acting_mode  # the nn.Module spelling, which policy loading calls
 
     def to(self, device: str | torch.device) -> AutonomousAgent:
         """Move the networks (Faiss and the forecaster stay on the CPU); returns self."""
@@ -457,7 +459,7 @@ class AutonomousAgent:
             raise AgentError(f"checkpoint kind {checkpoint.kind!r} is not {KIND!r}")
         agent = cls.from_architecture(checkpoint.architecture)
         agent.load_state_dict(checkpoint.state_dict)
-        return agent.eval()
+        return agent.acting_mode()
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles (Ray, deepcopy) travel as architecture + state: Faiss indexes

@@ -240,7 +240,7 @@ def augmented_bars(
         start = history.index[len(history) // 2]
 
         def parent_return(bars: pd.DataFrame) -> float:
-            return score(parent.eval(), bars, start, pipeline, env).metrics["total_return"]
+            return score(parent.acting_mode(), bars, start, pipeline, env).metrics["total_return"]
 
         return augmentation.adversarial(
             history,
