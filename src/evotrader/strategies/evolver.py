@@ -154,7 +154,7 @@ class Evolver:
         for cycle in range(config.max_cycles):
             report = self.cycle(cycle, evaluated, best)
             reports.append(report)
-            log.info(report.line())
+            log.debug(report.line())
             if self.on_cycle is not None:
                 self.on_cycle(report)
             if report.improved:

@@ -460,7 +460,7 @@ class LLMGenerator:
             )
         parents = {p.spec.spec_id: p.spec for p in request.parents}
         parent = item.get("parent")
-        if parent is not None and parent not in parents:
+        if parent is not None and (not isinstance(parent, str) or parent not in parents):
             raise ReplyError(f"parent {parent!r} is not one of the offered parents")
         spec = {
             "template": template_id,

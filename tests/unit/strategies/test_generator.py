@@ -166,6 +166,7 @@ HOSTILE_ITEMS = {
     "control characters": (item(rationale="ok\x1b[2J\x07"), "control"),
     "long rationale": (item(rationale="x" * 600), "exceeds 500"),
     "parent never offered": (item(parent="deadbeefdeadbeef"), "offered parents"),
+    "parent not a string": (item(parent={"$ne": None}), "offered parents"),
     "pair on one symbol": (item("pairs/distance-zscore", parameters={}), "not one"),
     "risk out of bounds": (item(risk={"position_size": 5}), "position_size"),
     "not an object": ("exec('import os')", "JSON object"),
