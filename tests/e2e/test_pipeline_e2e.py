@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import run_backtest
+import yaml
 
 from evotrader.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-STAGES = ("stage_1_ppo", "stage_2_moe", "stage_3_maml", "stage_4_autonomous")
+STAGES = ("stage_1_ppo", "stage_2_moe", "stage_3_maml", "stage_4_autonomous", "strategy_search")
 CHAMPION = "AR1_autonomous_final.pth"
 
 
@@ -48,10 +49,11 @@ def test_every_stage_runs_and_leaves_its_checkpoint(trained) -> None:
     runs, stdout = trained
     state = json.loads((runs / "e2e" / "state.json").read_text())
     assert tuple(state["completed"]) == STAGES
-    for stage in STAGES:
+    for stage in STAGES[:-1]:
         path = CHAMPION if stage == "stage_4_autonomous" else f"AR1_{stage}.pth"
         assert load_checkpoint(runs / "e2e" / path).extra["stage"] == stage
         assert (runs / "e2e" / "tensorboard" / stage).is_dir()
+    assert state["completed"]["strategy_search"]["checkpoint"].endswith("strategies.sqlite")
     assert "experts warm-started" in stdout
     assert "Summary (validation split: out of sample, after costs)" in stdout
 
@@ -67,6 +69,12 @@ def test_run_backtest_reports_the_champion_on_test(trained) -> None:
 def test_sim_bot_trades_the_result_like_the_backtest(trained, tmp_path: Path) -> None:
     runs, _ = trained
     out = tmp_path / "bot"
+    # The human's preferences, allowing the synthetic symbol and wide enough that no breaker
+    # trips on it, so the bot must trade exactly as the backtest does.
+    preferences = yaml.safe_load((ROOT / "configs" / "preferences.yaml").read_text())
+    preferences |= {"allowed_instruments": ["AR1"], "max_daily_loss_pct": 50.0}
+    preferences |= {"max_drawdown_pct": 90.0}
+    (tmp_path / "preferences.yaml").write_text(yaml.safe_dump(preferences))
     done = _run(
         str(ROOT / "run_live_bot.py"),
         "--broker",
@@ -79,9 +87,12 @@ def test_sim_bot_trades_the_result_like_the_backtest(trained, tmp_path: Path) ->
         str(out),
         "--seed",
         "0",
+        "--preferences",
+        str(tmp_path / "preferences.yaml"),
     )
     assert CHAMPION in done.stdout
     summary = json.loads((out / "summary.json").read_text())
     expected = run_backtest.backtest_checkpoint(load_checkpoint(runs / "e2e" / CHAMPION))
     equity = np.asarray(list(summary["equity"].values()), dtype=float)
     np.testing.assert_allclose(equity, expected.equity.to_numpy(), rtol=1e-9)
+    assert len(expected.fills) > 0  # the champion trades: the comparison is not of two flat lines

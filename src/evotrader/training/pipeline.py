@@ -7,6 +7,7 @@ that was interrupted resumes from its own last checkpoint.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
@@ -62,11 +63,12 @@ class StageContext:
         return ranges
 
     def best_previous_checkpoint(self) -> Path | None:
-        """The earlier stage with the best validation Sharpe (what later stages start from)."""
-        if not self.completed:
+        """The earlier policy stage with the best validation Sharpe (what later stages start
+        from); strategy_search leaves a registry, not weights, so it never counts."""
+        policies = [done for done in self.completed.values() if done.checkpoint.endswith(".pth")]
+        if not policies:
             return None
-        best = max(self.completed.values(), key=lambda done: done.validation["sharpe"])
-        return Path(best.checkpoint)
+        return Path(max(policies, key=lambda done: done.validation["sharpe"]).checkpoint)
 
     def checkpoint(
         self,
@@ -131,29 +133,26 @@ class RunState:
         os.replace(temporary, path)
 
 
-def stage_registry() -> dict[str, Stage]:
-    """Stage name -> runner; imported lazily so `--help` and config errors stay fast."""
-    from evotrader.training.autonomous_trainer import run_autonomous_stage
-    from evotrader.training.maml_stage import run_maml_stage
-    from evotrader.training.moe_stage import run_moe_stage
-    from evotrader.training.ppo_stage import run_ppo_stage
-    from evotrader.training.strategy_stage import run_strategy_stage
+STAGES = {
+    "stage_1_ppo": "evotrader.training.ppo_stage:run_ppo_stage",
+    "stage_2_moe": "evotrader.training.moe_stage:run_moe_stage",
+    "stage_3_maml": "evotrader.training.maml_stage:run_maml_stage",
+    "stage_4_autonomous": "evotrader.training.autonomous_trainer:run_autonomous_stage",
+    "strategy_search": "evotrader.training.strategy_stage:run_strategy_stage",
+}
 
-    return {
-        "stage_1_ppo": run_ppo_stage,
-        "stage_2_moe": run_moe_stage,
-        "stage_3_maml": run_maml_stage,
-        "stage_4_autonomous": run_autonomous_stage,
-        "strategy_search": run_strategy_stage,
-    }
+
+def stage_runner(name: str) -> Stage:
+    """The stage's runner, imported only when it runs (each pulls in its own heavy libraries)."""
+    module, function = STAGES[name].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def run_pipeline(config: TrainingConfig) -> dict[str, StageResult]:
     """Run every configured stage not yet completed; returns all stages' results."""
-    registry = stage_registry()
-    unknown = [name for name in config.stages if name not in registry]
+    unknown = [name for name in config.stages if name not in STAGES]
     if unknown:
-        raise ValueError(f"unknown stages {unknown}; available: {sorted(registry)}")
+        raise ValueError(f"unknown stages {unknown}; available: {sorted(STAGES)}")
     run_dir = Path(config.runs_dir) / config.run_name
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
@@ -175,7 +174,7 @@ def run_pipeline(config: TrainingConfig) -> dict[str, StageResult]:
         earlier = {done: state.completed[done] for done in before if done in state.completed}
         context = StageContext(name, config, run_dir, bars, splits, pipeline, earlier)
         started = time.perf_counter()
-        result = registry[name](context)
+        result = stage_runner(name)(context)
         result.seconds = time.perf_counter() - started
         state.completed[name] = result
         state.save(state_path)
