@@ -38,13 +38,15 @@ from nautilus_trader.model.enums import (
     PriceType,
 )
 from nautilus_trader.model.events import OrderFilled
-from nautilus_trader.model.identifiers import InstrumentId, Symbol, Venue
+from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.instruments import Equity, Instrument
 from nautilus_trader.model.objects import Money, Price, Quantity
 from nautilus_trader.model.orders import Order
 from nautilus_trader.persistence.wranglers import BarDataWrangler
 from nautilus_trader.trading.strategy import Strategy
 
+from evotrader.backtest.nautilus_replay import VENUE as NAUTILUS_VENUE
+from evotrader.backtest.nautilus_replay import equity_instrument, price_decimals
 from evotrader.env.execution import ExecutionModel
 from evotrader.strategies import diagnostics
 from evotrader.strategies.backtest_bridge import run_engine
@@ -52,8 +54,7 @@ from evotrader.strategies.runs import Leg, LegRun, SpecRun, combine, plan
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.universe import Book
 
-VENUE = Venue("SIM")
-MAX_PRICE_DECIMALS = 8  # finer than any quote; split-adjusted prices carry 12+ digits
+VENUE = Venue(NAUTILUS_VENUE)
 
 
 @dataclass(frozen=True)
@@ -509,27 +510,9 @@ def _leg_run(
 
 
 def _instrument(symbol: str, bars: pd.DataFrame) -> Equity:
-    decimals = _price_decimals(bars)
+    """A whole-share stock on the SIM venue; Nautilus ids take letters and digits only."""
     name = re.sub(r"[^A-Za-z0-9]", "", symbol) or "LEG"
-    return Equity(
-        instrument_id=InstrumentId(Symbol(name), VENUE),
-        raw_symbol=Symbol(name),
-        currency=USD,
-        price_precision=decimals,
-        price_increment=Price(10.0**-decimals, decimals),
-        lot_size=Quantity.from_int(1),
-        ts_event=0,
-        ts_init=0,
-    )
-
-
-def _price_decimals(bars: pd.DataFrame) -> int:
-    """Fewest decimals (<= MAX_PRICE_DECIMALS) that represent every price exactly."""
-    prices = bars[["open", "high", "low", "close"]].to_numpy(np.float64)
-    for decimals in range(MAX_PRICE_DECIMALS):
-        if np.allclose(np.round(prices, decimals), prices, rtol=0, atol=1e-9):
-            return decimals
-    return MAX_PRICE_DECIMALS
+    return equity_instrument(name, price_decimals(bars))
 
 
 def _bar_spec(index: pd.DatetimeIndex) -> BarSpecification:
