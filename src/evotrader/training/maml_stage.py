@@ -221,4 +221,4 @@ def training_windows(ctx: StageContext) -> torch.Tensor:
     market = MarketData.build(
         ctx.splits.train, ctx.pipeline, env.window, execution_from(env.execution), env.agent_state
     )
-    return torch.as_tensor(market.windows(), dtype=torch.float32)
+    return torch.tensor(market.windows(), dtype=torch.float32)  # a copy: the view is read-only
