@@ -186,7 +186,7 @@ class AutonomousAgent:
         context = torch.as_tensor(
             np.concatenate([memory, regime, pattern], axis=1), dtype=torch.float32
         ).to(self.device)
-        output = self.world_model(x, context)
+        output = self.world_model(x, context, embedding)  # the trunk runs once per act
         positions = torch.tensor(self.positions, device=self.device)
         scores = torch.log_softmax(output.policy_logits, dim=-1)
         what_if = torch.zeros_like(scores)

@@ -173,8 +173,12 @@ class TransformerWorldModel(nn.Module):
         """The trunk's embedding (B, output_dim), without context: the agent's memory key."""
         return self.encoder(obs)
 
-    def forward(self, obs: Tensor, context: Tensor | None = None) -> WorldModelOutput:
-        embedding = self.encoder(obs)
+    def forward(
+        self, obs: Tensor, context: Tensor | None = None, embedding: Tensor | None = None
+    ) -> WorldModelOutput:
+        """All heads for ``obs``; pass ``embedding`` (from ``embed(obs)``) to skip the trunk."""
+        if embedding is None:
+            embedding = self.encoder(obs)
         hidden = self._fused(embedding, context)
         batch, horizon = obs.shape[0], self.config.horizon
         raw = self.quantile_head(hidden).view(batch, horizon, -1)
