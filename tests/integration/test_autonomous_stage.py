@@ -13,6 +13,7 @@ import pytest
 import torch
 from ray.cluster_utils import Cluster
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tests.integration.cli import run_script
 
 from evotrader.training.checkpoint import load_checkpoint
 
@@ -97,20 +98,7 @@ def test_tensorboard_has_a_point_per_generation(baseline) -> None:
 
 def test_run_backtest_loads_the_champion_exclusively(baseline) -> None:
     run_dir, _ = baseline
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "run_backtest.py"),
-            "--symbol",
-            "AR1",
-            "--runs-dir",
-            str(run_dir.parent),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_script("run_backtest.py", "--symbol", "AR1", "--runs-dir", str(run_dir.parent))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "AR1_autonomous_final.pth (autonomous, AR1)" in done.stdout
 

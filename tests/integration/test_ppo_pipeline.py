@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tests.integration.cli import run_script
 
 from evotrader.training.checkpoint import load_checkpoint
 
@@ -97,20 +98,7 @@ def test_rerun_skips_the_completed_stage(trained_run) -> None:
 
 def test_run_backtest_loads_the_checkpoint_and_reports_the_test_split(trained_run) -> None:
     run_dir, _ = trained_run
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "run_backtest.py"),
-            "--symbol",
-            "AR1",
-            "--runs-dir",
-            str(run_dir.parent),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_script("run_backtest.py", "--symbol", "AR1", "--runs-dir", str(run_dir.parent))
     assert done.returncode == 0, done.stderr
     assert "Test split (out of sample, after costs)" in done.stdout
     assert "buy & hold" in done.stdout
@@ -122,13 +110,7 @@ def test_run_backtest_loads_the_checkpoint_and_reports_the_test_split(trained_ru
 def test_run_backtest_refuses_a_corrupted_checkpoint(tmp_path: Path) -> None:
     bad = tmp_path / "AR1_stage_1_ppo.pth"
     bad.write_bytes(b"PK\x03\x04 definitely not a checkpoint")
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "run_backtest.py"), "--checkpoint", str(bad)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = run_script("run_backtest.py", "--checkpoint", str(bad), timeout=120)
     assert done.returncode == 2
     assert "checkpoint" in done.stderr and "Traceback" not in done.stderr
 
