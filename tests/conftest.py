@@ -18,3 +18,14 @@ def bars() -> pd.DataFrame:
 def pipeline(bars: pd.DataFrame) -> FeaturePipeline:
     """Features fitted on the first half only, as training would."""
     return FeaturePipeline().fit(bars.iloc[:300])
+
+
+SLOW_FOLDERS = frozenset({"integration", "e2e"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Integration and end-to-end tests start Ray, train and run scripts: `slow` keeps them out
+    of `make test-fast` (unit tests only, under 5 minutes) while `make test` runs them all."""
+    for item in items:
+        if SLOW_FOLDERS.intersection(item.path.relative_to(item.config.rootpath).parts):
+            item.add_marker(pytest.mark.slow)
