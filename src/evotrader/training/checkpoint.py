@@ -10,6 +10,7 @@ written atomically, so a crash mid-save never leaves a half-written checkpoint b
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
@@ -157,7 +158,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """Read a checkpoint written by ``save_checkpoint``, with tensors on ``map_location``.
 
     Only the safe loader (``weights_only=True``) is ever used: a file that needs arbitrary
-    pickled objects is refused, never retried unsafely.
+    pickled objects is refused, never retried unsafely. A NaN or inf in a weight or in the
+    normalisation statistics is refused too: such a policy still acts (a NaN network picks
+    its first action every bar), so it would trade garbage rather than fail.
     """
     path = Path(path)
     if not path.exists():
@@ -204,6 +207,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "upgrade evotrader to read it"
         )
     payload = _checked(obj, path)
+    _check_finite(payload, path)
     return Checkpoint(**{name: payload[name] for name in _FIELDS})
 
 
@@ -245,7 +249,46 @@ def _checked(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     if bad:
         raise CheckpointError(f"checkpoint {path}: field 'metrics' values must be numbers: {bad}")
     payload["metrics"] = {k: float(v) for k, v in metrics.items()}
+    data = payload["extra"].get("data")
+    if isinstance(data, dict) and "symbol" in data and data["symbol"] != payload["symbol"]:
+        raise CheckpointError(
+            f"checkpoint {path}: field 'symbol' is {payload['symbol']!r} but its data reference "
+            f"(extra['data']['symbol']) is {data['symbol']!r}; one of them was edited"
+        )
     return payload
+
+
+def _check_finite(payload: dict[str, Any], path: Path) -> None:
+    """Every float weight and every normalisation statistic must be a finite number.
+
+    Integer and bool tensors (step counters, the agent's memory and forecaster bytes) are
+    finite by construction. Metrics may legitimately be inf (a Sortino without losses).
+    """
+    for key, tensor in payload["state_dict"].items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            bad = int(tensor.numel() - torch.isfinite(tensor).sum())
+            if bad:
+                raise CheckpointError(
+                    f"checkpoint {path}: state_dict[{key!r}] holds {bad} non-finite value(s) "
+                    "(NaN or inf); a diverged or damaged policy is never loaded"
+                )
+    for where, value in _numbers(payload["feature_pipeline"], "feature_pipeline"):
+        if not math.isfinite(value):
+            raise CheckpointError(
+                f"checkpoint {path}: normalisation statistic {where} is {value}; the feature "
+                "pipeline's statistics must be finite"
+            )
+
+
+def _numbers(value: Any, where: str) -> list[tuple[str, float]]:
+    """Every float in a JSON value, with where it sits (e.g. ``feature_pipeline['std'][3]``)."""
+    if isinstance(value, float):
+        return [(where, value)]
+    if isinstance(value, dict):
+        return [n for k, v in value.items() for n in _numbers(v, f"{where}[{k!r}]")]
+    if isinstance(value, list):
+        return [n for i, v in enumerate(value) for n in _numbers(v, f"{where}[{i}]")]
+    return []
 
 
 def _key_problem(keys: set[Any]) -> str:

@@ -372,6 +372,45 @@ def test_wrongly_typed_fields_on_load_are_named(
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_weight_is_refused_naming_its_tensor(tmp_path: Path, bad: float) -> None:
+    payload = _valid_payload()
+    weight = payload["state_dict"]["encoder.weight"].clone()
+    weight[2, 1] = bad
+    path = _write_payload(tmp_path / "a.pth", payload | {"state_dict": {"encoder.weight": weight}})
+    with pytest.raises(
+        CheckpointError, match=rf"{path}: state_dict\['encoder.weight'\] holds 1 non-finite"
+    ):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_normalisation_statistics_are_refused(tmp_path: Path, bad: float) -> None:
+    pipeline = {"columns": ["ret_1", "vol_20"], "mean": [0.1, 0.2], "std": [1.0, bad]}
+    path = save_checkpoint(_checkpoint(feature_pipeline=pipeline), tmp_path / "a.pth")
+    with pytest.raises(
+        CheckpointError, match=rf"{path}: normalisation statistic feature_pipeline\['std'\]\[1\]"
+    ):
+        load_checkpoint(path)
+
+
+def test_non_finite_metrics_and_integer_tensors_load(tmp_path: Path) -> None:
+    """A Sortino without losses is inf; byte tensors (the agent's memory) are never NaN."""
+    state = {"memory.archive": torch.frombuffer(bytearray(b"\xff\x00"), dtype=torch.uint8)}
+    checkpoint = _checkpoint(state_dict=state, metrics={"sortino": float("inf")})
+    loaded = load_checkpoint(save_checkpoint(checkpoint, tmp_path / "a.pth"))
+    assert loaded.metrics["sortino"] == float("inf")
+
+
+def test_a_symbol_that_disagrees_with_the_data_reference_is_refused(tmp_path: Path) -> None:
+    data = {"source": "embedded", "symbol": "GOOG", "options": {}}
+    path = _write_payload(
+        tmp_path / "a.pth", _valid_payload() | {"symbol": "AAPL", "extra": {"data": data}}
+    )
+    with pytest.raises(CheckpointError, match=r"'symbol' is 'AAPL' but its data reference"):
+        load_checkpoint(path)
+
+
 def test_checkpoint_error_is_a_value_error() -> None:
     assert issubclass(CheckpointError, ValueError)
 
