@@ -3,7 +3,7 @@
 import gymnasium as gym
 
 from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
-from evotrader.env.market_data import MarketData
+from evotrader.env.market_data import DEFAULT_FIT_BARS, MarketData
 from evotrader.env.market_env import DEFAULT_POSITIONS, MarketEnv
 from evotrader.env.vector_env import VectorMarketEnv
 
@@ -13,6 +13,7 @@ if ENV_ID not in gym.registry:
     gym.register(id=ENV_ID, entry_point="evotrader.env.market_env:MarketEnv")
 
 __all__ = [
+    "DEFAULT_FIT_BARS",
     "DEFAULT_POSITIONS",
     "ENV_ID",
     "ExecutionModel",

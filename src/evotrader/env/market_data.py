@@ -15,6 +15,35 @@ from evotrader.env.execution import ExecutionModel, ExecutionPrices
 
 AGENT_STATE_CHANNELS = 2  # position held, unrealised return since the last trade
 MAX_UNREALISED = 10.0  # the unrealised-return channel is clipped to [-1, MAX_UNREALISED]
+DEFAULT_FIT_BARS = 252  # one year of daily bars fits the normalisation of an env given none
+
+
+def env_pipeline(
+    frames: Sequence[pd.DataFrame], pipeline: FeaturePipeline | None, fit_bars: int | None
+) -> tuple[FeaturePipeline, int]:
+    """The feature pipeline an env uses and the first bar it may decide on.
+
+    A given pipeline was fitted elsewhere (training fits it on the training split), so
+    every bar with a full window is tradable. Without one, the normalisation is fitted on
+    the first ``fit_bars`` bars of each frame (default ``DEFAULT_FIT_BARS``) and those bars
+    are never traded, so the observation at bar t depends on bars <= t only. This is the
+    training recipe in miniature: fit on the past, then trade what follows with fixed
+    statistics, as checkpoints and the live bot do. Fitting on every bar given would leak
+    the future into the first observation; expanding statistics would give one feature
+    value a different meaning early and late and match no pipeline a checkpoint can carry.
+    """
+    if pipeline is not None:
+        if fit_bars is not None:
+            raise ValueError("fit_bars only applies when no fitted pipeline is given")
+        return pipeline, 0
+    fit_bars = DEFAULT_FIT_BARS if fit_bars is None else fit_bars
+    shortest = min(len(frame) for frame in frames)
+    if not 0 < fit_bars < shortest:
+        raise ValueError(
+            f"fit_bars must lie in [1, {shortest}) for {shortest} bars, got {fit_bars}; "
+            "pass more bars, or a pipeline fitted on earlier data"
+        )
+    return FeaturePipeline().fit([frame.iloc[:fit_bars] for frame in frames]), fit_bars
 
 
 @dataclass(frozen=True)
@@ -41,18 +70,22 @@ class MarketData:
         window: int,
         execution: ExecutionModel,
         agent_state: bool = True,
+        first_bar: int = 0,
     ) -> MarketData:
+        """Features, prices and the first decision bar: the later of ``first_bar`` and
+        the first bar with a full feature and observation window."""
         if window < 1:
             raise ValueError(f"observation window must be >= 1, got {window}")
         features = pipeline.transform(bars)
         if agent_state:
             state = np.zeros((len(bars), AGENT_STATE_CHANNELS), dtype=np.float32)
             features = np.concatenate([features, state], axis=1)
-        first_decision = pipeline.warmup + window - 1
+        first_decision = max(pipeline.warmup + window - 1, first_bar)
         if len(bars) < first_decision + 2:
             raise ValueError(
-                f"need at least {first_decision + 2} bars for window {window} and feature "
-                f"warm-up {pipeline.warmup}, got {len(bars)}"
+                f"need at least {first_decision + 2} bars for window {window}, feature "
+                f"warm-up {pipeline.warmup} and first decision bar {first_decision}, "
+                f"got {len(bars)}"
             )
         return cls(
             timestamps=pd.DatetimeIndex(bars.index),

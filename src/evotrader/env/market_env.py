@@ -3,7 +3,8 @@
 At step t the agent sees the feature window ending at bar t (plus its own position and
 unrealised return) and picks a target position. The order fills by the shared execution
 model (bar t+1's open by default) and the reward is the log change of equity marked at
-bar t+1's close, after costs. Nothing after bar t is visible when deciding at bar t.
+bar t+1's close, after costs. Nothing after bar t is visible when deciding at bar t,
+including through the normalisation: see ``env_pipeline`` for an env built from bars alone.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, rebalance
-from evotrader.env.market_data import MarketData, fill_agent_state
+from evotrader.env.market_data import MarketData, env_pipeline, fill_agent_state
 from evotrader.env.rewards import REWARDS, differential_sharpe
 
 DEFAULT_POSITIONS = (-1.0, 0.0, 1.0)
@@ -30,6 +31,11 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
     Training episodes start at a random bar and last ``episode_length`` steps;
     evaluation (``random_start=False``, ``episode_length=None``) is one sequential pass
     from the first bar with a full window to the end of the data.
+
+    ``pipeline`` is a FeaturePipeline fitted on earlier (training) bars. Without one, the
+    first ``fit_bars`` bars (default ``DEFAULT_FIT_BARS`` = 252) only fit the
+    normalisation and are never traded, so no observation depends on a later bar.
+    Without ``bars``, the embedded GOOG daily bars are used.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -48,21 +54,22 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         agent_state: bool = True,
         sharpe_eta: float = 0.01,
         render_mode: str | None = None,
+        fit_bars: int | None = None,
     ) -> None:
         if bars is None:
             from evotrader.data import load_bars
 
             bars = load_bars("embedded", "GOOG")
-        if pipeline is None:
-            pipeline = FeaturePipeline().fit(bars)
+        pipeline, first_bar = env_pipeline([bars], pipeline, fit_bars)
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
         if len(positions) < 2:
             raise ValueError(f"need at least two target positions, got {list(positions)}")
         if initial_cash <= 0:
             raise ValueError(f"initial_cash must be positive, got {initial_cash}")
+        self.pipeline = pipeline
         self.market = MarketData.build(
-            bars, pipeline, window, execution or ExecutionModel(), agent_state
+            bars, pipeline, window, execution or ExecutionModel(), agent_state, first_bar
         )
         self.positions = tuple(float(p) for p in positions)
         self.reward_kind = reward

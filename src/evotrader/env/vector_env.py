@@ -17,13 +17,18 @@ import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, rebalance
-from evotrader.env.market_data import MarketData, fill_agent_state, window_view
+from evotrader.env.market_data import MarketData, env_pipeline, fill_agent_state, window_view
 from evotrader.env.market_env import DEFAULT_POSITIONS
 from evotrader.env.rewards import REWARDS, differential_sharpe
 
 
 class VectorMarketEnv(gym.vector.VectorEnv):
-    """``num_envs`` independent accounts over one or many symbols' bars."""
+    """``num_envs`` independent accounts over one or many symbols' bars.
+
+    ``pipeline`` and ``fit_bars`` work as in MarketEnv: without a fitted pipeline the
+    normalisation is fitted on the first ``fit_bars`` bars of every symbol, pooled, and
+    those bars are never traded.
+    """
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
@@ -41,6 +46,7 @@ class VectorMarketEnv(gym.vector.VectorEnv):
         initial_cash: float = 100_000.0,
         agent_state: bool = True,
         sharpe_eta: float = 0.01,
+        fit_bars: int | None = None,
     ) -> None:
         frames = _as_frames(bars)
         if num_envs < 1:
@@ -48,8 +54,11 @@ class VectorMarketEnv(gym.vector.VectorEnv):
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
         execution = execution or ExecutionModel()
-        pipeline = pipeline or FeaturePipeline().fit(frames)
-        markets = [MarketData.build(f, pipeline, window, execution, agent_state) for f in frames]
+        pipeline, first_bar = env_pipeline(frames, pipeline, fit_bars)
+        self.pipeline = pipeline
+        markets = [
+            MarketData.build(f, pipeline, window, execution, agent_state, first_bar) for f in frames
+        ]
         offsets = np.cumsum([0] + [m.num_bars for m in markets[:-1]])
         self._first = np.array(
             [o + m.first_decision for o, m in zip(offsets, markets, strict=True)]

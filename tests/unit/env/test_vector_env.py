@@ -55,7 +55,9 @@ def _trend(direction: float, n: int = 300) -> pd.DataFrame:
 
 def test_episodes_never_cross_symbols() -> None:
     up, down = _trend(+1.0), _trend(-1.0, n=250)
-    vector = VectorMarketEnv({"UP": up, "DOWN": down}, 16, window=8, episode_length=40)
+    vector = VectorMarketEnv(
+        {"UP": up, "DOWN": down}, 16, window=8, episode_length=40, fit_bars=100
+    )
     vector.reset(seed=2)
     signs = [set() for _ in range(16)]
     seen_signs = set()
