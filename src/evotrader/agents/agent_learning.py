@@ -23,7 +23,7 @@ context uses its own bars and only the events whose outcome was known at its las
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
@@ -168,7 +168,7 @@ def learning_segment(
 
 
 def make_chartist(
-    name: str, options: dict[str, object], cache_dir: str | PathLike[str] | None
+    name: str, options: Mapping[str, object], cache_dir: str | PathLike[str] | None
 ) -> PatternRecognizer:
     """The architecture's chartist; the CNN trains on synthetic patterns (or loads its cache)."""
     if name == "cnn":

@@ -148,6 +148,9 @@ class EncoderBlock(nn.Module):
 class CoreTransformer(nn.Module):
     """Observations (batch, window, channels) -> embeddings (batch, output_dim)."""
 
+    # Buffer, registered in __init__ (None unless positional == "sinusoidal").
+    pos_table: Tensor | None
+
     def __init__(self, spec: TransformerSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -182,8 +185,11 @@ class CoreTransformer(nn.Module):
         # Each block adds two residual branches; scaling keeps the stream's variance flat in depth.
         residual_std = 0.02 / math.sqrt(2 * self.spec.num_layers)
         for block in self.blocks:
+            assert isinstance(block, EncoderBlock)
+            mlp_out = block.mlp[2]
+            assert isinstance(mlp_out, nn.Linear)
             nn.init.normal_(block.attn.proj.weight, std=residual_std)
-            nn.init.normal_(block.mlp[2].weight, std=residual_std)
+            nn.init.normal_(mlp_out.weight, std=residual_std)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CoreTransformer:

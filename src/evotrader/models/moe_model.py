@@ -15,8 +15,8 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
-from evotrader.models.core_transformer import TransformerSpec
 from evotrader.models.moe_policy import MoEPolicy, Routing, gate_entropy, load_balancing_loss
+from evotrader.models.ppo_model import module_inputs
 
 GATE_PROBS = "gate_probs"
 GATE_WEIGHTS = "gate_weights"
@@ -30,14 +30,13 @@ class MoEPPOModule(TorchRLModule, ValueFunctionAPI):
     """
 
     def setup(self) -> None:
-        encoder = dict(self.model_config["encoder"])
-        encoder["input_dim"] = int(self.observation_space.shape[-1])
+        config, spec, num_actions = module_inputs(self)
         self.net = MoEPolicy(
-            TransformerSpec.from_dict(encoder),
-            self.action_space.n,
-            int(self.model_config["num_experts"]),
-            int(self.model_config["top_k"]),
-            int(self.model_config["gate_hidden"]),
+            spec,
+            num_actions,
+            int(config["num_experts"]),
+            int(config["top_k"]),
+            int(config["gate_hidden"]),
         )
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -74,7 +73,9 @@ class MoEPPOLearner(PPOTorchLearner):
         loss = super().compute_loss_for_module(
             module_id=module_id, config=config, batch=batch, fwd_out=fwd_out
         )
-        net = self.module[module_id].unwrapped().net
+        module = self.module[module_id].unwrapped()
+        assert isinstance(module, MoEPPOModule), f"{module_id} is a {type(module).__name__}"
+        net = module.net
         routing = Routing(fwd_out[GATE_PROBS], fwd_out[GATE_WEIGHTS])
         balance = load_balancing_loss(routing, net.top_k)
         utilisation = routing.weights.detach().mean(dim=0)

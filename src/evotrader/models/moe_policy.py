@@ -59,8 +59,10 @@ class MoEPolicy(nn.Module):
             nn.Tanh(),
             nn.Linear(gate_hidden, num_experts),
         )
-        nn.init.normal_(self.gate[2].weight, std=0.02)  # near-uniform routing at the start
-        nn.init.zeros_(self.gate[2].bias)
+        gate_out = self.gate[2]
+        assert isinstance(gate_out, nn.Linear)
+        nn.init.normal_(gate_out.weight, std=0.02)  # near-uniform routing at the start
+        nn.init.zeros_(gate_out.bias)
         self.pi = nn.Linear(spec.output_dim, num_actions)
         self.vf = nn.Linear(spec.output_dim, 1)
         nn.init.normal_(self.pi.weight, std=0.01)

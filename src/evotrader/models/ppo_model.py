@@ -7,13 +7,35 @@ from __future__ import annotations
 
 from typing import Any
 
+import gymnasium as gym
 import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
+from ray.rllib.core.rl_module.rl_module import RLModule
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from evotrader.models.core_transformer import TransformerSpec
 from evotrader.models.transformer_policy import TransformerPolicy
+
+
+def module_inputs(module: RLModule) -> tuple[dict[str, Any], TransformerSpec, int]:
+    """``module``'s model config, its encoder spec and its number of actions.
+
+    The spec is ``model_config["encoder"]`` with ``input_dim`` from the observation space
+    (window, channels). RLlib types all three as optional; ``RLModuleSpec.build`` always
+    passes a dict and the market envs have a Box observation and a Discrete action space.
+    """
+    config, obs_space, action_space = (
+        module.model_config,
+        module.observation_space,
+        module.action_space,
+    )
+    assert isinstance(config, dict), f"model_config must be a dict, got {type(config)}"
+    assert obs_space is not None and obs_space.shape is not None, "no observation shape"
+    assert isinstance(action_space, gym.spaces.Discrete), f"not Discrete: {action_space}"
+    encoder = dict(config["encoder"])
+    encoder["input_dim"] = int(obs_space.shape[-1])
+    return config, TransformerSpec.from_dict(encoder), int(action_space.n)
 
 
 class TransformerPPOModule(TorchRLModule, ValueFunctionAPI):
@@ -24,9 +46,8 @@ class TransformerPPOModule(TorchRLModule, ValueFunctionAPI):
     """
 
     def setup(self) -> None:
-        encoder = dict(self.model_config["encoder"])
-        encoder["input_dim"] = int(self.observation_space.shape[-1])
-        self.net = TransformerPolicy(TransformerSpec.from_dict(encoder), self.action_space.n)
+        _, spec, num_actions = module_inputs(self)
+        self.net = TransformerPolicy(spec, num_actions)
 
     def _forward(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         return {Columns.ACTION_DIST_INPUTS: self.net(batch[Columns.OBS])}

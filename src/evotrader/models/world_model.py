@@ -118,6 +118,10 @@ class EquityForecast:
 class TransformerWorldModel(nn.Module):
     """Observations (B, window, channels) [+ context (B, context_dim)] -> ``WorldModelOutput``."""
 
+    # Buffers, registered in __init__; declared here so type checkers see tensors.
+    levels: Tensor
+    return_scale: Tensor
+
     def __init__(
         self, spec: TransformerSpec, num_actions: int, config: WorldModelConfig | None = None
     ) -> None:

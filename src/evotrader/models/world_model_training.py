@@ -50,7 +50,7 @@ class WorldModelTrainingConfig:
             object.__setattr__(self, name, int(value))
         for name in ("lr", "weight_decay", "volatility_weight", "regime_weight", "grad_clip"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Real) or not value >= 0:
+            if isinstance(value, bool) or not isinstance(value, Real) or not float(value) >= 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.lr == 0 or self.grad_clip == 0:

@@ -49,6 +49,13 @@ def history_before(
     return before.iloc[-needed:]
 
 
+def _episode_steps(env: VectorMarketEnv) -> int:
+    """The env's episode length: adaptation rolls out whole episodes of a fixed length."""
+    if env.episode_length is None:
+        raise ValueError("adaptation needs an env with a fixed episode_length, got None")
+    return env.episode_length
+
+
 def adaptation_path(
     policy: TransformerPolicy,
     env: VectorMarketEnv,
@@ -61,7 +68,7 @@ def adaptation_path(
     for step in range(settings.inner_steps):
         params = {name: value.requires_grad_() for name, value in path[-1].items()}
         support = collect_rollout(
-            policy, params, env, env.episode_length, env_seed=seed + step, generator=generator
+            policy, params, env, _episode_steps(env), env_seed=seed + step, generator=generator
         )
         adapted = adapt_parameters(
             policy,
@@ -105,6 +112,7 @@ def trading_policy(checkpoint: Checkpoint, bars: pd.DataFrame, start: pd.Timesta
     policy = policy_from_checkpoint(checkpoint)
     if checkpoint.kind != "maml":
         return policy
+    assert isinstance(policy, TransformerPolicy)  # what BUILDERS["maml"] builds
     return adapted_before(
         policy,
         bars,
@@ -130,7 +138,7 @@ def adaptation_curve(
             policy,
             params,
             env,
-            env.episode_length,
+            _episode_steps(env),
             env_seed=seed + 10_000,
             generator=torch.Generator().manual_seed(seed + 10_000),
         )

@@ -63,6 +63,7 @@ def warm_start_weights(ctx: StageContext, stage: RLlibStage) -> dict[str, torch.
     donor = TransformerPolicy.from_architecture(checkpoint.architecture)
     donor.load_state_dict(checkpoint.state_dict)
     config = stage.module_spec.model_config
+    assert isinstance(config, dict)  # moe_stage builds it as a dict
     mixture = MoEPolicy(
         donor.spec,
         donor.num_actions,
