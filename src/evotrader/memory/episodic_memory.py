@@ -56,6 +56,8 @@ IVF_POINTS_PER_CENTROID = 39  # Faiss warns below this many training points per 
 _HEADER = "memory.json"
 _ARRAYS = {"ids": np.int64, "outcomes": np.float64, "kinds": np.int32, "graph_slots": np.int64}
 _MEMBERS = frozenset((_HEADER, "index.faiss", *(f"{name}.npy" for name in _ARRAYS)))
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest zip date: no wall clock in the bytes
+_ZIP_MODE = 0o644 << 16  # rw-r--r--, not the writer's umask
 
 
 class EpisodicMemoryError(ValueError):
@@ -299,14 +301,15 @@ class ExternalMemory:
             "kinds": self._kinds,
             "graph_slots": self._graph_slots,
         }
-        index_bytes = faiss.serialize_index(self._index).tobytes()
-        with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
-            archive.writestr(_HEADER, json.dumps(header))
-            for name, array in arrays.items():
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, array, allow_pickle=False)
-                archive.writestr(f"{name}.npy", buffer.getvalue())
-            archive.writestr("index.faiss", index_bytes)
+        members = {
+            _HEADER: json.dumps(header).encode(),
+            "index.faiss": faiss.serialize_index(self._index).tobytes(),
+        }
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, array, allow_pickle=False)
+            members[f"{name}.npy"] = buffer.getvalue()
+        _write_zip(file, members)
 
     @property
     def _inner_product(self) -> bool:
@@ -530,6 +533,16 @@ def rarity(kind_codes: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
     ranks = rankdata(outcomes)  # 1..n, average for ties
     tail = np.minimum(1.0, 2.0 * np.minimum(ranks, n + 1 - ranks) / n)
     return -np.log(share) - np.log(tail)
+
+
+def _write_zip(file: BinaryIO, members: Mapping[str, bytes]) -> None:
+    """An uncompressed zip whose bytes depend on ``members`` alone: sorted names, a fixed
+    date and mode, so two saves of one memory (and same-seed checkpoints) are identical."""
+    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED) as archive:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.external_attr = _ZIP_MODE
+            archive.writestr(info, members[name])
 
 
 def _read_archive(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -215,6 +216,21 @@ def test_same_seed_same_index_different_seed_differs(index: str, tmp_path: Path)
     first = index_bytes(1, "a")
     assert index_bytes(1, "b") == first
     assert index_bytes(2, "c") != first
+
+
+@pytest.mark.parametrize("index", INDEXES)
+def test_saves_of_one_content_are_byte_identical_on_any_clock(
+    index: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same-seed checkpoints carry the memory as bytes: no save time may leak into them."""
+    first = _filled(index).save(tmp_path / "a.evm").read_bytes()
+    two_days_later = time.time() + 2 * 86_400
+    monkeypatch.setattr(time, "time", lambda: two_days_later)
+    assert _filled(index).save(tmp_path / "b.evm").read_bytes() == first
+    assert _filled(index).to_bytes() == first
+    with zipfile.ZipFile(tmp_path / "b.evm") as archive:
+        names = [info.filename for info in archive.infolist()]
+    assert names == sorted(names)
 
 
 def test_ivf_searches_exactly_until_trained_then_approximately() -> None:
