@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import copy
 import pickle
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tests.unit.agents.helpers import WINDOW, Learned, tiny_architecture
+from tests.unit.agents.helpers import WINDOW, Learned, learn_tiny, tiny_architecture
 
 from evotrader.agents import AgentError, AutonomousAgent
 from evotrader.config import EnvConfig
 from evotrader.memory import EpisodicMemoryError, ExternalMemory
 from evotrader.models.loading import policy_from_checkpoint
+from evotrader.reasoning import PatternRecognizer
 from evotrader.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 ENV = EnvConfig(window=WINDOW, agent_state=False)
@@ -50,6 +52,24 @@ def test_checkpoint_round_trip_acts_exactly_like_the_saved_agent(
     assert len(agent.memory) == len(learned.agent.memory) > 0
     assert agent.hyperparameters == learned.agent.hyperparameters
     assert_same_thoughts(agent, learned.agent, observations())
+
+
+def test_same_seed_checkpoints_hold_byte_identical_tensors(
+    learned: Learned, chartist: PatternRecognizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Learning again with the same seed, and saving on another day, changes no tensor byte."""
+    again, _ = learn_tiny(learned.bars, learned.splits, learned.pipeline, chartist)
+    two_days_later = time.time() + 2 * 86_400
+    files = []
+    for agent in (learned.agent, again):
+        checkpoint = agent.to_checkpoint(learned.pipeline, env=ENV, symbol="AR1")
+        files.append(save_checkpoint(checkpoint, tmp_path / f"{len(files)}.pth"))
+        monkeypatch.setattr(time, "time", lambda: two_days_later)
+    first, second = (load_checkpoint(path).state_dict for path in files)
+    assert list(first) == list(second)
+    for name, tensor in first.items():
+        assert tensor.dtype == second[name].dtype and tensor.shape == second[name].shape, name
+        assert tensor.numpy().tobytes() == second[name].numpy().tobytes(), name
 
 
 def test_copies_and_pickles_act_alike(learned: Learned) -> None:
