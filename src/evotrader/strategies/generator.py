@@ -29,10 +29,12 @@ import os
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Protocol
 
 import anthropic
 import numpy as np
+from anthropic.types import ToolParam
 
 from evotrader.strategies.knowledge import Knowledge, ParameterSpec, Template, default_knowledge
 from evotrader.strategies.spec import (
@@ -205,7 +207,7 @@ class OfflineGenerator:
         for i in range(request.n_exploit):  # parents in turn, best first
             parent = request.parents[i % len(request.parents)]
             made.append(
-                self._unique(lambda p=parent: self.exploit(p, rng, request.max_drawdown), taken)
+                self._unique(partial(self.exploit, parent, rng, request.max_drawdown), taken)
             )
         made += [self._unique(lambda: self.explore(rng), taken) for _ in range(request.n_explore)]
         return [spec for spec in made if spec is not None]
@@ -532,7 +534,7 @@ def tool_definition(
     universes: Mapping[str, UniverseChoice],
     request: GenerationRequest,
     wanted: int,
-) -> dict[str, Any]:
+) -> ToolParam:
     """The ``propose_strategies`` tool: one schema branch per template that can trade one
     of ``universes``, with the template's parameters and bounds, and the offered parents."""
     parent_ids = [p.spec.spec_id for p in request.parents]

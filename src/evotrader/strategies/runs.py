@@ -108,7 +108,7 @@ def plan(
     if books is None:
         end = index[first - 1] if start is not None else None
         books = resolve_books(spec, frames, end)
-    legs = []
+    legs: list[Leg] = []
     for book in books:
         book_frames = tuple(frames[s] for s in book)
         targets = book_targets(spec, book_frames, first, parameters)

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from multiprocessing.pool import ThreadPool
 from typing import Any
 
@@ -294,7 +295,14 @@ def walk_forward(
         in_sample = {s: bars.loc[:train_end] for s, bars in frames.items()}
         books = resolve_books(spec, in_sample, train_end)
         parameters, _ = optimize(spec, in_sample, books, config, execution)
-        kwargs = dict(parameters=parameters, books=books, execution=execution, cash=config.cash)
+        run = partial(
+            run_backtesting,
+            spec,
+            parameters=parameters,
+            books=books,
+            execution=execution,
+            cash=config.cash,
+        )
         folds.append(
             Fold(
                 train_end=train_end,
@@ -302,12 +310,9 @@ def walk_forward(
                 test_end=test_end,
                 books=books,
                 parameters=parameters,
-                in_sample=run_backtesting(spec, in_sample, **kwargs),
-                out_of_sample=run_backtesting(
-                    spec,
-                    {s: b.loc[:test_end] for s, b in frames.items()},
-                    start=test_start,
-                    **kwargs,
+                in_sample=run(in_sample),
+                out_of_sample=run(
+                    {s: b.loc[:test_end] for s, b in frames.items()}, start=test_start
                 ),
             )
         )

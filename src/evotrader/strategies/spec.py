@@ -98,6 +98,7 @@ class Filter:
         """Does a symbol with these training-window statistics pass the filter?"""
         actual = stats[self.field]
         if self.operator in MEMBERSHIP:
+            assert isinstance(self.value, tuple)  # __post_init__ made it a tuple of symbols
             return (actual in self.value) == (self.operator == "in")
         return bool(_COMPARE[self.operator](actual, self.value))
 
@@ -470,7 +471,8 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 def _check_float(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
         raise SpecError(f"{name} must be a finite number, got {value!r}")
-    if (value <= low if low_open else value < low) or value > high:
+    number = float(value)
+    if (number <= low if low_open else number < low) or number > high:
         bracket = "(" if low_open else "["
         raise SpecError(f"{name} must lie in {bracket}{low}, {high}], got {value}")
 

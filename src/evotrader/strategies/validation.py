@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -244,11 +245,11 @@ def validate(
     """
     config = config or ValidationConfig()
     tuned = spec.with_parameters(parameters) if parameters else spec
-    kwargs = dict(parameters=tuned.parameters, costs=config.costs, cash=config.cash)
-    held = run_nautilus(tuned, data, start=start, **kwargs)
-    regimes, uncovered = regime_results(
-        run_nautilus(tuned, data, books=held.books, **kwargs), config
+    run = partial(
+        run_nautilus, tuned, data, parameters=tuned.parameters, costs=config.costs, cash=config.cash
     )
+    held = run(start=start)
+    regimes, uncovered = regime_results(run(books=held.books), config)
     positive = [name for name, r in regimes.items() if r["return"] > 0]
     capacity, curve = capacity_scan(tuned, data, start, held.books, config)
     failed = config.failures(held.metrics, positive, capacity)
@@ -341,8 +342,8 @@ def capacity_scan(
     """
     prices = [float(data[s]["close"].loc[start:].median()) for book in books for s in book]
     base_model = config.costs.execution(float(np.median(prices)) if prices else 1.0)
-    run = dict(parameters=spec.parameters, start=start, books=books)
-    base = run_engine(spec, data, execution=base_model, cash=config.cash, **run).metrics["sharpe"]
+    run = partial(run_engine, spec, data, parameters=spec.parameters, start=start, books=books)
+    base = run(execution=base_model, cash=config.cash).metrics["sharpe"]
     curve = {"0": base}
     if not base > 0:
         return 0.0, curve
@@ -357,7 +358,7 @@ def capacity_scan(
     floor = config.capacity_keep * base
     previous = (0.0, base)
     for capital in config.capacity_grid:
-        sharpe = run_engine(spec, data, execution=impact, cash=capital, **run).metrics["sharpe"]
+        sharpe = run(execution=impact, cash=capital).metrics["sharpe"]
         curve[f"{capital:g}"] = sharpe
         if sharpe < floor:
             (low, above), high = previous, math.sqrt(capital)

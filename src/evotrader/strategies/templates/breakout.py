@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -31,7 +33,7 @@ def keltner_channel(bars: pd.DataFrame, *, window: int, multiplier: float) -> np
     return long - short
 
 
-SIGNALS = {
+SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "breakout/donchian-channel": donchian_channel,
     "breakout/keltner-channel": keltner_channel,
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -33,7 +35,7 @@ def high_volume_return_premium(
     return surge.rolling(hold, min_periods=1).max().to_numpy()
 
 
-SIGNALS = {
+SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "factor/multi-factor-composite": multi_factor_composite,
     "factor/high-volume-return-premium": high_volume_return_premium,
 }

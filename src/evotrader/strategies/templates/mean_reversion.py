@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -45,7 +47,7 @@ def internal_bar_strength(
     return hysteresis(strength < entry_level, strength > exit_level)
 
 
-SIGNALS = {
+SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "mean-reversion/bollinger-reversion": bollinger_reversion,
     "mean-reversion/rsi-reversion": rsi_reversion,
     "mean-reversion/short-term-reversal": short_term_reversal,

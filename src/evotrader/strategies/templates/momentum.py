@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -32,7 +34,7 @@ def fifty_two_week_high(bars: pd.DataFrame, *, window: int, proximity: float) ->
     return (bars["close"] >= (1.0 - proximity) * high).to_numpy(np.float64)
 
 
-SIGNALS = {
+SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "momentum/time-series-momentum": time_series_momentum,
     "momentum/volatility-scaled-momentum": volatility_scaled_momentum,
     "momentum/52-week-high": fifty_two_week_high,

@@ -6,6 +6,8 @@ always opposite (+1/-1: long the spread, -1/+1: short it), each on its own half 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -45,7 +47,7 @@ def _legs(spread_position: np.ndarray) -> np.ndarray:
     return np.column_stack([spread_position, -spread_position])
 
 
-SIGNALS = {
+SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "pairs/distance-zscore": distance_zscore,
     "pairs/cointegration-spread": cointegration_spread,
 }

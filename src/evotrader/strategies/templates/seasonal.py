@@ -5,6 +5,8 @@ Signals read the bar's own date only; calendars are known in advance, prices are
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -31,7 +33,7 @@ def day_of_week(bars: pd.DataFrame, *, entry_weekday: int, hold_days: int) -> np
     return np.asarray((weekday - entry_weekday) % 7 < hold_days, dtype=np.float64)
 
 
-SIGNALS = {
+SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "seasonal/turn-of-month": turn_of_month,
     "seasonal/halloween": halloween,
     "seasonal/day-of-week": day_of_week,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -43,7 +45,7 @@ def adx_directional(bars: pd.DataFrame, *, period: int, adx_threshold: float) ->
     return np.where(strong, banded_sign(plus - minus, 0.0), 0.0)
 
 
-SIGNALS = {
+SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "trend-following/moving-average-crossover": moving_average_crossover,
     "trend-following/price-above-moving-average": price_above_moving_average,
     "trend-following/macd": macd,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -26,7 +28,7 @@ def volatility_regime_filter(
     return calm.to_numpy(np.float64)
 
 
-SIGNALS = {
+SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "volatility/volatility-targeting": volatility_targeting,
     "volatility/volatility-regime-filter": volatility_regime_filter,
 }
