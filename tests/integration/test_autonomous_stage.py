@@ -71,15 +71,31 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return runs / "base", stdout
 
 
-def test_champion_is_saved_with_its_out_of_sample_report(baseline) -> None:
+def test_champion_is_saved_with_each_figure_under_its_split(baseline) -> None:
     run_dir, stdout = baseline
     champion = load_checkpoint(run_dir / "AR1_autonomous_final.pth")
     assert champion.kind == "autonomous"
-    assert {"test_sharpe", "test_buy_hold_sharpe", "dsr", "pbo", "fitness"} <= set(champion.metrics)
-    assert champion.metrics["candidates"] == 12  # 3 generations of 4
+    assert {
+        "test_sharpe",
+        "test_buy_hold_sharpe",
+        "validation_dsr",
+        "validation_trials",
+        "test_excess_psr",
+        "test_edge_p_value",
+        "fitness",
+    } <= set(champion.metrics)
+    assert "dsr" not in champion.metrics  # no unlabelled figure
+    assert "pbo" in champion.metrics or champion.extra["pbo"].startswith("PBO undefined: ")
+    assert champion.metrics["members"] == 12  # 3 generations of 4
+    assert champion.metrics["validation_trials"] == 12  # the only stage of this run
+    assert champion.extra["trials_by_stage"] == {"stage_4_autonomous": 12}
     assert champion.extra["lineage"][0]["id"] == champion.extra["member"]
-    assert "Champion on the test split (out of sample, after costs)" in stdout
-    assert "Deflated Sharpe Ratio" in stdout and "PBO" in stdout
+    selection, test = stdout.split("Champion, test split (touched once): out of sample", 1)
+    assert "validation split (used for selection)" in selection
+    assert "Deflated Sharpe Ratio" in selection and "over 12 trials" in selection
+    assert "Deflated Sharpe" not in test and "out of sample" not in selection
+    assert "edge over buy-and-hold: " in test and "12 trials behind selection" in test
+    assert stdout.rstrip().splitlines()[-1] == champion.extra["verdict"]  # the summary ends so
     assert "generation 3" in stdout
     archive = json.loads((run_dir / "stage_4_autonomous" / "archive.json").read_text())
     assert archive["generations_done"] == 3 and len(archive["members"]) == 12

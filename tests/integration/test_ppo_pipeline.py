@@ -65,7 +65,7 @@ def test_run_writes_config_state_checkpoint_and_summary(trained_run) -> None:
     assert Path(state["completed"]["stage_1_ppo"]["checkpoint"]) == run_dir / "AR1_stage_1_ppo.pth"
     assert (run_dir / "AR1_stage_1_ppo.pth").exists()
     assert "iter 3/3" in stdout
-    assert "Summary (validation split: out of sample, after costs)" in stdout
+    assert "Summary, validation split (used for selection), after costs" in stdout
 
 
 def test_tensorboard_holds_training_and_validation_scalars(trained_run) -> None:

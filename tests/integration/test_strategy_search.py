@@ -40,7 +40,7 @@ def test_strategy_search_runs_offline_fills_the_registry_and_backtests_its_best(
     assert "generator offline" in out
     assert "cycle 0: asked 3 explore + 0 exploit" in out and "cycle 1:" in out
     assert "Strategy leaderboard" in out and "Specs: " in out
-    assert "Summary (validation split: out of sample, after costs)" in out
+    assert "Summary, validation split (used for selection), after costs" in out
 
     path = tmp_path / "search" / "strategies.sqlite"
     with Registry(path) as registry:

@@ -1,22 +1,28 @@
-"""How much of a backtest's Sharpe is luck: Deflated Sharpe Ratio and PBO.
+"""How much of a backtest's Sharpe is luck: Probabilistic and Deflated Sharpe Ratio, and PBO.
 
 Evolution tries many candidates and keeps the best, so the best validation Sharpe is biased
-upwards even when no candidate has an edge. The Deflated Sharpe Ratio (Bailey and Lopez de
-Prado, 2014) asks whether the champion's Sharpe beats the best Sharpe expected from that
-many candidates by chance; the Probability of Backtest Overfitting (Bailey, Borwein, Lopez de
-Prado and Zhu, 2017; combinatorially symmetric cross-validation) asks how often the
-in-sample winner lands in the bottom half out of sample.
+upwards even when no candidate has an edge. The Probabilistic Sharpe Ratio (Bailey and Lopez de
+Prado, 2012) is the probability that the true Sharpe beats a threshold given the track record's
+length, skewness and kurtosis; the Deflated Sharpe Ratio (Bailey and Lopez de Prado, 2014) is the
+PSR against the best Sharpe expected from that many zero-edge candidates. The Probability of
+Backtest Overfitting (Bailey, Borwein, Lopez de Prado and Zhu, 2017; combinatorially symmetric
+cross-validation, CSCV) asks how often the candidate that wins on one half of the selection
+data lands in the bottom half on the other. All Sharpe ratios here are per period, never
+annualised.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 EULER_GAMMA = 0.5772156649015329
+# Return dispersion below this is rounding noise, not risk (as in backtest.metrics).
+ZERO_STD = 1e-12
 
 
 def expected_max_sharpe(sharpe_variance: float, trials: int) -> float:
@@ -30,61 +36,155 @@ def expected_max_sharpe(sharpe_variance: float, trials: int) -> float:
     return math.sqrt(max(sharpe_variance, 0.0)) * spread
 
 
-def deflated_sharpe_ratio(
-    returns: np.ndarray, trials: int, trial_sharpe_variance: float
-) -> dict[str, float]:
+def probabilistic_sharpe_ratio(
+    sharpe: float,
+    observations: int,
+    skew: float = 0.0,
+    kurtosis: float = 3.0,
+    threshold: float = 0.0,
+) -> float:
+    """P(true Sharpe > ``threshold``) from an observed per-period ``sharpe``.
+
+    ``kurtosis`` is the plain (not excess) kurtosis: 3 for normal returns. Negative skew and
+    fat tails widen the Sharpe's standard error and so lower the probability.
+    """
+    if observations < 2:
+        raise ValueError(f"a Sharpe ratio needs at least 2 observations, got {observations}")
+    spread = 1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2
+    z = (sharpe - threshold) * math.sqrt(observations - 1) / math.sqrt(max(spread, 1e-12))
+    return float(stats.norm.cdf(z))
+
+
+@dataclass(frozen=True)
+class SharpeEstimate:
+    """A return series' per-period Sharpe ratio with the moments its standard error needs."""
+
+    sharpe: float
+    observations: int
+    skew: float
+    kurtosis: float  # plain, not excess
+
+    @classmethod
+    def of(cls, returns: np.ndarray) -> SharpeEstimate | None:
+        """The estimate, or None when the returns have no dispersion (nothing to test)."""
+        returns = np.asarray(returns, dtype=np.float64)
+        if len(returns) < 3 or not np.isfinite(returns).all():
+            raise ValueError(f"need at least 3 finite returns, got {len(returns)}")
+        std = returns.std(ddof=1)
+        if std <= ZERO_STD:
+            return None
+        return cls(
+            sharpe=float(returns.mean() / std),
+            observations=len(returns),
+            skew=float(stats.skew(returns)),
+            kurtosis=float(stats.kurtosis(returns, fisher=False)),
+        )
+
+    def probability_above(self, threshold: float) -> float:
+        """The PSR of this estimate against ``threshold``."""
+        return probabilistic_sharpe_ratio(
+            self.sharpe, self.observations, self.skew, self.kurtosis, threshold
+        )
+
+
+def deflated_sharpe_ratio(returns: np.ndarray, trials: int, trial_sharpe_variance: float) -> float:
     """Probability that the true Sharpe of ``returns`` beats the best of ``trials`` by luck.
 
-    ``returns`` are the champion's per-period returns (not annualised);
-    ``trial_sharpe_variance`` is the variance of the per-period Sharpe ratios of every
-    candidate tried. Skewness and fat tails widen the Sharpe's standard error.
+    ``returns`` are the selected candidate's per-period returns; ``trial_sharpe_variance``
+    is the variance of the per-period Sharpe ratios of every candidate tried. Returns
+    without dispersion carry no evidence of an edge: 0.
     """
-    returns = np.asarray(returns, dtype=np.float64)
-    returns = returns[np.isfinite(returns)]
-    if len(returns) < 3 or returns.std() == 0:
-        return {"dsr": 0.0, "sharpe": 0.0, "sharpe_threshold": 0.0, "trials": float(trials)}
-    sharpe = returns.mean() / returns.std(ddof=1)
-    threshold = expected_max_sharpe(trial_sharpe_variance, trials)
-    skew = float(stats.skew(returns))
-    kurtosis = float(stats.kurtosis(returns, fisher=False))
-    denominator = math.sqrt(max(1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2, 1e-12))
-    z = (sharpe - threshold) * math.sqrt(len(returns) - 1) / denominator
-    return {
-        "dsr": float(stats.norm.cdf(z)),
-        "sharpe": float(sharpe),
-        "sharpe_threshold": float(threshold),
-        "trials": float(trials),
-    }
+    estimate = SharpeEstimate.of(returns)
+    if estimate is None:
+        return 0.0
+    return estimate.probability_above(expected_max_sharpe(trial_sharpe_variance, trials))
 
 
-def probability_of_backtest_overfitting(returns: np.ndarray, splits: int = 8) -> float:
+@dataclass(frozen=True)
+class PBO:
+    """The Probability of Backtest Overfitting, or why it is undefined (``value`` None).
+
+    ``candidates`` counts distinct candidates (identical return columns are one strategy);
+    ``dropped_rows`` are the oldest rows cut so that every CSCV block has the same length.
+    """
+
+    value: float | None
+    reason: str
+    candidates: int
+    splits: int
+    dropped_rows: int = 0
+
+    def describe(self) -> str:
+        if self.value is None:
+            return f"PBO undefined: {self.reason}"
+        return f"PBO {self.value:.2f} ({self.reason}; 0.5 = luck)"
+
+
+def probability_of_backtest_overfitting(returns: np.ndarray, splits: int = 8) -> PBO:
     """PBO by CSCV over a (periods, candidates) matrix of per-period returns.
 
-    The rows are cut into ``splits`` blocks; every half of the blocks serves once as in-sample
-    and the rest as out-of-sample. PBO is the share of those splits in which the in-sample
-    best candidate ranks at or below the median out of sample. 0.5 is what pure luck gives.
+    The oldest ``periods mod splits`` rows are dropped and the rest cut into ``splits``
+    equal blocks, as the paper requires. Every half of the blocks serves once as in-sample,
+    the other half as out-of-sample; PBO is the share of these splits in which the in-sample
+    best candidate ranks below the median out of sample (logit of its relative rank < 0).
+
+    Ties are not evidence of overfitting. Identical return columns are one strategy (counted
+    once); a logit of exactly 0 (median rank, e.g. every candidate tied out of sample) counts
+    as half; candidates tied for best in-sample share the split equally, as if picked at
+    random among them. Fewer than two distinct candidates, too few rows, or candidates that
+    never differ out of sample leave PBO undefined, with the reason, never 1.0.
     """
     matrix = np.asarray(returns, dtype=np.float64)
-    if matrix.ndim != 2 or matrix.shape[1] < 2:
-        raise ValueError(f"need a (periods, candidates>=2) matrix, got shape {matrix.shape}")
+    if matrix.ndim != 2:
+        raise ValueError(f"need a (periods, candidates) matrix, got shape {matrix.shape}")
     if splits < 2 or splits % 2:
         raise ValueError(f"splits must be an even number >= 2, got {splits}")
-    if matrix.shape[0] < 2 * splits:
-        raise ValueError(f"{matrix.shape[0]} periods are too few for {splits} splits")
-    blocks = np.array_split(np.arange(matrix.shape[0]), splits)
-    candidates = matrix.shape[1]
-    below = total = 0
+    if not np.isfinite(matrix).all():
+        raise ValueError("returns must be finite")
+    dropped = matrix.shape[0] % splits
+    matrix = matrix[dropped:]
+    distinct = _distinct_columns(matrix)
+    candidates = distinct.shape[1]
+
+    def undefined(reason: str) -> PBO:
+        return PBO(None, reason, candidates, splits, dropped)
+
+    if candidates < 2:
+        return undefined(
+            f"{matrix.shape[1]} candidate(s) with {candidates} distinct return series: "
+            "a single strategy has nothing to rank"
+        )
+    block = matrix.shape[0] // splits
+    if block < 2:
+        return undefined(f"{matrix.shape[0]} periods are too few for {splits} blocks")
+    blocks = distinct.reshape(splits, block, candidates)
+    overfit = 0.0
+    informative = total = 0
     for chosen in itertools.combinations(range(splits), splits // 2):
-        inside = np.concatenate([blocks[i] for i in chosen])
-        outside = np.concatenate([blocks[i] for i in range(splits) if i not in chosen])
-        best = int(np.argmax(_sharpe(matrix[inside])))
-        oos = _sharpe(matrix[outside])
-        rank = stats.rankdata(oos)[best] / (candidates + 1)  # relative rank in (0, 1)
-        below += math.log(rank / (1 - rank)) <= 0
+        rest = [i for i in range(splits) if i not in chosen]
+        inside = _sharpe(blocks[list(chosen)].reshape(-1, candidates))
+        outside = _sharpe(blocks[rest].reshape(-1, candidates))
+        winners = np.flatnonzero(inside == inside.max())
+        ranks = stats.rankdata(outside)[winners] / (candidates + 1)  # relative rank in (0, 1)
+        logits = np.log(ranks / (1 - ranks))
+        overfit += float(np.mean(np.where(logits < 0, 1.0, np.where(logits == 0, 0.5, 0.0))))
+        informative += bool(np.ptp(outside) > 0)
         total += 1
-    return below / total
+    if not informative:
+        return undefined(f"the {candidates} distinct candidates never differ out of sample")
+    note = f"CSCV, {splits} blocks of {block} periods, {candidates} distinct candidates"
+    if dropped:
+        note += f", oldest {dropped} periods dropped for equal blocks"
+    return PBO(overfit / total, note, candidates, splits, dropped)
+
+
+def _distinct_columns(matrix: np.ndarray) -> np.ndarray:
+    """The matrix without repeated columns, first occurrences kept in their order."""
+    _, first = np.unique(matrix, axis=1, return_index=True)
+    return matrix[:, np.sort(first)]
 
 
 def _sharpe(returns: np.ndarray) -> np.ndarray:
     std = returns.std(axis=0, ddof=1)
-    return np.where(std > 0, returns.mean(axis=0) / np.where(std > 0, std, 1.0), 0.0)
+    flat = std <= ZERO_STD
+    return np.where(flat, 0.0, returns.mean(axis=0) / np.where(flat, 1.0, std))

@@ -5,10 +5,13 @@ own genome (architecture and hyperparameters), children starting from their pare
 where shapes allow, and scores it by a backtest on the validation split after costs. Members
 then modify themselves (``check_performance_and_adapt``), the NAS controller breeds the next
 generation, and the archive is saved, so a crash resumes at the generation it interrupted.
-Training and scoring run as Ray tasks; every task is seeded by the member alone, so a
-cluster of any size returns the same numbers. The champion (best validation fitness over
-every member ever tried) is saved as ``{symbol}_autonomous_final.pth``; the test split is
-evaluated once, with the Deflated Sharpe Ratio and the PBO of the search.
+Every member's validation returns go into the run's trial ledger. Training and scoring run as
+Ray tasks; every task is seeded by the member alone, so a cluster of any size returns the same
+numbers. The champion (best validation fitness over every member ever tried) is saved as
+``{symbol}_autonomous_final.pth`` and reported twice, each figure named by its split: on the
+validation split it was selected on, the Deflated Sharpe Ratio of its excess over buy-and-hold
+over every trial of the run (all stages) and the PBO; then once on the test split, a one-trial
+test of that excess, from which the verdict on its edge is drawn.
 """
 
 from __future__ import annotations
@@ -28,9 +31,17 @@ from torch.utils.tensorboard import SummaryWriter
 from evotrader.agents import AutonomousAgent
 from evotrader.agents.agent_learning import make_chartist
 from evotrader.backtest.engine import BacktestResult, run_backtest
-from evotrader.backtest.overfitting import (
-    deflated_sharpe_ratio,
-    probability_of_backtest_overfitting,
+from evotrader.backtest.metrics import periods_per_year
+from evotrader.backtest.overfitting import PBO, probability_of_backtest_overfitting
+from evotrader.backtest.significance import (
+    TEST,
+    VALIDATION,
+    EdgeTest,
+    bar_returns,
+    edge_on_test,
+    edge_on_validation,
+    excess_returns,
+    verdict,
 )
 from evotrader.config import (
     AutonomousStageConfig,
@@ -56,6 +67,7 @@ from evotrader.training.checkpoint import (
 from evotrader.training.evaluation import HEADLINE, headline
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.population import Archive, Member, agent_settings, check_genes
+from evotrader.training.trials import Trial
 
 
 @dataclass(frozen=True)
@@ -87,7 +99,8 @@ class Outcome:
     member_id: int
     fitness: float
     metrics: dict[str, float]
-    returns: list[float]
+    returns: list[float]  # per bar on the validation split, after costs
+    benchmark_returns: list[float]  # buy-and-hold on the same bars
     architecture: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
 
@@ -124,6 +137,9 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
             member.fitness, member.metrics = outcome.fitness, outcome.metrics
             member.returns = outcome.returns
             save_checkpoint(member_checkpoint(ctx, member, outcome), _agent_path(ctx, member.id))
+            ctx.trials.record(
+                ctx.name, _trial_label(member.id), outcome.returns, outcome.benchmark_returns
+            )
         ranked = sorted(members, key=lambda m: (-m.fitness, m.id))
         adapt_rng = _rng(seed, generation, "adapt")
         for member in ranked:
@@ -186,7 +202,8 @@ def train_and_score(
         member_id=job.member_id,
         fitness=fitness(result.metrics, settings.fitness),
         metrics={key: float(value) for key, value in result.metrics.items()} | headline(result),
-        returns=result.equity.pct_change().fillna(0.0).tolist(),
+        returns=bar_returns(result.equity).tolist(),
+        benchmark_returns=bar_returns(result.benchmark_equity).tolist(),
         architecture=agent.architecture(),
         state_dict=agent.state_dict(),
     )
@@ -286,7 +303,12 @@ def fitness(metrics: dict[str, float], config: FitnessConfig) -> float:
 def crown_champion(
     ctx: StageContext, archive: Archive, settings: AutonomousStageConfig
 ) -> StageResult:
-    """Save the best member as the champion and report it once on the test split."""
+    """Save the best member as the champion and report it, each figure under its split.
+
+    First the selection it won on the validation split (its Deflated Sharpe over buy-and-hold
+    against every trial of the run, and the PBO), then its one look at the test split, which
+    alone decides the verdict on its edge over buy-and-hold.
+    """
     champion = archive.champion()
     saved = load_checkpoint(_agent_path(ctx, champion.id))
     agent = AutonomousAgent.from_checkpoint(saved)
@@ -295,25 +317,30 @@ def crown_champion(
     test = score(
         agent, ctx.bars.loc[: ctx.splits.test.index[-1]], ctx.splits.test.index[0], pipeline, env
     )
-    returns = np.asarray([m.returns for m in archive.members], dtype=np.float64)
-    sharpes = returns.mean(axis=1) / np.where(returns.std(axis=1) > 0, returns.std(axis=1), 1.0)
-    dsr = deflated_sharpe_ratio(
-        np.asarray(champion.returns),
-        trials=len(archive.members),
-        trial_sharpe_variance=float(sharpes.var()),
-    )
-    pbo = probability_of_backtest_overfitting(returns.T, settings.pbo_splits)
+    trials = ctx.trials.trials()
+    chosen = _champion_trial(ctx, trials, champion.id)
+    selection = edge_on_validation(chosen.excess, [trial.excess for trial in trials])
+    pbo = probability_of_backtest_overfitting(_return_matrix(trials), settings.pbo_splits)
+    holdout = edge_on_test(excess_returns(test.equity, test.benchmark_equity))
+    conclusion = verdict(holdout, selection.trials)
     validation = {key: champion.metrics[key] for key in HEADLINE}
     test_numbers = headline(test)
+    validation_ppy = periods_per_year(ctx.splits.validation.index)
+    test_ppy = periods_per_year(test.equity.index)
     metrics = (
         {f"validation_{k}": v for k, v in validation.items()}
         | {f"test_{k}": v for k, v in test_numbers.items()}
         | {
             "fitness": champion.fitness,
-            "dsr": dsr["dsr"],
-            "pbo": pbo,
-            "candidates": float(len(archive.members)),
+            "members": float(len(archive.members)),
+            "validation_excess_sharpe": selection.sharpe * np.sqrt(validation_ppy),
+            "validation_dsr": selection.probability,
+            "validation_trials": float(selection.trials),
+            "test_excess_sharpe": holdout.sharpe * np.sqrt(test_ppy),
+            "test_excess_psr": holdout.probability,
+            "test_edge_p_value": holdout.p_value,
         }
+        | ({} if pbo.value is None else {"pbo": pbo.value})
     )
     final = replace(
         saved,
@@ -323,6 +350,9 @@ def crown_champion(
             "lineage": archive.lineage(champion.id),
             "genome": champion.genome,
             "adaptations": archive.adaptations,
+            "trials_by_stage": ctx.trials.stage_counts(),
+            "pbo": pbo.describe(),
+            "verdict": conclusion,
         },
     )
     path = ctx.run_dir / checkpoint_name(ctx.config.data.symbol, CHAMPION_STAGE)
@@ -330,12 +360,63 @@ def crown_champion(
     print(
         f"\n[{ctx.name}] champion: agent {champion.id} (generation {champion.generation}) -> {path}"
     )
-    print(test.report("Champion on the test split (out of sample, after costs)"))
-    print(
-        f"Deflated Sharpe Ratio {dsr['dsr']:.3f} ({len(archive.members)} candidates tried; "
-        f"> 0.95 means an edge beyond selection luck) | PBO {pbo:.2f} (0.5 = luck)"
+    print(selection_report(selection, validation_ppy, ctx.trials.stage_counts(), pbo))
+    print()
+    print(test.report(f"Champion, {TEST}: out of sample, after costs"))
+    print(holdout_report(holdout, test_ppy))
+    print(conclusion)
+    return StageResult(
+        checkpoint=str(path),
+        validation=validation,
+        seconds=0.0,
+        test=test_numbers,
+        verdict=conclusion,
     )
-    return StageResult(checkpoint=str(path), validation=validation, seconds=0.0)
+
+
+def selection_report(
+    selection: EdgeTest, ppy: float, trials_by_stage: dict[str, int], pbo: PBO
+) -> str:
+    """How much of the champion's validation edge survives the search that found it."""
+    stages = ", ".join(f"{stage} {count}" for stage, count in trials_by_stage.items())
+    return (
+        f"Selection, {VALIDATION}, after costs:\n"
+        f"excess over buy-and-hold: Sharpe {selection.sharpe * np.sqrt(ppy):.2f} (annualised); "
+        f"Deflated Sharpe Ratio {selection.probability:.3f} over {selection.trials} trials "
+        f"({stages}; > 0.95: beats the best of that many zero-edge candidates)\n"
+        f"{pbo.describe()}"
+    )
+
+
+def holdout_report(holdout: EdgeTest, ppy: float) -> str:
+    """The champion's one-trial test on the test split: its excess over buy-and-hold."""
+    return (
+        f"excess over buy-and-hold on the {TEST}: Sharpe "
+        f"{holdout.sharpe * np.sqrt(ppy):.2f} (annualised), probabilistic Sharpe "
+        f"{holdout.probability:.3f} (one trial)"
+    )
+
+
+def _champion_trial(ctx: StageContext, trials: list[Trial], member_id: int) -> Trial:
+    key = (ctx.name, _trial_label(member_id))
+    chosen = next((trial for trial in trials if trial.key == key), None)
+    if chosen is None:
+        raise ValueError(
+            f"{ctx.trials.path} has no validation record of agent {member_id}: the run "
+            "predates the trial ledger; start a new run"
+        )
+    return chosen
+
+
+def _return_matrix(trials: list[Trial]) -> np.ndarray:
+    """Every trial's validation returns as the (periods, candidates) matrix PBO reads."""
+    lengths = {len(trial.returns) for trial in trials}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"trials cover different validation periods (lengths {sorted(lengths)}); every "
+            "stage must score the same validation split"
+        )
+    return np.column_stack([trial.returns for trial in trials])
 
 
 def member_checkpoint(ctx: StageContext, member: Member, outcome: Outcome) -> Checkpoint:
@@ -438,7 +519,7 @@ def log_generation(
     sizes = [m.metrics.get("parameters", np.nan) for m in members]
     if np.isfinite(sizes).all():
         writer.add_histogram("architecture/parameters", np.asarray(sizes), step)
-    print(f"\n[{ctx.name}] generation {step}  ({seconds:.0f}s)")
+    print(f"\n[{ctx.name}] generation {step}  ({seconds:.0f}s), {VALIDATION}")
     print(
         f"{'agent':>6}{'origin':>11}{'parents':>9}{'fitness':>9}{'sharpe':>8}{'max DD':>8}"
         f"{'trades':>7}  genome"
@@ -467,6 +548,10 @@ def diversity(genomes: list[dict[str, Any]]) -> float:
 
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _trial_label(member_id: int) -> str:
+    return f"agent {member_id}"
 
 
 def _agent_path(ctx: StageContext, member_id: int) -> Path:

@@ -1,4 +1,7 @@
-"""Out-of-sample evaluation of any policy on a time split, after costs."""
+"""Evaluation of any policy on one time split, after costs, next to buy-and-hold.
+
+Only the test split is out of sample: the validation split is where every stage selects.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import pandas as pd
 
 from evotrader.backtest.engine import BacktestResult, run_backtest
 from evotrader.backtest.policies import Policy
+from evotrader.backtest.significance import bar_returns
 from evotrader.config import EnvConfig, execution_from
 from evotrader.data import FeaturePipeline
 
@@ -63,18 +67,28 @@ def validate(
     writer: SummaryWriter,
     best: dict[str, float],
 ) -> dict[str, float]:
-    """Backtest on the validation split, log it, and print it next to buy-and-hold.
+    """Backtest on the validation split, record it as a trial, and print it next to
+    buy-and-hold.
 
     The stage decides what to keep; ``best`` only marks whether this evaluation beats it.
+    Every evaluation is a candidate the stage could select, so each goes into the run's
+    trial ledger, keyed by iteration (a resumed stage re-scoring one replaces it).
     """
-    numbers = headline(
-        evaluate_on_split(policy, ctx.bars, ctx.splits.validation, ctx.pipeline, ctx.config.env)
+    result = evaluate_on_split(
+        policy, ctx.bars, ctx.splits.validation, ctx.pipeline, ctx.config.env
     )
+    ctx.trials.record(
+        ctx.name,
+        f"iteration {iteration}",
+        bar_returns(result.equity),
+        bar_returns(result.benchmark_equity),
+    )
+    numbers = headline(result)
     for name, value in numbers.items():
         writer.add_scalar(f"validation/{name}", value, iteration)
     improved = numbers["sharpe"] > best["sharpe"]
     print(
-        f"[{ctx.name}] validation sharpe={numbers['sharpe']:.2f} "
+        f"[{ctx.name}] validation (used for selection) sharpe={numbers['sharpe']:.2f} "
         f"(buy&hold {numbers['buy_hold_sharpe']:.2f}) return={numbers['total_return']:.2%} "
         f"trades={int(numbers['n_trades'])}{'  * best, saved' if improved else ''}",
         flush=True,

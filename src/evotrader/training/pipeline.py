@@ -21,9 +21,11 @@ import ray
 from omegaconf import OmegaConf
 from torch import nn
 
+from evotrader.backtest.significance import TEST, VALIDATION
 from evotrader.config import TrainingConfig, bars_from, pipeline_from, splits_from
 from evotrader.data import FeaturePipeline, TimeSplits
 from evotrader.training.checkpoint import Checkpoint, checkpoint_name
+from evotrader.training.trials import LEDGER_NAME, TrialLedger
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,11 @@ class StageContext:
     @property
     def checkpoint_path(self) -> Path:
         return self.run_dir / checkpoint_name(self.config.data.symbol, self.name)
+
+    @property
+    def trials(self) -> TrialLedger:
+        """Every candidate the run scored on the validation split: the DSR's trials."""
+        return TrialLedger(self.run_dir / LEDGER_NAME)
 
     def data_source(self) -> dict[str, Any]:
         """How to load these bars again (run_backtest and the live bot need it)."""
@@ -95,11 +102,19 @@ class StageContext:
 
 @dataclass
 class StageResult:
-    """A finished stage: its best checkpoint and validation (out-of-sample) headline."""
+    """A finished stage: its checkpoint and headline figures, each named by its split.
+
+    ``validation`` is the kept candidate on the validation split, the split it was selected
+    on: the best of many tries, so optimistic and never out of sample. A stage that crowns a
+    champion also reports it once on the test split (``test``), with the ``verdict`` on its
+    edge over buy-and-hold.
+    """
 
     checkpoint: str
     validation: dict[str, float]
     seconds: float
+    test: dict[str, float] = field(default_factory=dict)
+    verdict: str = ""
 
 
 Stage = Callable[[StageContext], StageResult]
@@ -194,22 +209,36 @@ def _start_ray(config: TrainingConfig) -> None:
 
 
 def summary_table(results: dict[str, StageResult]) -> str:
-    """One row per stage: validation (out-of-sample, after costs) next to buy-and-hold."""
-    header = (
-        f"{'stage':<20}{'val Sharpe':>11}{'B&H Sharpe':>11}{'val return':>12}"
-        f"{'B&H return':>12}{'max DD':>9}{'trades':>8}{'time':>8}  checkpoint"
-    )
+    """One table per split, each named: every stage on the validation split it was selected
+    on, then any champion on the test split, ending with the verdict on its edge."""
     lines = [
         "",
-        "Summary (validation split: out of sample, after costs)",
-        header,
-        "-" * len(header),
+        f"Summary, {VALIDATION}, after costs: each stage's best of its candidates on the",
+        "split it was chosen on, so optimistic",
+        *_split_table("val", {name: (done.validation, done) for name, done in results.items()}),
     ]
-    for name, done in results.items():
-        v = done.validation
+    champions = {name: (done.test, done) for name, done in results.items() if done.test}
+    if champions:
+        lines += [
+            "",
+            f"Champion, {TEST}: out of sample, after costs",
+            *_split_table("test", champions),
+        ]
+        lines += [done.verdict for _, done in champions.values() if done.verdict]
+    return "\n".join(lines)
+
+
+def _split_table(split: str, rows: dict[str, tuple[dict[str, float], StageResult]]) -> list[str]:
+    """Header, rule and one row per stage: ``split`` figures next to buy-and-hold's."""
+    header = (
+        f"{'stage':<20}{split + ' Sharpe':>12}{'B&H Sharpe':>11}{split + ' return':>13}"
+        f"{'B&H return':>12}{'max DD':>9}{'trades':>8}{'time':>8}  checkpoint"
+    )
+    lines = [header, "-" * len(header)]
+    for name, (v, done) in rows.items():
         lines.append(
-            f"{name:<20}{v['sharpe']:>11.2f}{v['buy_hold_sharpe']:>11.2f}"
-            f"{v['total_return']:>12.2%}{v['buy_hold_return']:>12.2%}{v['max_drawdown']:>9.2%}"
+            f"{name:<20}{v['sharpe']:>12.2f}{v['buy_hold_sharpe']:>11.2f}"
+            f"{v['total_return']:>13.2%}{v['buy_hold_return']:>12.2%}{v['max_drawdown']:>9.2%}"
             f"{int(v['n_trades']):>8d}{done.seconds:>7.0f}s  {done.checkpoint}"
         )
-    return "\n".join(lines)
+    return lines

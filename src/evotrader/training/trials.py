@@ -1,0 +1,94 @@
+"""The trial ledger: every candidate a run scored on the validation split, across all stages.
+
+Each stage selects on the validation split (PPO, MoE and MAML keep their best evaluation, the
+autonomous stage its fittest member), so every one of those evaluations is a trial behind the
+champion and the Deflated Sharpe Ratio must count them all. The ledger is
+``runs/<run>/trials.jsonl``, one line per evaluation: the stage, a label naming the
+candidate ("iteration 10", "agent 7"), and its per-bar returns on the validation split after
+costs next to buy-and-hold's on the same bars. Lines are only appended; a resumed stage that
+scores the same candidate again writes a newer line with the same key (stage, label), and the
+newest one wins, so nothing is counted twice. A line cut short by a crash is skipped: the stage
+had not saved its progress past that evaluation, so it scores the candidate again on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+LEDGER_NAME = "trials.jsonl"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One candidate's validation returns, next to buy-and-hold's on the same bars."""
+
+    stage: str
+    label: str
+    returns: tuple[float, ...]
+    benchmark: tuple[float, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.stage, self.label
+
+    @property
+    def excess(self) -> np.ndarray:
+        return np.asarray(self.returns) - np.asarray(self.benchmark)
+
+
+@dataclass(frozen=True)
+class TrialLedger:
+    path: Path
+
+    def record(self, stage: str, label: str, returns: np.ndarray, benchmark: np.ndarray) -> None:
+        """Append one evaluation (durably: a crash loses at most the line being written)."""
+        if len(returns) != len(benchmark):
+            raise ValueError(
+                f"{stage} {label}: {len(returns)} strategy returns against {len(benchmark)} "
+                "for buy-and-hold"
+            )
+        trial = Trial(stage, label, tuple(map(float, returns)), tuple(map(float, benchmark)))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as handle:
+            if handle.tell() and not _ends_with_newline(self.path):
+                handle.write(b"\n")  # close a line cut short by a crash
+            handle.write(json.dumps(asdict(trial)).encode() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def trials(self) -> list[Trial]:
+        """Every distinct candidate, the newest evaluation of each, in order of first record."""
+        if not self.path.exists():
+            return []
+        latest: dict[tuple[str, str], Trial] = {}
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            try:
+                raw = json.loads(line)
+                trial = Trial(
+                    raw["stage"], raw["label"], tuple(raw["returns"]), tuple(raw["benchmark"])
+                )
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                log.warning("%s:%d: skipping a damaged trial line (%s)", self.path, number, error)
+                continue
+            latest[trial.key] = trial
+        return list(latest.values())
+
+    def stage_counts(self) -> dict[str, int]:
+        """How many distinct candidates each stage scored on the validation split."""
+        counts: dict[str, int] = {}
+        for trial in self.trials():
+            counts[trial.stage] = counts.get(trial.stage, 0) + 1
+        return counts
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
