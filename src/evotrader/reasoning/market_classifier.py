@@ -239,7 +239,8 @@ class RuleClassifier(RegimeClassifier):
 
 @dataclass(frozen=True)
 class HMMConfig:
-    """EM settings; the fit series is cut into ``chunk``-bar pieces fitted in parallel."""
+    """EM settings; the fit series is cut into ``chunk``-bar pieces (the last one may be
+    shorter) fitted in parallel."""
 
     max_iter: int = 200
     tol: float = 1e-6
@@ -272,9 +273,10 @@ class HMMClassifier(RegimeClassifier):
     market both trend states can have positive means.
 
     EM runs on the series cut into ``chunk``-bar pieces, each starting from the fitted initial
-    distribution, so the forward-backward recursion is vectorised across pieces; prediction
-    runs the same forward filter over each window. Returns are divided by the fit series' std,
-    so means and variances are in units of it.
+    distribution, so the forward-backward recursion is vectorised across pieces; the last,
+    shorter piece is padded with missing observations, so every return counts exactly once.
+    Prediction runs the same forward filter over each window. Returns are divided by the fit
+    series' std, so means and variances are in units of it.
     """
 
     name = "hmm"
@@ -299,11 +301,13 @@ class HMMClassifier(RegimeClassifier):
         self.scale = float(returns.std())
         x = returns / self.scale
         length = min(cfg.chunk, len(x))
-        chunks = x[: len(x) // length * length].reshape(-1, length)
+        padded = -(-len(x) // length) * length
+        chunks = np.pad(x, (0, padded - len(x))).reshape(-1, length)
+        observed = (np.arange(padded) < len(x)).reshape(-1, length)
         self._initialise(x)
         previous = -np.inf
         for iteration in range(1, cfg.max_iter + 1):
-            self.log_likelihood, self.iterations = self._em_step(chunks), iteration
+            self.log_likelihood, self.iterations = self._em_step(chunks, observed), iteration
             if abs(self.log_likelihood - previous) <= cfg.tol * abs(self.log_likelihood):
                 break
             previous = self.log_likelihood
@@ -342,16 +346,22 @@ class HMMClassifier(RegimeClassifier):
             prior = alpha[:, t] @ self.transition
         return alpha, norm
 
-    def _em_step(self, chunks: np.ndarray) -> float:
-        """One Baum-Welch iteration on (pieces, length); returns the log-likelihood before it."""
+    def _em_step(self, chunks: np.ndarray, observed: np.ndarray) -> float:
+        """One Baum-Welch iteration on (pieces, length); returns the log-likelihood before it.
+
+        Padding (``observed`` False, only at the end of the last piece) is a missing
+        observation: density 1 in every state, so it adds nothing to the likelihood, and it
+        gets no weight in the updated parameters.
+        """
         b, log_top = self._emissions(chunks)
+        b[~observed], log_top[~observed] = 1.0, 0.0
         alpha, norm = self._forward(b)
         beta = np.ones_like(b)
         for t in range(chunks.shape[1] - 2, -1, -1):
             beta[:, t] = (b[:, t + 1] * beta[:, t + 1]) @ self.transition.T / norm[:, t + 1, None]
         gamma = alpha * beta
-        gamma /= gamma.sum(axis=2, keepdims=True)
-        ahead = b[:, 1:] * beta[:, 1:] / norm[:, 1:, None]
+        gamma *= observed[..., None] / gamma.sum(axis=2, keepdims=True)
+        ahead = b[:, 1:] * beta[:, 1:] * (observed[:, 1:] / norm[:, 1:])[..., None]
         xi = self.transition * np.einsum("nti,ntj->ij", alpha[:, :-1], ahead)
 
         # A tiny pseudo-count keeps a state that loses all its weight well defined.

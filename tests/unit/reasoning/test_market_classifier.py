@@ -3,6 +3,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import logsumexp
+from scipy.stats import norm
 
 from evotrader.data import FeaturePipeline, generate_synthetic
 from evotrader.reasoning import (
@@ -96,6 +98,31 @@ def test_hmm_recovers_the_generators_regimes(train_returns: np.ndarray) -> None:
     assert 6 < hmm.variances[volatile] / hmm.variances[up] < 12
     assert hmm.means[up] > 0 > hmm.means[down]
     assert np.allclose(hmm.transition.sum(axis=1), 1) and np.diag(hmm.transition).min() > 0.9
+
+
+def reference_log_likelihood(hmm: RegimeClassifier, returns: np.ndarray, chunk: int) -> float:
+    """The fitted HMM's log-likelihood of every return, each ``chunk``-bar piece (the last one
+    shorter) starting from the initial distribution: a log-space forward pass in scipy."""
+    x = returns / hmm.scale
+    total = 0.0
+    for start in range(0, len(x), chunk):
+        log_b = norm.logpdf(x[start : start + chunk, None], hmm.means, np.sqrt(hmm.variances))
+        log_alpha = np.log(hmm.initial) + log_b[0]
+        for row in log_b[1:]:
+            log_alpha = logsumexp(log_alpha[:, None] + np.log(hmm.transition), axis=0) + row
+        total += logsumexp(log_alpha)
+    return total
+
+
+@pytest.mark.parametrize("n", [1000, 1025, 1024])  # tails of 232, 1 and 0 returns
+def test_hmm_em_counts_every_return_exactly_once(train_returns: np.ndarray, n: int) -> None:
+    returns = train_returns[:n]
+    once = make_classifier("hmm", chunk=256, max_iter=1).fit(returns)
+    twice = make_classifier("hmm", chunk=256, max_iter=2).fit(returns)
+    # EM reports the likelihood before its update: iteration 2 scores iteration 1's result.
+    assert twice.log_likelihood == pytest.approx(
+        reference_log_likelihood(once, returns, 256), rel=1e-10
+    )
 
 
 def test_probabilities_are_a_distribution_and_batch_equals_single(
