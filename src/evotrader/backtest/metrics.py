@@ -1,8 +1,8 @@
 """Performance, trade and turnover metrics for backtest results.
 
-Every number a user reads (out of sample, after costs, next to buy-and-hold) comes from
-here, so each formula is written out in the docstring of the function that computes it.
-Conventions: an equity curve is marked at each bar close and its first value is the
+Every number a user reads (after costs, next to buy-and-hold, under the name of its split)
+comes from here, so each formula is written out in the docstring of the function that
+computes it. Conventions: an equity curve is marked at each bar close and its first value is the
 initial equity; per-bar simple returns are ``r_t = E_t / E_{t-1} - 1``; ``n`` is the
 number of returns (``len(equity) - 1``); ``ppy`` is bars per year; the risk-free rate is 0.
 """
@@ -218,7 +218,7 @@ _DISPLAY: dict[str, tuple[str, str]] = {
 def format_comparison(
     strategy: dict[str, float],
     benchmark: dict[str, float],
-    title: str = "Strategy vs buy & hold (out of sample, after costs)",
+    title: str = "Strategy vs buy & hold (after costs)",
 ) -> str:
     """Plain-text table of strategy metrics next to buy-and-hold, one row per metric.
 

@@ -2,7 +2,7 @@
 
 Look-ahead: every bar after a cut-off is perturbed (and, separately, dropped) and no
 decision up to the cut-off may change. Then the screened result is held against limits:
-in-sample vs out-of-sample Sharpe gap, minimum trades, drawdown, position concentration per
+in-sample vs walk-forward Sharpe gap, minimum trades, drawdown, position concentration per
 symbol and profit concentration in one trade. Static universes get a survivorship note.
 The limits are a small dataclass here; mapping the user's risk preferences onto it is the
 caller's job (fractions, not percentages).
@@ -133,8 +133,8 @@ def audit(
 ) -> AuditReport:
     """Audit ``spec`` with the parameters ``result`` settled on, on ``data`` (by symbol).
 
-    ``result`` is a screening result: its metrics are out of sample and its diagnostics
-    carry the mean in-sample Sharpe of the walk-forward folds.
+    ``result`` is a screening result: its metrics are the walk-forward folds' (each traded
+    after fitting on earlier bars) and its diagnostics carry their mean in-sample Sharpe.
     """
     limits = limits or AuditLimits()
     tuned = spec.with_parameters(result.parameters)
@@ -177,7 +177,7 @@ def _sharpe_gap(result: StrategyResult, limits: AuditLimits) -> AuditCheck:
     if in_sample is None:
         return AuditCheck("sharpe gap", False, "the result carries no in-sample Sharpe to compare")
     gap = in_sample - result.metrics["sharpe"]
-    detail = f"in-sample {in_sample:.2f} vs out-of-sample {result.metrics['sharpe']:.2f}"
+    detail = f"in-sample {in_sample:.2f} vs walk-forward {result.metrics['sharpe']:.2f}"
     return AuditCheck(
         "sharpe gap",
         gap <= limits.max_sharpe_gap,

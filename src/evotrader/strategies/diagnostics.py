@@ -86,12 +86,12 @@ def findings(
     sharpe = summary["sharpe"]
     if in_sample_sharpe is not None and in_sample_sharpe - sharpe > 0.5:
         notes.append(
-            f"in-sample Sharpe {in_sample_sharpe:.2f} vs out-of-sample {sharpe:.2f}: the "
+            f"in-sample Sharpe {in_sample_sharpe:.2f} vs walk-forward {sharpe:.2f}: the "
             "optimised parameters did not carry over"
         )
     if len(fold_sharpes) > 1 and min(fold_sharpes) < 0 < max(fold_sharpes):
         listed = ", ".join(f"{s:.2f}" for s in fold_sharpes)
-        notes.append(f"out-of-sample Sharpe by fold {listed}: the edge is not stable")
+        notes.append(f"walk-forward Sharpe by fold {listed}: the edge is not stable")
     if summary["exposure"] < 0.1:
         notes.append(f"in the market only {summary['exposure']:.0%} of the time")
     if benchmark["sharpe"] > sharpe:

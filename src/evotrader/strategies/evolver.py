@@ -3,8 +3,8 @@
 Each cycle asks the generator for ``batch_size`` specs, split by these rules:
 
 1. Parents are the screened specs with positive fitness (``Evaluated.fitness``: the
-   walk-forward Sharpe, scaled down when short of the screen's minimum trades), an
-   out-of-sample edge worth refining; best first, at most ``top_n_screen``.
+   walk-forward Sharpe, scaled down when short of the screen's minimum trades), a
+   walk-forward edge worth refining; best first, at most ``top_n_screen``.
 2. With no parent the whole batch explores. Otherwise ``round(batch_size x explore_ratio)``
    specs explore and the rest exploit the parents in turn.
 3. The search stops after ``exhaustion_cycles`` cycles in a row without a new best

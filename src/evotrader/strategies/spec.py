@@ -354,7 +354,8 @@ _CONTENT_FIELDS = ("template", "parameters", "universe", "risk")
 class StrategyResult:
     """One phase's verdict on one spec, with everything an analyst needs to read it.
 
-    ``metrics`` are out of sample and after costs (evotrader.backtest.metrics formulas),
+    ``metrics`` are after costs (evotrader.backtest.metrics formulas) on bars the phase did
+    not fit its parameters on (walk-forward folds, or the validation split),
     ``benchmark`` is buy-and-hold on the same bars. ``parameters`` are the ones the phase
     settled on (for walk-forward screening: the last fold's). ``regimes`` maps a regime
     name to that regime's results. ``failure_reason`` is the analyst-style text (empty when

@@ -1,8 +1,8 @@
 """The RLlib stages (stage_1_ppo, stage_2_moe): one PPO training loop for any of our modules.
 
 One loop you can follow: train an iteration, log it, every ``eval_interval`` iterations
-backtest the current policy on the validation split (out of sample, after costs) and keep
-the best, and after every iteration save ``last.pth`` so an interrupted run resumes.
+backtest the current policy on the validation split (used for selection, after costs) and
+keep the best, and after every iteration save ``last.pth`` so an interrupted run resumes.
 A stage differs only in its ``RLlibStage``: the RLModule, an optional learner subclass
 (MoE's load-balancing loss) and the extra learner scalars it logs.
 """

@@ -298,8 +298,8 @@ def headline(result: StrategyResult) -> dict[str, float]:
 
 
 def leaderboard_table(rows: Sequence[LeaderboardRow]) -> str:
-    """Screen (walk-forward on the search window) and validation (held-out window,
-    NautilusTrader) numbers side by side, after costs, best first."""
+    """Screen (walk-forward on the search window) and validation (the validation split,
+    used for selection, NautilusTrader) numbers side by side, after costs, best first."""
     header = (
         f"{'#':>2} {'spec':<16} {'template':<42} {'universe':<18} {'gen':>3} "
         f"{'scr SR':>7} {'scr DD':>7} {'trd':>4} {'ok':>3} "
@@ -308,8 +308,8 @@ def leaderboard_table(rows: Sequence[LeaderboardRow]) -> str:
     )
     lines = [
         "",
-        "Strategy leaderboard (after costs; screen: walk-forward out-of-sample folds of the "
-        "search window; validation: held-out validation split in NautilusTrader)",
+        "Strategy leaderboard (after costs; screen: walk-forward folds of the search window; "
+        "validation: validation split (used for selection), in NautilusTrader)",
         header,
         "-" * len(header),
     ]

@@ -70,7 +70,7 @@ def test_a_peeking_template_fails_the_look_ahead_check(monkeypatch) -> None:
             {"sharpe": 0.2},
             AuditLimits(),
             "sharpe gap",
-            "in-sample 1.40 vs out-of-sample 0.20 (gap 1.20, limit 1)",
+            "in-sample 1.40 vs walk-forward 0.20 (gap 1.20, limit 1)",
         ),
         ({"n_trades": 12.0}, AuditLimits(), "minimum trades", "12 trades (minimum 20)"),
         ({"max_drawdown": -0.31}, AuditLimits(), "drawdown", "max drawdown 31.0% (limit 30%)"),

@@ -88,8 +88,8 @@ def test_findings_name_costs_overfitting_instability_and_exposure() -> None:
     )
     assert notes == [
         "costs (fees 20, slippage 10) took 43% of the gross profit",
-        "in-sample Sharpe 1.90 vs out-of-sample 0.20: the optimised parameters did not carry over",
-        "out-of-sample Sharpe by fold 1.10, -0.35: the edge is not stable",
+        "in-sample Sharpe 1.90 vs walk-forward 0.20: the optimised parameters did not carry over",
+        "walk-forward Sharpe by fold 1.10, -0.35: the edge is not stable",
         "in the market only 5% of the time",
         "buy & hold made Sharpe 0.60 on the same bars",
     ]

@@ -53,9 +53,7 @@ def test_random_walk_fails_with_an_analysts_reason(random_walk) -> None:
     assert result.failure_reason == "Failed: " + "; ".join(result.failure_details)
     in_sample = result.diagnostics["in_sample_sharpe"]
     assert in_sample - sharpe > 0.5  # the optimiser found noise in-sample (0.84 vs -0.10)
-    assert (
-        f"in-sample Sharpe {in_sample:.2f} vs out-of-sample {sharpe:.2f}" in result.failure_reason
-    )
+    assert f"in-sample Sharpe {in_sample:.2f} vs walk-forward {sharpe:.2f}" in result.failure_reason
     assert "lost money before costs too" in result.failure_reason
 
 
