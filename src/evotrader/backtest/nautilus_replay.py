@@ -20,7 +20,7 @@ strategy track's NautilusTrader validation can reuse them.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -195,7 +195,7 @@ def new_engine(
 class TargetReplay(Strategy):
     """On bar k, trade to ``targets[k]`` x equity (whole shares) when the target changes."""
 
-    def __init__(self, instrument: Instrument, targets: Sequence[float]) -> None:
+    def __init__(self, instrument: Instrument, targets: Iterable[float]) -> None:
         super().__init__()
         self.instrument, self.targets = instrument, list(targets)
         self.bars_seen, self.target = 0, 0.0

@@ -439,16 +439,14 @@ class IBKRBroker(Broker):
                     f"on {instrument.exchange} in {instrument.currency} (IB error 200)"
                 ) from exc
             raise
-        if len(details) != 1:
-            found = ", ".join(
-                f"{d.contract.symbol}@{d.contract.primaryExchange} conId {d.contract.conId}"
-                for d in details
-            )
+        contracts = [_contract_of(d) for d in details]
+        if len(contracts) != 1:
+            found = ", ".join(f"{c.symbol}@{c.primaryExchange} conId {c.conId}" for c in contracts)
             raise UnknownInstrument(
                 f"IBKR qualify: {instrument.symbol} matches {len(details)} contracts"
                 + (f" ({found}); set broker_id to the conId to pick one" if details else "")
             )
-        qualified = details[0].contract
+        qualified = contracts[0]
         if instrument.exchange == "SMART":
             qualified.exchange = "SMART"
         self._contracts[instrument.symbol] = qualified
@@ -632,7 +630,9 @@ class IBKRBroker(Broker):
             return known
         contract = self._contract(request.instrument)
         quantity = self._checked_quantity(request)
+        order: ib.Order
         if request.order_type is OrderType.LIMIT:
+            assert request.limit_price is not None  # OrderRequest checks limit orders have one
             order = ib.LimitOrder(str(request.side), quantity, request.limit_price)
         else:
             order = ib.MarketOrder(str(request.side), quantity)
@@ -699,11 +699,12 @@ class IBKRBroker(Broker):
             if t.order.orderRef and t.order.account in ("", self._account_id)
         ]
 
-    def _trade(self, client_ref: str) -> Any:
+    def _trade(self, client_ref: str) -> ib.Trade | None:
         """The newest ib_async trade with this orderRef, preferring one still working."""
         trades = [t for t in self._ib.trades() if t.order.orderRef == client_ref]
         working = [t for t in trades if t.orderStatus.status not in DONE_STATES]
-        return (working or trades or [None])[-1]
+        newest = working or trades
+        return newest[-1] if newest else None
 
     def _find(self, client_ref: str) -> OrderState | None:
         trade = self._trade(client_ref)
@@ -835,6 +836,13 @@ class IBKRBroker(Broker):
             currency if currency != "BASE" else "USD",
             self.now(),
         )
+
+
+def _contract_of(details: ib.ContractDetails) -> ib.Contract:
+    """The contract of IB's contract details: ib_async types it optional, IB always sends it."""
+    if details.contract is None:
+        raise BrokerError("IBKR qualify: contract details came without a contract")
+    return details.contract
 
 
 def _utc(moment: datetime) -> pd.Timestamp:

@@ -107,7 +107,8 @@ class Evolution(SearchController):
         ]
         while len(children) < size:
             parent = self._tournament(ranked, rng)
-            genome, parents, origin = parent.genome, (parent.id,), "mutation"
+            genome, origin = parent.genome, "mutation"
+            parents: tuple[int, ...] = (parent.id,)
             if rng.random() < self.crossover_rate and len(ranked) > 1:
                 other = self._tournament([a for a in ranked if a.id != parent.id], rng)
                 genome = self.space.crossover(genome, other.genome, rng)

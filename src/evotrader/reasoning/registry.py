@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 
 class Creatable(Protocol):
     """What a registered component offers: a config dataclass and a factory from options."""
 
-    config_type: type[Any]
+    config_type: ClassVar[type[Any]]
 
     @classmethod
     def create(cls, **options: Any) -> Self: ...

@@ -195,6 +195,7 @@ class RiskEngine:
         state.peak_equity = max(state.peak_equity or equity, equity)
         if not equity > 0:
             return self.trip(BreakerKind.DRAWDOWN, f"equity {equity:,.2f} is not positive", now)
+        assert state.day_start_equity is not None  # set whenever state.day is (above)
         reason = breakers.daily_loss(state.day_start_equity, equity, prefs.max_daily_loss_pct)
         if reason:
             return self.trip(BreakerKind.DAILY_LOSS, reason, now)
