@@ -18,6 +18,7 @@ import torch
 
 from evotrader.backtest import metrics
 from evotrader.backtest.policies import Policy, as_policy
+from evotrader.data.errors import DataError
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
 from evotrader.env.market_data import MarketData
@@ -125,7 +126,9 @@ def run_backtest(
     result stays out of sample. ``agent_state`` must match how the policy was trained:
     True means its observations carry its own position and unrealised return.
     ``start`` makes the earlier bars history only (feature and window warm-up): trading
-    and every reported number begin at the first bar at or after it.
+    and every reported number begin at the first bar at or after it (a ``DataError`` when
+    too few bars come before it), and ``periods_per_year`` defaults to the bars per year of
+    that reported period.
     ``risk`` (with the traded ``instrument``) puts every decision through the live bot's
     risk engine: refused target changes keep the old target and a tripped breaker goes
     flat for good, as the bot would; ``risk_events`` lists what happened.
@@ -151,7 +154,8 @@ def run_backtest(
         targets = _targets_batched(policy, market, positions, batch_size, first)
         if guard is not None:
             targets = np.asarray([guard.step(first + i, t) for i, t in enumerate(targets)])
-    ppy = periods_per_year or metrics.periods_per_year(market.timestamps)
+    # annualised over the reported bars: the history before ``first`` may be sparser or denser
+    ppy = periods_per_year or metrics.periods_per_year(market.timestamps[first:])
     strategy = _evaluate(targets, market, first, execution, initial_cash, ppy)
     benchmark = _evaluate(np.ones_like(targets), market, first, execution, initial_cash, ppy)
     return BacktestResult(
@@ -171,12 +175,12 @@ def _first_decision(market: MarketData, start: str | pd.Timestamp | None) -> int
         return market.first_decision
     first = int(market.timestamps.searchsorted(pd.Timestamp(start)))
     if first < market.first_decision:
-        raise ValueError(
+        raise DataError(
             f"backtest start {start} leaves {first} bars of history; window and feature "
             f"warm-up need {market.first_decision}"
         )
     if first > market.last_decision:
-        raise ValueError(f"backtest start {start} is at or after the last tradable bar")
+        raise DataError(f"backtest start {start} is at or after the last tradable bar")
     return first
 
 

@@ -7,6 +7,7 @@ Start with ``load_bars("embedded", "GOOG")`` (offline real data) or
 from evotrader.data.errors import DataError
 from evotrader.data.features import FeaturePipeline
 from evotrader.data.loader import list_symbols, load_bars
+from evotrader.data.reference import DataRef, data_roots
 from evotrader.data.sources.synthetic import REGIMES, SyntheticBars, generate_synthetic
 from evotrader.data.splits import TimeSplits, split_by_time, walk_forward_folds
 from evotrader.data.validation import validate_ohlcv
@@ -14,9 +15,11 @@ from evotrader.data.validation import validate_ohlcv
 __all__ = [
     "REGIMES",
     "DataError",
+    "DataRef",
     "FeaturePipeline",
     "SyntheticBars",
     "TimeSplits",
+    "data_roots",
     "generate_synthetic",
     "list_symbols",
     "load_bars",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,19 +18,40 @@ TimeBound = str | pd.Timestamp | None
 
 @dataclass(frozen=True)
 class _Source:
-    """How to load one source; ``fetches_range`` sources also receive start/end to download."""
+    """How to load one source; ``fetches_range`` sources also receive start/end to download.
+
+    ``options`` are the keywords the source takes beyond symbol and dates; ``paths`` are
+    those among them that name a file or a folder.
+    """
 
     load: Callable[..., pd.DataFrame]
     symbols: tuple[str, ...] = ()
     fetches_range: bool = False
+    options: frozenset[str] = frozenset()
+    paths: frozenset[str] = frozenset()
 
+
+# A synthetic symbol fixes the kind of series and load_bars' start/end slice it; every other
+# generator setting is an option.
+_SYNTHETIC_OPTIONS = frozenset(inspect.signature(synthetic.generate_synthetic).parameters) - {
+    "kind",
+    "start",
+}
+_FILE = frozenset({"path"})
 
 _SOURCES: dict[str, _Source] = {
     "embedded": _Source(embedded.load_embedded, embedded.SYMBOLS),
-    "synthetic": _Source(synthetic.load_synthetic, tuple(synthetic.SYMBOLS)),
-    "yfinance": _Source(yahoo.load_yahoo, fetches_range=True),
-    "csv": _Source(files.load_csv),
-    "parquet": _Source(files.load_parquet),
+    "synthetic": _Source(
+        synthetic.load_synthetic, tuple(synthetic.SYMBOLS), options=_SYNTHETIC_OPTIONS
+    ),
+    "yfinance": _Source(
+        yahoo.load_yahoo,
+        fetches_range=True,
+        options=frozenset({"cache_dir", "interval", "timeout"}),
+        paths=frozenset({"cache_dir"}),
+    ),
+    "csv": _Source(files.load_csv, options=_FILE, paths=_FILE),
+    "parquet": _Source(files.load_parquet, options=_FILE, paths=_FILE),
 }
 
 
@@ -63,6 +85,12 @@ def load_bars(
 def list_symbols(source: str) -> list[str]:
     """Symbols a source offers. ``yfinance``, ``csv`` and ``parquet`` accept any symbol: []."""
     return list(_source(source).symbols)
+
+
+def source_options(source: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The options ``source`` takes, and those among them that name a file or folder."""
+    spec = _source(source)
+    return spec.options, spec.paths
 
 
 def _source(name: str) -> _Source:

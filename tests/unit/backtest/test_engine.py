@@ -7,7 +7,7 @@ import torch
 
 from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import ConstantPolicy, MovingAverageCrossover, RandomPolicy
-from evotrader.data import FeaturePipeline
+from evotrader.data import FeaturePipeline, generate_synthetic
 from evotrader.env import ExecutionModel, MarketEnv
 
 
@@ -144,3 +144,27 @@ def test_start_uses_earlier_bars_as_history_only(bars, pipeline) -> None:
     assert stateful.equity.index[0] == start
     with pytest.raises(ValueError, match="history"):
         run_backtest(policy, bars, pipeline=pipeline, window=24, start=bars.index[10])
+
+
+def test_annualisation_uses_the_reported_period_not_the_history() -> None:
+    """Weekly history before daily trading: the Sharpe and annual return are annualised with
+    the reported bars' frequency, as a hand computation from the equity curve does
+    (ppy = returns / years, Sharpe = mean / std(ddof=1) * sqrt(ppy)); all 600 bars would
+    give ~40 bars a year."""
+    raw = generate_synthetic(600, seed=3, kind="regimes").bars
+    history = pd.date_range(end="2009-12-25", periods=300, freq="W-FRI")
+    reported = pd.bdate_range("2010-01-04", periods=300)
+    bars = raw.set_axis(history.append(reported))
+    pipeline = FeaturePipeline().fit(bars.iloc[:300])
+    result = run_backtest(ConstantPolicy(2), bars, pipeline=pipeline, window=16, start=reported[0])
+    equity = result.equity
+    assert equity.index[0] == reported[0]
+    returns = equity.pct_change().iloc[1:]
+    years = (equity.index[-1] - equity.index[0]) / pd.Timedelta(days=365.25)
+    ppy = len(returns) / years
+    assert ppy == pytest.approx(261, rel=0.01)
+    sharpe = returns.mean() / returns.std(ddof=1) * math.sqrt(ppy)
+    annual = (equity.iloc[-1] / equity.iloc[0]) ** (ppy / len(returns)) - 1
+    assert result.metrics["sharpe"] == pytest.approx(sharpe, rel=1e-12)
+    assert result.metrics["annual_return"] == pytest.approx(annual, rel=1e-12)
+    assert result.benchmark["sharpe"] == pytest.approx(sharpe, rel=1e-12)  # long = buy & hold
