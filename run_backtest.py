@@ -7,6 +7,13 @@ buy-and-hold. Writes metrics JSON, an equity/drawdown PNG and an HTML report (eq
 drawdown, positions, metrics, trades, and a breakdown by the Weather Forecaster's regimes)
 with its PNGs next to the checkpoint. `--engine nautilus` also replays the decisions through
 NautilusTrader with IB-like costs and prints both engines' metrics side by side.
+
+Guards: a checkpoint with NaN/inf weights or normalisation statistics is refused; a
+`--symbol` other than the checkpoint's is refused unless `--trade-as SYMBOL` runs its policy
+on that symbol's bars (announced in the output); its data reference may only name a
+registered source and files inside the data folders (see evotrader.data.reference). Every
+expected failure prints one `error:` line; exit codes (evotrader.cli.ExitCode): 0 done,
+2 bad arguments, 5 data, 6 checkpoint. `--debug` shows the traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import argparse
 import json
 import sys
 import textwrap
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -26,41 +34,50 @@ import pandas as pd
 from evotrader.backtest.engine import BacktestResult
 from evotrader.backtest.metrics import periods_per_year
 from evotrader.backtest.report import ReportConfig, format_columns, write_report
+from evotrader.cli import ExitCode, fail, run_guarded
 from evotrader.config import env_config_from_dict, execution_from
-from evotrader.data import FeaturePipeline, load_bars
+from evotrader.data import DataError, data_roots
 from evotrader.reasoning.market_classifier import available_classifiers
+from evotrader.training import guards
 from evotrader.training.adaptation import trading_policy
-from evotrader.training.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    find_checkpoint,
-    load_checkpoint,
-)
+from evotrader.training.checkpoint import Checkpoint, find_checkpoint, load_checkpoint
 from evotrader.training.evaluation import evaluate_on_split
 
-
-def checkpoint_bars(checkpoint: Checkpoint) -> pd.DataFrame:
-    """The bars the checkpoint was trained and split on, from its own data source."""
-    data = checkpoint.extra["data"]
-    return load_bars(data["source"], data["symbol"], **data["options"])
+ROOT = Path(__file__).resolve().parent
 
 
-def backtest_checkpoint(checkpoint: Checkpoint, bars: pd.DataFrame | None = None) -> BacktestResult:
+def checkpoint_bars(
+    checkpoint: Checkpoint, symbol: str | None = None, where: str = "checkpoint"
+) -> pd.DataFrame:
+    """The bars the checkpoint was trained and split on (or ``symbol``'s, from its source)."""
+    return guards.checkpoint_bars(checkpoint, where, data_roots(ROOT), symbol)
+
+
+def backtest_checkpoint(
+    checkpoint: Checkpoint, bars: pd.DataFrame | None = None, where: str = "checkpoint"
+) -> BacktestResult:
     """Run the checkpoint's policy over its own test split, with its own features and env.
 
     A MAML checkpoint first adapts on the bars just before the test split, never on it.
     """
-    bars = checkpoint_bars(checkpoint) if bars is None else bars
-    test = bars.loc[checkpoint.data_range["test_start"] : checkpoint.data_range["test_end"]]
-    env = env_config_from_dict(checkpoint.env)
-    pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
+    bars = checkpoint_bars(checkpoint, where=where) if bars is None else bars
+    split = checkpoint.data_range
+    test = bars.loc[split["test_start"] : split["test_end"]]
+    if test.empty:
+        raise DataError(
+            f"no bars in the test split {split['test_start']} -> {split['test_end']}; "
+            f"the bars run {bars.index[0]} -> {bars.index[-1]}"
+        )
+    env, pipeline = guards.trading_setup(checkpoint, where)
     policy = trading_policy(checkpoint, bars, test.index[0])
     return evaluate_on_split(policy, bars, test, pipeline, env)
 
 
-def save_outputs(result: BacktestResult, checkpoint_path: Path, out_dir: Path) -> list[Path]:
+def save_outputs(
+    result: BacktestResult, checkpoint_path: Path, out_dir: Path, stem: str | None = None
+) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = checkpoint_path.stem
+    stem = stem or checkpoint_path.stem
     metrics_path, plot_path = out_dir / f"{stem}_test.json", out_dir / f"{stem}_test.png"
     payload = {
         "split": "test",
@@ -97,22 +114,23 @@ def backtest_strategy(
         path = registry_path or find_registry(runs_dir, spec_id)
         with Registry(path) as registry:
             spec, run, windows = backtest_registered(registry, spec_id)
-    except (FileNotFoundError, RegistryError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except RegistryError as error:
+        fail(str(error))
+        return ExitCode.USAGE
     print(f"strategy: {spec_id} ({spec.template} on {'+'.join(spec.universe.symbols)}) in {path}")
     print(f"test split: {windows.test_start} -> {windows.test_end} (out of sample)")
     title = "Test split (out of sample, after costs)"
     print(format_comparison(run.metrics, run.benchmark, title))
     for written in save_outputs(run, path.parent / f"strategy_{spec_id}", out or path.parent):
         print(f"wrote {written}")
-    return 0
+    return ExitCode.OK
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbol", help="symbol whose latest checkpoint to load")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint file instead")
+    parser.add_argument("--trade-as", metavar="SYMBOL", help=guards.TRADE_AS_HELP)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--out", type=Path, help="where to write JSON and PNG (default: beside it)")
     parser.add_argument(
@@ -126,46 +144,62 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--strategy", help="a registered strategy's id (strategy_search)")
     parser.add_argument("--registry", type=Path, help="its strategies.sqlite (default: newest)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     args = parser.parse_args(argv)
-    if args.strategy:
-        return backtest_strategy(args.strategy, args.registry, args.runs_dir, args.out)
-    if not args.checkpoint and not args.symbol:
+    if not args.strategy and not args.checkpoint and not args.symbol:
         parser.error("give --symbol or --checkpoint")
-    try:
-        path = args.checkpoint or find_checkpoint(args.runs_dir, args.symbol)
-        checkpoint = load_checkpoint(path)
-        bars = checkpoint_bars(checkpoint)
-        result = backtest_checkpoint(checkpoint, bars)
-    except (FileNotFoundError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.strategy:
+        work = partial(backtest_strategy, args.strategy, args.registry, args.runs_dir, args.out)
+    else:
+        work = partial(backtest, args)
+    return run_guarded(work, debug=args.debug)
+
+
+def backtest(args: argparse.Namespace) -> int:
+    """The checkpoint's policy on its test split, printed and written as reports."""
+    path = args.checkpoint or find_checkpoint(args.runs_dir, args.symbol)
+    where = f"checkpoint {path}"
+    checkpoint = load_checkpoint(path)
+    symbol = guards.traded_symbol(checkpoint, where, args.symbol, args.trade_as)
+    note = guards.mapping_note(checkpoint, symbol)
+    if note:
+        print(note)
+    bars = checkpoint_bars(checkpoint, symbol, where)
+    result = backtest_checkpoint(checkpoint, bars, where)
     test = checkpoint.data_range
-    print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol})")
+    print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); traded: {symbol}")
     print(f"test split: {test['test_start']} -> {test['test_end']} (out of sample)")
     print(result.report("Test split (out of sample, after costs)"))
-    engines, notes = {}, []
+    engines, notes = {}, [note] if note else []
     if args.engine == "nautilus":
-        engines, notes = nautilus_comparison(checkpoint, result, bars)
+        engines, timing = nautilus_comparison(checkpoint, symbol, result, bars)
+        notes += timing
     out = args.out or path.parent
+    stem = path.stem if symbol == checkpoint.symbol else f"{path.stem}_as_{symbol}"
     report = write_report(
         result,
         bars,
         checkpoint.data_range,
         out,
-        f"{path.stem}_test",
-        title=f"{checkpoint.symbol} {checkpoint.kind}: test split",
+        f"{stem}_test",
+        title=f"{symbol} {checkpoint.kind}: test split",
         details=report_details(checkpoint, path),
         engines=engines,
         notes=notes,
         config=ReportConfig(classifier=args.regimes),
     )
-    for written in [*save_outputs(result, path, out), report.html, *report.pngs]:
+    for written in [*save_outputs(result, path, out, stem), report.html, *report.pngs]:
         print(f"wrote {written}")
-    return 0
+    return ExitCode.OK
 
 
 def nautilus_comparison(
-    checkpoint: Checkpoint, result: BacktestResult, bars: pd.DataFrame
+    checkpoint: Checkpoint, symbol: str, result: BacktestResult, bars: pd.DataFrame
 ) -> tuple[dict[str, dict[str, float]], list[str]]:
     """Replay the test decisions in NautilusTrader and print the engines side by side;
     returns the columns the report adds (ours as backtested is its strategy) and the note
@@ -177,10 +211,10 @@ def nautilus_comparison(
     runs = compare_engines(
         result,
         bars,
-        checkpoint.symbol,
+        symbol,
         execution_from(env.execution),
         initial_cash=env.initial_cash,
-        periods_per_year=periods_per_year(bars.loc[: result.equity.index[-1]].index),
+        periods_per_year=periods_per_year(result.equity.index),  # of the reported period
     )
     columns = {name: run.metrics for name, run in runs.items()}
     title = "Engines on the same decisions (test split, out of sample, after costs)"

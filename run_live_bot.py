@@ -13,8 +13,17 @@ through TWS / IB Gateway, paper by default. Real money needs `--live` and
 beyond host, port and client id.
 
 Stop it with the kill switch: create the kill file (default <out>/KILL) or send SIGTERM or
-SIGINT; the bot flattens its position and halts. Exit codes: 0 done, 2 bad set-up,
-3 halted (breaker or kill switch), 4 connection lost.
+SIGINT; the bot flattens its position and halts. A bot killed outright (kill -9, a crash)
+and restarted on the same --out reconciles its journal with the broker; the sim rebuilds
+its replay from the journal and carries on after the last bar the bot saw.
+
+Guards: a checkpoint with NaN/inf weights or normalisation statistics is refused; a
+--symbol other than the checkpoint's is refused unless --trade-as SYMBOL trades its policy
+on that symbol (announced at start); its data reference may only name a registered source
+and files inside the data folders. Every expected failure prints one `error:` line.
+Exit codes (evotrader.cli.ExitCode): 0 done, 2 bad set-up (arguments, config, preferences),
+3 halted (breaker or kill switch), 4 broker (refused, unreachable or connection lost),
+5 data, 6 checkpoint, 7 journal (unreadable, or another bot's). --debug shows tracebacks.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +43,17 @@ import torch
 import yaml
 
 from evotrader.backtest.policies import Policy
-from evotrader.config import env_config_from_dict, execution_from
-from evotrader.data import FeaturePipeline, load_bars
-from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError
+from evotrader.cli import ExitCode, run_guarded
+from evotrader.config import execution_from
+from evotrader.data import data_roots, load_bars
+from evotrader.live.broker import Broker
 from evotrader.live.journal import Journal, JournalError
 from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
 from evotrader.live.sim_broker import SimBroker
 from evotrader.live.telemetry import EventLog
 from evotrader.risk import KillSwitch, Preferences, RiskEngine, load_preferences
+from evotrader.risk.preferences import PreferencesError
+from evotrader.training import guards
 from evotrader.training.adaptation import trading_policy
 from evotrader.training.checkpoint import (
     Checkpoint,
@@ -49,24 +62,32 @@ from evotrader.training.checkpoint import (
     load_checkpoint,
 )
 
+ROOT = Path(__file__).resolve().parent
 CONFIRM_FLAG = "--i-understand-this-is-real-money"
-EXIT_OK, EXIT_SETUP, EXIT_HALTED, EXIT_DISCONNECTED = 0, 2, 3, 4
 
 
 class SetupError(ValueError):
     """The command line, a config file or the checkpoint choice is not usable."""
 
 
+FAILURES = (
+    (SetupError, ExitCode.USAGE),
+    (PreferencesError, ExitCode.USAGE),
+    (JournalError, ExitCode.RUN),
+)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--symbol", help="symbol to trade (and whose champion to load)")
+    parser.add_argument("--symbol", help="symbol whose champion to trade (the checkpoint's)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint to trade when no champion")
+    parser.add_argument("--trade-as", metavar="SYMBOL", help=guards.TRADE_AS_HELP)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--broker", choices=("ibkr", "sim"), default="ibkr")
     parser.add_argument("--live", action="store_true", help="trade real money (needs confirming)")
     parser.add_argument(CONFIRM_FLAG, dest="confirmed", action="store_true")
-    parser.add_argument("--preferences", type=Path, default=Path("configs/preferences.yaml"))
-    parser.add_argument("--config", type=Path, default=Path("configs/live/default.yaml"))
+    parser.add_argument("--preferences", type=Path, default=ROOT / "configs/preferences.yaml")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs/live/default.yaml")
     parser.add_argument(
         "--tighten",
         action="append",
@@ -79,6 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-bars", type=int, help="stop after this many live bars")
     parser.add_argument("--clear-halt", action="store_true", help="resume after a breaker")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     sim = parser.add_argument_group("sim broker")
     sim.add_argument("--bars-source", help="data source to replay (default: the checkpoint's)")
     sim.add_argument("--bars-path", type=Path, help="csv or parquet file of bars to replay")
@@ -140,7 +162,10 @@ def runner_config(args: argparse.Namespace, symbol: str) -> RunnerConfig:
     if settings.get("lot_size") is None:
         settings["lot_size"] = 0.0 if args.broker == "sim" else 1.0
     settings |= {"max_bars": args.max_bars, "clear_halt": args.clear_halt}
-    return RunnerConfig.from_mapping(symbol, settings, where=f"runner config {args.config}")
+    try:
+        return RunnerConfig.from_mapping(symbol, settings, where=f"runner config {args.config}")
+    except (TypeError, ValueError) as error:
+        raise SetupError(f"runner config {args.config}: {error}") from error
 
 
 def preferences_for(
@@ -153,31 +178,39 @@ def preferences_for(
 
 
 def sim_broker(
-    args: argparse.Namespace, checkpoint: Checkpoint, config: RunnerConfig, prefs: Preferences
+    args: argparse.Namespace,
+    checkpoint: Checkpoint,
+    where: str,
+    config: RunnerConfig,
+    prefs: Preferences,
 ) -> SimBroker:
-    """Replay the checkpoint's own bars (or a file) from its test split's start."""
+    """Replay the traded symbol's bars from the checkpoint's source (or --bars-source, or
+    the --bars-path file) from its test split's start."""
     data = checkpoint.extra.get("data", {})
-    if args.bars_path:
+    if args.bars_path:  # the user's own file, named on the command line
         kind = "parquet" if args.bars_path.suffix == ".parquet" else "csv"
         bars = load_bars(kind, config.symbol, path=args.bars_path)
+    elif args.bars_source and args.bars_source != data.get("source"):
+        bars = load_bars(args.bars_source, config.symbol)
+    elif data:
+        bars = guards.checkpoint_bars(checkpoint, where, data_roots(ROOT), config.symbol)
     else:
-        source = args.bars_source or data.get("source")
-        if not source:
-            raise SetupError("the checkpoint does not say where its bars came from; --bars-source")
-        options = data.get("options", {}) if source == data.get("source") else {}
-        bars = load_bars(source, data.get("symbol", config.symbol), **options)
+        raise SetupError(f"{where} does not say where its bars came from; pass --bars-source")
     start = args.start or checkpoint.data_range.get("test_start")
     end = args.end or checkpoint.data_range.get("test_end")
     bars = bars.loc[:end] if end else bars
-    env = env_config_from_dict(checkpoint.env)
-    return SimBroker(
-        bars,
-        config.instrument,
-        start=start,
-        execution=execution_from(env.execution),
-        initial_cash=env.initial_cash,
-        hours=prefs.trading_hours,
-    )
+    env, _ = guards.trading_setup(checkpoint, where)
+    try:
+        return SimBroker(
+            bars,
+            config.instrument,
+            start=start,
+            execution=execution_from(env.execution),
+            initial_cash=env.initial_cash,
+            hours=prefs.trading_hours,
+        )
+    except ValueError as error:  # bars too short for the replay, a start past the end
+        raise SetupError(f"sim replay of {config.symbol}: {error}") from error
 
 
 def ibkr_broker(args: argparse.Namespace, prefs: Preferences) -> Broker:
@@ -189,14 +222,17 @@ def ibkr_broker(args: argparse.Namespace, prefs: Preferences) -> Broker:
 
     for name in ("ib_async", "ib_insync"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    config = IBKRConfig.from_env(
-        live=args.live,
-        host=args.host,
-        port=args.port,
-        client_id=args.client_id,
-        bar_size=args.bar_size,
-        max_connect_attempts=1,
-    )
+    try:
+        config = IBKRConfig.from_env(
+            live=args.live,
+            host=args.host,
+            port=args.port,
+            client_id=args.client_id,
+            bar_size=args.bar_size,
+            max_connect_attempts=1,
+        )
+    except ValueError as error:
+        raise SetupError(str(error)) from error
     return IBKRBroker(config, hours=prefs.trading_hours)
 
 
@@ -241,10 +277,10 @@ def write_summary(path: Path, summary: RunSummary, extra: dict[str, Any]) -> Non
     os.replace(tmp, path)
 
 
-def exit_code(summary: RunSummary) -> int:
+def exit_code(summary: RunSummary) -> ExitCode:
     if summary.halt is not None:
-        return EXIT_HALTED
-    return EXIT_DISCONNECTED if summary.stopped.startswith("connection lost") else EXIT_OK
+        return ExitCode.HALTED
+    return ExitCode.BROKER if summary.stopped.startswith("connection lost") else ExitCode.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,64 +289,68 @@ def main(argv: list[str] | None = None) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one observation per bar: more threads only add contention
     try:
-        return _trade(args)
+        return run_guarded(partial(_trade, args), debug=args.debug, failures=FAILURES)
     finally:
         torch.set_num_threads(threads)
 
 
 def _trade(args: argparse.Namespace) -> int:
-    try:
-        path = choose_checkpoint(args)
-        checkpoint = load_checkpoint(path)
-        symbol = args.symbol or checkpoint.symbol
-        config = runner_config(args, symbol)
-        human, prefs = preferences_for(args, config)
-        env = env_config_from_dict(checkpoint.env)
-        pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
-        broker = sim_broker(args, checkpoint, config, prefs) if args.broker == "sim" else None
-        broker = broker or ibkr_broker(args, prefs)
-        policy = live_policy(checkpoint, broker, config)
-        out = output_dir(args, symbol)
-        journal = Journal(out / "journal.sqlite")
-    except (ValueError, JournalError, FileNotFoundError) as error:  # set-up errors name the cause
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_SETUP
-    except BrokerDisconnected as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_DISCONNECTED
+    path = choose_checkpoint(args)
+    where = f"checkpoint {path}"
+    checkpoint = load_checkpoint(path)
+    symbol = guards.traded_symbol(checkpoint, where, args.symbol, args.trade_as)
+    config = runner_config(args, symbol)
+    human, prefs = preferences_for(args, config)
+    env, pipeline = guards.trading_setup(checkpoint, where)
+    broker = (
+        sim_broker(args, checkpoint, where, config, prefs)
+        if args.broker == "sim"
+        else ibkr_broker(args, prefs)
+    )
+    out = output_dir(args, symbol)
+    journal = Journal(out / "journal.sqlite")
     events = EventLog(out / "events.jsonl")
-    events.emit("checkpoint", path=str(path), kind=checkpoint.kind, symbol=checkpoint.symbol)
-    events.emit(
-        "preferences",
-        file=str(args.preferences),
-        file_sha256=human.sha256,
-        effective_sha256=prefs.sha256,
-        tightened=human.sha256 != prefs.sha256,
-    )
-    print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); out: {out}")
-    print(f"preferences: {args.preferences} sha256 {human.sha256}")
-    kill = KillSwitch(args.kill_file or out / "KILL")
-    runner = LiveRunner(
-        broker,
-        policy,
-        pipeline,
-        env,
-        RiskEngine(prefs),
-        journal,
-        config,
-        kill_switch=kill,
-        events=events,
-        real_money=args.live,
-    )
     try:
+        note = guards.mapping_note(checkpoint, symbol)
+        print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); out: {out}")
+        if note:
+            print(note)
+        if isinstance(broker, SimBroker) and (seen := broker.resume(journal)) is not None:
+            print(f"resuming the replay after {seen}, the last bar in {journal.path}")
+        policy = live_policy(checkpoint, broker, config)
+        events.emit(
+            "checkpoint",
+            path=str(path),
+            kind=checkpoint.kind,
+            symbol=checkpoint.symbol,
+            traded=symbol,
+        )
+        events.emit(
+            "preferences",
+            file=str(args.preferences),
+            file_sha256=human.sha256,
+            effective_sha256=prefs.sha256,
+            tightened=human.sha256 != prefs.sha256,
+        )
+        print(f"preferences: {args.preferences} sha256 {human.sha256}")
+        kill = KillSwitch(args.kill_file or out / "KILL")
+        try:
+            runner = LiveRunner(
+                broker,
+                policy,
+                pipeline,
+                env,
+                RiskEngine(prefs),
+                journal,
+                config,
+                kill_switch=kill,
+                events=events,
+                real_money=args.live,
+            )
+        except ValueError as error:  # history_bars too short for this checkpoint
+            raise SetupError(f"runner config {args.config}: {error}") from error
         with kill:
             summary = runner.run()
-    except BrokerDisconnected as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_DISCONNECTED
-    except BrokerError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_SETUP
     finally:
         journal.close()
         events.close()

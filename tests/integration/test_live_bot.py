@@ -16,6 +16,7 @@ import torch
 import yaml
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint, preferences
 
+from evotrader.cli import ExitCode
 from evotrader.live.journal import Journal
 from evotrader.training.checkpoint import load_checkpoint
 
@@ -52,7 +53,7 @@ def bot(runs: Path, out: Path, prefs: Path, *extra: str) -> int:
 
 
 def test_sim_bot_fills_and_equity_match_run_backtest(runs, prefs, tmp_path, capsys) -> None:
-    assert bot(runs, tmp_path / "out", prefs, "--seed", "3") == run_live_bot.EXIT_OK
+    assert bot(runs, tmp_path / "out", prefs, "--seed", "3") == ExitCode.OK
     printed = capsys.readouterr().out
     assert "GOOG_stage_1_ppo.pth" in printed and "stopped: feed ended" in printed
 
@@ -90,7 +91,7 @@ def test_a_maml_checkpoint_adapts_before_trading_as_in_run_backtest(prefs, tmp_p
     path = make_checkpoint(
         tmp_path / "runs" / "r" / "GOOG_stage_3_maml.pth", kind="maml", hyperparameters=settings
     )
-    assert bot(tmp_path / "runs", tmp_path / "out", prefs) == run_live_bot.EXIT_OK
+    assert bot(tmp_path / "runs", tmp_path / "out", prefs) == ExitCode.OK
     expected = run_backtest.backtest_checkpoint(load_checkpoint(path))
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     np.testing.assert_allclose(list(summary["equity"].values()), expected.equity, rtol=1e-12)
@@ -101,18 +102,18 @@ def test_a_maml_checkpoint_adapts_before_trading_as_in_run_backtest(prefs, tmp_p
 
 def test_a_tripped_breaker_exits_halted(runs, prefs, tmp_path) -> None:
     code = bot(runs, tmp_path / "out", prefs, "--tighten", "max_daily_loss_pct=0.5")
-    assert code == run_live_bot.EXIT_HALTED
+    assert code == ExitCode.HALTED
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["halt"]["kind"] == "daily_loss"
 
 
 def test_run_time_settings_cannot_loosen_the_preferences(runs, prefs, tmp_path, capsys) -> None:
     code = bot(runs, tmp_path / "a", prefs, "--tighten", "max_daily_loss_pct=50")
-    assert code == run_live_bot.EXIT_SETUP
+    assert code == ExitCode.USAGE
     assert "would loosen the human-set 20.0" in capsys.readouterr().err
     config = tmp_path / "live.yaml"
     config.write_text(yaml.safe_dump({"risk_overrides": {"max_leverage": 3.0}}))
-    assert bot(runs, tmp_path / "b", prefs, "--config", str(config)) == run_live_bot.EXIT_SETUP
+    assert bot(runs, tmp_path / "b", prefs, "--config", str(config)) == ExitCode.USAGE
     assert "max_leverage: 3.0 would loosen" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing traded
 

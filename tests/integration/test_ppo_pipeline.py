@@ -13,6 +13,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tests.integration.cli import run_script
 
+from evotrader.cli import ExitCode
 from evotrader.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +112,7 @@ def test_run_backtest_refuses_a_corrupted_checkpoint(tmp_path: Path) -> None:
     bad = tmp_path / "AR1_stage_1_ppo.pth"
     bad.write_bytes(b"PK\x03\x04 definitely not a checkpoint")
     done = run_script("run_backtest.py", "--checkpoint", str(bad), timeout=120)
-    assert done.returncode == 2
+    assert done.returncode == ExitCode.CHECKPOINT
     assert "checkpoint" in done.stderr and "Traceback" not in done.stderr
 
 

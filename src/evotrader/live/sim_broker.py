@@ -7,6 +7,11 @@ per-decision fill prices and impact as MarketEnv and the backtest engine, so a b
 a checkpoint here produces the backtest's fills and equity. ``Faults`` injects the broker
 misbehaviour the runner must survive: rejects, partial fills, duplicate, out-of-order and
 corrupt bars, a stalled feed, disconnects and failed reconnects.
+
+A real broker outlives the bot; a replay dies with it. ``resume`` rebuilds the replay a
+killed bot left behind from its journal (the bars it had seen, its fills, the orders the
+broker had acknowledged), so a bot restarted on the same journal carries on where it was
+instead of replaying bars it already traded.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from evotrader.live.broker import (
     Side,
     UnknownInstrument,
 )
+from evotrader.live.journal import Journal, JournalError
 from evotrader.risk.preferences import TradingHours, bar_end_times, bar_open_times
 
 
@@ -283,6 +289,55 @@ class SimBroker(Broker):
             equity=self._account.equity(mark),
             updated_at=self._clock,
         )
+
+    # -- restart -----------------------------------------------------------------------
+
+    def resume(self, journal: Journal) -> pd.Timestamp | None:
+        """Continue the replay recorded in ``journal`` by a bot that died mid-run.
+
+        The feed restarts after the last bar the bot saved (or at ``start``, if later); the
+        account is the initial cash plus the journaled fills; orders the broker had
+        acknowledged keep their journaled state and working ones fill as they would have.
+        Orders still PENDING never reached this broker: the runner's reconcile re-sends or
+        drops them. Returns the last bar the bot had seen, or None for a fresh journal.
+        """
+        saved = journal.get_state("bot") or {}
+        if not saved.get("last_bar"):
+            return None
+        if self._orders or self._fills:
+            raise BrokerError("sim: resume must come before any order")
+        seen = pd.Timestamp(saved["last_bar"])
+        last = int(self._bars.index.searchsorted(seen))
+        if last == len(self._bars) or self._bars.index[last] != seen:
+            raise JournalError(
+                f"journal {journal.path}: its last bar {seen} is not a bar of this "
+                f"{self.instrument.symbol} replay; a journal belongs to one bot, use another --out"
+            )
+        self._last = max(self._last, last)
+        self._clock = self._ends[self._last]
+        fills, held = journal.fills(), journal.positions()
+        others = sorted(({f.symbol for f in fills} | set(held)) - {self.instrument.symbol})
+        if others:
+            raise JournalError(
+                f"journal {journal.path}: holds trades of {others}, this replay trades "
+                f"{self.instrument.symbol}; a journal belongs to one bot, use another --out"
+            )
+        for fill in fills:  # the cash arithmetic of rebalance, in its order
+            self._account.cash = self._account.cash - fill.signed_quantity * fill.price - fill.cost
+        position = held.get(self.instrument.symbol, Position(self.instrument.symbol, 0.0))
+        self._account.units, self._avg_cost = position.quantity, position.avg_cost
+        self._fills = fills
+        acknowledged = [o for o in journal.orders() if o.state.broker_order_id is not None]
+        for known in acknowledged:
+            number = int(known.state.broker_order_id) - 1
+            done = sum(f.client_ref == known.request.client_ref for f in fills)
+            self._orders[known.request.client_ref] = _Order(
+                known.request, number, known.state, done
+            )
+        self._numbers = itertools.count(
+            max((o.number + 1 for o in self._orders.values()), default=0)
+        )
+        return seen
 
     # -- replay mechanics ------------------------------------------------------------
 

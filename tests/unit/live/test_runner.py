@@ -17,7 +17,7 @@ from evotrader.backtest.engine import BacktestResult, run_backtest
 from evotrader.config import EnvConfig, execution_from
 from evotrader.data import FeaturePipeline
 from evotrader.live.broker import BrokerError, Instrument, OrderRequest, OrderState, OrderStatus
-from evotrader.live.journal import Journal
+from evotrader.live.journal import Journal, JournalError
 from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
 from evotrader.live.sim_broker import Faults, SimBroker
 from evotrader.live.telemetry import EventLog
@@ -279,6 +279,68 @@ def test_a_restart_reconciles_without_duplicate_orders(
         (f.price, f.quantity) for f in whole_journal.fills()
     ]
     assert summary.equity_series.iloc[-1] == whole.equity_series.iloc[-1]
+
+
+def without_session(refs: list[str]) -> list[str]:
+    """Client references minus the journal's random session id."""
+    return [ref.split("-", 1)[1] for ref in refs]
+
+
+@pytest.mark.parametrize("after_send", [False, True], ids=["before_send", "after_send"])
+def test_a_killed_replay_resumes_from_its_journal_as_if_never_stopped(
+    tmp_path, bars, pipeline, after_send
+) -> None:
+    """A kill -9 takes the replay down with the bot: a fresh SimBroker resumed from the
+    journal carries on after the last bar the bot saw, sends nothing twice, and ends where
+    an uninterrupted run ends."""
+    prefs = preferences()
+    whole, whole_journal, _, _ = trade(
+        tmp_path / "whole", sim(bars, ENV, prefs), pipeline, Momentum()
+    )
+    broker = sim(bars, ENV, prefs, CrashingSim, crash_at=6, after_send=after_send)
+    with pytest.raises(Crash):
+        trade(tmp_path, broker, pipeline, Momentum())
+
+    fresh = sim(bars, ENV, prefs)
+    with Journal(tmp_path / "journal.sqlite") as crashed:
+        seen = fresh.resume(crashed)
+        assert seen == pd.Timestamp(crashed.open_orders()[0].bar)  # died on that bar's order
+    summary, journal, events, _ = trade(tmp_path, fresh, pipeline, Momentum())
+    reconciled = next(e for e in events.events if e["event"] == "reconciled")
+    assert len(reconciled["resent"]) == 1  # the order it died sending, on its own bar
+    assert summary.halt is None and summary.stopped.startswith("feed ended")
+    refs = [order.request.client_ref for order in journal.orders()]
+    assert len(refs) == len(set(refs))
+    assert without_session(refs) == without_session(
+        [order.request.client_ref for order in whole_journal.orders()]
+    )
+    fills, expected = journal.fills(), whole_journal.fills()
+    assert [(f.price, f.quantity) for f in fills] == [(f.price, f.quantity) for f in expected]
+    assert summary.equity_series.iloc[-1] == pytest.approx(whole.equity_series.iloc[-1], rel=1e-12)
+
+
+def test_a_finished_replay_restarted_on_its_journal_ends_at_once(tmp_path, bars, pipeline):
+    prefs = preferences()
+    first, _, _, _ = trade(tmp_path, sim(bars, ENV, prefs), pipeline, Momentum())
+    fresh = sim(bars, ENV, prefs)
+    with Journal(tmp_path / "journal.sqlite") as done:
+        assert fresh.resume(done) == bars.index[END - 1]
+        orders = len(done.orders())
+    summary, journal, _, _ = trade(tmp_path, fresh, pipeline, Momentum())
+    assert summary.stopped.startswith("feed ended") and summary.halt is None
+    assert (summary.bars, len(journal.orders())) == (0, orders)
+    assert fresh.account().equity == pytest.approx(first.equity_series.iloc[-1], rel=1e-12)
+
+
+def test_a_journal_of_another_replay_is_refused(tmp_path, bars, pipeline) -> None:
+    prefs = preferences()
+    trade(tmp_path, sim(bars, ENV, prefs), pipeline, Momentum(), max_bars=5)
+    shifted = bars.set_axis(bars.index + pd.Timedelta(hours=1))
+    with (
+        Journal(tmp_path / "journal.sqlite") as other,
+        pytest.raises(JournalError, match="is not a bar of this SYN replay"),
+    ):
+        sim(shifted, ENV, prefs).resume(other)
 
 
 def test_a_lost_journal_adopts_the_brokers_position(tmp_path, bars, pipeline) -> None:
