@@ -9,11 +9,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_script(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    """``python <script> <args>`` from the repository root, output captured as text."""
+def run_script(
+    script: str, *args: str, timeout: int = 300, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """``python <script> <args>`` from ``cwd`` (the repository root), output captured as text."""
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
