@@ -36,7 +36,7 @@ def main() -> None:
     bars = bars_from(config.data)
     splits = splits_from(config.data, bars)
     pipeline = pipeline_from(config.features).fit(splits.train)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     with tempfile.TemporaryDirectory() as run_dir:
         context = StageContext("stage_1_ppo", config, Path(run_dir), bars, splits, pipeline, {})
         algo = build_algorithm(context, ppo_stage(context))

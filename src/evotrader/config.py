@@ -1,20 +1,39 @@
 """Typed configuration: the schema Hydra checks every run's YAML against.
 
 A key that is not declared here, or a value of the wrong type, stops the run before any
-work starts, with Hydra's message naming the key. The ``*_from`` helpers turn a config
-node into the object it describes, so settings live in YAML and nowhere else.
+work starts, with Hydra's message naming the key; a value out of range stops it with a
+``ConfigError`` naming the key. The ``*_from`` helpers turn a config node into the object it
+describes, so settings live in YAML and nowhere else.
+
+Paths: ``runs_dir`` and data file paths are relative to the working directory, like any
+command's output and input; paths to the project's own files (``strategy_search.preferences``)
+are relative to the project root, so the shipped defaults work from any directory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from evotrader.data import FeaturePipeline, TimeSplits, load_bars, split_by_time
+from evotrader.data import DataError, FeaturePipeline, TimeSplits, load_bars, split_by_time
 from evotrader.env import ExecutionModel
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: configs/, run_training.py
+CONFIG_DIR = PROJECT_ROOT / "configs"
+
+
+class ConfigError(ValueError):
+    """A setting that the schema's types allow but the run cannot use; names the key."""
 
 
 @dataclass
@@ -201,7 +220,7 @@ class StrategySearchConfig:
     min_commission: float = 1.0
     slippage_bps: float = 2.0
     impact_coef: float = 1.0
-    preferences: str = "configs/preferences.yaml"  # the audit holds specs to these limits
+    preferences: str = "configs/preferences.yaml"  # audit limits; relative: from the project root
     llm_model: str = "claude-sonnet-4-5"
     llm_max_tokens: int = 4096
     llm_retries: int = 2
@@ -214,7 +233,8 @@ class StrategySearchConfig:
 
 @dataclass
 class RayConfig:
-    """Empty address starts Ray locally; an address (e.g. "ray://head:10001") joins a cluster."""
+    """Empty address: a private local Ray (never another instance running on the machine);
+    "auto" or an address (e.g. "head:6379", "ray://head:10001") joins that cluster."""
 
     address: str = ""
     num_cpus: int | None = None
@@ -242,6 +262,56 @@ class TrainingConfig:
 def register_configs() -> None:
     """Make the schema available to Hydra as ``training_schema``."""
     ConfigStore.instance().store(name="training_schema", node=TrainingConfig)
+
+
+def load_training_config(overrides: Sequence[str] = ()) -> TrainingConfig:
+    """configs/training_sequence.yaml with command-line ``overrides``, checked by the schema.
+
+    Hydra's compose API rather than ``@hydra.main``: nothing is written and no logging is set
+    up before the run is validated, and configs/ is found from any working directory. Hydra's
+    and OmegaConf's complaints become a ``ConfigError`` naming the key.
+    """
+    register_configs()
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base=None):
+            cfg = compose("training_sequence", overrides=list(overrides))
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(_hydra_message(error)) from error
+
+
+def _hydra_message(error: Exception) -> str:
+    """Hydra's complaint with its cause's first line, which names the key and the problem."""
+    first, *rest = str(error).split("Config search path:")[0].strip().splitlines()
+    if error.__cause__ is not None:
+        first = f"{first.rstrip('.')}: {str(error.__cause__).splitlines()[0]}"
+    details = " ".join(line.strip() for line in rest if line.strip())
+    return f"{first}; {details}" if details else first
+
+
+def project_path(path: str) -> Path:
+    """A project file the config names; a relative path starts at the project root."""
+    return PROJECT_ROOT / Path(path).expanduser()
+
+
+@contextmanager
+def config_errors(where: str) -> Iterator[None]:
+    """Turn a runtime class's complaint about its settings into a ``ConfigError`` naming
+    ``where`` they come from; data errors stay data errors."""
+    try:
+        yield
+    except (DataError, ConfigError):
+        raise
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
+def require_at_least(section: str, settings: object, minimum: int, *names: str) -> None:
+    """Stop on a count below ``minimum``, e.g. ``stage_1_ppo.iterations must be >= 1, got 0``."""
+    for name in names:
+        value = getattr(settings, name)
+        if value < minimum:
+            raise ConfigError(f"{section}.{name} must be >= {minimum}, got {value}")
 
 
 def bars_from(config: DataConfig) -> pd.DataFrame:

@@ -7,28 +7,28 @@ from pathlib import Path
 
 import pytest
 import ray
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from evotrader.config import TrainingConfig, bars_from, pipeline_from, register_configs, splits_from
+from evotrader.config import (
+    TrainingConfig,
+    bars_from,
+    load_training_config,
+    pipeline_from,
+    splits_from,
+)
 from evotrader.training.pipeline import StageContext
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
+    """A private local Ray ("local": never another instance running on the machine)."""
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
 
 
 def training_config(*overrides: str) -> TrainingConfig:
     """The configs/ tree composed with ``overrides``, as run_training.py would see it."""
-    register_configs()
-    with initialize_config_dir(str(CONFIGS), version_base=None):
-        cfg = compose("training_sequence", overrides=list(overrides))
-    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    return load_training_config(overrides)
 
 
 @pytest.fixture

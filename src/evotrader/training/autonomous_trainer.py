@@ -45,10 +45,12 @@ from evotrader.backtest.significance import (
 )
 from evotrader.config import (
     AutonomousStageConfig,
+    ConfigError,
     EnvConfig,
     FitnessConfig,
     env_config_from_dict,
     execution_from,
+    require_at_least,
 )
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.models.moe_policy import MoEPolicy
@@ -159,6 +161,27 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
         log_generation(ctx, writer, archive, generation, space, time.perf_counter() - began)
     writer.close()
     return crown_champion(ctx, archive, settings)
+
+
+def check_settings(ctx: StageContext) -> None:
+    """The population's counts, then the search space, controller, augmentations, thresholds
+    and fixed agent settings as the classes that use them check them."""
+    settings = ctx.config.stage_4_autonomous
+    require_at_least(ctx.name, settings, 1, "population", "generations")
+    unknown = sorted(set(settings.augmentation) - set(augmentation.KINDS))
+    if unknown:
+        raise ConfigError(f"augmentation {unknown} unknown; known: {augmentation.KINDS}")
+    space = SearchSpace.from_config(settings.genes)
+    check_genes(space)
+    make_controller(settings.controller, space, **settings.controller_options)
+    Thresholds(**asdict(settings.self_modification))
+    agent_settings(
+        space.sample(np.random.default_rng(0)),
+        ctx.pipeline.num_features,
+        tuple(ctx.config.env.positions),
+        settings.agent,
+        settings.hyperparameters,
+    )
 
 
 def job_for(

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from evotrader.config import EnvConfig, MAMLStageConfig, execution_from
+from evotrader.config import EnvConfig, MAMLStageConfig, execution_from, require_at_least
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.env import MarketData, VectorMarketEnv
 from evotrader.models import TransformerSpec, math_attention
@@ -48,6 +48,24 @@ class MetaStep:
     pre_return: float
     post_return: float
     meta_loss: float
+
+
+def check_settings(ctx: StageContext) -> None:
+    """The loop's counts, and at least one task (which loads and checks every universe symbol)."""
+    require_at_least(
+        ctx.name,
+        ctx.config.stage_3_maml,
+        1,
+        "meta_iterations",
+        "meta_batch_size",
+        "inner_steps",
+        "num_envs",
+        "episode_length",
+        "task_bars",
+        "adapt_bars",
+        "eval_interval",
+    )
+    build_tasks(ctx)
 
 
 def run_maml_stage(ctx: StageContext) -> StageResult:

@@ -13,12 +13,13 @@ from dataclasses import asdict
 import torch
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from evotrader.models import TransformerSpec
 from evotrader.models.moe_model import MoEPPOLearner, MoEPPOModule
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.checkpoint import load_checkpoint
 from evotrader.training.pipeline import StageContext, StageResult
-from evotrader.training.rllib_stage import RLlibStage, run_rllib_stage
+from evotrader.training.rllib_stage import RLlibStage, check_rllib_settings, run_rllib_stage
 
 
 def moe_stage(ctx: StageContext) -> RLlibStage:
@@ -43,6 +44,19 @@ def moe_stage(ctx: StageContext) -> RLlibStage:
             *(f"expert_utilisation_{k}" for k in range(settings.num_experts)),
         ),
     )
+
+
+def check_settings(ctx: StageContext) -> None:
+    """The gate's settings as MoEPolicy checks them (any input size will do), then PPO's."""
+    settings = ctx.config.stage_2_moe
+    MoEPolicy(
+        TransformerSpec(input_dim=1, **asdict(ctx.config.model)),
+        len(ctx.config.env.positions),
+        settings.num_experts,
+        settings.top_k,
+        settings.gate_hidden,
+    )
+    check_rllib_settings(ctx, moe_stage(ctx))
 
 
 def run_moe_stage(ctx: StageContext) -> StageResult:

@@ -1,7 +1,10 @@
 """The staged pipeline: runs the configured stages in order under runs/<run_name>/.
 
-A run directory holds the resolved config, one TensorBoard log dir per stage, the stage
-checkpoints and ``state.json``. Rerunning the same run skips completed stages; a stage
+Everything is checked before anything is written: the config (each configured stage's
+settings by the classes that will use them) and the data (loaded, validated, split). Only
+then is the run folder opened (``run_folder``: locked, bound to a fingerprint of settings and
+data). It holds the resolved config, the fingerprint, one TensorBoard log dir per stage, the
+stage checkpoints and ``state.json``. Rerunning the same run skips completed stages; a stage
 that was interrupted resumes from its own last checkpoint.
 """
 
@@ -9,22 +12,34 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import ray
-from omegaconf import OmegaConf
 from torch import nn
 
+from evotrader.atomic import write_atomic
 from evotrader.backtest.significance import TEST, VALIDATION
-from evotrader.config import TrainingConfig, bars_from, pipeline_from, splits_from
+from evotrader.config import (
+    ConfigError,
+    RayConfig,
+    TrainingConfig,
+    bars_from,
+    config_errors,
+    pipeline_from,
+    splits_from,
+)
 from evotrader.data import FeaturePipeline, TimeSplits
+from evotrader.models import TransformerSpec
 from evotrader.training.checkpoint import Checkpoint, checkpoint_name
+from evotrader.training.market_envs import vector_env_from
+from evotrader.training.run_folder import RunFolderError, open_run
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
 
 
@@ -134,18 +149,13 @@ class RunState:
             raw = json.loads(path.read_text())
             return cls({name: StageResult(**done) for name, done in raw["completed"].items()})
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(
+            raise RunFolderError(
                 f"{path}: unreadable run state ({error}); move it away to restart the run"
             ) from error
 
     def save(self, path: Path) -> None:
         payload = {"completed": {name: asdict(done) for name, done in self.completed.items()}}
-        temporary = path.with_suffix(".json.tmp")
-        with open(temporary, "w") as handle:
-            json.dump(payload, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_atomic(path, json.dumps(payload, indent=2))
 
 
 STAGES = {
@@ -157,55 +167,118 @@ STAGES = {
 }
 
 
+def stage_module(name: str) -> ModuleType:
+    """The stage's module, imported only when needed (each pulls in its own heavy libraries).
+
+    Besides its runner, every stage module has ``check_settings(ctx)``: it raises on settings
+    the stage cannot run with, and writes nothing.
+    """
+    return importlib.import_module(STAGES[name].split(":")[0])
+
+
 def stage_runner(name: str) -> Stage:
-    """The stage's runner, imported only when it runs (each pulls in its own heavy libraries)."""
-    module, function = STAGES[name].split(":")
-    return getattr(importlib.import_module(module), function)
+    return getattr(stage_module(name), STAGES[name].split(":")[1])
 
 
-def run_pipeline(config: TrainingConfig) -> dict[str, StageResult]:
-    """Run every configured stage not yet completed; returns all stages' results."""
+@dataclass(frozen=True)
+class RunInputs:
+    """The run's bars, validated and split, and the feature pipeline fitted on train."""
+
+    bars: pd.DataFrame
+    splits: TimeSplits
+    pipeline: FeaturePipeline
+
+
+def prepare(config: TrainingConfig) -> RunInputs:
+    """Check the config and the data without writing anything: the stage list, the bars
+    (loaded and validated by their source), the splits, the env over the training split,
+    the model, then every configured stage's settings."""
     unknown = [name for name in config.stages if name not in STAGES]
     if unknown:
-        raise ValueError(f"unknown stages {unknown}; available: {sorted(STAGES)}")
-    run_dir = Path(config.runs_dir) / config.run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(config)))
-    state_path = run_dir / "state.json"
-    state = RunState.load(state_path)
-
-    bars = bars_from(config.data)
-    splits = splits_from(config.data, bars)
-    pipeline = pipeline_from(config.features).fit(splits.train)
-    print(f"[run] {run_dir}  data={config.data.source}:{config.data.symbol}")
-    print(splits.describe())
-    _start_ray(config)
-
+        raise ConfigError(f"stages: unknown {unknown}; available: {sorted(STAGES)}")
+    repeated = sorted({name for name in config.stages if config.stages.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"stages: {repeated} listed more than once")
+    with config_errors("data"):
+        bars = bars_from(config.data)
+        splits = splits_from(config.data, bars)
+    with config_errors("features"):
+        pipeline = pipeline_from(config.features).fit(splits.train)
+    with config_errors("env"):
+        env = vector_env_from(splits.train, 1, pipeline, config.env)
+    with config_errors("model"):
+        TransformerSpec(input_dim=env.single_observation_space.shape[-1], **asdict(config.model))
+    run_dir = Path(config.runs_dir) / config.run_name  # not created: the checks write nothing
     for name in config.stages:
-        if name in state.completed:
-            print(f"[{name}] already complete -> {state.completed[name].checkpoint}")
-            continue
-        before = config.stages[: config.stages.index(name)]
-        earlier = {done: state.completed[done] for done in before if done in state.completed}
-        context = StageContext(name, config, run_dir, bars, splits, pipeline, earlier)
-        started = time.perf_counter()
-        result = stage_runner(name)(context)
-        result.seconds = time.perf_counter() - started
-        state.completed[name] = result
-        state.save(state_path)
-    print(summary_table(state.completed))
+        context = StageContext(name, config, run_dir, bars, splits, pipeline, {})
+        with config_errors(name):
+            stage_module(name).check_settings(context)
+    return RunInputs(bars, splits, pipeline)
+
+
+def run_pipeline(config: TrainingConfig, *, new_run: bool = False) -> dict[str, StageResult]:
+    """Check everything, then run every configured stage not yet completed in the run folder.
+
+    A folder bound to other settings refuses the run (``RunFolderError``), unless ``new_run``
+    starts a fresh one under a new name. Returns all stages' results.
+    """
+    inputs = prepare(config)
+    with open_run(config, inputs.bars, STAGES, new_run=new_run) as run:
+        config, run_dir = run.config, run.path
+        state_path = run_dir / "state.json"
+        state = RunState.load(state_path)
+        print(f"[run] {run_dir}  data={config.data.source}:{config.data.symbol}")
+        print(inputs.splits.describe())
+        start_ray(config.ray)
+
+        for name in config.stages:
+            if name in state.completed:
+                print(f"[{name}] already complete -> {state.completed[name].checkpoint}")
+                continue
+            before = config.stages[: config.stages.index(name)]
+            earlier = {done: state.completed[done] for done in before if done in state.completed}
+            run.start_stage(name)
+            context = StageContext(
+                name, config, run_dir, inputs.bars, inputs.splits, inputs.pipeline, earlier
+            )
+            started = time.perf_counter()
+            result = stage_runner(name)(context)
+            result.seconds = time.perf_counter() - started
+            state.completed[name] = result
+            state.save(state_path)
+        print(summary_table(state.completed))
     return state.completed
 
 
-def _start_ray(config: TrainingConfig) -> None:
+class RayStartError(RuntimeError):
+    """Ray could not start here, or the cluster ``ray.address`` names could not be joined."""
+
+
+def start_ray(settings: RayConfig) -> None:
+    """Empty ``ray.address``: a private local Ray, never another instance already running on
+    this machine (``address="local"`` also ignores RAY_ADDRESS). "auto" or an address joins
+    that cluster."""
     if ray.is_initialized():
         return
-    ray.init(
-        address=config.ray.address or None,
-        num_cpus=None if config.ray.address else config.ray.num_cpus,
-        include_dashboard=False,
-        log_to_driver=False,
-    )
+    address = settings.address or "local"
+    try:
+        _check_reachable(address)
+        ray.init(
+            address=address,
+            num_cpus=settings.num_cpus if address == "local" else None,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    except (OSError, RuntimeError, ValueError) as error:
+        raise RayStartError(f"ray.address={settings.address!r}: {error}") from error
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast on a host:port nobody listens on; ray.init would retry it for minutes."""
+    host, _, port = address.split("://")[-1].rpartition(":")
+    if host and port.isdigit():
+        with socket.create_connection((host, int(port)), timeout=10):
+            pass
 
 
 def summary_table(results: dict[str, StageResult]) -> str:

@@ -4,18 +4,20 @@ A genome's genes map onto the agent by name: CoreTransformer fields shape the wo
 trunk, ``window`` the observation window, and AgentHyperparameters fields its knobs. The
 archive holds every member ever evaluated (fitness, metrics, validation returns, lineage)
 and the offspring waiting for the next generation; it is rewritten atomically after each
-generation, so a crash costs at most the generation in progress.
+generation, so a crash costs at most the generation in progress. Only whole generations are
+saved (every one done has members), so a failed stage never leaves an archive that breaks the
+next run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from evotrader.agents import AgentArchitecture, AgentHyperparameters
+from evotrader.atomic import write_atomic
 from evotrader.models.core_transformer import TransformerSpec
 from evotrader.nas import Genome, Offspring, SearchSpace
 
@@ -111,6 +113,10 @@ class Archive:
             current = self.member(current.parents[0])
 
     def save(self, path: Path) -> None:
+        """Write the archive atomically; refuses one with a finished generation left empty."""
+        empty = [g for g in range(self.generations_done) if not self.generation(g)]
+        if empty:
+            raise ValueError(f"{path}: generations {empty} have no members; not saved")
         payload = {
             "version": ARCHIVE_VERSION,
             "generations_done": self.generations_done,
@@ -119,12 +125,7 @@ class Archive:
             "adaptations": self.adaptations,
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        with open(temporary, "w") as handle:
-            json.dump(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write_atomic(path, json.dumps(payload))
 
     @classmethod
     def load(cls, path: Path) -> Archive:

@@ -8,7 +8,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from evotrader.models.ppo_model import TransformerPPOModule
 from evotrader.training.pipeline import StageContext, StageResult
-from evotrader.training.rllib_stage import RLlibStage, run_rllib_stage
+from evotrader.training.rllib_stage import RLlibStage, check_rllib_settings, run_rllib_stage
 
 
 def ppo_stage(ctx: StageContext) -> RLlibStage:
@@ -19,6 +19,10 @@ def ppo_stage(ctx: StageContext) -> RLlibStage:
             module_class=TransformerPPOModule, model_config={"encoder": asdict(ctx.config.model)}
         ),
     )
+
+
+def check_settings(ctx: StageContext) -> None:
+    check_rllib_settings(ctx, ppo_stage(ctx))
 
 
 def run_ppo_stage(ctx: StageContext) -> StageResult:

@@ -4,7 +4,9 @@ One loop you can follow: train an iteration, log it, every ``eval_interval`` ite
 backtest the current policy on the validation split (used for selection, after costs) and
 keep the best, and after every iteration save ``last.pth`` so an interrupted run resumes.
 A stage differs only in its ``RLlibStage``: the RLModule, an optional learner subclass
-(MoE's load-balancing loss) and the extra learner scalars it logs.
+(MoE's load-balancing loss) and the extra learner scalars it logs. A resumed stage seeds its
+sampler from (seed, iteration it resumes after), so it samples new episodes rather than
+replaying those its first iterations saw.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ray.tune.registry import register_env
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-from evotrader.config import PPOStageConfig
+from evotrader.config import PPOStageConfig, require_at_least
 from evotrader.training.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.training.evaluation import validate
 from evotrader.training.market_envs import ENV_NAME, make_vector_env, vector_env_config
@@ -56,13 +58,14 @@ def run_rllib_stage(
 ) -> StageResult:
     """Train with PPO on RLlib; ``initial_weights`` warm-start a fresh (not a resumed) run."""
     settings = stage.settings
-    algo = build_algorithm(ctx, stage)
     last_path = ctx.stage_dir / "last.pth"
-    start, best = 0, {"sharpe": -np.inf}
-    if last_path.exists():
-        last = load_checkpoint(last_path)
+    last = load_checkpoint(last_path) if last_path.exists() else None
+    start = int(last.extra["iteration"]) if last is not None else 0
+    algo = build_algorithm(ctx, stage, resumed_after=start)
+    best = {"sharpe": -np.inf}
+    if last is not None:
         set_policy_weights(algo, last.state_dict)
-        start, best = int(last.extra["iteration"]), dict(last.extra["best"])
+        best = dict(last.extra["best"])
         print(f"[{ctx.name}] resuming after iteration {start} from {last_path}")
     elif initial_weights is not None:
         set_policy_weights(algo, initial_weights)
@@ -108,10 +111,42 @@ def run_rllib_stage(
     return StageResult(checkpoint=str(ctx.checkpoint_path), validation=best, seconds=0.0)
 
 
-def build_algorithm(ctx: StageContext, stage: RLlibStage) -> Algorithm:
-    """PPO on the vectorised market env of the training split, seeded."""
-    settings = stage.settings
+def check_rllib_settings(ctx: StageContext, stage: RLlibStage) -> None:
+    """Settings this loop or RLlib's own validation refuses, found before the run starts."""
+    require_at_least(
+        ctx.name,
+        stage.settings,
+        1,
+        "iterations",
+        "train_batch_size",
+        "minibatch_size",
+        "num_epochs",
+        "num_envs_per_env_runner",
+        "eval_interval",
+    )
+    require_at_least(ctx.name, stage.settings, 0, "num_env_runners")
+    ppo_config(ctx, stage, ctx.config.seed).validate()
+
+
+def sampling_seed(seed: int, resumed_after: int) -> int:
+    """The sampler's seed: the run's own for a fresh stage, and one drawn from (seed,
+    iteration) for a stage resumed after that iteration, which must not replay the episodes
+    its first iterations sampled."""
+    if resumed_after == 0:
+        return seed
+    return int(np.random.default_rng([seed, resumed_after]).integers(2**31))
+
+
+def build_algorithm(ctx: StageContext, stage: RLlibStage, resumed_after: int = 0) -> Algorithm:
+    """PPO on the vectorised market env of the training split, seeded for the iterations
+    after ``resumed_after``."""
     register_env(ENV_NAME, make_vector_env)
+    return ppo_config(ctx, stage, sampling_seed(ctx.config.seed, resumed_after)).build_algo()
+
+
+def ppo_config(ctx: StageContext, stage: RLlibStage, seed: int) -> PPOConfig:
+    """The PPO configuration of ``stage`` over the training split, sampling seeded by ``seed``."""
+    settings = stage.settings
     ppo = (
         PPOConfig()
         .environment(ENV_NAME, env_config=vector_env_config(ctx, ctx.splits.train))
@@ -133,14 +168,14 @@ def build_algorithm(ctx: StageContext, stage: RLlibStage) -> Algorithm:
             num_epochs=settings.num_epochs,
         )
         .rl_module(rl_module_spec=stage.module_spec)
-        .debugging(seed=ctx.config.seed)
+        .debugging(seed=seed)
         .reporting(metrics_num_episodes_for_smoothing=20)
     )
     if stage.learner_class is not None:
         ppo = ppo.learners(
             learner_class=stage.learner_class, learner_config_dict=stage.learner_config
         )
-    return ppo.build_algo()
+    return ppo
 
 
 def current_policy(algo: Algorithm) -> nn.Module:

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 import ray
 
-from evotrader.config import StrategySearchConfig, TrainingConfig, execution_from
+from evotrader.config import StrategySearchConfig, TrainingConfig, execution_from, project_path
 from evotrader.data import TimeSplits, load_bars
 from evotrader.env import ExecutionModel
 from evotrader.risk.preferences import Preferences, load_preferences
@@ -72,6 +72,23 @@ class Windows:
     @classmethod
     def from_dict(cls, raw: dict[str, str]) -> Windows:
         return cls(**{name: pd.Timestamp(raw[name]) for name in cls.__dataclass_fields__})
+
+
+def check_settings(ctx: StageContext) -> None:
+    """The human's preferences and every phase's settings, as the classes that use them
+    check them."""
+    settings = ctx.config.strategy_search
+    preferences(settings)
+    universe_choices(ctx.config)
+    screening_config(settings, ctx.config.seed)
+    validation_config(settings)
+    evolver_config(settings)
+    llm_config(settings)
+
+
+def preferences(settings: StrategySearchConfig) -> Preferences:
+    """The preferences file the audit holds specs to (a relative path: from the project root)."""
+    return load_preferences(project_path(settings.preferences))
 
 
 def run_strategy_stage(ctx: StageContext) -> StageResult:
@@ -175,7 +192,7 @@ def make_judges(
     """Screen, validate and audit bound to their windows, costs and the human's limits."""
     # backtesting.py has no impact model; validation measures impact in its capacity scan
     execution = replace(execution_from(ctx.config.env.execution), impact_coef=0.0)
-    limits = audit_limits(load_preferences(ctx.config.strategy_search.preferences), ctx.config)
+    limits = audit_limits(preferences(ctx.config.strategy_search), ctx.config)
 
     def screen_spec(spec: StrategySpec) -> StrategyResult:
         return screen(spec, bars.get(spec, windows.search_end), screening, execution)
