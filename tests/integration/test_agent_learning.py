@@ -1,4 +1,4 @@
-"""The AutonomousAgent finds a planted AR(1) edge out of sample and claims none on a random walk.
+"""The AutonomousAgent finds a planted AR(1) edge on unseen bars and claims none on a random walk.
 
 Each series is learned on its train split with the quick-profile sizes (window 32, model_dim
 32), saved and reloaded through the common checkpoint format as the backtest runner and the
@@ -108,4 +108,4 @@ def test_agent_finds_a_planted_ar1_edge_out_of_sample(tmp_path: Path) -> None:
 
 def test_agent_claims_no_edge_on_a_random_walk(tmp_path: Path) -> None:
     result, _, _ = validation_results("RANDOM_WALK", tmp_path)
-    assert t_stat(result) < 2.0  # no statistically significant edge out of sample
+    assert t_stat(result) < 2.0  # no statistically significant edge on the validation split

@@ -1,4 +1,4 @@
-"""The world model finds a planted AR(1) edge out of sample and claims none on a random walk.
+"""The world model finds a planted AR(1) edge on unseen bars and claims none on a random walk.
 
 Both series are trained on the train split and judged on the validation split: the
 information coefficient of the next-bar median forecast, and the next-bar pinball loss

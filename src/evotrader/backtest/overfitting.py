@@ -7,7 +7,7 @@ length, skewness and kurtosis; the Deflated Sharpe Ratio (Bailey and Lopez de Pr
 PSR against the best Sharpe expected from that many zero-edge candidates. The Probability of
 Backtest Overfitting (Bailey, Borwein, Lopez de Prado and Zhu, 2017; combinatorially symmetric
 cross-validation, CSCV) asks how often the candidate that wins on one half of the selection
-data lands in the bottom half on the other. All Sharpe ratios here are per period, never
+data ranks in the bottom half on the other. All Sharpe ratios here are per period, never
 annualised.
 """
 
@@ -124,15 +124,18 @@ def probability_of_backtest_overfitting(returns: np.ndarray, splits: int = 8) ->
     """PBO by CSCV over a (periods, candidates) matrix of per-period returns.
 
     The oldest ``periods mod splits`` rows are dropped and the rest cut into ``splits``
-    equal blocks, as the paper requires. Every half of the blocks serves once as in-sample,
-    the other half as out-of-sample; PBO is the share of these splits in which the in-sample
-    best candidate ranks below the median out of sample (logit of its relative rank < 0).
+    equal blocks, as the paper requires. Every half of the blocks serves once as the
+    in-sample half, the other blocks as the held-back half; PBO is the share of these splits
+    in which the in-sample best candidate ranks below the median on the held-back half
+    (logit of its relative rank < 0). The matrix is usually the selection (validation)
+    split's, so "held-back" here is a half of that split, not the test split.
 
     Ties are not evidence of overfitting. Identical return columns are one strategy (counted
-    once); a logit of exactly 0 (median rank, e.g. every candidate tied out of sample) counts
-    as half; candidates tied for best in-sample share the split equally, as if picked at
-    random among them. Fewer than two distinct candidates, too few rows, or candidates that
-    never differ out of sample leave PBO undefined, with the reason, never 1.0.
+    once); a logit of exactly 0 (median rank, e.g. every candidate tied on the held-back
+    half) counts as half; candidates tied for best in-sample share the split equally, as if
+    picked at random among them. Fewer than two distinct candidates, too few rows, or
+    candidates that never differ on a held-back half leave PBO undefined, with the reason,
+    never 1.0.
     """
     matrix = np.asarray(returns, dtype=np.float64)
     if matrix.ndim != 2:
@@ -171,7 +174,7 @@ def probability_of_backtest_overfitting(returns: np.ndarray, splits: int = 8) ->
         informative += bool(np.ptp(outside) > 0)
         total += 1
     if not informative:
-        return undefined(f"the {candidates} distinct candidates never differ out of sample")
+        return undefined(f"the {candidates} distinct candidates never differ on a held-back half")
     note = f"CSCV, {splits} blocks of {block} periods, {candidates} distinct candidates"
     if dropped:
         note += f", oldest {dropped} periods dropped for equal blocks"

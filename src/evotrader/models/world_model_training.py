@@ -1,4 +1,4 @@
-"""Supervised training and out-of-sample evaluation of the TransformerWorldModel.
+"""Supervised training of the TransformerWorldModel, and its evaluation on a later split.
 
 A sample is the observation window ending at bar t (exactly what the backtest engine feeds a
 policy with ``agent_state=False``) and its targets, the log close-to-close returns of bars

@@ -101,13 +101,13 @@ def test_candidates_that_never_differ_out_of_sample_leave_pbo_undefined() -> Non
     leveraged = np.column_stack([series, 2 * series])  # same timing, twice the size
     pbo = probability_of_backtest_overfitting(leveraged)
     assert pbo.value is None and pbo.candidates == 2
-    assert "never differ out of sample" in pbo.reason
+    assert "never differ on a held-back half" in pbo.reason
 
 
 def test_ties_count_as_half_and_column_order_does_not_matter() -> None:
     """Two candidates, equal in the newer block, the first worse in the older one.
 
-    With the older block in-sample, the better one wins and ties out of sample (logit 0:
+    With the older block in-sample, the better one wins and ties on the newer (logit 0:
     half); with the newer block in-sample, both tie for the win and each is picked half the
     time (one lands below the median, one above). PBO is 0.5 whichever column comes first;
     counting logit 0 as overfit and breaking ties by column order gave 1.0.
