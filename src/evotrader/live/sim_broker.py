@@ -327,8 +327,9 @@ class SimBroker(Broker):
         position = held.get(self.instrument.symbol, Position(self.instrument.symbol, 0.0))
         self._account.units, self._avg_cost = position.quantity, position.avg_cost
         self._fills = fills
-        acknowledged = [o for o in journal.orders() if o.state.broker_order_id is not None]
-        for known in acknowledged:
+        for known in journal.orders():
+            if known.state.broker_order_id is None:  # PENDING: it never reached the broker
+                continue
             number = int(known.state.broker_order_id) - 1
             done = sum(f.client_ref == known.request.client_ref for f in fills)
             self._orders[known.request.client_ref] = _Order(

@@ -42,7 +42,11 @@ def _load(
         raw = reader(file)
     except Exception as exc:
         raise DataError(f"{symbol}: could not read {file}: {exc}") from exc
-    return validate_ohlcv(normalize_columns(_with_time_index(raw, symbol, file)), symbol=symbol)
+    indexed = _with_time_index(raw, symbol, file)  # its errors name the file already
+    try:
+        return validate_ohlcv(normalize_columns(indexed), symbol=symbol)
+    except DataError as exc:
+        raise DataError(f"{exc} (in {file})") from exc
 
 
 def _with_time_index(raw: pd.DataFrame, symbol: str, file: Path) -> pd.DataFrame:
