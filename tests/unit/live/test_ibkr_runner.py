@@ -7,7 +7,10 @@ position comes from the broker.
 """
 
 import logging
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pandas as pd
 import pytest
 import run_live_bot
 import yaml
+from tests.integration.cli import ROOT
 from tests.support.tws_server import HistoricalBar, Stock, TwsServer
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint, preferences
 
@@ -162,4 +166,52 @@ def test_paper_bot_trades_through_ibkr_reconnects_and_restarts_without_duplicate
             position = db.execute("SELECT quantity FROM positions WHERE symbol='GOOG'").fetchone()
             runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
         assert runs == 2
+        assert (position[0] if position else 0.0) == tws.position("GOOG")
+
+
+@pytest.mark.slow
+def test_a_paper_bot_killed_mid_run_resumes_on_its_out(tmp_path: Path, setup: Path) -> None:
+    """kill -9 of the bot process between bars, then the same command: it reconciles its
+    journal with the broker and trades on (exit 0) or halts (3); nothing is sent twice."""
+    history, live = goog_bars()
+    out = tmp_path / "bot"
+    args = [
+        "--broker", "ibkr", "--checkpoint", str(setup), "--symbol", "GOOG",
+        "--client-id", "7", "--bar-size", "1 day",
+        "--preferences", str(tmp_path / "preferences.yaml"),
+        "--config", str(tmp_path / "runner.yaml"), "--out", str(out),
+    ]  # fmt: skip
+    with TwsServer([Stock("GOOG", 208813720)], lifetime_s=100.0) as tws:
+        tws.set_history("GOOG", [*history, live[0]])
+        command = [sys.executable, str(ROOT / "run_live_bot.py"), *args, "--port", str(tws.port)]
+        first = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        feed(tws, live[1 : LIVE + 1], out / "journal.sqlite", subscriptions(tws), drop_at=0)
+        first.send_signal(signal.SIGKILL)  # mid-run: it would trade more bars
+        assert first.wait(timeout=30) == -signal.SIGKILL
+        refs = [fields[26] for fields in tws.messages(3)]
+        assert refs, "the seeded policy should trade on these bars"
+
+        rest = live[LIVE + 1 :]
+        feeder = threading.Thread(
+            target=feed,
+            args=(tws, rest, out / "journal.sqlite", subscriptions(tws), 0),
+            daemon=True,
+        )
+        feeder.start()
+        second = subprocess.run(
+            [*command, "--max-bars", str(len(rest))],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        feeder.join(timeout=10)
+        assert second.returncode in (0, 3), second.stderr
+        assert "Traceback" not in second.stderr
+        refs_after = [fields[26] for fields in tws.messages(3)]
+        assert refs_after[: len(refs)] == refs and len(refs_after) == len(set(refs_after))
+        with sqlite3.connect(out / "journal.sqlite") as db:
+            position = db.execute("SELECT quantity FROM positions WHERE symbol='GOOG'").fetchone()
         assert (position[0] if position else 0.0) == tws.position("GOOG")
