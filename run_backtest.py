@@ -175,7 +175,8 @@ def backtest(args: argparse.Namespace) -> int:
     print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); traded: {symbol}")
     print(f"test split: {test['test_start']} -> {test['test_end']} (out of sample)")
     print(result.report("Test split (out of sample, after costs)"))
-    engines, notes = {}, [note] if note else []
+    engines: dict[str, dict[str, float]] = {}
+    notes = [note] if note else []
     if args.engine == "nautilus":
         engines, timing = nautilus_comparison(checkpoint, symbol, result, bars)
         notes += timing

@@ -44,7 +44,7 @@ import yaml
 
 from evotrader.backtest.policies import Policy
 from evotrader.cli import ExitCode, run_guarded
-from evotrader.config import execution_from
+from evotrader.config import EnvConfig, execution_from
 from evotrader.data import data_roots, load_bars
 from evotrader.live.broker import Broker
 from evotrader.live.journal import Journal, JournalError
@@ -181,6 +181,7 @@ def sim_broker(
     args: argparse.Namespace,
     checkpoint: Checkpoint,
     where: str,
+    env: EnvConfig,
     config: RunnerConfig,
     prefs: Preferences,
 ) -> SimBroker:
@@ -199,7 +200,6 @@ def sim_broker(
     start = args.start or checkpoint.data_range.get("test_start")
     end = args.end or checkpoint.data_range.get("test_end")
     bars = bars.loc[:end] if end else bars
-    env, _ = guards.trading_setup(checkpoint, where)
     try:
         return SimBroker(
             bars,
@@ -303,7 +303,7 @@ def _trade(args: argparse.Namespace) -> int:
     human, prefs = preferences_for(args, config)
     env, pipeline = guards.trading_setup(checkpoint, where)
     broker = (
-        sim_broker(args, checkpoint, where, config, prefs)
+        sim_broker(args, checkpoint, where, env, config, prefs)
         if args.broker == "sim"
         else ibkr_broker(args, prefs)
     )
