@@ -1,10 +1,13 @@
 """Does evolution find an edge where there is one, and refuse to invent one where there is not?
 
-Runs stage_4_autonomous through run_training.py on a planted AR(1) signal and on a random
-walk, then reads each run's archive and champion: best validation fitness per generation,
-the champion's test Sharpe next to buy-and-hold and a random policy (after costs, out of
-sample), its Deflated Sharpe Ratio and PBO, and how many children the better half of each
-generation parented compared with the worse half. Prints a table; --out writes JSON.
+Runs stage_4_autonomous through run_training.py on a planted AR(1) signal, on a random walk
+and on a random walk with drift (holding long pays there, but no timing beats buy-and-hold),
+then reads each run's archive and champion. On the validation split (used for selection):
+best fitness per generation, the Deflated Sharpe Ratio of the champion's excess over
+buy-and-hold with the number of trials behind it, and the PBO. On the test split (touched
+once, out of sample, after costs): the champion's Sharpe next to buy-and-hold and a random
+policy, and the verdict on its edge over buy-and-hold. Also how many children the better half
+of each generation parented compared with the worse half. Prints a table; --out writes JSON.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ from evotrader.data import FeaturePipeline, load_bars
 from evotrader.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
+CASES = {  # name: (synthetic symbol, further data overrides)
+    "AR1": ("AR1", []),  # planted AR(1) signal (coefficient 0.3): an edge to find
+    "RANDOM_WALK": ("RANDOM_WALK", []),  # no drift, no signal
+    # drift 0.001 a bar at volatility 0.01 (buy-and-hold Sharpe about 1.6 a year), no signal
+    "DRIFTING_WALK": ("RANDOM_WALK", ["+data.options.drift=0.001"]),
+}
 BUDGET = [
     "data=synthetic",
     "data.options.n_bars=3000",
@@ -51,15 +60,25 @@ def summarise(run_dir: Path, symbol: str) -> dict[str, Any]:
             for parent in child["parents"]:
                 upper, lower = (upper + 1, lower) if parent in top else (upper, lower + 1)
     champion = load_checkpoint(run_dir / f"{symbol}_autonomous_final.pth")
-    return {
+    figures = {
+        key: champion.metrics[key]
+        for key in (
+            "validation_dsr",
+            "validation_trials",
+            "test_sharpe",
+            "test_buy_hold_sharpe",
+            "test_excess_sharpe",
+            "test_edge_p_value",
+        )
+    }
+    return figures | {
         "best_fitness_by_generation": best,
         "children_of_better_half": upper,
         "children_of_worse_half": lower,
-        "test_sharpe": champion.metrics["test_sharpe"],
-        "test_buy_hold_sharpe": champion.metrics["test_buy_hold_sharpe"],
         "test_random_sharpe": random_sharpe(champion),
-        "dsr": champion.metrics["dsr"],
-        "pbo": champion.metrics["pbo"],
+        "pbo": champion.metrics.get("pbo"),  # None when undefined; pbo_note says why
+        "pbo_note": champion.extra["pbo"],
+        "verdict": champion.extra["verdict"],
     }
 
 
@@ -91,8 +110,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     results = {}
-    for symbol in ("AR1", "RANDOM_WALK"):
-        run_name = f"autonomous-{symbol}-seed{args.seed}"
+    for case, (symbol, overrides) in CASES.items():
+        run_name = f"autonomous-{case}-seed{args.seed}"
         subprocess.run(
             [
                 sys.executable,
@@ -101,21 +120,27 @@ def main() -> None:
                 f"run_name={run_name}",
                 f"seed={args.seed}",
                 f"data.symbol={symbol}",
+                *overrides,
                 *BUDGET,
             ],
             cwd=ROOT,
             check=True,
         )
-        results[symbol] = summarise(args.runs_dir / run_name, symbol)
-    print("\nAutonomous stage, AR(1) vs random walk (test split: out of sample, after costs)")
-    for symbol, r in results.items():
+        results[case] = summarise(args.runs_dir / run_name, symbol)
+    print("\nAutonomous stage: planted AR(1), random walk, random walk with drift (after costs)")
+    for case, r in results.items():
         best = " -> ".join(f"{value:.2f}" for value in r["best_fitness_by_generation"])
+        pad = " " * 14
         print(
-            f"{symbol:<12} best fitness by generation {best}\n{'':<12} test Sharpe "
-            f"{r['test_sharpe']:.2f} (buy&hold {r['test_buy_hold_sharpe']:.2f}, random "
-            f"{r['test_random_sharpe']:.2f})  DSR {r['dsr']:.3f}  PBO {r['pbo']:.2f}  children "
-            f"of the better half {r['children_of_better_half']}, of the worse half "
-            f"{r['children_of_worse_half']}"
+            f"{case:<14}validation split (used for selection): best fitness by generation "
+            f"{best}; DSR of the excess over buy-and-hold {r['validation_dsr']:.3f} over "
+            f"{r['validation_trials']:.0f} trials; {r['pbo_note']}\n"
+            f"{pad}test split (touched once), out of sample: Sharpe {r['test_sharpe']:.2f} "
+            f"(buy&hold {r['test_buy_hold_sharpe']:.2f}, random {r['test_random_sharpe']:.2f}), "
+            f"excess over buy-and-hold {r['test_excess_sharpe']:.2f}\n"
+            f"{pad}{r['verdict']}\n"
+            f"{pad}children of the better half {r['children_of_better_half']}, of the worse "
+            f"half {r['children_of_worse_half']}"
         )
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))

@@ -1,6 +1,6 @@
 """The whole pipeline, every stage, with the tiny profile; then run_backtest and the sim bot.
 
-This is what a user does in a day: train, read the out-of-sample report, move the result
+This is what a user does in a day: train, read the test-split report, move the result
 into the live bot. The sim bot's equity must equal the backtest's on the same bars.
 """
 
@@ -55,7 +55,19 @@ def test_every_stage_runs_and_leaves_its_checkpoint(trained) -> None:
         assert (runs / "e2e" / "tensorboard" / stage).is_dir()
     assert state["completed"]["strategy_search"]["checkpoint"].endswith("strategies.sqlite")
     assert "experts warm-started" in stdout
-    assert "Summary (validation split: out of sample, after costs)" in stdout
+    assert "Summary, validation split (used for selection), after costs" in stdout
+
+
+def test_every_validation_evaluation_of_every_stage_is_a_trial_behind_the_champion(
+    trained,
+) -> None:
+    runs, stdout = trained
+    champion = load_checkpoint(runs / "e2e" / CHAMPION)
+    counts = champion.extra["trials_by_stage"]
+    assert set(counts) == set(STAGES[:4]) and all(count > 0 for count in counts.values())
+    assert champion.metrics["validation_trials"] == sum(counts.values())
+    assert f"over {sum(counts.values())} trials" in stdout
+    assert stdout.rstrip().endswith(champion.extra["verdict"])  # the summary ends with it
 
 
 def test_run_backtest_reports_the_champion_on_test(trained) -> None:

@@ -1,7 +1,9 @@
-"""Evolution finds a planted edge and refuses to invent one on a random walk.
+"""Evolution finds a planted edge and refuses to invent one on a random walk, with or without drift.
 
 Runs bench/bench_autonomous_learning.py (stage_4_autonomous through run_training.py on a
-planted AR(1) series and on a random walk, population 8, 4 generations) and checks its figures.
+planted AR(1) series, a random walk and a random walk with drift, population 8, 4 generations)
+and checks its figures: an edge is an edge over buy-and-hold on the same bars, judged once on
+the test split, after the validation DSR has deflated it for every trial behind the champion.
 """
 
 from __future__ import annotations
@@ -36,15 +38,24 @@ def test_evolution_finds_the_planted_edge_and_no_edge_in_noise(tmp_path: Path) -
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads(out.read_text())
     print(json.dumps(results, indent=2))
-    planted, noise = results["AR1"], results["RANDOM_WALK"]
+    planted, noise, drift = results["AR1"], results["RANDOM_WALK"], results["DRIFTING_WALK"]
 
     best = planted["best_fitness_by_generation"]
     best_so_far = [max(best[: i + 1]) for i in range(len(best))]
     assert best_so_far[-1] > best[0]  # a later generation beat the first one's best
     assert planted["test_sharpe"] > planted["test_buy_hold_sharpe"] + 1.0
     assert planted["test_sharpe"] > planted["test_random_sharpe"] + 1.0
-    assert planted["dsr"] > 0.95  # the planted edge survives deflation for 32 candidates
+    assert planted["validation_trials"] == 32  # every member of the only stage is a trial
+    assert planted["validation_dsr"] > 0.95  # the excess survives deflation for 32 trials
+    assert planted["test_edge_p_value"] < 0.05
+    assert planted["verdict"].startswith("edge over buy-and-hold: significant (p=")
 
-    assert noise["dsr"] < 0.95  # on a random walk: no significant edge after selection
+    # Holding long through the drift earns a positive Sharpe; against buy-and-hold it is no edge.
+    assert drift["test_buy_hold_sharpe"] > 0.5
+    for result in (noise, drift):  # no timing signal: no edge over buy-and-hold
+        assert result["validation_dsr"] < 0.95
+        assert result["test_edge_p_value"] >= 0.05
+        assert result["verdict"].startswith("edge over buy-and-hold: not significant (p=")
+    # On the drifting walk every member may hold long (tied fitness): nothing to favour there.
     for result in (planted, noise):  # selection favours the fitter half of each generation
         assert result["children_of_better_half"] > result["children_of_worse_half"]
