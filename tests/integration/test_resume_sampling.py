@@ -1,0 +1,67 @@
+"""A resumed stage continues its sampling sequence: it never replays the episodes that its
+first iterations saw."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from evotrader.training.maml_stage import run_maml_stage
+from evotrader.training.ppo_stage import ppo_stage
+from evotrader.training.rllib_stage import build_algorithm, sampling_seed
+
+SMALL = (
+    "profile=tiny",
+    "data=synthetic",
+    "data.options.n_bars=700",
+    "stage_1_ppo.num_envs_per_env_runner=2",
+)
+
+
+def _first_observations(ctx, resumed_after: int) -> np.ndarray:
+    """The observations that open the first episodes a (possibly resumed) PPO stage samples."""
+    algo = build_algorithm(ctx, ppo_stage(ctx), resumed_after=resumed_after)
+    try:
+        episodes = algo.env_runner.sample(num_timesteps=2, random_actions=True)
+        return np.stack([episode.get_observations(0) for episode in episodes])
+    finally:
+        algo.stop()
+
+
+def test_the_sampling_seed_is_the_runs_until_a_resume() -> None:
+    assert sampling_seed(7, 0) == 7
+    resumed = {sampling_seed(7, iteration) for iteration in range(1, 50)}
+    assert len(resumed) == 49 and 7 not in resumed
+    assert sampling_seed(7, 3) == sampling_seed(7, 3)
+
+
+def test_a_resumed_ppo_stage_samples_new_episodes(ray_session, stage_context) -> None:
+    ctx = stage_context("stage_1_ppo", *SMALL)
+    fresh = _first_observations(ctx, 0)
+    assert np.array_equal(fresh, _first_observations(ctx, 0))  # seeded: the same episodes
+    assert not np.array_equal(fresh, _first_observations(ctx, 2))
+
+
+def _meta_iteration(stdout: str, iteration: int) -> str:
+    """The numbers a meta-iteration printed, its duration aside."""
+    line = re.search(rf"meta-iter {iteration}/\d+ (.*)", stdout)
+    assert line is not None, stdout
+    return re.sub(r" seconds=\S+", "", line.group(1))
+
+
+def test_a_resumed_maml_stage_meets_the_tasks_of_an_uninterrupted_one(
+    stage_context, capsys
+) -> None:
+    def maml(iterations: int):
+        return stage_context("stage_3_maml", *SMALL, f"stage_3_maml.meta_iterations={iterations}")
+
+    whole = maml(2)
+    run_maml_stage(dataclasses.replace(whole, run_dir=whole.run_dir / "whole"))
+    uninterrupted = capsys.readouterr().out
+    run_maml_stage(maml(1))
+    run_maml_stage(maml(2))  # the same run folder: resumes from last.pth after iteration 1
+    resumed = capsys.readouterr().out
+    assert "resuming after meta-iteration 1" in resumed
+    assert _meta_iteration(resumed, 2) == _meta_iteration(uninterrupted, 2)
