@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,7 +48,13 @@ class Trial:
 class TrialLedger:
     path: Path
 
-    def record(self, stage: str, label: str, returns: np.ndarray, benchmark: np.ndarray) -> None:
+    def record(
+        self,
+        stage: str,
+        label: str,
+        returns: Sequence[float] | np.ndarray,
+        benchmark: Sequence[float] | np.ndarray,
+    ) -> None:
         """Append one evaluation (durably: a crash loses at most the line being written)."""
         if len(returns) != len(benchmark):
             raise ValueError(
