@@ -81,23 +81,11 @@ class SharpeEstimate:
         )
 
     def probability_above(self, threshold: float) -> float:
-        """The PSR of this estimate against ``threshold``."""
+        """The PSR of this estimate against ``threshold``: the Deflated Sharpe Ratio when the
+        threshold is ``expected_max_sharpe`` of the trials behind it."""
         return probabilistic_sharpe_ratio(
             self.sharpe, self.observations, self.skew, self.kurtosis, threshold
         )
-
-
-def deflated_sharpe_ratio(returns: np.ndarray, trials: int, trial_sharpe_variance: float) -> float:
-    """Probability that the true Sharpe of ``returns`` beats the best of ``trials`` by luck.
-
-    ``returns`` are the selected candidate's per-period returns; ``trial_sharpe_variance``
-    is the variance of the per-period Sharpe ratios of every candidate tried. Returns
-    without dispersion carry no evidence of an edge: 0.
-    """
-    estimate = SharpeEstimate.of(returns)
-    if estimate is None:
-        return 0.0
-    return estimate.probability_above(expected_max_sharpe(trial_sharpe_variance, trials))
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ from evotrader.training.checkpoint import (
 from evotrader.training.evaluation import HEADLINE, headline
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.population import Archive, Member, agent_settings, check_genes
-from evotrader.training.trials import Trial
+from evotrader.training.trials import Trial, stage_counts
 
 
 @dataclass(frozen=True)
@@ -349,7 +349,8 @@ def crown_champion(
     validation = {key: champion.metrics[key] for key in HEADLINE}
     test_numbers = headline(test)
     validation_ppy = periods_per_year(ctx.splits.validation.index)
-    test_ppy = periods_per_year(test.equity.index)
+    test_ppy = periods_per_year(ctx.splits.test.index)
+    counts = stage_counts(trials)
     metrics = (
         {f"validation_{k}": v for k, v in validation.items()}
         | {f"test_{k}": v for k, v in test_numbers.items()}
@@ -373,7 +374,7 @@ def crown_champion(
             "lineage": archive.lineage(champion.id),
             "genome": champion.genome,
             "adaptations": archive.adaptations,
-            "trials_by_stage": ctx.trials.stage_counts(),
+            "trials_by_stage": counts,
             "pbo": pbo.describe(),
             "verdict": conclusion,
         },
@@ -383,7 +384,7 @@ def crown_champion(
     print(
         f"\n[{ctx.name}] champion: agent {champion.id} (generation {champion.generation}) -> {path}"
     )
-    print(selection_report(selection, validation_ppy, ctx.trials.stage_counts(), pbo))
+    print(selection_report(selection, validation_ppy, counts, pbo))
     print()
     print(test.report(f"Champion, {TEST}: out of sample, after costs"))
     print(holdout_report(holdout, test_ppy))

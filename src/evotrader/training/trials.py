@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -87,12 +88,10 @@ class TrialLedger:
             latest[trial.key] = trial
         return list(latest.values())
 
-    def stage_counts(self) -> dict[str, int]:
-        """How many distinct candidates each stage scored on the validation split."""
-        counts: dict[str, int] = {}
-        for trial in self.trials():
-            counts[trial.stage] = counts.get(trial.stage, 0) + 1
-        return counts
+
+def stage_counts(trials: Sequence[Trial]) -> dict[str, int]:
+    """How many distinct candidates each stage scored on the validation split."""
+    return dict(Counter(trial.stage for trial in trials))
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -10,7 +10,6 @@ import pytest
 
 from evotrader.backtest.overfitting import (
     SharpeEstimate,
-    deflated_sharpe_ratio,
     expected_max_sharpe,
     probabilistic_sharpe_ratio,
     probability_of_backtest_overfitting,
@@ -60,18 +59,23 @@ def test_sharpe_estimate_reads_the_moments_and_refuses_to_test_a_flat_series() -
         SharpeEstimate.of(np.array([0.01, np.nan, 0.02, 0.0]))
 
 
+def _dsr(returns: np.ndarray, trials: int, trial_sharpe_variance: float) -> float:
+    estimate = SharpeEstimate.of(returns)
+    assert estimate is not None
+    return estimate.probability_above(expected_max_sharpe(trial_sharpe_variance, trials))
+
+
 def test_dsr_keeps_a_real_edge_and_deflates_the_best_of_many_noise_candidates() -> None:
     rng = np.random.default_rng(1)
     edge = rng.normal(0.002, 0.01, 1000)  # per-period Sharpe 0.2 over 1000 periods
-    assert deflated_sharpe_ratio(edge, trials=20, trial_sharpe_variance=0.03**2) > 0.99
+    assert _dsr(edge, trials=20, trial_sharpe_variance=0.03**2) > 0.99
     noise = rng.normal(0.0, 0.01, size=(1000, 200))
     sharpes = noise.mean(0) / noise.std(0, ddof=1)
     best = noise[:, int(np.argmax(sharpes))]
-    raw = deflated_sharpe_ratio(best, trials=1, trial_sharpe_variance=sharpes.var())
-    deflated = deflated_sharpe_ratio(best, trials=200, trial_sharpe_variance=sharpes.var())
+    raw = _dsr(best, trials=1, trial_sharpe_variance=sharpes.var())
+    deflated = _dsr(best, trials=200, trial_sharpe_variance=sharpes.var())
     assert raw > 0.9  # taken alone, the lucky winner looks significant
     assert deflated < 0.5  # knowing 200 were tried, it does not
-    assert deflated_sharpe_ratio(np.zeros(100), trials=5, trial_sharpe_variance=0.01) == 0.0
 
 
 def test_pbo_is_near_one_half_for_noise_and_low_for_a_persistent_edge() -> None:

@@ -17,7 +17,7 @@ from evotrader.config import (
 )
 from evotrader.training.evaluation import validate
 from evotrader.training.pipeline import StageContext, StageResult, summary_table
-from evotrader.training.trials import TrialLedger
+from evotrader.training.trials import TrialLedger, stage_counts
 
 
 def _ledger(tmp_path: Path) -> TrialLedger:
@@ -41,7 +41,7 @@ def test_a_rescored_candidate_replaces_its_record_instead_of_adding_a_trial(
     ]
     assert trials[0].returns == (0.03, 0.0)  # the newest evaluation of iteration 5
     assert trials[0].excess == pytest.approx([0.03, -0.01])
-    assert ledger.stage_counts() == {"stage_1_ppo": 2, "stage_4_autonomous": 1}
+    assert stage_counts(trials) == {"stage_1_ppo": 2, "stage_4_autonomous": 1}
 
 
 def test_a_line_cut_short_by_a_crash_is_skipped_and_later_records_still_read(
