@@ -9,6 +9,7 @@ import re
 import numpy as np
 
 from evotrader.training.maml_stage import run_maml_stage
+from evotrader.training.pipeline import StageContext
 from evotrader.training.ppo_stage import ppo_stage
 from evotrader.training.rllib_stage import build_algorithm, sampling_seed
 
@@ -20,7 +21,7 @@ SMALL = (
 )
 
 
-def _first_observations(ctx, resumed_after: int) -> np.ndarray:
+def _first_observations(ctx: StageContext, resumed_after: int) -> np.ndarray:
     """The observations that open the first episodes a (possibly resumed) PPO stage samples."""
     algo = build_algorithm(ctx, ppo_stage(ctx), resumed_after=resumed_after)
     try:
@@ -54,7 +55,7 @@ def _meta_iteration(stdout: str, iteration: int) -> str:
 def test_a_resumed_maml_stage_meets_the_tasks_of_an_uninterrupted_one(
     stage_context, capsys
 ) -> None:
-    def maml(iterations: int):
+    def maml(iterations: int) -> StageContext:
         return stage_context("stage_3_maml", *SMALL, f"stage_3_maml.meta_iterations={iterations}")
 
     whole = maml(2)

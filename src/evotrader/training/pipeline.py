@@ -205,9 +205,9 @@ def prepare(config: TrainingConfig) -> RunInputs:
     with config_errors("features"):
         pipeline = pipeline_from(config.features).fit(splits.train)
     with config_errors("env"):
-        env = vector_env_from(splits.train, 1, pipeline, config.env)
+        observations, _ = vector_env_from(splits.train, 1, pipeline, config.env).reset(seed=0)
     with config_errors("model"):
-        TransformerSpec(input_dim=env.single_observation_space.shape[-1], **asdict(config.model))
+        TransformerSpec(input_dim=observations.shape[-1], **asdict(config.model))
     run_dir = Path(config.runs_dir) / config.run_name  # not created: the checks write nothing
     for name in config.stages:
         context = StageContext(name, config, run_dir, bars, splits, pipeline, {})
