@@ -9,18 +9,15 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import ray
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from evotrader.config import TrainingConfig, bars_from, pipeline_from, register_configs, splits_from
+from evotrader.config import bars_from, load_training_config, pipeline_from, splits_from
 from evotrader.training.pipeline import StageContext
 from evotrader.training.ppo_stage import ppo_stage
 from evotrader.training.rllib_stage import build_algorithm
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def main() -> None:
@@ -29,10 +26,7 @@ def main() -> None:
     parser.add_argument("--symbol", default="GOOG")
     args = parser.parse_args()
 
-    register_configs()
-    with initialize_config_dir(str(CONFIGS), version_base=None):
-        cfg = compose("training_sequence", overrides=[f"data.symbol={args.symbol}"])
-    config: TrainingConfig = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    config = load_training_config([f"data.symbol={args.symbol}"])
     bars = bars_from(config.data)
     splits = splits_from(config.data, bars)
     pipeline = pipeline_from(config.features).fit(splits.train)
@@ -49,7 +43,7 @@ def main() -> None:
     steps = args.iterations * config.stage_1_ppo.train_batch_size
     settings = config.stage_1_ppo
     print(
-        f"model={OmegaConf.to_container(cfg.model)} window={config.env.window} "
+        f"model={asdict(config.model)} window={config.env.window} "
         f"batch={settings.train_batch_size} epochs={settings.num_epochs} "
         f"envs={settings.num_envs_per_env_runner}"
     )
