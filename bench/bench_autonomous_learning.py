@@ -73,6 +73,7 @@ def summarise(run_dir: Path, symbol: str) -> dict[str, Any]:
     }
     return figures | {
         "best_fitness_by_generation": best,
+        "champion_fitness": champion.metrics["fitness"],
         "children_of_better_half": upper,
         "children_of_worse_half": lower,
         "test_random_sharpe": random_sharpe(champion),
