@@ -66,6 +66,7 @@ def test_with_one_expert_the_mixture_is_exactly_the_transformer_policy() -> None
     assert torch.allclose(mixture(obs), plain(obs), atol=1e-6)
     logits, values = mixture.logits_and_values(obs)
     plain_logits, plain_values = plain.logits_and_values(obs)
+    assert torch.allclose(logits, plain_logits, atol=1e-6)
     assert torch.allclose(values, plain_values, atol=1e-6)
     assert (mixture.act(obs.numpy()) == plain.act(obs.numpy())).all()
 
