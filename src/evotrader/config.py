@@ -25,7 +25,15 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from evotrader.data import DataError, FeaturePipeline, TimeSplits, load_bars, split_by_time
+from evotrader.data import (
+    DataError,
+    DataRef,
+    FeaturePipeline,
+    TimeSplits,
+    data_roots,
+    load_bars,
+    split_by_time,
+)
 from evotrader.env import ExecutionModel
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: configs/, run_training.py
@@ -312,6 +320,14 @@ def require_at_least(section: str, settings: object, minimum: int, *names: str) 
         value = getattr(settings, name)
         if value < minimum:
             raise ConfigError(f"{section}.{name} must be >= {minimum}, got {value}")
+
+
+def data_reference(config: DataConfig) -> DataRef:
+    """The run's bars as its checkpoints name them: a registered source, its own options and
+    files resolved inside the data folders, so run_backtest.py and the live bot, which
+    refuse any other reference, can load them again."""
+    raw = {"source": config.source, "symbol": config.symbol, "options": dict(config.options)}
+    return DataRef.checked(raw, data_roots(PROJECT_ROOT))
 
 
 def bars_from(config: DataConfig) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import yaml
 from tests.integration.cli import ROOT, run_script
 
 from evotrader.cli import ExitCode
+from evotrader.data.reference import DATA_DIRS_ENV
 from evotrader.training.run_folder import run_lock
 
 TINY = ("profile=tiny", "data=synthetic", "data.options.n_bars=700")
@@ -83,13 +84,31 @@ def test_an_empty_stage_list_says_so_and_exits_cleanly(tmp_path: Path) -> None:
     ],
 )
 def test_a_bad_input_gives_one_error_line_and_writes_nothing(
-    tmp_path: Path, args: tuple[str, ...], code: int, fragment: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+    code: int,
+    fragment: str,
 ) -> None:
+    monkeypatch.setenv(DATA_DIRS_ENV, str(tmp_path))  # the CSVs lie in a data folder
     (tmp_path / "bad.csv").write_text(BAD_CSV)
     runs = tmp_path / "runs"
     done = _train(runs, *(arg.format(tmp=tmp_path) for arg in args))
     _assert_one_error(done, code, fragment)
     assert not runs.exists()  # validated before any folder is written
+
+
+def test_training_data_outside_the_data_folders_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint's data reference must name a file inside the data folders, or the backtest
+    and the bot refuse it; training refuses such a file first, before hours of training."""
+    monkeypatch.delenv(DATA_DIRS_ENV, raising=False)
+    (tmp_path / "bad.csv").write_text(BAD_CSV)
+    runs = tmp_path / "runs"
+    done = _train(runs, "data.source=csv", f"+data.options.path={tmp_path}/bad.csv")
+    _assert_one_error(done, ExitCode.DATA, "outside the data folders", DATA_DIRS_ENV)
+    assert not runs.exists()
 
 
 def test_debug_lets_the_traceback_through(tmp_path: Path) -> None:

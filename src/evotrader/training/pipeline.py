@@ -32,6 +32,7 @@ from evotrader.config import (
     TrainingConfig,
     bars_from,
     config_errors,
+    data_reference,
     pipeline_from,
     splits_from,
 )
@@ -74,8 +75,12 @@ class StageContext:
 
     def data_source(self) -> dict[str, Any]:
         """How to load these bars again (run_backtest and the live bot need it)."""
-        data = self.config.data
-        return {"source": data.source, "symbol": data.symbol, "options": dict(data.options)}
+        reference = data_reference(self.config.data)
+        return {
+            "source": reference.source,
+            "symbol": reference.symbol,
+            "options": dict(reference.options),
+        }
 
     def data_range(self) -> dict[str, str]:
         ranges = {}
@@ -200,6 +205,7 @@ def prepare(config: TrainingConfig) -> RunInputs:
     if repeated:
         raise ConfigError(f"stages: {repeated} listed more than once")
     with config_errors("data"):
+        data_reference(config.data)  # before any file is read
         bars = bars_from(config.data)
         splits = splits_from(config.data, bars)
     with config_errors("features"):
