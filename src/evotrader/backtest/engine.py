@@ -76,7 +76,9 @@ def simulate(
     mark = prices.mark[start : start + count + 1]
     changes = np.flatnonzero(np.diff(targets, prepend=0.0)).tolist()
     cash, units = [initial_cash], [0.0]
-    held, costs, traded = [0.0], [], []
+    held: list[float] = [0.0]
+    costs: list[float] = []
+    traded: list[float] = []
     for i in changes:
         if cash[-1] + units[-1] * fill[i] <= 0.0:
             changes = changes[: len(costs)]
@@ -264,7 +266,8 @@ def _targets_stepwise(
         agent_state=True,
     )
     obs, _ = env.reset(options={"start": first})
-    targets, done = [], False
+    targets: list[float] = []
+    done = False
     while not done:
         action = int(_checked_actions(policy.act(obs[None]), 1, len(positions))[0])
         if guard is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import pandas as pd
 
@@ -13,7 +13,7 @@ from evotrader.data.errors import DataError
 from evotrader.data.sources import embedded, files, synthetic, yahoo
 from evotrader.data.validation import validate_ohlcv
 
-TimeBound = str | pd.Timestamp | None
+TimeBound: TypeAlias = str | pd.Timestamp | None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from evotrader.data.errors import DataError
@@ -60,7 +61,9 @@ def validate_ohlcv(bars: pd.DataFrame, symbol: str = "?", min_bars: int = 1) -> 
     return pd.DataFrame(values, index=index, columns=list(OHLCV_COLUMNS))
 
 
-def _row_error(symbol: str, index: pd.DatetimeIndex, mask: np.ndarray, problem: str) -> DataError:
+def _row_error(
+    symbol: str, index: pd.DatetimeIndex, mask: npt.ArrayLike, problem: str
+) -> DataError:
     """Build the error for the first row flagged in ``mask``, with the total count of such rows."""
     bad_rows = np.flatnonzero(mask)
     pos = int(bad_rows[0])

@@ -114,7 +114,7 @@ class MarketData:
     def num_feature_channels(self) -> int:
         return self.num_channels - (AGENT_STATE_CHANNELS if self.agent_state else 0)
 
-    def observation_space(self, positions: Sequence[float]) -> gym.spaces.Box:
+    def observation_space(self, positions: Sequence[float] | np.ndarray) -> gym.spaces.Box:
         """Exact bounds: clipped features, then position and unrealised-return channels."""
         low = np.full((self.window, self.num_channels), -self.clip, dtype=np.float32)
         high = -low
@@ -140,7 +140,7 @@ def fill_agent_state(
     """
     if obs.ndim == 3:
         # One channel at a time: numpy broadcasts an (N, 1) column ~10x faster than (N, 1, 2).
-        obs[:, :, -2] = position[:, None]
+        obs[:, :, -2] = np.asarray(position)[:, None]
         obs[:, :, -1] = np.clip(unrealised, -1.0, MAX_UNREALISED)[:, None]
     else:
         obs[:, -2] = position

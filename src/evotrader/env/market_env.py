@@ -38,7 +38,8 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
     Without ``bars``, the embedded GOOG daily bars are used.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    # gymnasium declares metadata as an instance attribute though it is read per class.
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}  # type: ignore[misc]
 
     def __init__(
         self,
@@ -147,7 +148,8 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
             fill_agent_state(obs, self._target, unrealised)
         return obs
 
-    def render(self) -> str | None:
+    # gymnasium types render() with a TypeVar bound to nothing; "ansi" mode returns text.
+    def render(self) -> str | None:  # type: ignore[override]
         if self.render_mode != "ansi":
             return None
         when = self.market.timestamps[self._t]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from evotrader.env.execution import Number
@@ -25,5 +27,6 @@ def differential_sharpe(
     variance = second_moment - mean * mean
     safe = np.maximum(variance, 1e-12)
     reward = (second_moment * delta_mean - 0.5 * mean * delta_second) / safe**1.5
-    reward = np.clip(np.where(variance > 1e-12, reward, 0.0), -clip, clip)
+    # numpy hands a float64 scalar (a float) back for float inputs, an array for arrays.
+    reward = cast(Number, np.clip(np.where(variance > 1e-12, reward, 0.0), -clip, clip))
     return reward, mean + eta * delta_mean, second_moment + eta * delta_second

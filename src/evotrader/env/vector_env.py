@@ -30,7 +30,8 @@ class VectorMarketEnv(gym.vector.VectorEnv):
     those bars are never traded.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+    # gymnasium declares metadata as an instance attribute though it is read per class.
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}  # type: ignore[misc]
 
     def __init__(
         self,

@@ -125,6 +125,8 @@ class Journal:
         cursor = self._db.execute(
             "INSERT INTO runs (started_at, info) VALUES (?, ?)", (_iso(at), _json(info))
         )
+        if cursor.lastrowid is None:  # sqlite3 always sets it after an INSERT
+            raise RuntimeError("journal: INSERT INTO runs returned no row id")
         self.run_id = int(cursor.lastrowid)
         return self.run_id
 

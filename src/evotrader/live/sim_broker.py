@@ -357,18 +357,21 @@ class SimBroker(Broker):
         request, state = order.request, order.state
         price, impact = float(self._prices.fill[decision]), float(self._prices.impact[decision])
         if request.order_type is OrderType.LIMIT:
-            price = self._limit_price(request, decision)
-            if price is None:
+            limit_fill = self._limit_price(request, decision)
+            if limit_fill is None:
                 return
+            price = limit_fill
         rate, account = self.execution.linear_rate, self._account
         fraction = self.faults.partial_fills.get(order.number) if order.fills == 0 else None
-        if self._sizes_by_target(order) and fraction is None:
-            traded, cost = account.rebalance_to(request.target_weight, price, rate, impact)
+        # _sizes_by_target implies a target weight; the local narrows it for the checker.
+        target = request.target_weight
+        if target is not None and self._sizes_by_target(order) and fraction is None:
+            traded, cost = account.rebalance_to(target, price, rate, impact)
             remaining = 0.0
         else:
             wanted = request.side.sign * state.remaining_quantity
-            if self._sizes_by_target(order):
-                wanted = request.target_weight * account.equity(price) / price - account.units
+            if target is not None and self._sizes_by_target(order):
+                wanted = target * account.equity(price) / price - account.units
             quantity = wanted * (fraction or 1.0)
             traded, cost = account.trade(quantity, price, rate, impact)
             remaining = abs(wanted - quantity)
@@ -387,6 +390,8 @@ class SimBroker(Broker):
         """Where a limit order fills for ``decision``: with ``next_open``, the next bar's
         open when already through the limit, else the limit when that bar trades through
         it; with ``close``, the decision bar's close when through the limit. Else None."""
+        # OrderRequest guarantees a finite limit_price on every limit order.
+        assert request.limit_price is not None
         limit, sign = float(request.limit_price), request.side.sign
         if self.execution.fill == "close":
             close = float(self._bars["close"].iloc[decision])

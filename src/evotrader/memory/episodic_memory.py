@@ -37,7 +37,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, cast
 
 import faiss
 import numpy as np
@@ -293,7 +293,10 @@ class ExternalMemory:
             "next_id": self._next_id,
             "ivf_trained": self.config.index == "ivf" and not self._untrained_ivf,
             "kind_names": self._kind_names,
-            "metadata": [[slot, dict(self._metadata[slot])] for slot in live],
+            # Every live slot holds the metadata stored with its event (None only when free).
+            "metadata": [
+                [slot, dict(cast(Mapping[str, Any], self._metadata[slot]))] for slot in live
+            ],
         }
         arrays = {
             "ids": self._ids,
@@ -328,14 +331,15 @@ class ExternalMemory:
             return index
         if self.config.index == "ivf" and trained_ivf:
             quantizer = faiss.IndexFlat(self.dim, metric)
-            index = faiss.IndexIVFFlat(quantizer, self.dim, self.config.ivf_nlist, metric)
-            index.own_fields = True
-            quantizer.this.disown()
-            index.cp.seed = self.seed
-            index.cp.spherical = self._inner_product
-            index.nprobe = self.config.nprobe
-            index.set_direct_map_type(faiss.DirectMap.Hashtable)  # fast remove_ids
-            return index
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, self.config.ivf_nlist, metric)
+            ivf.own_fields = True
+            # .this and DirectMap exist at runtime (SWIG) but are missing from faiss's stubs.
+            quantizer.this.disown()  # type: ignore[attr-defined]
+            ivf.cp.seed = self.seed
+            ivf.cp.spherical = self._inner_product
+            ivf.nprobe = self.config.nprobe
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
+            return ivf
         return faiss.IndexIDMap2(faiss.IndexFlat(self.dim, metric))
 
     def _matrix(self, value: Any, name: str) -> np.ndarray:
@@ -391,7 +395,8 @@ class ExternalMemory:
         # Levels drawn from (seed, graph size), not from an RNG state a saved file cannot keep,
         # so a loaded memory grows exactly as the original would have.
         level_seed = np.random.SeedSequence([self.seed, first]).generate_state(1)[0]
-        self._index.hnsw.rng = faiss.RandomGenerator(int(level_seed))
+        hnsw = cast(faiss.IndexHNSW, self._index)  # config.index == "hnsw": an IndexHNSWFlat
+        hnsw.hnsw.rng = faiss.RandomGenerator(int(level_seed))  # type: ignore[attr-defined]
         with _single_thread():
             self._index.add(vectors)
         self._graph_slots = np.concatenate([self._graph_slots, slots])
@@ -404,7 +409,8 @@ class ExternalMemory:
         for slot in slots.tolist():
             self._metadata[slot] = None
         if self.config.index != "hnsw":
-            removed = self._index.remove_ids(slots.astype(np.int64))
+            # faiss's Python wrapper takes an id array; its stubs only list an IDSelector.
+            removed = self._index.remove_ids(slots.astype(np.int64))  # type: ignore[arg-type]
             if removed != len(slots):
                 raise RuntimeError(f"memory: Faiss removed {removed} of {len(slots)} events")
             return
@@ -418,7 +424,8 @@ class ExternalMemory:
     def _compact(self) -> None:
         """Rebuild the HNSW graph from its live nodes, in their insertion order."""
         live = np.flatnonzero(self._graph_slots >= 0)
-        vectors = self._index.storage.reconstruct_n(0, self._index.ntotal)[live]
+        hnsw = cast(faiss.IndexHNSW, self._index)  # only HNSW memories compact
+        vectors = hnsw.storage.reconstruct_n(0, hnsw.ntotal)[live]
         slots = self._graph_slots[live]
         self._index, self._graph_slots = self._new_index(trained_ivf=False), self._graph_slots[:0]
         self._node_of_slot[:] = -1
@@ -427,8 +434,9 @@ class ExternalMemory:
 
     def _train_ivf(self) -> None:
         """Train the IVF quantiser on the events held and move them out of the flat index."""
-        slots = faiss.vector_to_array(self._index.id_map)
-        vectors = self._index.index.reconstruct_n(0, self._index.ntotal)
+        flat = cast(faiss.IndexIDMap2, self._index)  # an untrained IVF is an IDMap2 flat index
+        slots = faiss.vector_to_array(flat.id_map)
+        vectors = flat.index.reconstruct_n(0, flat.ntotal)
         index = self._new_index(trained_ivf=True)
         index.train(vectors)
         index.add_with_ids(vectors, slots)
@@ -438,7 +446,7 @@ class ExternalMemory:
         """Raw Faiss scores and the slots found (-1: none), for a non-empty memory."""
         if self.config.index != "hnsw":
             return self._index.search(queries, k)
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from stubs
         params.efSearch = max(self.config.ef_search, k)
         if np.any(self._graph_slots < 0):
             if self._selector is None:
@@ -483,7 +491,7 @@ class ExternalMemory:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
             raise fail(f"unreadable Faiss index: {first}") from None
         want = self._new_index(trained_ivf=bool(header["ivf_trained"]))
-        graph_ok = graph_slots.ndim == 1 and np.all(graph_slots < capacity)
+        graph_ok = bool(graph_slots.ndim == 1 and np.all(graph_slots < capacity))
         if self.config.index == "hnsw":
             graph_ok = graph_ok and np.array_equal(
                 np.sort(graph_slots[graph_slots >= 0]), np.flatnonzero(live)
@@ -511,7 +519,7 @@ class ExternalMemory:
             nodes = np.flatnonzero(graph_slots >= 0)
             self._node_of_slot[graph_slots[nodes]] = nodes
         elif not self._untrained_ivf and self.config.index == "ivf":
-            index.nprobe = self.config.nprobe
+            cast(faiss.IndexIVF, index).nprobe = self.config.nprobe  # a trained IVF index
         for entry in entries:
             if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
                 raise fail(f"bad metadata entry {entry!r:.80}")
@@ -665,7 +673,7 @@ def _metadata(metadata: Any, n: int) -> list[Mapping[str, Any]]:
             f"memory metadata: expected one dict per event ({n}), got "
             f"{'one dict' if isinstance(metadata, Mapping) else len(items)}"
         )
-    copies = []
+    copies: list[Mapping[str, Any]] = []
     for i, item in enumerate(items):
         if not isinstance(item, Mapping):
             raise EpisodicMemoryError(f"memory metadata[{i}]: expected a dict, got {item!r:.80}")
