@@ -36,11 +36,11 @@ from evotrader.backtest.metrics import periods_per_year
 from evotrader.backtest.report import ReportConfig, format_columns, write_report
 from evotrader.cli import ExitCode, fail, run_guarded
 from evotrader.config import env_config_from_dict, execution_from
+from evotrader.core.checkpoint import Checkpoint, find_checkpoint, load_checkpoint
 from evotrader.data import DataError, data_roots
 from evotrader.reasoning.market_classifier import available_classifiers
 from evotrader.training import guards
 from evotrader.training.adaptation import trading_policy
-from evotrader.training.checkpoint import Checkpoint, find_checkpoint, load_checkpoint
 from evotrader.training.evaluation import evaluate_on_split
 
 ROOT = Path(__file__).resolve().parent

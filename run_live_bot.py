@@ -42,9 +42,10 @@ import pandas as pd
 import torch
 import yaml
 
-from evotrader.backtest.policies import Policy
 from evotrader.cli import ExitCode, run_guarded
 from evotrader.config import EnvConfig, execution_from
+from evotrader.core.checkpoint import Checkpoint, find_champion, find_checkpoint, load_checkpoint
+from evotrader.core.policy import Policy
 from evotrader.data import data_roots, load_bars
 from evotrader.live.broker import Broker
 from evotrader.live.journal import Journal, JournalError
@@ -55,12 +56,6 @@ from evotrader.risk import KillSwitch, Preferences, RiskEngine, load_preferences
 from evotrader.risk.preferences import PreferencesError
 from evotrader.training import guards
 from evotrader.training.adaptation import trading_policy
-from evotrader.training.checkpoint import (
-    Checkpoint,
-    find_champion,
-    find_checkpoint,
-    load_checkpoint,
-)
 
 ROOT = Path(__file__).resolve().parent
 CONFIRM_FLAG = "--i-understand-this-is-real-money"

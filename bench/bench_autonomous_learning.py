@@ -24,8 +24,8 @@ import numpy as np
 from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import RandomPolicy
 from evotrader.config import env_config_from_dict, execution_from
+from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (synthetic symbol, further data overrides)

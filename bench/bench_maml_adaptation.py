@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from evotrader.agents.loading import policy_from_checkpoint
 from evotrader.config import env_config_from_dict
+from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.models.loading import policy_from_checkpoint
 from evotrader.training.adaptation import adaptation_curve, maml_settings
-from evotrader.training.checkpoint import load_checkpoint
 from evotrader.training.market_envs import vector_env_from
 
 ROOT = Path(__file__).resolve().parents[1]

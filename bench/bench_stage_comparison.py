@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from evotrader.config import env_config_from_dict
+from evotrader.core.checkpoint import checkpoint_name, load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.training.adaptation import trading_policy
-from evotrader.training.checkpoint import checkpoint_name, load_checkpoint
 from evotrader.training.evaluation import evaluate_on_split, headline
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Callable, Sequence
 from enum import IntEnum
 
+from evotrader.core.checkpoint import CheckpointError
 from evotrader.data.errors import DataError
 from evotrader.live.broker import BrokerError
-from evotrader.training.checkpoint import CheckpointError
 
 
 class ExitCode(IntEnum):

@@ -16,7 +16,7 @@ import pytest
 import run_backtest
 import yaml
 
-from evotrader.training.checkpoint import load_checkpoint
+from evotrader.core.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("stage_1_ppo", "stage_2_moe", "stage_3_maml", "stage_4_autonomous", "strategy_search")

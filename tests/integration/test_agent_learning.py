@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from evotrader.agents import AgentArchitecture, AutonomousAgent
+from evotrader.agents.loading import policy_from_checkpoint
 from evotrader.backtest.engine import BacktestResult
 from evotrader.backtest.policies import RandomPolicy
 from evotrader.config import EnvConfig
+from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.data import FeaturePipeline, load_bars, split_by_time
 from evotrader.models import TransformerSpec
-from evotrader.models.loading import policy_from_checkpoint
-from evotrader.training.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.training.evaluation import evaluate_on_split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))

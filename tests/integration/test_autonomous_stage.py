@@ -15,7 +15,7 @@ from ray.cluster_utils import Cluster
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tests.integration.cli import run_script
 
-from evotrader.training.checkpoint import load_checkpoint
+from evotrader.core.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [

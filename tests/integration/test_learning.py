@@ -13,8 +13,8 @@ import pytest
 
 from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import RandomPolicy
+from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.training.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from run_backtest import backtest_checkpoint

@@ -17,8 +17,8 @@ import yaml
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint, preferences
 
 from evotrader.cli import ExitCode
+from evotrader.core.checkpoint import load_checkpoint
 from evotrader.live.journal import Journal
-from evotrader.training.checkpoint import load_checkpoint
 
 
 @pytest.fixture(autouse=True)

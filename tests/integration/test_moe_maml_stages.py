@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from evotrader.core.checkpoint import load_checkpoint
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.training.checkpoint import load_checkpoint
 from evotrader.training.maml_stage import build_tasks, run_maml_stage
 from evotrader.training.moe_stage import moe_stage
 from evotrader.training.rllib_stage import build_algorithm, current_policy, set_policy_weights

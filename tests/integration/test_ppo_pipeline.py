@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.integration.cli import run_script
 
 from evotrader.cli import ExitCode
-from evotrader.training.checkpoint import load_checkpoint
+from evotrader.core.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [

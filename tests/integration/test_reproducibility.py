@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from evotrader.core.checkpoint import load_checkpoint
 from evotrader.training.autonomous_trainer import run_autonomous_stage
-from evotrader.training.checkpoint import load_checkpoint
 
 TINY = [
     "profile=tiny",

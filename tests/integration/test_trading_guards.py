@@ -30,7 +30,7 @@ from tests.integration.cli import ROOT, run_script
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
 
 from evotrader.cli import ExitCode
-from evotrader.training.checkpoint import CheckpointError, load_checkpoint
+from evotrader.core.checkpoint import CheckpointError, load_checkpoint
 
 Edit = Callable[[dict[str, Any]], None]
 

@@ -27,28 +27,58 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from evotrader.agents.agent_config import AgentError, AgentHyperparameters
+from evotrader.agents.agent_config import AgentArchitecture, AgentError, AgentHyperparameters
 from evotrader.data.features import FeaturePipeline
-from evotrader.memory import EventDetector
+from evotrader.memory import EventDetector, ExternalMemory
+from evotrader.models.world_model import TransformerWorldModel
 from evotrader.models.world_model_training import (
     HorizonSamples,
     WorldModelTrainingConfig,
     horizon_samples,
     train_world_model,
 )
-from evotrader.reasoning import REGIME_LABELS, PatternRecognizer, make_recognizer
-
-if TYPE_CHECKING:
-    from evotrader.agents.autonomous_agent import AutonomousAgent
+from evotrader.reasoning import (
+    REGIME_LABELS,
+    PatternRecognizer,
+    RegimeClassifier,
+    make_recognizer,
+)
 
 _CHUNK = 4096  # windows per no-grad pass when embedding or building contexts
+
+
+class LearningAgent(Protocol):
+    """What ``learn_agent`` reads and sets on an agent; ``AutonomousAgent`` is one. A protocol,
+    so that ``autonomous_agent`` (whose ``learn`` calls this module) is not imported back."""
+
+    arch: AgentArchitecture
+    hyperparameters: AgentHyperparameters
+    world_model: TransformerWorldModel
+    forecaster: RegimeClassifier
+    forecaster_fitted: bool
+    chartist: PatternRecognizer | None
+    memory: ExternalMemory
+    device: torch.device
+
+    def new_memory(self) -> ExternalMemory: ...
+
+    def check_pipeline(self, pipeline: FeaturePipeline) -> None: ...
+
+    def context_parts(
+        self,
+        obs: np.ndarray,
+        embedding: Tensor,
+        *,
+        event_bars: np.ndarray | None = None,
+        decision_bars: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +97,7 @@ class LearnReport:
 
 
 def learn_agent(
-    agent: AutonomousAgent,
+    agent: LearningAgent,
     bars: pd.DataFrame,
     pipeline: FeaturePipeline,
     train: pd.DataFrame,
@@ -189,7 +219,7 @@ def frozen(module: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def embed(agent: AutonomousAgent, obs: np.ndarray) -> np.ndarray:
+def embed(agent: LearningAgent, obs: np.ndarray) -> np.ndarray:
     """Trunk embeddings (S, output_dim) of windows, in eval mode, on the CPU."""
     agent.world_model.eval()
     parts = [
@@ -200,7 +230,7 @@ def embed(agent: AutonomousAgent, obs: np.ndarray) -> np.ndarray:
 
 
 def sample_contexts(
-    agent: AutonomousAgent,
+    agent: LearningAgent,
     obs: np.ndarray,
     decision_bars: np.ndarray,
     *,
@@ -219,7 +249,7 @@ def sample_contexts(
 
 
 def fill_memory(
-    agent: AutonomousAgent,
+    agent: LearningAgent,
     samples: HorizonSamples,
     embeddings: np.ndarray,
     decision_bars: np.ndarray,
@@ -250,7 +280,7 @@ def fill_memory(
 
 
 @torch.no_grad()
-def policy_inputs(agent: AutonomousAgent, obs: np.ndarray, context: np.ndarray) -> Tensor:
+def policy_inputs(agent: LearningAgent, obs: np.ndarray, context: np.ndarray) -> Tensor:
     """What the policy head reads for each window: the fused hidden state (S, output_dim)."""
     model, captured = agent.world_model.eval(), []
     handle = model.policy.register_forward_pre_hook(lambda _, args: captured.append(args[0]))

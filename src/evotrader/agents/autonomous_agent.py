@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from os import PathLike
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ from evotrader.agents.agent_config import (
 )
 from evotrader.agents.agent_learning import LearnReport, learn_agent
 from evotrader.agents.thinking import memory_summary, rollout_uniforms, what_if_sharpe
-from evotrader.config import EnvConfig
+from evotrader.core.checkpoint import Checkpoint
 from evotrader.data.features import FeaturePipeline
 from evotrader.memory import ExternalMemory
 from evotrader.models.world_model import TransformerWorldModel
@@ -58,12 +58,27 @@ from evotrader.reasoning import (
     make_recognizer,
 )
 from evotrader.reasoning.pattern_recognizer import MIN_PATH_LENGTH
-from evotrader.training.checkpoint import Checkpoint
 
 KIND = "autonomous"
 CAUSAL_SEARCH = 2048  # events ranked per training window when filtering out later ones
 _WORLD, _CHARTIST = "world_model.", "chartist."
 _MEMORY, _FORECASTER = "memory.archive", "forecaster.state"
+
+
+class EnvSettings(Protocol):
+    """The env settings a checkpoint records, as a dataclass (``evotrader.config.EnvConfig`` is
+    one); a protocol, so that the agent does not import the run configuration above it."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def window(self) -> int: ...
+
+    @property
+    def positions(self) -> Sequence[float]: ...
+
+    @property
+    def agent_state(self) -> bool: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -422,7 +437,7 @@ class AutonomousAgent:
         self,
         pipeline: FeaturePipeline,
         *,
-        env: EnvConfig,
+        env: EnvSettings,
         symbol: str,
         data_range: dict[str, str] | None = None,
         metrics: dict[str, float] | None = None,

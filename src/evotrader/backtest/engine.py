@@ -17,13 +17,13 @@ import pandas as pd
 import torch
 
 from evotrader.backtest import metrics
-from evotrader.backtest.policies import Policy, as_policy
+from evotrader.core.policy import Policy, as_policy
+from evotrader.core.trading import Instrument
 from evotrader.data.errors import DataError
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
 from evotrader.env.market_data import MarketData
 from evotrader.env.market_env import DEFAULT_POSITIONS, MarketEnv
-from evotrader.live.broker import Instrument
 from evotrader.risk.guard import RiskGuard
 from evotrader.risk.risk_engine import RiskEngine
 

@@ -90,3 +90,32 @@ def rebalance(
     cost = traded * price * (linear_rate + impact * traded**0.5)
     cash = cash - (new_units - units) * price - cost
     return cash, new_units, cost
+
+
+@dataclass
+class SimAccount:
+    """One symbol's cash and units, traded with the shared ``rebalance`` arithmetic (the sim
+    broker's account, the trading guard's paper book, the telemetry's expected equity)."""
+
+    cash: float
+    units: float = 0.0
+
+    def equity(self, price: float) -> float:
+        return self.cash + self.units * price
+
+    def rebalance_to(
+        self, target: float, price: float, rate: float, impact: float
+    ) -> tuple[float, float]:
+        """Trade to ``target`` x equity at ``price``; returns (units traded, cost)."""
+        before = self.units
+        self.cash, self.units, cost = rebalance(self.cash, self.units, target, price, rate, impact)
+        return self.units - before, cost
+
+    def trade(
+        self, quantity: float, price: float, rate: float, impact: float
+    ) -> tuple[float, float]:
+        """Trade ``quantity`` signed units at ``price`` (costs as ``rebalance`` charges them)."""
+        equity = self.equity(price)
+        if not equity > 0:
+            raise ValueError(f"account equity {equity:,.2f} cannot carry a trade")
+        return self.rebalance_to((self.units + quantity) * price / equity, price, rate, impact)

@@ -40,13 +40,9 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from evotrader.data.errors import DataError
-from evotrader.live.broker import (
+from evotrader.core.trading import (
     Account,
     Bar,
-    Broker,
-    BrokerDisconnected,
-    BrokerError,
     Fill,
     Instrument,
     OrderRequest,
@@ -55,6 +51,12 @@ from evotrader.live.broker import (
     OrderType,
     Position,
     Side,
+)
+from evotrader.data.errors import DataError
+from evotrader.live.broker import (
+    Broker,
+    BrokerDisconnected,
+    BrokerError,
     UnknownInstrument,
     bars_to_frame,
 )

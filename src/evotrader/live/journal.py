@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from evotrader.live.broker import (
+from evotrader.core.trading import (
     Fill,
     Instrument,
     OrderRequest,

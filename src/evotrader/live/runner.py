@@ -20,17 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evotrader.backtest.policies import Policy
 from evotrader.config import EnvConfig, execution_from
-from evotrader.data.features import FeaturePipeline
-from evotrader.env.market_data import MarketData, fill_agent_state
-from evotrader.live.broker import (
+from evotrader.core.policy import Policy
+from evotrader.core.trading import (
     Account,
     Bar,
-    Broker,
-    BrokerDisconnected,
-    BrokerError,
-    FeedEnded,
     Instrument,
     OrderRequest,
     OrderState,
@@ -38,6 +32,9 @@ from evotrader.live.broker import (
     Position,
     Side,
 )
+from evotrader.data.features import FeaturePipeline
+from evotrader.env.market_data import MarketData, fill_agent_state
+from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
 from evotrader.live.journal import Journal
 from evotrader.live.telemetry import EventLog, Expectation
 from evotrader.risk.circuit_breakers import BreakerKind, Trip

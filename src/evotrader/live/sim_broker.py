@@ -24,15 +24,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from evotrader.data.validation import validate_ohlcv
-from evotrader.env.execution import ExecutionModel, rebalance
-from evotrader.live.broker import (
+from evotrader.core.trading import (
     Account,
     Bar,
-    Broker,
-    BrokerDisconnected,
-    BrokerError,
-    FeedEnded,
     Fill,
     Instrument,
     OrderRequest,
@@ -41,38 +35,18 @@ from evotrader.live.broker import (
     OrderType,
     Position,
     Side,
+)
+from evotrader.data.validation import validate_ohlcv
+from evotrader.env.execution import ExecutionModel, SimAccount
+from evotrader.live.broker import (
+    Broker,
+    BrokerDisconnected,
+    BrokerError,
+    FeedEnded,
     UnknownInstrument,
 )
 from evotrader.live.journal import Journal, JournalError
 from evotrader.risk.preferences import TradingHours, bar_end_times, bar_open_times
-
-
-@dataclass
-class SimAccount:
-    """One symbol's cash and units, traded with the shared ``rebalance`` arithmetic."""
-
-    cash: float
-    units: float = 0.0
-
-    def equity(self, price: float) -> float:
-        return self.cash + self.units * price
-
-    def rebalance_to(
-        self, target: float, price: float, rate: float, impact: float
-    ) -> tuple[float, float]:
-        """Trade to ``target`` x equity at ``price``; returns (units traded, cost)."""
-        before = self.units
-        self.cash, self.units, cost = rebalance(self.cash, self.units, target, price, rate, impact)
-        return self.units - before, cost
-
-    def trade(
-        self, quantity: float, price: float, rate: float, impact: float
-    ) -> tuple[float, float]:
-        """Trade ``quantity`` signed units at ``price`` (costs as ``rebalance`` charges them)."""
-        equity = self.equity(price)
-        if not equity > 0:
-            raise BrokerError(f"sim account equity {equity:,.2f} cannot carry a trade")
-        return self.rebalance_to((self.units + quantity) * price / equity, price, rate, impact)
 
 
 @dataclass(frozen=True)
@@ -373,7 +347,10 @@ class SimBroker(Broker):
             if target is not None and self._sizes_by_target(order):
                 wanted = target * account.equity(price) / price - account.units
             quantity = wanted * (fraction or 1.0)
-            traded, cost = account.trade(quantity, price, rate, impact)
+            try:
+                traded, cost = account.trade(quantity, price, rate, impact)
+            except ValueError as error:
+                raise BrokerError(f"sim {error}") from error
             remaining = abs(wanted - quantity)
         self._record_fill(order, traded, price, cost, remaining)
 

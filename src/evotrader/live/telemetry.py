@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from evotrader.env.execution import ExecutionModel
-from evotrader.live.broker import Bar
-from evotrader.live.sim_broker import SimAccount
+from evotrader.core.trading import Bar
+from evotrader.env.execution import ExecutionModel, SimAccount
 
 
 class Expectation:

@@ -12,17 +12,45 @@ Second-order gradients through attention need the MATH attention kernel on CPU
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-if TYPE_CHECKING:
-    from evotrader.training.rollouts import Rollout
-
 Parameters = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """``steps`` x ``num_envs`` transitions; ``alive`` is False once an episode has ended."""
+
+    observations: torch.Tensor  # (T, N, window, channels)
+    actions: torch.Tensor  # (T, N) int64
+    rewards: torch.Tensor  # (T, N)
+    alive: torch.Tensor  # (T, N) bool
+
+    @property
+    def mean_episode_return(self) -> float:
+        """Mean over envs of the summed reward (log return after costs for that reward)."""
+        return float((self.rewards * self.alive).sum(dim=0).mean())
+
+    def advantages(self, gamma: float) -> torch.Tensor:
+        """Normalised reward-to-go minus the per-step mean over envs (a batch baseline)."""
+        rewards = self.rewards * self.alive
+        to_go = torch.zeros_like(rewards)
+        running = torch.zeros_like(rewards[0])
+        for t in range(len(rewards) - 1, -1, -1):
+            running = rewards[t] + gamma * running
+            to_go[t] = running
+        alive = self.alive.float()
+        baseline = (to_go * alive).sum(dim=1, keepdim=True) / alive.sum(1, keepdim=True).clamp(
+            min=1
+        )
+        centred = (to_go - baseline) * alive
+        scale = centred[self.alive].std() if self.alive.sum() > 1 else torch.tensor(1.0)
+        return centred / (scale + 1e-8)
 
 
 def parameters_of(policy: nn.Module) -> Parameters:

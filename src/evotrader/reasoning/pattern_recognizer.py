@@ -26,6 +26,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor, nn
 
+from evotrader.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from evotrader.reasoning.chart_patterns import (
     NONE,
     PATTERNS,
@@ -36,7 +37,6 @@ from evotrader.reasoning.chart_patterns import (
 )
 from evotrader.reasoning.checks import as_batch, check_fields
 from evotrader.reasoning.registry import Registry, build_config
-from evotrader.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 MIN_PATH_LENGTH = 16
 CACHE_ENV = "EVOTRADER_CACHE"

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from evotrader.env.execution import ExecutionModel, ExecutionPrices
-from evotrader.live.broker import Instrument, OrderRequest, Side
-from evotrader.live.sim_broker import SimAccount
+from evotrader.core.trading import Instrument, OrderRequest, Side
+from evotrader.env.execution import ExecutionModel, ExecutionPrices, SimAccount
 from evotrader.risk.preferences import bar_end_times
 from evotrader.risk.risk_engine import DUST, Book, RiskEngine
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from evotrader.live.broker import OrderRequest
+from evotrader.core.trading import OrderRequest
 from evotrader.risk import circuit_breakers as breakers
 from evotrader.risk.circuit_breakers import BreakerKind, Trip
 from evotrader.risk.preferences import Preferences

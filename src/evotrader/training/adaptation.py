@@ -14,13 +14,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from evotrader.agents.loading import policy_from_checkpoint
 from evotrader.config import EnvConfig, MAMLStageConfig, env_config_from_dict
+from evotrader.core.checkpoint import Checkpoint
 from evotrader.data import FeaturePipeline
 from evotrader.env import VectorMarketEnv
-from evotrader.models.loading import policy_from_checkpoint
 from evotrader.models.maml_model import Parameters, adapt_parameters, parameters_of
 from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.training.checkpoint import Checkpoint
 from evotrader.training.market_envs import vector_env_from
 from evotrader.training.rollouts import collect_rollout
 

@@ -52,20 +52,20 @@ from evotrader.config import (
     execution_from,
     require_at_least,
 )
-from evotrader.data import FeaturePipeline, load_bars
-from evotrader.models.moe_policy import MoEPolicy
-from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.nas import Individual, SearchSpace, inherit_weights, make_controller
-from evotrader.reasoning import chartist_cache_dir
-from evotrader.reasoning.self_modification import Thresholds, check_performance_and_adapt
-from evotrader.training import augmentation
-from evotrader.training.checkpoint import (
+from evotrader.core.checkpoint import (
     CHAMPION_STAGE,
     Checkpoint,
     checkpoint_name,
     load_checkpoint,
     save_checkpoint,
 )
+from evotrader.data import FeaturePipeline, load_bars
+from evotrader.models.moe_policy import MoEPolicy
+from evotrader.models.transformer_policy import TransformerPolicy
+from evotrader.nas import Individual, SearchSpace, inherit_weights, make_controller
+from evotrader.nas.self_modification import Thresholds, check_performance_and_adapt
+from evotrader.reasoning import chartist_cache_dir
+from evotrader.training import augmentation
 from evotrader.training.evaluation import HEADLINE, headline
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.population import Archive, Member, agent_settings, check_genes

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from evotrader.backtest.engine import BacktestResult, run_backtest
-from evotrader.backtest.policies import Policy
 from evotrader.backtest.significance import bar_returns
 from evotrader.config import EnvConfig, execution_from
+from evotrader.core.policy import Policy
 from evotrader.data import FeaturePipeline
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from evotrader.config import EnvConfig, env_config_from_dict
+from evotrader.core.checkpoint import Checkpoint, CheckpointError
 from evotrader.data import DataError, DataRef, FeaturePipeline
-from evotrader.training.checkpoint import Checkpoint, CheckpointError
 
 TRADE_AS_HELP = (
     "trade the checkpoint's policy on this symbol's bars, though it was trained on another "

@@ -19,6 +19,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from evotrader.config import EnvConfig, MAMLStageConfig, execution_from, require_at_least
+from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.env import MarketData, VectorMarketEnv
 from evotrader.models import TransformerSpec, math_attention
@@ -26,7 +27,6 @@ from evotrader.models.maml_model import adapt_parameters, parameters_of, policy_
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.adaptation import adapted_before
-from evotrader.training.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.training.evaluation import validate
 from evotrader.training.market_envs import vector_env_from
 from evotrader.training.pipeline import StageContext, StageResult

@@ -13,11 +13,11 @@ from dataclasses import asdict
 import torch
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from evotrader.core.checkpoint import load_checkpoint
 from evotrader.models import TransformerSpec
 from evotrader.models.moe_model import MoEPPOLearner, MoEPPOModule
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.training.checkpoint import load_checkpoint
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.rllib_stage import RLlibStage, check_rllib_settings, run_rllib_stage
 

@@ -24,7 +24,6 @@ import pandas as pd
 import ray
 from torch import nn
 
-from evotrader.atomic import write_atomic
 from evotrader.backtest.significance import TEST, VALIDATION
 from evotrader.config import (
     ConfigError,
@@ -36,9 +35,10 @@ from evotrader.config import (
     pipeline_from,
     splits_from,
 )
+from evotrader.core.atomic import write_atomic
+from evotrader.core.checkpoint import Checkpoint, checkpoint_name
 from evotrader.data import FeaturePipeline, TimeSplits
 from evotrader.models import TransformerSpec
-from evotrader.training.checkpoint import Checkpoint, checkpoint_name
 from evotrader.training.market_envs import vector_env_from
 from evotrader.training.run_folder import RunFolderError, open_run
 from evotrader.training.trials import LEDGER_NAME, TrialLedger

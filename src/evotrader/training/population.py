@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from evotrader.agents import AgentArchitecture, AgentHyperparameters
-from evotrader.atomic import write_atomic
+from evotrader.core.atomic import write_atomic
 from evotrader.models.core_transformer import TransformerSpec
 from evotrader.nas import Genome, Offspring, SearchSpace
 

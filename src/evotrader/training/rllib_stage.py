@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from evotrader.config import PPOStageConfig, require_at_least
-from evotrader.training.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.training.evaluation import validate
 from evotrader.training.market_envs import ENV_NAME, make_vector_env, vector_env_config
 from evotrader.training.pipeline import StageContext, StageResult

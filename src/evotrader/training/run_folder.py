@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from evotrader.atomic import write_atomic
 from evotrader.config import TrainingConfig
+from evotrader.core.atomic import write_atomic
 
 FINGERPRINT_FILE = "fingerprint.json"
 CONFIG_FILE = "config.yaml"

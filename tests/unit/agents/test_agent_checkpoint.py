@@ -14,11 +14,11 @@ import torch
 from tests.unit.agents.helpers import WINDOW, Learned, learn_tiny, tiny_architecture
 
 from evotrader.agents import AgentError, AutonomousAgent
+from evotrader.agents.loading import policy_from_checkpoint
 from evotrader.config import EnvConfig
+from evotrader.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evotrader.memory import EpisodicMemoryError, ExternalMemory
-from evotrader.models.loading import policy_from_checkpoint
 from evotrader.reasoning import PatternRecognizer
-from evotrader.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 ENV = EnvConfig(window=WINDOW, agent_state=False)
 

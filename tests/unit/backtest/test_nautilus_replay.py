@@ -28,8 +28,8 @@ from evotrader.backtest.nautilus_replay import (
     replay_in_ours,
 )
 from evotrader.config import env_config_from_dict, execution_from
+from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.env.execution import ExecutionModel
-from evotrader.training.checkpoint import load_checkpoint, save_checkpoint
 
 # Nautilus vs our arithmetic, both filling at the close, on the GOOG replay below: the
 # commission schedules differ (1 bp of notional vs $0.005 a share, $1 minimum), shares are

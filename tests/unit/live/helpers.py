@@ -53,7 +53,7 @@ def make_checkpoint(
 ) -> Path:
     """Save a checkpoint in training/checkpoint.py's format: features fitted on the train
     split, a seeded TransformerPolicy whose input projection is scaled up so it trades often."""
-    from evotrader.training.checkpoint import Checkpoint, save_checkpoint
+    from evotrader.core.checkpoint import Checkpoint, save_checkpoint
 
     options = options or {}
     bars = load_bars(source, symbol, **options)

@@ -16,17 +16,8 @@ import pandas as pd
 import pytest
 from tests.support.tws_server import SERVER_VERSION, HistoricalBar, Stock, TwsServer
 
-from evotrader.live.broker import (
-    BrokerDisconnected,
-    BrokerError,
-    Instrument,
-    OrderRequest,
-    OrderStatus,
-    OrderType,
-    Position,
-    Side,
-    UnknownInstrument,
-)
+from evotrader.core.trading import Instrument, OrderRequest, OrderStatus, OrderType, Position, Side
+from evotrader.live.broker import BrokerDisconnected, BrokerError, UnknownInstrument
 from evotrader.live.ibkr_broker import IBKRBroker, IBKRConfig, ib_duration, mask_account
 
 pytestmark = pytest.mark.timeout(60)  # the stand-in also stops itself after 30 s

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from evotrader.live.broker import (
+from evotrader.core.trading import (
     Fill,
     Instrument,
     OrderRequest,
@@ -106,7 +106,7 @@ def test_a_killed_process_loses_nothing_it_wrote(tmp_path: Path) -> None:
         f"""
         import os
         import pandas as pd
-        from evotrader.live.broker import Instrument, OrderRequest, Side
+        from evotrader.core.trading import Instrument, OrderRequest, Side
         from evotrader.live.journal import Journal
         journal = Journal({str(path)!r})
         now = pd.Timestamp("2024-01-08 21:00", tz="UTC")

@@ -15,8 +15,9 @@ from tests.unit.live.helpers import preferences
 
 from evotrader.backtest.engine import BacktestResult, run_backtest
 from evotrader.config import EnvConfig, execution_from
+from evotrader.core.trading import Instrument, OrderRequest, OrderState, OrderStatus
 from evotrader.data import FeaturePipeline
-from evotrader.live.broker import BrokerError, Instrument, OrderRequest, OrderState, OrderStatus
+from evotrader.live.broker import BrokerError
 from evotrader.live.journal import Journal, JournalError
 from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
 from evotrader.live.sim_broker import Faults, SimBroker

@@ -7,18 +7,9 @@ import pandas as pd
 import pytest
 
 from evotrader.backtest.engine import simulate
+from evotrader.core.trading import Instrument, OrderRequest, OrderStatus, OrderType, Side
 from evotrader.env import ExecutionModel
-from evotrader.live.broker import (
-    BrokerDisconnected,
-    BrokerError,
-    FeedEnded,
-    Instrument,
-    OrderRequest,
-    OrderStatus,
-    OrderType,
-    Side,
-    UnknownInstrument,
-)
+from evotrader.live.broker import BrokerDisconnected, BrokerError, FeedEnded, UnknownInstrument
 from evotrader.live.sim_broker import Faults, SimBroker
 
 SYN = Instrument("SYN")

@@ -7,9 +7,14 @@ from evotrader.data import generate_synthetic
 from evotrader.data.features import FeaturePipeline
 from evotrader.env import VectorMarketEnv
 from evotrader.models.core_transformer import TransformerSpec, math_attention
-from evotrader.models.maml_model import adapt_parameters, parameters_of, policy_gradient_loss
+from evotrader.models.maml_model import (
+    Rollout,
+    adapt_parameters,
+    parameters_of,
+    policy_gradient_loss,
+)
 from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.training.rollouts import Rollout, collect_rollout
+from evotrader.training.rollouts import collect_rollout
 
 TINY = TransformerSpec(input_dim=2, model_dim=4, num_heads=1, num_layers=1, ff_dim=4, output_dim=4)
 

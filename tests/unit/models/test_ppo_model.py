@@ -6,11 +6,11 @@ import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
 
+from evotrader.agents.loading import policy_from_checkpoint
+from evotrader.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from evotrader.models import TransformerSpec
-from evotrader.models.loading import policy_from_checkpoint
 from evotrader.models.ppo_model import TransformerPPOModule
 from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 ENCODER = {"model_dim": 16, "num_heads": 2, "num_layers": 1, "ff_dim": 32, "output_dim": 8}
 
@@ -70,8 +70,8 @@ def test_loaded_policy_runs_without_ray(tmp_path) -> None:
     path = save_checkpoint(_checkpoint(policy), tmp_path / "TEST_stage_1_ppo.pth")
     code = (
         "import sys, numpy as np\n"
-        "from evotrader.models.loading import policy_from_checkpoint\n"
-        "from evotrader.training.checkpoint import load_checkpoint\n"
+        "from evotrader.agents.loading import policy_from_checkpoint\n"
+        "from evotrader.core.checkpoint import load_checkpoint\n"
         f"policy = policy_from_checkpoint(load_checkpoint({str(path)!r}))\n"
         "print(policy.act(np.zeros((2, 12, 8), np.float32)))\n"
         "assert 'ray' not in sys.modules, 'ray was imported'\n"

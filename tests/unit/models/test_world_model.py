@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from evotrader.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from evotrader.data import FeaturePipeline, generate_synthetic
 from evotrader.env.execution import ExecutionModel
 from evotrader.env.market_data import MarketData
@@ -27,7 +28,6 @@ from evotrader.models.world_model_training import (
     predict,
     train_world_model,
 )
-from evotrader.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 
 WINDOW = 8
 POSITIONS = (-1.0, 0.0, 1.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from evotrader.live.broker import Instrument, OrderRequest, Side
+from evotrader.core.trading import Instrument, OrderRequest, Side
 from evotrader.risk import (
     Book,
     BreakerKind,

@@ -11,7 +11,7 @@ import pytest
 from evotrader.config import FitnessConfig
 from evotrader.data import generate_synthetic, validate_ohlcv
 from evotrader.nas import Evolution, Offspring, SearchSpace
-from evotrader.reasoning.self_modification import Thresholds, check_performance_and_adapt
+from evotrader.nas.self_modification import Thresholds, check_performance_and_adapt
 from evotrader.training import augmentation
 from evotrader.training.autonomous_trainer import diversity, fitness
 from evotrader.training.population import Archive, Member, agent_settings, check_genes

@@ -7,9 +7,9 @@ from typing import Any
 
 from torch import nn
 
+from evotrader.core.checkpoint import Checkpoint, CheckpointError
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.training.checkpoint import Checkpoint, CheckpointError
 
 
 def _autonomous_agent(architecture: dict[str, Any]) -> nn.Module:

@@ -13,7 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from evotrader.nas import Genome, SearchController
+from evotrader.nas.search_controller import SearchController
+from evotrader.nas.search_space import Genome
 
 
 class Evolving(Protocol):

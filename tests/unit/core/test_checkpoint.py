@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import evotrader
-from evotrader.training import checkpoint as ckpt_module
-from evotrader.training.checkpoint import (
+from evotrader.core import checkpoint as ckpt_module
+from evotrader.core.checkpoint import (
     CHAMPION_STAGE,
     FORMAT_MARKER,
     FORMAT_VERSION,
