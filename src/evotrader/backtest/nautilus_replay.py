@@ -1,11 +1,21 @@
-"""Replay a backtest's decisions through NautilusTrader's BacktestEngine, as a second opinion.
+"""The one NautilusTrader integration: target positions per bar become Nautilus orders.
 
-The target positions our engine decided on each bar become market orders of a small
-Nautilus strategy, filled by Nautilus's own matching engine with IB-like costs: IBKR's Fixed
-commission ($0.005 a share, $1 minimum, at most 1% of the trade's value) and slippage in
-basis points of the fill price (by default our execution model's half-spread plus slippage).
-Orders are in whole shares. Both engines are then scored by ``metrics.py`` on a daily
-mark-to-market equity curve: Nautilus's own statistics judge closed positions only.
+One replay strategy (``TargetReplay``: on bar k, trade to ``targets[k]`` x equity when the
+target changes), one IB cost model (``IBCosts``, charged by ``IBFeeModel``) and one engine
+builder (``run_targets``) serve both users: the backtest comparison below (``compare_engines``,
+``run_backtest.py --engine nautilus``) and the strategy track's validation
+(``strategies/validation.py``).
+
+Costs follow IBKR's Fixed pricing for US stocks: $0.005 a share, $1 minimum, at most 1% of
+the trade's value, per fill. Slippage is in basis points of notional and lands in one of two
+places: in the fill price (``slippage="price"``, the replay: Nautilus's prices show it, as a
+broker's would) or as a fee (``slippage="fee"``, validation: fill prices stay the closes, so
+the three strategy translators agree trade for trade). Share rounding has one rule: whole
+shares, truncated towards zero (``whole_shares``), so a trade never exceeds its target
+exposure and a fully invested account never needs cash it does not have.
+
+Replayed decisions are scored by ``metrics.py`` on a daily mark-to-market equity curve,
+rebuilt from Nautilus's fills: Nautilus's own statistics judge closed positions only.
 
 Fill timing differs. A Nautilus market order sent from ``on_bar`` fills at that bar's close
 (the exchange has already seen the whole bar), while ours fills at the next bar's open by
@@ -13,27 +23,35 @@ default. ``compare_engines`` therefore also replays our decisions through our ow
 arithmetic with ``fill="close"``: that column differs from Nautilus only by the fee model
 and whole shares, and its gap to our next-open backtest is the cost of waiting overnight.
 
-The building blocks (instrument, bars, fee and fill models, engine) are public so the
-strategy track's NautilusTrader validation can reuse them.
 """
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Iterable
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
 from nautilus_trader.backtest.models import FeeModel, FillModel
-from nautilus_trader.config import LoggingConfig
+from nautilus_trader.config import LoggingConfig, RiskEngineConfig
 from nautilus_trader.model.book import OrderBook
 from nautilus_trader.model.currencies import USD
-from nautilus_trader.model.data import Bar, BarType, BookOrder
-from nautilus_trader.model.enums import AccountType, BookType, OmsType, OrderSide
+from nautilus_trader.model.data import Bar, BarSpecification, BarType, BookOrder
+from nautilus_trader.model.enums import (
+    AccountType,
+    AggregationSource,
+    BarAggregation,
+    BookType,
+    OmsType,
+    OrderSide,
+    PriceType,
+)
 from nautilus_trader.model.events import OrderDenied, OrderFilled, OrderRejected
 from nautilus_trader.model.identifiers import InstrumentId, Symbol, TraderId, Venue
 from nautilus_trader.model.instruments import Equity, Instrument
@@ -53,50 +71,93 @@ FILL_TIMING_NOTE = (
     "order sent from on_bar fills at that bar's close. 'ours (close)' replays the same "
     "decisions with our arithmetic at the close: it differs from Nautilus only by the "
     "commission schedule (ours: basis points; Nautilus: IBKR Fixed, $0.005 a share, $1 "
-    "minimum) and whole shares, and its gap to our next-open backtest is the overnight move "
-    "between close and next open on every trade. Nautilus's 'fees' are commissions only; its "
-    "slippage is inside its fill prices, while ours counts spread and slippage as fees."
+    "minimum, 1% cap) and whole shares, and its gap to our next-open backtest is the "
+    "overnight move between close and next open on every trade. Nautilus's 'fees' are "
+    "commissions only; its slippage is inside its fill prices, while ours counts spread and "
+    "slippage as fees."
 )
 MAX_PRICE_DECIMALS = 8
 _UNLIMITED = 10**9  # shares offered at the slipped price: any replay order fills in full
 
 
 @dataclass(frozen=True)
-class NautilusConfig:
-    """IB-like costs for the replay. ``slippage_bps`` None takes the execution model's
-    half-spread plus slippage, so both engines pay the same price impact."""
+class IBCosts:
+    """IB-like costs per fill: per-share commission with a minimum and a cap, plus slippage.
 
-    commission_per_share: float = 0.005
-    min_commission: float = 1.0
-    max_commission_pct: float = 1.0  # of the trade's value
-    slippage_bps: float | None = None
-    leverage: float = 1.0  # margin account: shorts and flips need no cash borrowing
+    commission = min(max(per_share x shares, minimum), maximum_rate x value); slippage =
+    slippage_bps x value (half-spread and price slippage together). Defaults follow IBKR's
+    Fixed US-stock pricing ($0.005/share, $1.00 minimum, 1% cap).
+    """
+
+    per_share: float = 0.005
+    minimum: float = 1.0
+    maximum_rate: float = 0.01
+    slippage_bps: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("commission_per_share", "min_commission", "max_commission_pct"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"nautilus {name} must be >= 0, got {getattr(self, name)}")
-        if self.slippage_bps is not None and not 0 <= self.slippage_bps < 1e4:
+        for name in ("per_share", "minimum", "maximum_rate", "slippage_bps"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"broker costs {name} must be finite and >= 0, got {value}")
+        if not self.slippage_bps < 1e4:
             raise ValueError(
-                f"nautilus slippage_bps must be in [0, 10000), got {self.slippage_bps}"
+                f"broker costs slippage_bps must be in [0, 10000), got {self.slippage_bps}"
             )
-        if not self.leverage > 0:
-            raise ValueError(f"nautilus leverage must be > 0, got {self.leverage}")
+
+    @classmethod
+    def linear(cls, execution: ExecutionModel) -> IBCosts:
+        """Costs equal to ``execution``'s (all of it as bps of notional), for comparisons."""
+        if execution.fill != "close" or execution.impact_coef > 0:
+            raise ValueError(
+                "NautilusTrader fills at the decision bar's close without market impact: "
+                f"compare with fill='close' and impact_coef=0, got {execution}"
+            )
+        return cls(
+            per_share=0.0, minimum=0.0, maximum_rate=0.0, slippage_bps=1e4 * execution.linear_rate
+        )
+
+    def commission(self, shares: float, price: float) -> float:
+        value = shares * price
+        return min(max(self.per_share * shares, self.minimum), self.maximum_rate * value)
+
+    def slippage(self, shares: float, price: float) -> float:
+        return self.slippage_bps / 1e4 * shares * price
+
+    def execution(self, price: float) -> ExecutionModel:
+        """Our engine's nearest model at a typical ``price`` (commission as bps there)."""
+        return ExecutionModel(
+            commission_bps=1e4 * self.per_share / price,
+            half_spread_bps=0.0,
+            slippage_bps=self.slippage_bps,
+            fill="close",
+        )
+
+
+Slippage = Literal["price", "fee"]
 
 
 class IBFeeModel(FeeModel):
-    """IBKR Fixed pricing for US stocks: per share, with a minimum and a cap per fill."""
+    """Nautilus fee model charging ``IBCosts``'s commission on each fill, plus its slippage
+    when ``slippage="fee"`` (with ``"price"`` the fill model moves the price instead)."""
 
-    def __init__(self, per_share: float, minimum: float, max_pct: float) -> None:
+    def __init__(self, costs: IBCosts, slippage: Slippage = "price") -> None:
         super().__init__()
-        self.per_share, self.minimum, self.max_pct = per_share, minimum, max_pct
+        self.costs, self.slippage = costs, slippage
 
     def get_commission(
         self, order: Order, fill_qty: Quantity, fill_px: Price, instrument: Instrument
     ) -> Money:
         shares, price = float(fill_qty), float(fill_px)
-        fee = min(max(self.per_share * shares, self.minimum), self.max_pct / 100 * shares * price)
+        fee = self.costs.commission(shares, price)
+        if self.slippage == "fee":
+            fee += self.costs.slippage(shares, price)
         return Money(fee, instrument.quote_currency)
+
+
+def whole_shares(target: float, equity: float, price: float) -> float:
+    """The one share-rounding rule: ``target`` x ``equity`` at ``price`` in whole shares,
+    truncated towards zero (never more exposure than the target)."""
+    return float(math.trunc(target * equity / price))
 
 
 class SlippageFillModel(FillModel):
@@ -135,10 +196,12 @@ def price_decimals(bars: pd.DataFrame) -> int:
 
 
 def equity_instrument(symbol: str, decimals: int = 2, venue: str = VENUE) -> Equity:
-    """A stock traded in whole shares, priced with ``decimals`` decimals (cents by default)."""
+    """A stock traded in whole shares, priced with ``decimals`` decimals (cents by default).
+    Nautilus ids take letters and digits only: anything else is dropped from ``symbol``."""
+    name = re.sub(r"[^A-Za-z0-9]", "", symbol) or "LEG"
     return Equity(
-        instrument_id=InstrumentId(Symbol(symbol), Venue(venue)),
-        raw_symbol=Symbol(symbol),
+        instrument_id=InstrumentId(Symbol(name), Venue(venue)),
+        raw_symbol=Symbol(name),
         currency=USD,
         price_precision=decimals,
         price_increment=Price(10.0**-decimals, decimals),
@@ -148,17 +211,20 @@ def equity_instrument(symbol: str, decimals: int = 2, venue: str = VENUE) -> Equ
     )
 
 
-def bar_type(instrument: Instrument) -> BarType:
-    return BarType.from_str(f"{instrument.id}-1-DAY-LAST-EXTERNAL")
+def bar_type(instrument: Instrument, index: pd.DatetimeIndex) -> BarType:
+    """A label for Nautilus (it trades the bars as given): daily, else one-minute."""
+    spacing = pd.Series(index).diff().median()
+    aggregation = BarAggregation.MINUTE
+    if len(index) < 2 or spacing >= pd.Timedelta(days=1):
+        aggregation = BarAggregation.DAY
+    spec = BarSpecification(1, aggregation, PriceType.LAST)
+    return BarType(instrument.id, spec, AggregationSource.EXTERNAL)
 
 
-def nautilus_bars(bars: pd.DataFrame, instrument: Instrument, ends: pd.DatetimeIndex) -> list[Bar]:
-    """Bars (the bars contract) as Nautilus bars stamped at ``ends``, when each closed."""
-    if len(ends) != len(bars):
-        raise ValueError(f"need one end time per bar, got {len(ends)} for {len(bars)} bars")
-    frame = bars[["open", "high", "low", "close", "volume"]].copy()
-    frame.index = pd.DatetimeIndex(ends)
-    return BarDataWrangler(bar_type(instrument), instrument).process(frame)
+def nautilus_bars(bars: pd.DataFrame, kind: BarType, instrument: Instrument) -> list[Bar]:
+    """Bars (the bars contract) as Nautilus bars, stamped with ``bars``' index."""
+    frame = bars[["open", "high", "low", "close", "volume"]]
+    return BarDataWrangler(kind, instrument).process(frame)
 
 
 def new_engine(
@@ -170,11 +236,13 @@ def new_engine(
     leverage: float = 1.0,
 ) -> BacktestEngine:
     """A quiet BacktestEngine with one netting margin account in USD at ``instrument``'s
-    venue, holding ``bars``."""
+    venue (shorts and flips need no cash borrowing), holding ``bars``. Its risk engine is
+    bypassed: sizing is the caller's targets, not a margin check."""
     engine = BacktestEngine(
         BacktestEngineConfig(
             trader_id=TraderId("EVOTRADER-001"),
             logging=LoggingConfig(log_level="ERROR", bypass_logging=True),
+            risk_engine=RiskEngineConfig(bypass=True),
         )
     )
     engine.add_venue(
@@ -193,47 +261,60 @@ def new_engine(
 
 
 class TargetReplay(Strategy):
-    """On bar k, trade to ``targets[k]`` x equity (whole shares) when the target changes."""
+    """On bar k (from bar ``first``), trade to ``targets[k]`` x equity in whole shares
+    (``whole_shares``) with a market order when the target changes, as our engine does.
 
-    def __init__(self, instrument: Instrument, targets: Iterable[float]) -> None:
+    Equity is the account's cash plus the held shares at the bar's close, kept from the
+    fills; ruin (equity <= 0) ends trading. Each fill is recorded with the bar it was sent
+    from: Nautilus fills a market order sent from ``on_bar`` within that bar, at its close.
+    """
+
+    def __init__(
+        self, kind: BarType, targets: Sequence[float], cash: float, first: int = 0
+    ) -> None:
         super().__init__()
-        self.instrument, self.targets = instrument, list(targets)
-        self.bars_seen, self.target = 0, 0.0
+        self.kind, self.targets, self.first = kind, [float(t) for t in targets], first
+        self.bar, self.target = -1, 0.0
+        self.cash, self.units = cash, 0.0
         self.fills: list[dict[str, Any]] = []
         self.problems: list[str] = []
 
     def on_start(self) -> None:
-        self.subscribe_bars(bar_type(self.instrument))
+        self.subscribe_bars(self.kind)
 
     def on_bar(self, bar: Bar) -> None:
-        k, self.bars_seen = self.bars_seen, self.bars_seen + 1
-        if k >= len(self.targets) or self.targets[k] == self.target:
+        self.bar += 1
+        k = self.bar
+        if k < self.first or k >= len(self.targets) or self.targets[k] == self.target:
             return
         self.target = self.targets[k]
         close = bar.close.as_double()
-        held = float(self.portfolio.net_position(self.instrument.id))
-        delta = float(np.trunc(self.target * self.equity() / close)) - held
+        equity = self.cash + self.units * close
+        if equity <= 0:  # ruin ends trading, as in our engine
+            return
+        delta = whole_shares(self.target, equity, close) - self.units
         if delta:
             side = OrderSide.BUY if delta > 0 else OrderSide.SELL
-            quantity = Quantity(abs(delta), self.instrument.size_precision)
-            self.submit_order(self.order_factory.market(self.instrument.id, side, quantity))
+            quantity = Quantity.from_int(int(abs(delta)))
+            self.submit_order(self.order_factory.market(self.kind.instrument_id, side, quantity))
 
-    def equity(self) -> float:
+    def account_equity(self) -> float:
         """Nautilus's own view: account balance plus unrealised P&L at the last price."""
-        account = self.portfolio.account(self.instrument.id.venue)
-        unrealised = self.portfolio.unrealized_pnl(self.instrument.id)
+        venue = self.kind.instrument_id.venue
+        account = self.portfolio.account(venue)
+        unrealised = self.portfolio.unrealized_pnl(self.kind.instrument_id)
         return account.balance_total(USD).as_double() + (
             unrealised.as_double() if unrealised is not None else 0.0
         )
 
     def on_order_filled(self, event: OrderFilled) -> None:
+        shares = float(round(event.last_qty.as_double()))  # whole: exact, as a float may not be
+        units = shares if event.order_side == OrderSide.BUY else -shares
+        price, cost = event.last_px.as_double(), event.commission.as_double()
+        self.units += units
+        self.cash -= units * price + cost
         self.fills.append(
-            {
-                "ts": pd.Timestamp(event.ts_event, tz="UTC"),
-                "units": float(event.last_qty) * (1 if event.order_side == OrderSide.BUY else -1),
-                "price": event.last_px.as_double(),
-                "cost": event.commission.as_double(),
-            }
+            {"bar": self.bar, "ns": event.ts_event, "units": units, "price": price, "cost": cost}
         )
 
     def on_order_rejected(self, event: OrderRejected) -> None:
@@ -241,6 +322,53 @@ class TargetReplay(Strategy):
 
     def on_order_denied(self, event: OrderDenied) -> None:
         self.problems.append(f"denied: {event.reason}")
+
+
+@dataclass(frozen=True)
+class TargetFills:
+    """What Nautilus did with the targets: one row per fill (the bar it was decided and
+    filled on, signed shares, price, cost paid) and its own final account equity."""
+
+    fills: pd.DataFrame
+    account_equity: float
+
+
+def run_targets(
+    bars: pd.DataFrame,
+    targets: Sequence[float] | np.ndarray,
+    symbol: str,
+    costs: IBCosts,
+    cash: float,
+    *,
+    first: int = 0,
+    slippage: Slippage = "price",
+    leverage: float = 1.0,
+) -> TargetFills:
+    """The one engine path: trade ``targets`` (one per bar, or per bar but the last) over
+    ``bars`` in NautilusTrader with ``costs``, from bar ``first`` on, whole shares."""
+    instrument = equity_instrument(symbol, price_decimals(bars))
+    kind = bar_type(instrument, pd.DatetimeIndex(bars.index))
+    if slippage == "price":
+        fees, fill_model = IBFeeModel(costs, "price"), SlippageFillModel(costs.slippage_bps)
+    else:
+        fees, fill_model = IBFeeModel(costs, "fee"), SlippageFillModel(0.0)
+    engine = new_engine(
+        instrument, nautilus_bars(bars, kind, instrument), cash, fees, fill_model, leverage
+    )
+    strategy = TargetReplay(kind, targets, cash, first)
+    engine.add_strategy(strategy)
+    try:
+        engine.run()
+        if strategy.problems:
+            raise RuntimeError(f"nautilus refused orders of the replay: {strategy.problems[:3]}")
+        account_equity = strategy.account_equity()
+    finally:
+        engine.dispose()
+    fills = pd.DataFrame(strategy.fills, columns=["bar", "ns", "units", "price", "cost"])
+    at = fills["bar"].to_numpy(np.int64)
+    if (pd.DatetimeIndex(bars.index).asi8[at] != fills["ns"].to_numpy(np.int64)).any():
+        raise RuntimeError(f"nautilus filled {symbol} away from its decision bars' closes")
+    return TargetFills(fills.drop(columns="ns"), account_equity)
 
 
 @dataclass(frozen=True)
@@ -270,38 +398,20 @@ def replay_in_nautilus(
     *,
     initial_cash: float,
     periods_per_year: float,
-    config: NautilusConfig,
-    slippage_bps: float,
+    costs: IBCosts,
     hours: TradingHours | None = None,
+    leverage: float = 1.0,
 ) -> NautilusReplay:
-    """Trade ``targets`` (one per bar but the last) over ``bars`` in Nautilus.
+    """Trade ``targets`` (one per bar but the last) over ``bars`` in Nautilus, slippage in
+    the fill prices; bars are stamped when each closed (``hours``).
 
     Equity is marked at every close before that close's fills, as ours is with
     ``fill="close"``: the first mark is the initial cash, a trade shows from the next mark."""
     _check_targets(bars, targets)
-    instrument = equity_instrument(symbol, price_decimals(bars))
     ends = bar_end_times(pd.DatetimeIndex(bars.index), hours or TradingHours())
-    engine = new_engine(
-        instrument,
-        nautilus_bars(bars, instrument, ends),
-        initial_cash,
-        IBFeeModel(config.commission_per_share, config.min_commission, config.max_commission_pct),
-        SlippageFillModel(slippage_bps),
-        config.leverage,
-    )
-    strategy = TargetReplay(instrument, targets)
-    engine.add_strategy(strategy)
-    try:
-        engine.run()
-        if strategy.problems:
-            raise RuntimeError(f"nautilus refused orders of the replay: {strategy.problems[:3]}")
-        account_equity = strategy.equity()
-    finally:
-        engine.dispose()
-    fills = pd.DataFrame(strategy.fills, columns=["ts", "units", "price", "cost"])
-    at = ends.get_indexer(pd.DatetimeIndex(fills["ts"]))
-    if (at < 0).any():
-        raise RuntimeError("nautilus filled an order away from a bar's close")
+    stamped = bars.set_axis(ends, axis=0)
+    done = run_targets(stamped, targets, symbol, costs, initial_cash, leverage=leverage)
+    fills, at = done.fills, done.fills["bar"].to_numpy(np.int64)
     close = bars["close"].to_numpy(np.float64)
     cash_flow = np.zeros(len(bars))
     traded = np.zeros(len(bars))
@@ -311,9 +421,9 @@ def replay_in_nautilus(
     after = cash + units * close
     equity = np.concatenate(([initial_cash], cash[:-1] + units[:-1] * close[1:]))
     weight = np.concatenate(([0.0], (units * close / after)[:-1]))  # held over each bar
-    fills = fills.set_index(pd.DatetimeIndex(bars.index[at], name="timestamp")).drop(columns="ts")
+    fills = fills.set_index(pd.DatetimeIndex(bars.index[at], name="timestamp")).drop(columns="bar")
     run = _score(bars.index, equity, weight, fills, periods_per_year, held_from=at + 1)
-    return NautilusReplay(**vars(run), account_equity=account_equity)
+    return NautilusReplay(**vars(run), account_equity=done.account_equity)
 
 
 def replay_in_ours(
@@ -345,17 +455,17 @@ def compare_engines(
     *,
     initial_cash: float,
     periods_per_year: float,
-    config: NautilusConfig | None = None,
+    costs: IBCosts | None = None,
     hours: TradingHours | None = None,
 ) -> dict[str, EngineRun]:
     """Our backtest's decisions through three accounts on the same bars: ours as backtested,
-    ours filling at the close, and Nautilus (at the close, IB-like costs)."""
-    config = config or NautilusConfig()
+    ours filling at the close, and Nautilus (at the close, IB-like costs). ``costs`` None
+    takes IBKR Fixed with the execution model's half-spread plus slippage, so both engines
+    pay the same price impact."""
+    if costs is None:
+        costs = IBCosts(slippage_bps=execution.half_spread_bps + execution.slippage_bps)
     bars = bars.loc[result.equity.index]
     targets = decisions(result)
-    slippage = config.slippage_bps
-    if slippage is None:
-        slippage = execution.half_spread_bps + execution.slippage_bps
     money = {"initial_cash": initial_cash, "periods_per_year": periods_per_year}
     runs = {
         f"ours ({execution.fill.replace('_', ' ')})": replay_in_ours(
@@ -367,7 +477,7 @@ def compare_engines(
             bars, targets, replace(execution, fill="close"), **money
         )
     runs["nautilus (close)"] = replay_in_nautilus(
-        bars, targets, symbol, config=config, slippage_bps=slippage, hours=hours, **money
+        bars, targets, symbol, costs=costs, hours=hours, **money
     )
     return runs
 

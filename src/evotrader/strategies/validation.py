@@ -1,13 +1,15 @@
 """Validation with NautilusTrader: a spec under broker-like costs, by regime, and its capacity.
 
-Translator: each leg of a spec becomes one NautilusTrader backtest (a margin account, one
-equity instrument, the bars as given) whose strategy trades the shared ``spec_targets``
-with market orders. Nautilus fills a market order sent from ``on_bar`` at that bar's
-close, so it matches our engine with ``ExecutionModel(fill="close")``, not the default
-next-open fill. Costs are IB-like (``BrokerCosts``): $0.005 per share, $1 minimum, at most
-1% of the trade's value, plus slippage in basis points of notional, all charged by a
-Nautilus fee model on every fill. Metrics are ours, from a daily mark-to-market equity
-curve rebuilt from Nautilus's fills (its own statistics count closed positions only).
+Translator: each leg of a spec becomes one NautilusTrader backtest through the one
+integration in ``backtest/nautilus_replay.py`` (``run_targets``: a margin account, one
+equity instrument, the bars as given, the replay strategy trading the shared
+``spec_targets`` with market orders in whole shares). Nautilus fills a market order sent
+from ``on_bar`` at that bar's close, so it matches our engine with
+``ExecutionModel(fill="close")``, not the default next-open fill. Costs are the IB cost
+model (``BrokerCosts``, i.e. ``IBCosts``): $0.005 per share, $1 minimum, at most 1% of the
+trade's value, plus slippage in basis points of notional charged as a fee, so fill prices
+stay the closes. Metrics are ours, from a daily mark-to-market equity curve rebuilt from
+Nautilus's fills (its own statistics count closed positions only).
 
 Validation (``validate``) judges a spec on a held-out window, never seen by screening:
 Sharpe and drawdown there, returns in four S&P 500 regimes (``SP500_REGIMES``), and
@@ -17,37 +19,14 @@ capacity: the capital at which square-root market impact halves the Sharpe.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
 from functools import partial
 
 import numpy as np
 import pandas as pd
-from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
-from nautilus_trader.backtest.models import FeeModel, FillModel
-from nautilus_trader.config import LoggingConfig, RiskEngineConfig
-from nautilus_trader.model.currencies import USD
-from nautilus_trader.model.data import Bar, BarSpecification, BarType
-from nautilus_trader.model.enums import (
-    AccountType,
-    AggregationSource,
-    BarAggregation,
-    OmsType,
-    OrderSide,
-    PriceType,
-)
-from nautilus_trader.model.events import OrderFilled
-from nautilus_trader.model.identifiers import Venue
-from nautilus_trader.model.instruments import Equity, Instrument
-from nautilus_trader.model.objects import Money, Price, Quantity
-from nautilus_trader.model.orders import Order
-from nautilus_trader.persistence.wranglers import BarDataWrangler
-from nautilus_trader.trading.strategy import Strategy
 
-from evotrader.backtest.nautilus_replay import VENUE as NAUTILUS_VENUE
-from evotrader.backtest.nautilus_replay import equity_instrument, price_decimals
+from evotrader.backtest.nautilus_replay import IBCosts, TargetFills, run_targets
 from evotrader.env.execution import ExecutionModel
 from evotrader.strategies import diagnostics
 from evotrader.strategies.backtest_bridge import run_engine
@@ -55,7 +34,7 @@ from evotrader.strategies.runs import Leg, LegRun, SpecRun, combine, plan
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.universe import Book
 
-VENUE = Venue(NAUTILUS_VENUE)
+BrokerCosts = IBCosts  # the one IB cost model, under the name validation configs use
 
 
 @dataclass(frozen=True)
@@ -80,55 +59,6 @@ SP500_REGIMES: tuple[RegimePeriod, ...] = (
     RegimePeriod("sideways", "2015-01-02", "2015-12-31", "-1% over the year, range 12%"),
 )
 REGIMES: tuple[str, ...] = ("bull", "bear", "high_vol", "sideways")
-
-
-@dataclass(frozen=True)
-class BrokerCosts:
-    """IB-like costs per fill: per-share commission with a minimum and a cap, plus slippage.
-
-    commission = min(max(per_share x shares, minimum), maximum_rate x value); slippage =
-    slippage_bps x value (half-spread and price slippage together). Defaults follow IBKR's
-    fixed US-stock pricing ($0.005/share, $1.00 minimum, 1% cap).
-    """
-
-    per_share: float = 0.005
-    minimum: float = 1.0
-    maximum_rate: float = 0.01
-    slippage_bps: float = 2.0
-
-    def __post_init__(self) -> None:
-        for name in ("per_share", "minimum", "maximum_rate", "slippage_bps"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"broker costs {name} must be finite and >= 0, got {value}")
-
-    @classmethod
-    def linear(cls, execution: ExecutionModel) -> BrokerCosts:
-        """Costs equal to ``execution``'s (all of it as bps of notional), for comparisons."""
-        if execution.fill != "close" or execution.impact_coef > 0:
-            raise ValueError(
-                "NautilusTrader fills at the decision bar's close without market impact: "
-                f"compare with fill='close' and impact_coef=0, got {execution}"
-            )
-        return cls(
-            per_share=0.0, minimum=0.0, maximum_rate=0.0, slippage_bps=1e4 * execution.linear_rate
-        )
-
-    def commission(self, shares: float, price: float) -> float:
-        value = shares * price
-        return min(max(self.per_share * shares, self.minimum), self.maximum_rate * value)
-
-    def slippage(self, shares: float, price: float) -> float:
-        return self.slippage_bps / 1e4 * shares * price
-
-    def execution(self, price: float) -> ExecutionModel:
-        """Our engine's nearest model at a typical ``price`` (commission as bps there)."""
-        return ExecutionModel(
-            commission_bps=1e4 * self.per_share / price,
-            half_spread_bps=0.0,
-            slippage_bps=self.slippage_bps,
-            fill="close",
-        )
 
 
 @dataclass(frozen=True)
@@ -380,115 +310,24 @@ def _regime_sentence(regimes: Mapping[str, Mapping[str, float]], uncovered: list
 # --- the NautilusTrader side -----------------------------------------------------------------
 
 
-class _BrokerFees(FeeModel):
-    """Nautilus fee model charging ``BrokerCosts`` (commission and slippage) on each fill."""
-
-    def __init__(self, costs: BrokerCosts) -> None:
-        super().__init__()
-        self.costs = costs
-
-    def get_commission(
-        self, order: Order, fill_qty: Quantity, fill_px: Price, instrument: Instrument
-    ) -> Money:
-        shares, price = fill_qty.as_double(), fill_px.as_double()
-        return Money(self.costs.commission(shares, price) + self.costs.slippage(shares, price), USD)
-
-
-class _TargetTrader(Strategy):
-    """Trades one leg towards its precomputed targets with market orders, as our engine does:
-    only when the target changes, sized on equity at the fill price (here: the close)."""
-
-    def __init__(self, bar_type: BarType, targets: np.ndarray, first: int, cash: float) -> None:
-        super().__init__()
-        self.bar_type = bar_type
-        self.targets = targets
-        self.first = first
-        self.bar = -1
-        self.held = 0.0
-        self.cash = cash
-        self.units = 0
-        # (bar, ns, signed shares, price, paid): market orders fill within the bar sent from
-        self.fills: list[tuple[int, int, int, float, float]] = []
-
-    def on_start(self) -> None:
-        self.subscribe_bars(self.bar_type)
-
-    def on_bar(self, bar: Bar) -> None:
-        self.bar += 1
-        target = float(self.targets[self.bar])
-        if self.bar < self.first or target == self.held:
-            return
-        self.held = target
-        close = bar.close.as_double()
-        equity = self.cash + self.units * close
-        if equity <= 0:  # ruin ends trading, as in our engine
-            return
-        delta = round(target * equity / close) - self.units
-        if delta:
-            side = OrderSide.BUY if delta > 0 else OrderSide.SELL
-            order = self.order_factory.market(
-                self.bar_type.instrument_id, side, Quantity.from_int(abs(delta))
-            )
-            self.submit_order(order)
-
-    def on_order_filled(self, event: OrderFilled) -> None:
-        shares = int(event.last_qty.as_double())
-        signed = shares if event.order_side == OrderSide.BUY else -shares
-        price, paid = event.last_px.as_double(), event.commission.as_double()
-        self.units += signed
-        self.cash -= signed * price + paid
-        self.fills.append((self.bar, event.ts_event, signed, price, paid))
-
-
 def _run_leg(leg: Leg, first: int, costs: BrokerCosts, cash: float) -> LegRun:
-    bars = leg.bars
-    targets = leg.targets.copy()
-    targets[-1] = targets[-2]  # the last bar only marks: no decision fills there
-    instrument = _instrument(leg.symbol, bars)
-    bar_type = BarType(instrument.id, _bar_spec(bars.index), AggregationSource.EXTERNAL)
-    trader = _TargetTrader(bar_type, targets, first, cash)
-    engine = BacktestEngine(
-        BacktestEngineConfig(
-            logging=LoggingConfig(bypass_logging=True),
-            risk_engine=RiskEngineConfig(bypass=True),  # sizing is the spec's, not a margin check
-        )
+    """One leg in Nautilus: its targets from bar ``first`` on (the last bar only marks, so
+    no decision fills there), slippage charged as a fee."""
+    done = run_targets(
+        leg.bars, leg.targets[:-1], leg.symbol, costs, cash, first=first, slippage="fee"
     )
-    try:
-        engine.add_venue(
-            VENUE,
-            OmsType.NETTING,
-            AccountType.MARGIN,  # shorts need a margin account
-            [Money(cash, USD)],
-            base_currency=USD,
-            default_leverage=Decimal(1),
-            fill_model=FillModel(),
-            fee_model=_BrokerFees(costs),
-        )
-        engine.add_instrument(instrument)
-        engine.add_data(BarDataWrangler(bar_type, instrument).process(bars))
-        engine.add_strategy(trader)
-        engine.run()
-    finally:
-        engine.dispose()
-    return _leg_run(leg, first, trader.fills, costs, cash)
+    return _leg_run(leg, first, done, costs, cash)
 
 
-def _leg_run(
-    leg: Leg,
-    first: int,
-    fills: list[tuple[int, int, int, float, float]],
-    costs: BrokerCosts,
-    cash: float,
-) -> LegRun:
+def _leg_run(leg: Leg, first: int, done: TargetFills, costs: BrokerCosts, cash: float) -> LegRun:
     """Daily mark-to-market account from Nautilus's fills, in the convention of our engine:
     a fill at bar b's close changes the held units from mark b - first + 1 on."""
     bars = leg.bars
     n = len(bars)
-    at = np.array([fill[0] for fill in fills], dtype=np.int64)
-    stamps = np.array([fill[1] for fill in fills], dtype=np.int64)
-    if ((at < first) | (at > n - 2)).any() or (bars.index.asi8[at] != stamps).any():
+    at = done.fills["bar"].to_numpy(np.int64)
+    if ((at < first) | (at > n - 2)).any():
         raise RuntimeError(f"NautilusTrader filled {leg.symbol} away from its decision bars")
-    signed, prices, paid = (np.array([fill[k] for fill in fills], np.float64) for k in (2, 3, 4))
+    signed, prices, paid = (done.fills[k].to_numpy(np.float64) for k in ("units", "price", "cost"))
     shares = np.abs(signed)
     cash_flow, unit_flow = np.zeros(n), np.zeros(n)
     np.add.at(cash_flow, at, -signed * prices - paid)
@@ -508,17 +347,3 @@ def _leg_run(
         costs=float(paid.sum()),
         commission=float(sum(costs.commission(s, p) for s, p in zip(shares, prices, strict=True))),
     )
-
-
-def _instrument(symbol: str, bars: pd.DataFrame) -> Equity:
-    """A whole-share stock on the SIM venue; Nautilus ids take letters and digits only."""
-    name = re.sub(r"[^A-Za-z0-9]", "", symbol) or "LEG"
-    return equity_instrument(name, price_decimals(bars))
-
-
-def _bar_spec(index: pd.DatetimeIndex) -> BarSpecification:
-    """A label for Nautilus (it trades the bars as given): daily, else one-minute."""
-    spacing = pd.Series(index).diff().median()
-    if spacing >= pd.Timedelta(days=1):
-        return BarSpecification(1, BarAggregation.DAY, PriceType.LAST)
-    return BarSpecification(1, BarAggregation.MINUTE, PriceType.LAST)

@@ -18,14 +18,16 @@ from tests.unit.live.helpers import make_checkpoint
 
 from evotrader.backtest.metrics import periods_per_year
 from evotrader.backtest.nautilus_replay import (
+    IBCosts,
     IBFeeModel,
-    NautilusConfig,
     compare_engines,
     decisions,
     equity_instrument,
     price_decimals,
     replay_in_nautilus,
     replay_in_ours,
+    run_targets,
+    whole_shares,
 )
 from evotrader.config import env_config_from_dict, execution_from
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
@@ -56,15 +58,14 @@ def small_bars(closes: list[float]) -> pd.DataFrame:
 def test_a_hand_computed_account_in_nautilus() -> None:
     """$100k; long at 100, hold, flat at 120, short at 100, marked at 90. $0.01 a share."""
     bars = small_bars([100.0, 110.0, 120.0, 100.0, 90.0])
-    config = NautilusConfig(commission_per_share=0.01, min_commission=1.0)
+    costs = IBCosts(per_share=0.01, minimum=1.0, slippage_bps=0.0)
     run = replay_in_nautilus(
         bars,
         np.array([1.0, 1.0, 0.0, -1.0]),
         "SYN",
         initial_cash=100_000.0,
         periods_per_year=252.0,
-        config=config,
-        slippage_bps=0.0,
+        costs=costs,
     )
     # 1000 shares at 100 ($10); sold at 120 ($10); 1199 shares short at 100 ($11.99);
     # marked at each close before its fills, so a trade's costs show at the next mark
@@ -98,14 +99,13 @@ def test_prices_keep_their_decimals() -> None:
         "EURUSD",
         initial_cash=100_000.0,
         periods_per_year=252.0,
-        config=NautilusConfig(),
-        slippage_bps=0.0,
+        costs=IBCosts(slippage_bps=0.0),
     )
     np.testing.assert_array_equal(run.fills["price"], bars["close"].iloc[[0, 1, 2]])
 
 
 def test_ib_fees_have_a_minimum_and_a_cap() -> None:
-    fees = IBFeeModel(per_share=0.005, minimum=1.0, max_pct=1.0)
+    fees = IBFeeModel(IBCosts(per_share=0.005, minimum=1.0, maximum_rate=0.01))
     stock = equity_instrument("SYN")
 
     def fee(shares: int, price: str) -> float:
@@ -116,6 +116,51 @@ def test_ib_fees_have_a_minimum_and_a_cap() -> None:
     assert fee(10, "1.00").as_double() == 0.1  # capped at 1% of $10
 
 
+def test_slippage_as_a_fee_is_charged_on_top_of_the_commission() -> None:
+    """Validation's mode: fill prices stay the closes, 2 bp of notional join the fee."""
+    fees = IBFeeModel(IBCosts(slippage_bps=2.0), slippage="fee")
+    stock = equity_instrument("SYN")
+    fee = fees.get_commission(None, Quantity.from_int(1000), Price.from_str("50.00"), stock)
+    assert fee.as_double() == pytest.approx(5.0 + 10.0)
+
+
+def test_one_share_rounding_rule_truncates_towards_zero() -> None:
+    """Whole shares, never more exposure than the target, longs and shorts alike."""
+    assert whole_shares(1.0, 119_980.0, 100.0) == 1199.0
+    assert whole_shares(-1.0, 119_980.0, 100.0) == -1199.0
+    assert whole_shares(0.5, 1000.0, 3.0) == 166.0  # 166.67: rounding would buy 167
+    assert whole_shares(1.0, 99.0, 100.0) == 0.0
+
+
+def test_replay_and_validation_share_one_engine_path(monkeypatch) -> None:
+    """Both NautilusTrader users go through ``run_targets`` with the one cost model."""
+    from evotrader.backtest import nautilus_replay
+    from evotrader.strategies import validation
+    from evotrader.strategies.spec import StrategySpec
+
+    assert validation.BrokerCosts is IBCosts
+    calls: list[str] = []
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("slippage", "price"))
+        return run_targets(*args, **kwargs)
+
+    monkeypatch.setattr(nautilus_replay, "run_targets", spy)
+    monkeypatch.setattr(validation, "run_targets", spy)
+    bars = small_bars([100.0, 110.0, 120.0, 100.0, 90.0])
+    replay_in_nautilus(
+        bars,
+        np.array([1.0, 1.0, 0.0, -1.0]),
+        "SYN",
+        initial_cash=1e5,
+        periods_per_year=252.0,
+        costs=IBCosts(),
+    )
+    spec = StrategySpec.build("momentum/time-series-momentum", ["SYN"], {"lookback": 1})
+    validation.run_nautilus(spec, {"SYN": small_bars([100.0 + k % 3 for k in range(30)])})
+    assert calls == ["price", "fee"]
+
+
 def test_bad_replays_are_refused() -> None:
     bars = small_bars([100.0, 101.0, 102.0])
     with pytest.raises(ValueError, match="one target per bar but the last \\(2\\), got 3"):
@@ -124,10 +169,12 @@ def test_bad_replays_are_refused() -> None:
         replay_in_ours(
             bars, np.array([1.0, np.nan]), ExecutionModel(), initial_cash=1e5, periods_per_year=252
         )
-    with pytest.raises(ValueError, match="min_commission must be >= 0"):
-        NautilusConfig(min_commission=-1.0)
+    with pytest.raises(ValueError, match="minimum must be finite and >= 0"):
+        IBCosts(minimum=-1.0)
+    with pytest.raises(ValueError, match="slippage_bps must be finite and >= 0"):
+        IBCosts(slippage_bps=-2.0)
     with pytest.raises(ValueError, match="slippage_bps must be in"):
-        NautilusConfig(slippage_bps=-2.0)
+        IBCosts(slippage_bps=1e4)
 
 
 @contextmanager

@@ -94,7 +94,9 @@ def test_goog_with_costs_same_trades_same_costs_returns_within_tolerance(goog) -
     spec = StrategySpec.build("mean-reversion/rsi-reversion", ["GOOG"])
     nautilus, ours, theirs = three_runs(spec, goog, COSTLY)
     gap = assert_agree(goog, COSTLY, nautilus, ours, theirs, at_least=100)
-    assert gap < 5e-3  # measured over 235 trades: 2.0e-3 to ours, 3.5e-3 to backtesting.py
+    # measured over 235 trades: 2.0e-3 to ours, 3.4e-3 to backtesting.py (3.5e-3 when
+    # Nautilus rounded shares to nearest; it now truncates, the one rule of nautilus_replay)
+    assert gap < 5e-3
     total = nautilus.fees + nautilus.slippage
     assert total == pytest.approx(ours.fees + ours.slippage, rel=1e-3)
     assert nautilus.metrics["sharpe"] == pytest.approx(ours.metrics["sharpe"], abs=0.02)  # 0.01
