@@ -42,6 +42,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
         f"runs_dir={runs}",
         "run_name=e2e",
     )
+    assert "Traceback" not in done.stdout + done.stderr  # a clean run prints no tracebacks
     return runs, done.stdout
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from multiprocessing import resource_tracker
 from multiprocessing.pool import ThreadPool
 from typing import Any
 
@@ -492,15 +493,22 @@ def _backtesting_in_process() -> Iterator[None]:
 
     Its default process pool forks (unsafe next to torch and Ray threads) and pickles the
     strategy class, which a class built at run time cannot be; ``backtesting.Pool`` is the
-    library's documented override point. Restored on exit, serialised by a lock.
+    library's documented override point. Its shared-memory blocks are created and unlinked
+    here, in one process, by its own manager; on Python < 3.13 its workers' attach/detach
+    dance through the resource tracker races with the main thread and makes the tracker print
+    KeyError tracebacks into the run's output, so the tracker is bypassed meanwhile.
+    Restored on exit, serialised by a lock.
     """
     with _PATCH_LOCK:
         pool, progress = backtesting.Pool, backtesting.backtesting._tqdm
         backtesting.Pool = lambda *args, **kwargs: ThreadPool(1)
         backtesting.backtesting._tqdm = lambda iterable, **kwargs: iterable
+        tracked = resource_tracker.register, resource_tracker.unregister
+        resource_tracker.register = resource_tracker.unregister = lambda *args: None
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Some trades remain open")
                 yield
         finally:
             backtesting.Pool, backtesting.backtesting._tqdm = pool, progress
+            resource_tracker.register, resource_tracker.unregister = tracked
