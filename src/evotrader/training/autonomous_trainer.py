@@ -60,8 +60,6 @@ from evotrader.core.checkpoint import (
     save_checkpoint,
 )
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.models.moe_policy import MoEPolicy
-from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.nas import Individual, SearchSpace, inherit_weights, make_controller
 from evotrader.nas.self_modification import Thresholds, check_performance_and_adapt
 from evotrader.reasoning import chartist_cache_dir
@@ -70,6 +68,7 @@ from evotrader.training.evaluation import HEADLINE, headline
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.population import Archive, Member, agent_settings, check_genes
 from evotrader.training.trials import Trial, stage_counts
+from evotrader.training.warm_start import warm_start_donor
 
 
 @dataclass(frozen=True)
@@ -124,6 +123,7 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
     writer = SummaryWriter(str(ctx.tensorboard_dir), purge_step=archive.generations_done + 1)
     thresholds = Thresholds(**asdict(settings.self_modification))
     remote = ray.remote(num_cpus=1)(train_and_score)
+    trunk = earlier_trunk(ctx) if settings.seed_from_previous else None  # once: a MoE scores
 
     for generation in range(archive.generations_done, settings.generations):
         began = time.perf_counter()
@@ -132,7 +132,8 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
             for i, o in enumerate(archive.offspring)
         ]
         jobs = [
-            job_for(ctx, archive, member, settings, index) for index, member in enumerate(members)
+            job_for(ctx, archive, member, settings, index, trunk)
+            for index, member in enumerate(members)
         ]
         outcomes = ray.get([remote.remote(job, data, settings, chartist) for job in jobs])
         for member, outcome in zip(members, outcomes, strict=True):
@@ -185,15 +186,21 @@ def check_settings(ctx: StageContext) -> None:
 
 
 def job_for(
-    ctx: StageContext, archive: Archive, member: Member, settings: AutonomousStageConfig, index: int
+    ctx: StageContext,
+    archive: Archive,
+    member: Member,
+    settings: AutonomousStageConfig,
+    index: int,
+    trunk: dict[str, Any] | None = None,
 ) -> Job:
-    """The member's job: its seed, its augmentation in turn, and its weight donor's state."""
+    """The member's job: its seed, its augmentation in turn, and its weight donor's state
+    (its parent's, else ``trunk``: the earlier stage's, ``earlier_trunk``)."""
     parent: dict[str, Any] | None = None
     if member.parents:
         donor = load_checkpoint(_agent_path(ctx, member.parents[0]))
         parent = {"architecture": donor.architecture, "state_dict": donor.state_dict}
     elif settings.seed_from_previous:
-        parent = earlier_trunk(ctx)
+        parent = trunk
     kinds = settings.augmentation or ["none"]
     return Job(
         member_id=member.id,
@@ -490,21 +497,12 @@ def shared_chartist(ctx: StageContext, space: SearchSpace) -> Any:
 
 
 def earlier_trunk(ctx: StageContext) -> dict[str, Any] | None:
-    """The best earlier stage's CoreTransformer, as a state for ``inherit_weights``."""
-    source = ctx.best_previous_checkpoint()
-    if source is None:
+    """The warm-start donor's CoreTransformer (``warm_start``: for a MoE its busiest
+    expert), as a state for ``inherit_weights``."""
+    donor = warm_start_donor(ctx)
+    if donor is None:
         return None
-    checkpoint = load_checkpoint(source)
-    if checkpoint.kind == "moe":
-        policy = MoEPolicy.from_architecture(checkpoint.architecture)
-        policy.load_state_dict(checkpoint.state_dict)
-        trunk = policy.expert_policy(0).encoder
-    elif checkpoint.kind in ("ppo", "maml"):
-        policy = TransformerPolicy.from_architecture(checkpoint.architecture)
-        policy.load_state_dict(checkpoint.state_dict)
-        trunk = policy.encoder
-    else:
-        return None
+    trunk = donor.policy.encoder
     return {"state_dict": {f"encoder.{k}": v for k, v in trunk.state_dict().items()}}
 
 

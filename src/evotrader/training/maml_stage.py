@@ -18,19 +18,19 @@ import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from evotrader.config import EnvConfig, MAMLStageConfig, execution_from, require_at_least
+from evotrader.config import EnvConfig, MAMLStageConfig, require_at_least
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.env import MarketData, VectorMarketEnv
+from evotrader.env import VectorMarketEnv
 from evotrader.models import TransformerSpec, math_attention
 from evotrader.models.maml_model import adapt_parameters, parameters_of, policy_gradient_loss
-from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.adaptation import adapted_before
 from evotrader.training.evaluation import validate
 from evotrader.training.market_envs import vector_env_from
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.rollouts import collect_rollout
+from evotrader.training.warm_start import training_windows, warm_start_donor
 
 
 @dataclass(frozen=True)
@@ -199,29 +199,19 @@ def tasks_from(
 
 
 def initial_policy(ctx: StageContext) -> TransformerPolicy:
-    """The best earlier stage's CoreTransformer (for a MoE, its busiest expert), fresh heads.
+    """The warm-start donor's CoreTransformer (``warm_start``: for a MoE its busiest expert),
+    fresh heads.
 
     The trunk carries what earlier stages learned about reading markets. Their policy head
     is usually confident (often "stay flat" after costs), and a saturated softmax barely
     moves under a few gradient steps, so the heads start near-uniform instead.
     """
     policy = fresh_policy(ctx)
-    source = ctx.best_previous_checkpoint()
-    if source is None:
-        print(f"[{ctx.name}] no earlier stage: meta-learning from a fresh policy")
+    donor = warm_start_donor(ctx)
+    if donor is None:
+        print(f"[{ctx.name}] meta-learning from a fresh policy")
         return policy
-    checkpoint = load_checkpoint(source)
-    if checkpoint.kind == "moe":
-        mixture = MoEPolicy.from_architecture(checkpoint.architecture)
-        mixture.load_state_dict(checkpoint.state_dict)
-        busiest = int(mixture.utilisation(training_windows(ctx)).argmax())
-        donor = mixture.expert_policy(busiest)
-        print(f"[{ctx.name}] CoreTransformer from expert {busiest} of {source}")
-    else:
-        donor = TransformerPolicy.from_architecture(checkpoint.architecture)
-        donor.load_state_dict(checkpoint.state_dict)
-        print(f"[{ctx.name}] CoreTransformer from {source}")
-    policy.encoder.load_state_dict(donor.encoder.state_dict())
+    policy.encoder.load_state_dict(donor.policy.encoder.state_dict())
     return policy
 
 
@@ -231,12 +221,3 @@ def fresh_policy(ctx: StageContext) -> TransformerPolicy:
     spec = TransformerSpec(input_dim=int(channels), **asdict(ctx.config.model))
     torch.manual_seed(ctx.config.seed)
     return TransformerPolicy(spec, len(ctx.config.env.positions))
-
-
-def training_windows(ctx: StageContext) -> torch.Tensor:
-    """Observation windows of the training split (agent-state channels zero)."""
-    env = ctx.config.env
-    market = MarketData.build(
-        ctx.splits.train, ctx.pipeline, env.window, execution_from(env.execution), env.agent_state
-    )
-    return torch.tensor(market.windows(), dtype=torch.float32)  # a copy: the view is read-only

@@ -1,9 +1,9 @@
 """stage_2_moe: PPO from Ray RLlib trains a Mixture of CoreTransformer experts.
 
-Experts start from the best earlier stage's weights (``warm_start``) when that stage saved
-a plain TransformerPolicy of the same shape, so the mixture begins where PPO ended and the
-gate learns to split the work. TensorBoard gets expert utilisation, gate entropy and the
-load-balancing loss next to PPO's scalars.
+Experts start from the earlier stage's donor policy (``training/warm_start.py``, the one
+rule; here stage_1_ppo's policy) when it has the same shape, so the mixture begins where
+PPO ended and the gate learns to split the work. TensorBoard gets expert utilisation, gate
+entropy and the load-balancing loss next to PPO's scalars.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from dataclasses import asdict
 import torch
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from evotrader.core.checkpoint import load_checkpoint
 from evotrader.models import TransformerSpec
 from evotrader.models.moe_model import MoEPPOLearner, MoEPPOModule
 from evotrader.models.moe_policy import MoEPolicy
-from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.rllib_stage import RLlibStage, check_rllib_settings, run_rllib_stage
+from evotrader.training.warm_start import warm_start_donor
 
 
 def moe_stage(ctx: StageContext) -> RLlibStage:
@@ -65,17 +64,13 @@ def run_moe_stage(ctx: StageContext) -> StageResult:
 
 
 def warm_start_weights(ctx: StageContext, stage: RLlibStage) -> dict[str, torch.Tensor] | None:
-    """Mixture weights whose experts all copy the best earlier PPO policy, if there is one."""
-    source = ctx.best_previous_checkpoint() if ctx.config.stage_2_moe.warm_start else None
-    if source is None:
+    """Mixture weights whose experts all copy the warm-start donor policy (``warm_start``),
+    if there is one."""
+    donated = warm_start_donor(ctx) if ctx.config.stage_2_moe.warm_start else None
+    if donated is None:
         print(f"[{ctx.name}] experts start from scratch")
         return None
-    checkpoint = load_checkpoint(source)
-    if checkpoint.kind != "ppo":
-        print(f"[{ctx.name}] best earlier stage is {checkpoint.kind!r}, not ppo: no warm start")
-        return None
-    donor = TransformerPolicy.from_architecture(checkpoint.architecture)
-    donor.load_state_dict(checkpoint.state_dict)
+    donor = donated.policy
     config = stage.module_spec.model_config
     assert isinstance(config, dict)  # moe_stage builds it as a dict
     mixture = MoEPolicy(
@@ -87,5 +82,5 @@ def warm_start_weights(ctx: StageContext, stage: RLlibStage) -> dict[str, torch.
     )
     # Raises, naming both shapes, if the model config changed since the donor was trained.
     mixture.warm_start(donor, seed=ctx.config.seed)
-    print(f"[{ctx.name}] experts warm-started from {source}")
+    print(f"[{ctx.name}] experts warm-started from {donated.describe()}")
     return mixture.state_dict()
