@@ -238,7 +238,8 @@ def _targets_batched(
             for chunk in np.array_split(decisions, max(1, -(-len(decisions) // batch_size)))
         ]
     )
-    return np.asarray(positions, dtype=np.float64)[actions]
+    targets: np.ndarray = np.asarray(positions, dtype=np.float64)[actions]
+    return targets
 
 
 def _targets_stepwise(

@@ -10,6 +10,7 @@ number of returns (``len(equity) - 1``); ``ppy`` is bars per year; the risk-free
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,7 @@ def periods_per_year(index: pd.DatetimeIndex) -> float:
     years = (index[-1] - index[0]) / pd.Timedelta(days=_DAYS_PER_YEAR)
     if years <= 0:
         raise ValueError("periods_per_year needs an increasing index (last timestamp > first)")
-    return (len(index) - 1) / years
+    return cast(float, (len(index) - 1) / years)
 
 
 def performance_metrics(equity: pd.Series, periods_per_year: float) -> dict[str, float]:
@@ -280,7 +281,7 @@ def _simple_returns(values: np.ndarray) -> np.ndarray:
     """r_t = E_t / E_{t-1} - 1, and 0 after ruin (E_{t-1} == 0)."""
     previous, current = values[:-1], values[1:]
     ratio = np.divide(current, previous, out=np.ones_like(current), where=previous > 0)
-    return ratio - 1.0
+    return cast(np.ndarray, ratio - 1.0)
 
 
 def _std(returns: np.ndarray) -> float:
@@ -329,4 +330,4 @@ def _validated_sides(
         raise ValueError(f"round_trips inputs must be 1-D with {n} entries each, got {lengths}")
     if not np.all(np.isfinite(positions)):
         raise ValueError("positions contain NaN or infinite values")
-    return np.sign(positions)
+    return cast(np.ndarray, np.sign(positions))

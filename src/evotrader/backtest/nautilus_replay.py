@@ -224,7 +224,8 @@ def bar_type(instrument: Instrument, index: pd.DatetimeIndex) -> BarType:
 def nautilus_bars(bars: pd.DataFrame, kind: BarType, instrument: Instrument) -> list[Bar]:
     """Bars (the bars contract) as Nautilus bars, stamped with ``bars``' index."""
     frame = bars[["open", "high", "low", "close", "volume"]]
-    return BarDataWrangler(kind, instrument).process(frame)
+    nautilus: list[Bar] = BarDataWrangler(kind, instrument).process(frame)
+    return nautilus
 
 
 def new_engine(
@@ -270,7 +271,7 @@ class TargetReplay(Strategy):
     """
 
     def __init__(
-        self, kind: BarType, targets: Sequence[float], cash: float, first: int = 0
+        self, kind: BarType, targets: Sequence[float] | np.ndarray, cash: float, first: int = 0
     ) -> None:
         super().__init__()
         self.kind, self.targets, self.first = kind, [float(t) for t in targets], first
@@ -303,7 +304,7 @@ class TargetReplay(Strategy):
         venue = self.kind.instrument_id.venue
         account = self.portfolio.account(venue)
         unrealised = self.portfolio.unrealized_pnl(self.kind.instrument_id)
-        return account.balance_total(USD).as_double() + (
+        return float(account.balance_total(USD).as_double()) + (
             unrealised.as_double() if unrealised is not None else 0.0
         )
 
@@ -388,7 +389,8 @@ class NautilusReplay(EngineRun):
 
 def decisions(result: BacktestResult) -> np.ndarray:
     """The target decided at each bar but the last: what was held over the next bar."""
-    return result.positions.to_numpy(np.float64)[1:]
+    held: np.ndarray = result.positions.to_numpy(np.float64)[1:]
+    return held
 
 
 def replay_in_nautilus(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 from scipy import stats
@@ -33,7 +34,7 @@ def expected_max_sharpe(sharpe_variance: float, trials: int) -> float:
         return 0.0
     z = stats.norm.ppf
     spread = (1 - EULER_GAMMA) * z(1 - 1 / trials) + EULER_GAMMA * z(1 - 1 / (trials * math.e))
-    return math.sqrt(max(sharpe_variance, 0.0)) * spread
+    return cast(float, math.sqrt(max(sharpe_variance, 0.0)) * spread)  # scipy: untyped
 
 
 def probabilistic_sharpe_ratio(

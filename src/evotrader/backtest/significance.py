@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ def excess_returns(equity: pd.Series, benchmark_equity: pd.Series) -> np.ndarray
             f"strategy ({len(equity)} marks) and benchmark ({len(benchmark_equity)} marks) "
             "equity are marked on different bars"
         )
-    return bar_returns(equity) - bar_returns(benchmark_equity)
+    return cast(np.ndarray, bar_returns(equity) - bar_returns(benchmark_equity))
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ class TorchPolicy:
     @torch.no_grad()
     def act(self, observations: np.ndarray) -> np.ndarray:
         logits = self.module(torch.as_tensor(observations, device=self.device))
-        return logits.argmax(dim=-1).cpu().numpy()
+        actions: np.ndarray = logits.argmax(dim=-1).cpu().numpy()
+        return actions
 
 
 def as_policy(policy: Policy | torch.nn.Module | Callable[[np.ndarray], np.ndarray]) -> Policy:

@@ -8,7 +8,7 @@ travel inside checkpoints as a plain dict, so live trading sees exactly what tra
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -123,7 +123,7 @@ class FeaturePipeline:
             raise RuntimeError("FeaturePipeline.transform called before fit()")
         scaled = (self.raw(bars) - self.mean) / self.std
         scaled = np.nan_to_num(scaled, nan=0.0, posinf=self.clip, neginf=-self.clip)
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+        return cast(np.ndarray, np.clip(scaled, -self.clip, self.clip).astype(np.float32))
 
     def fit_transform(self, bars: pd.DataFrame) -> np.ndarray:
         return self.fit(bars).transform(bars)

@@ -108,7 +108,7 @@ class MarketData:
 
     @property
     def num_channels(self) -> int:
-        return self.features.shape[1]
+        return int(self.features.shape[1])
 
     @property
     def num_feature_channels(self) -> int:

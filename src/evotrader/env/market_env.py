@@ -112,7 +112,9 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         self._sharpe_mean = self._sharpe_second = 0.0
         return self._observation(), {"equity": self._equity, "t": self._t}
 
-    def step(self, action: int | np.integer) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def step(
+        self, action: int | np.integer
+    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         t = self._t
         target = self.positions[action]
         cost = 0.0
@@ -142,7 +144,7 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         return float(reward)
 
     def _observation(self) -> np.ndarray:
-        obs = self._windows[self._t - self.market.window + 1].copy()
+        obs: np.ndarray = self._windows[self._t - self.market.window + 1].copy()
         if self.market.agent_state:
             unrealised = self._equity / self._entry_equity - 1.0 if self._target else 0.0
             fill_agent_state(obs, self._target, unrealised)

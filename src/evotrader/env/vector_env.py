@@ -9,7 +9,7 @@ episode ends resets that sub-environment and ignores its action.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import gymnasium as gym
 import numpy as np
@@ -22,7 +22,7 @@ from evotrader.env.market_env import DEFAULT_POSITIONS
 from evotrader.env.rewards import REWARDS, differential_sharpe
 
 
-class VectorMarketEnv(gym.vector.VectorEnv):
+class VectorMarketEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     """``num_envs`` independent accounts over one or many symbols' bars.
 
     ``pipeline`` and ``fit_bars`` work as in MarketEnv: without a fitted pipeline the
@@ -137,7 +137,7 @@ class VectorMarketEnv(gym.vector.VectorEnv):
 
     def _rewards(self, previous: np.ndarray, equity: np.ndarray) -> np.ndarray:
         if self.reward_kind == "log_return":
-            return np.log(equity / previous)
+            return cast(np.ndarray, np.log(equity / previous))
         reward, self._sharpe_mean, self._sharpe_second = differential_sharpe(
             equity / previous - 1.0, self._sharpe_mean, self._sharpe_second, self.sharpe_eta
         )

@@ -376,7 +376,7 @@ def _order(row: dict[str, Any]) -> JournalOrder:
 
 
 def _iso(when: pd.Timestamp) -> str:
-    return pd.Timestamp(when).isoformat()
+    return str(pd.Timestamp(when).isoformat())
 
 
 def _json(value: Any) -> str:

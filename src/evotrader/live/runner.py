@@ -319,7 +319,7 @@ class LiveRunner:
     def _observation(self, market: MarketData, equity: float) -> np.ndarray:
         """The window ending at the newest bar, with position and unrealised return
         filled in as MarketEnv does."""
-        observation = market.windows()[-1].copy()
+        observation: np.ndarray = market.windows()[-1].copy()
         if market.agent_state:
             unrealised = equity / self._entry_equity - 1.0 if self._target else 0.0
             fill_agent_state(observation, self._target, unrealised)
@@ -425,7 +425,7 @@ class LiveRunner:
     def _near_close(self, bar: Bar) -> bool:
         hours = self.risk.preferences.trading_hours
         session_end = hours.session_end(bar.end.tz_convert(hours.timezone))
-        return bar.end >= session_end - pd.Timedelta(minutes=self.config.close_window_minutes)
+        return bool(bar.end >= session_end - pd.Timedelta(minutes=self.config.close_window_minutes))
 
     # -- broker state ------------------------------------------------------------------
 

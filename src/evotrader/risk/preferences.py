@@ -248,11 +248,11 @@ def load_preferences(path: str | Path) -> Preferences:
 
 def _as_strict(name: str, new: Any, old: Any) -> bool:
     if name in _HIGHER_IS_LOOSER:
-        return new <= old
+        return bool(new <= old)
     if name == "error_burst_seconds":  # a longer window counts more errors: stricter
-        return new >= old
+        return bool(new >= old)
     if name == "trading_hours":
-        return new.within(old)
+        return bool(new.within(old))
     return set(new) <= set(old)  # allowed instruments and asset classes
 
 

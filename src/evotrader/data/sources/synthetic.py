@@ -9,7 +9,7 @@ momentum) is genuinely exploitable, and a random walk genuinely is not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -180,7 +180,7 @@ def _persist_sign(rng: np.random.Generator, returns: np.ndarray, prob: float) ->
     forced[0] = False
     source = np.where(forced, 0, np.arange(len(returns)))
     np.maximum.accumulate(source, out=source)
-    return np.abs(returns) * np.sign(returns[source])
+    return cast(np.ndarray, np.abs(returns) * np.sign(returns[source]))
 
 
 def _ohlcv(

@@ -68,7 +68,7 @@ def _cache_name(
 
 def _stamp(when: str | pd.Timestamp) -> str:
     """``2020-01-02T00:00:00`` -> ``2020-01-02T000000`` (no colons, valid on every filesystem)."""
-    return pd.Timestamp(when).isoformat().replace(":", "")
+    return str(pd.Timestamp(when).isoformat()).replace(":", "")
 
 
 def _read_cache(path: Path, symbol: str) -> pd.DataFrame:
