@@ -333,6 +333,17 @@ class TargetFills:
     fills: pd.DataFrame
     account_equity: float
 
+    def holdings(self, n: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
+        """Cash and shares held after each of ``n`` bars' closes, starting from ``cash``:
+        a fill lands at the close of the bar it was decided on."""
+        at = self.fills["bar"].to_numpy(np.int64)
+        units = self.fills["units"].to_numpy(np.float64)
+        paid = units * self.fills["price"].to_numpy(np.float64) + self.fills["cost"].to_numpy()
+        cash_flow, traded = np.zeros(n), np.zeros(n)
+        np.add.at(cash_flow, at, -paid)
+        np.add.at(traded, at, units)
+        return cash + np.cumsum(cash_flow), np.cumsum(traded)
+
 
 def run_targets(
     bars: pd.DataFrame,
@@ -415,11 +426,7 @@ def replay_in_nautilus(
     done = run_targets(stamped, targets, symbol, costs, initial_cash, leverage=leverage)
     fills, at = done.fills, done.fills["bar"].to_numpy(np.int64)
     close = bars["close"].to_numpy(np.float64)
-    cash_flow = np.zeros(len(bars))
-    traded = np.zeros(len(bars))
-    np.add.at(cash_flow, at, -(fills["units"] * fills["price"] + fills["cost"]).to_numpy())
-    np.add.at(traded, at, fills["units"].to_numpy())
-    cash, units = initial_cash + np.cumsum(cash_flow), np.cumsum(traded)  # after each close
+    cash, units = done.holdings(len(bars), initial_cash)  # after each close
     after = cash + units * close
     equity = np.concatenate(([initial_cash], cash[:-1] + units[:-1] * close[1:]))
     weight = np.concatenate(([0.0], (units * close / after)[:-1]))  # held over each bar

@@ -329,12 +329,9 @@ def _leg_run(leg: Leg, first: int, done: TargetFills, costs: BrokerCosts, cash: 
         raise RuntimeError(f"NautilusTrader filled {leg.symbol} away from its decision bars")
     signed, prices, paid = (done.fills[k].to_numpy(np.float64) for k in ("units", "price", "cost"))
     shares = np.abs(signed)
-    cash_flow, unit_flow = np.zeros(n), np.zeros(n)
-    np.add.at(cash_flow, at, -signed * prices - paid)
-    np.add.at(unit_flow, at, signed)
-    held = np.cumsum(unit_flow)
+    cash_after, held = done.holdings(n, cash)
     close = bars["close"].to_numpy(np.float64)
-    equity = (cash + np.cumsum(cash_flow) + held * close)[first:]
+    equity = (cash_after + held * close)[first:]
     units = np.concatenate(([0.0], held[first:-1]))
     fill_prices = np.full(n - first, np.nan)
     fill_prices[at - first + 1] = prices
