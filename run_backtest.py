@@ -36,6 +36,7 @@ from evotrader.backtest.metrics import periods_per_year
 from evotrader.backtest.report import ReportConfig, format_columns, write_report
 from evotrader.cli import ExitCode, fail, run_guarded
 from evotrader.config import env_config_from_dict, execution_from
+from evotrader.core.atomic import write_atomic
 from evotrader.core.checkpoint import Checkpoint, find_checkpoint, load_checkpoint
 from evotrader.data import DataError, data_roots
 from evotrader.reasoning.market_classifier import available_classifiers
@@ -85,7 +86,7 @@ def save_outputs(
         "strategy": result.metrics,
         "buy_and_hold": result.benchmark,
     }
-    metrics_path.write_text(json.dumps(payload, indent=2))
+    write_atomic(metrics_path, json.dumps(payload, indent=2))
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     top.plot(result.equity, label="strategy")
     top.plot(result.benchmark_equity, label="buy & hold")

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from functools import partial
@@ -44,6 +43,7 @@ import yaml
 
 from evotrader.cli import ExitCode, run_guarded
 from evotrader.config import EnvConfig, execution_from
+from evotrader.core.atomic import write_atomic
 from evotrader.core.checkpoint import Checkpoint, find_champion, find_checkpoint, load_checkpoint
 from evotrader.core.policy import Policy
 from evotrader.data import data_roots, load_bars
@@ -264,12 +264,7 @@ def write_summary(path: Path, summary: RunSummary, extra: dict[str, Any]) -> Non
         "equity": {str(k): v for k, v in summary.equity.items()},
         "expected": {str(k): v for k, v in summary.expected.items()},
     } | extra
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as file:
-        json.dump(payload, file, indent=1)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(payload, indent=1))
 
 
 def exit_code(summary: RunSummary) -> ExitCode:

@@ -14,7 +14,6 @@ import base64
 import html
 import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from matplotlib.figure import Figure
 
 from evotrader.backtest import metrics
 from evotrader.backtest.engine import BacktestResult
+from evotrader.core.atomic import write_atomic
 from evotrader.reasoning.market_classifier import (
     REGIME_LABELS,
     RegimeClassifier,
@@ -206,7 +206,7 @@ def write_report(
     for name, (caption, figure) in charts.items():
         png = _png(figure, config.dpi)
         path = out_dir / f"{stem}_{name}.png"
-        _write_atomic(path, png)
+        write_atomic(path, png)
         pngs.append(path)
         images.append((caption, base64.b64encode(png).decode("ascii")))
     columns = {STRATEGY: result.metrics, BUY_AND_HOLD: result.benchmark, **(engines or {})}
@@ -222,7 +222,7 @@ def write_report(
         images,
     )
     path = out_dir / f"{stem}_report.html"
-    _write_atomic(path, page.encode("utf-8"))
+    write_atomic(path, page)
     return ReportFiles(path, pngs)
 
 
@@ -296,16 +296,6 @@ def _png(figure: Figure, dpi: int) -> bytes:
     figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(tmp, path)
 
 
 # -- the page --------------------------------------------------------------------------

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
+def write_atomic(
+    path: str | os.PathLike[str], data: str | bytes | Callable[[BinaryIO], object]
+) -> Path:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``.
 
-    The temporary name is unique, so two writers never share one; the rename is atomic, so the
-    file is either the old one or the new one. The folder is fsynced too, which makes the rename
-    itself survive a power cut.
+    ``data`` is text (written as UTF-8), bytes, or a callback that writes into the open binary
+    file (``torch.save``, ``DataFrame.to_parquet``, an archive writer), so large payloads never
+    need to sit in memory twice. The temporary name is unique, so two writers never share one;
+    the rename is atomic, so the file is either the old one or the new one, and the temporary
+    file is removed whatever fails. The folder is fsynced too, which makes the rename itself
+    survive a power cut. The folder must exist. Returns the path written.
     """
     path = Path(path)
-    payload = data.encode() if isinstance(data, str) else data
     temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:
         with open(temporary, "xb") as handle:
-            handle.write(payload)
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data.encode() if isinstance(data, str) else data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -30,3 +39,4 @@ def write_atomic(path: Path, data: str | bytes) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+    return path

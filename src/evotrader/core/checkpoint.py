@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import re
-import secrets
 import zipfile
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -22,13 +20,15 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
+import yaml
 
 from evotrader import __version__
+from evotrader.core.atomic import write_atomic
 
 FORMAT_VERSION = 1
 FORMAT_MARKER = "evotrader-checkpoint"
 CHAMPION_STAGE = "autonomous_final"
-STAGE_ORDER = ("stage_4_autonomous", "stage_3_maml", "stage_2_moe", "stage_1_ppo")
+RUN_CONFIG = "config.yaml"  # a run folder's resolved config; its `stages` list the run's order
 
 
 class CheckpointError(ValueError):
@@ -102,14 +102,28 @@ def find_checkpoint(runs_dir: str | Path, symbol: str) -> Path:
     if champion is not None:
         return champion
     for run in _runs_newest_first(runs_dir):
-        for stage in STAGE_ORDER:
-            candidate = run / checkpoint_name(symbol, stage)
-            if candidate.exists():
-                return candidate
+        candidate = _most_advanced(run, symbol)
+        if candidate is not None:
+            return candidate
     raise FileNotFoundError(
         f"no checkpoint for {symbol} under {runs_dir}/; train one with "
         f"`python run_training.py data.symbol={symbol}` or pass --checkpoint PATH"
     )
+
+
+def _most_advanced(run: Path, symbol: str) -> Path | None:
+    """The run's stage checkpoint latest in the stage order its config.yaml records (the
+    training sequence); without one, the stage checkpoint written last."""
+    found = {path.name: path for path in run.glob(checkpoint_name(symbol, "*"))}
+    found.pop(checkpoint_name(symbol, CHAMPION_STAGE), None)
+    try:
+        stages = yaml.safe_load((run / RUN_CONFIG).read_text()).get("stages") or []
+    except (OSError, yaml.YAMLError, AttributeError):
+        stages = []
+    for stage in reversed(stages):
+        if checkpoint_name(symbol, stage) in found:
+            return found[checkpoint_name(symbol, stage)]
+    return max(found.values(), key=lambda path: path.stat().st_mtime, default=None)
 
 
 def _runs_newest_first(runs_dir: Path) -> list[Path]:
@@ -138,19 +152,10 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise CheckpointError(f"checkpoint {path}: cannot create its directory: {exc}") from exc
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, Exception):
-            raise CheckpointError(f"checkpoint {path}: could not write: {exc}") from exc
-        raise
+        write_atomic(path, lambda file: torch.save(payload, file))
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path}: could not write: {exc}") from exc
     return path
 
 
@@ -341,12 +346,3 @@ def _portable(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.storage_offset() or tensor.untyped_storage().nbytes() != tensor.nbytes:
         tensor = tensor.clone()
     return tensor
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename itself durable: it lives in the directory entry, not the file."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import secrets
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -45,6 +43,7 @@ import torch
 from scipy.stats import rankdata
 
 from evotrader import __version__
+from evotrader.core.atomic import write_atomic
 
 FORMAT_VERSION = 1
 FORMAT_MARKER = "evotrader-memory"
@@ -605,28 +604,15 @@ def _read_archive(
 
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write via a temporary file in the same directory, fsync, rename, fsync the directory."""
+    """``write_atomic`` into a folder it creates, its failures as ``EpisodicMemoryError``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EpisodicMemoryError(f"memory file {path}: cannot create its folder: {exc}") from exc
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
     try:
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, Exception):
-            raise EpisodicMemoryError(f"memory file {path}: could not write: {exc}") from exc
-        raise
+        write_atomic(path, write)
+    except Exception as exc:
+        raise EpisodicMemoryError(f"memory file {path}: could not write: {exc}") from exc
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import evotrader
-from evotrader.core import checkpoint as ckpt_module
+from evotrader.core import atomic as atomic_module
 from evotrader.core.checkpoint import (
     CHAMPION_STAGE,
     FORMAT_MARKER,
@@ -172,7 +172,7 @@ def test_rename_failure_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.Monke
     def broken_replace(src: Any, dst: Any) -> None:
         raise OSError("rename failed")
 
-    monkeypatch.setattr(ckpt_module.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic_module.os, "replace", broken_replace)
     with pytest.raises(CheckpointError, match="rename failed"):
         save_checkpoint(_checkpoint(), tmp_path / "a.pth")
     assert list(tmp_path.iterdir()) == []

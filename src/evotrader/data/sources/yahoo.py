@@ -9,12 +9,12 @@ never touches the network; writes are atomic so a crash never leaves a truncated
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
 
+from evotrader.core.atomic import write_atomic
 from evotrader.data.errors import DataError
 from evotrader.data.sources.embedded import SYMBOLS as EMBEDDED_SYMBOLS
 from evotrader.data.validation import normalize_columns, validate_ohlcv
@@ -50,7 +50,8 @@ def load_yahoo(
     if path.exists():
         return _read_cache(path, symbol)
     bars = validate_ohlcv(_download(symbol, start, end, interval, timeout), symbol=symbol)
-    _write_atomic(bars, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, bars.to_parquet)
     return bars
 
 
@@ -119,18 +120,3 @@ def _download_error(symbol: str, reason: str) -> DataError:
         f"{symbol}: yfinance download failed: {reason}. To work offline use "
         f'source="embedded" with one of: {", ".join(EMBEDDED_SYMBOLS)}'
     )
-
-
-def _write_atomic(bars: pd.DataFrame, path: Path) -> None:
-    """Write to a temp file in the same directory, fsync, then rename over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            bars.to_parquet(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
