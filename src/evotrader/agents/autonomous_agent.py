@@ -248,7 +248,7 @@ class AutonomousAgent:
         k = min(len(self.memory), CAUSAL_SEARCH) if causal else hp.memory_k
         recalled = self.memory.retrieve(embedding.cpu().numpy(), k)
         keep = recalled.found
-        if causal:
+        if causal and event_bars is not None and decision_bars is not None:
             past = np.where(keep, event_bars[np.maximum(recalled.ids, 0)], np.iinfo(np.int64).max)
             keep &= past < decision_bars[:, None]
             keep &= np.cumsum(keep, axis=1) <= hp.memory_k
@@ -258,6 +258,8 @@ class AutonomousAgent:
         )
         returns = obs[:, :, self.arch.return_channel].astype(np.float64)
         regime = self.forecaster.predict_proba(returns).astype(np.float32)
+        if self.chartist is None:
+            raise AgentError("the agent has no chartist yet: learn or load it first")
         pattern = self.chartist.predict_proba(np.cumsum(returns, axis=1)).astype(np.float32)
         return memory, regime, pattern
 

@@ -18,11 +18,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 import ray
-from torch import nn
 
 from evotrader.backtest.significance import TEST, VALIDATION
 from evotrader.config import (
@@ -42,6 +41,14 @@ from evotrader.models import TransformerSpec
 from evotrader.training.market_envs import vector_env_from
 from evotrader.training.run_folder import RunFolderError, open_run
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
+
+
+class CheckpointedPolicy(Protocol):
+    """What ``StageContext.checkpoint`` stores: a torch module that names its architecture."""
+
+    def architecture(self) -> dict[str, Any]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class StageContext:
     def checkpoint(
         self,
         kind: str,
-        policy: nn.Module,
+        policy: CheckpointedPolicy,
         hyperparameters: dict[str, Any],
         metrics: dict[str, float],
         **extra: Any,

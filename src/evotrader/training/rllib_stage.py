@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.ppo import PPOConfig
-from ray.rllib.core.learner import Learner
+from ray.rllib.core.learner import Learner, LearnerGroup
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.tune.registry import register_env
-from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from evotrader.config import PPOStageConfig, require_at_least
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.models.moe_policy import MoEPolicy
+from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.evaluation import validate
 from evotrader.training.market_envs import ENV_NAME, make_vector_env, vector_env_config
 from evotrader.training.pipeline import StageContext, StageResult
@@ -178,16 +179,18 @@ def ppo_config(ctx: StageContext, stage: RLlibStage, seed: int) -> PPOConfig:
     return ppo
 
 
-def current_policy(algo: Algorithm) -> nn.Module:
+def current_policy(algo: Algorithm) -> TransformerPolicy | MoEPolicy:
     """The learner's current weights as a plain, Ray-free copy of the module's ``net``."""
-    net = algo.get_module(MODULE_ID).net
+    # Both stages' RLModules (TransformerPPOModule, MoEPPOModule) hold their policy as .net.
+    net = cast("TransformerPolicy | MoEPolicy", algo.get_module(MODULE_ID).net)  # type: ignore[union-attr]
     policy = type(net).from_architecture(net.architecture())
     policy.load_state_dict(policy_weights(algo))
     return policy.eval()
 
 
 def policy_weights(algo: Algorithm) -> dict[str, torch.Tensor]:
-    weights = algo.learner_group.get_weights(module_ids=[MODULE_ID])[MODULE_ID]
+    learners = _learners(algo)
+    weights = learners.get_weights(module_ids=[MODULE_ID])[MODULE_ID]
     prefix = "net."
     return {
         key[len(prefix) :]: torch.as_tensor(np.asarray(value))
@@ -199,8 +202,18 @@ def policy_weights(algo: Algorithm) -> dict[str, torch.Tensor]:
 def set_policy_weights(algo: Algorithm, state_dict: dict[str, torch.Tensor]) -> None:
     """Restore weights into the running learner and push them to every env runner."""
     module_state = {f"net.{key}": value.numpy() for key, value in state_dict.items()}
-    algo.learner_group.set_weights({MODULE_ID: module_state})
-    algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group)
+    learners = _learners(algo)
+    learners.set_weights({MODULE_ID: module_state})
+    runners = algo.env_runner_group
+    assert runners is not None  # built by PPOConfig.build_algo, as the learner group
+    runners.sync_weights(from_worker_or_learner_group=learners)
+
+
+def _learners(algo: Algorithm) -> LearnerGroup:
+    """The built algorithm's learner group (Ray types it optional until ``build_algo``)."""
+    learners = algo.learner_group
+    assert learners is not None
+    return learners
 
 
 def _env_steps(result: dict[str, Any]) -> int:
