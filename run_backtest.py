@@ -24,6 +24,7 @@ import sys
 import textwrap
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -43,6 +44,9 @@ from evotrader.reasoning.market_classifier import available_classifiers
 from evotrader.training import guards
 from evotrader.training.adaptation import trading_policy
 from evotrader.training.evaluation import evaluate_on_split
+
+if TYPE_CHECKING:
+    from evotrader.strategies.runs import SpecRun
 
 ROOT = Path(__file__).resolve().parent
 
@@ -75,7 +79,7 @@ def backtest_checkpoint(
 
 
 def save_outputs(
-    result: BacktestResult, checkpoint_path: Path, out_dir: Path, stem: str | None = None
+    result: BacktestResult | SpecRun, checkpoint_path: Path, out_dir: Path, stem: str | None = None
 ) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = stem or checkpoint_path.stem

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import fields
+from typing import cast
 
 import pandas as pd
 import torch
-from torch import nn
 
 from evotrader.agents.loading import policy_from_checkpoint
 from evotrader.config import EnvConfig, MAMLStageConfig, env_config_from_dict
 from evotrader.core.checkpoint import Checkpoint
+from evotrader.core.policy import Policy
 from evotrader.data import FeaturePipeline
 from evotrader.env import VectorMarketEnv
 from evotrader.models.maml_model import Parameters, adapt_parameters, parameters_of
@@ -103,7 +104,7 @@ def adapted_before(
     return adapted.eval()
 
 
-def trading_policy(checkpoint: Checkpoint, bars: pd.DataFrame, start: pd.Timestamp) -> nn.Module:
+def trading_policy(checkpoint: Checkpoint, bars: pd.DataFrame, start: pd.Timestamp) -> Policy:
     """The checkpoint's policy, ready to trade from ``start``: MAML adapts on the bars before.
 
     Every other kind trades its weights as saved. Adaptation is seeded by the checkpoint's
@@ -111,7 +112,7 @@ def trading_policy(checkpoint: Checkpoint, bars: pd.DataFrame, start: pd.Timesta
     """
     policy = policy_from_checkpoint(checkpoint)
     if checkpoint.kind != "maml":
-        return policy
+        return cast(Policy, policy)  # every BUILDERS policy implements act
     assert isinstance(policy, TransformerPolicy)  # what BUILDERS["maml"] builds
     return adapted_before(
         policy,
