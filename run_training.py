@@ -10,7 +10,6 @@ A run folder trained with other settings refuses the run, naming the changed key
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -39,8 +38,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_intermixed_args(argv)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
-    logging.getLogger("evotrader").setLevel(logging.INFO)
     return run_guarded(
         lambda: train(args.overrides, new_run=args.new_run), debug=args.debug, failures=FAILURES
     )

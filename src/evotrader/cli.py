@@ -4,10 +4,13 @@ Every script's work runs through ``run_guarded``. Expected failures (bad data, c
 checkpoints, broker replies, a run folder that refuses the run, Ray start-up, Ctrl-C) print
 ``error: <what and where>`` on stderr and return their own exit code, so a shell or a
 scheduler can tell them apart. ``--debug`` lets the exception through, traceback and all.
+Before the work starts, ``configure_logging`` sends the library's progress lines (its
+loggers at INFO) to stdout, next to what the script prints itself.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Sequence
 from enum import IntEnum
@@ -49,6 +52,7 @@ def run_guarded(work: Callable[[], int], *, debug: bool, failures: Failures = ()
     ``failures`` come before ``COMMON_FAILURES``. Anything unexpected is a bug: it gets one
     line too, with a pointer to ``--debug``, and exit code 1.
     """
+    configure_logging()
     try:
         return work()
     except KeyboardInterrupt:
@@ -68,6 +72,13 @@ def run_guarded(work: Callable[[], int], *, debug: bool, failures: Failures = ()
             "(a bug: rerun with --debug for the traceback)"
         )
         return ExitCode.INTERNAL
+
+
+def configure_logging() -> None:
+    """The library's progress on stdout as plain lines: ``evotrader`` loggers from INFO, other
+    libraries' from WARNING. The stdout handler is only added where logging has none yet."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(message)s")
+    logging.getLogger("evotrader").setLevel(logging.INFO)
 
 
 def fail(message: str) -> None:

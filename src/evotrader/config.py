@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +270,24 @@ class TrainingConfig:
 
 def register_configs() -> None:
     """Make the schema available to Hydra as ``training_schema``."""
-    ConfigStore.instance().store(name="training_schema", node=TrainingConfig)
+    ConfigStore.instance().store(name="training_schema", node=training_schema())
+
+
+@cache
+def training_schema() -> type[TrainingConfig]:
+    """``TrainingConfig``, plus a section for every registered stage it does not declare:
+    a new stage brings its own config type (see evotrader.training.stages). Only such a
+    stage's module is imported here; the built-in stages' sections are declared above."""
+    from evotrader.training.stages import STAGES, stage  # same layer; light until a new stage
+
+    declared = {known.name for known in fields(TrainingConfig)}
+    added = [stage(name) for name in STAGES.names() if name not in declared]
+    if not added:
+        return TrainingConfig
+    sections = [(spec.name, spec.config, field(default_factory=spec.config)) for spec in added]
+    schema = make_dataclass("TrainingConfig", sections, bases=(TrainingConfig,))
+    schema.__module__ = __name__
+    return schema
 
 
 def load_training_config(overrides: Sequence[str] = ()) -> TrainingConfig:

@@ -4,6 +4,7 @@ first iterations saw."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 
 import numpy as np
@@ -45,24 +46,26 @@ def test_a_resumed_ppo_stage_samples_new_episodes(ray_session, stage_context) ->
     assert not np.array_equal(fresh, _first_observations(ctx, 2))
 
 
-def _meta_iteration(stdout: str, iteration: int) -> str:
-    """The numbers a meta-iteration printed, its duration aside."""
-    line = re.search(rf"meta-iter {iteration}/\d+ (.*)", stdout)
-    assert line is not None, stdout
+def _meta_iteration(logged: str, iteration: int) -> str:
+    """The numbers a meta-iteration logged, its duration aside."""
+    line = re.search(rf"meta-iter {iteration}/\d+ (.*)", logged)
+    assert line is not None, logged
     return re.sub(r" seconds=\S+", "", line.group(1))
 
 
 def test_a_resumed_maml_stage_meets_the_tasks_of_an_uninterrupted_one(
-    stage_context, capsys
+    stage_context, caplog
 ) -> None:
     def maml(iterations: int) -> StageContext:
         return stage_context("stage_3_maml", *SMALL, f"stage_3_maml.meta_iterations={iterations}")
 
+    caplog.set_level(logging.INFO, logger="evotrader")
     whole = maml(2)
     run_maml_stage(dataclasses.replace(whole, run_dir=whole.run_dir / "whole"))
-    uninterrupted = capsys.readouterr().out
+    uninterrupted = caplog.text
+    caplog.clear()
     run_maml_stage(maml(1))
     run_maml_stage(maml(2))  # the same run folder: resumes from last.pth after iteration 1
-    resumed = capsys.readouterr().out
+    resumed = caplog.text
     assert "resuming after meta-iteration 1" in resumed
     assert _meta_iteration(resumed, 2) == _meta_iteration(uninterrupted, 2)

@@ -10,6 +10,7 @@ entropy when labels are given; the policy and value heads are left to the agent'
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -26,6 +27,8 @@ from evotrader.data.sources.synthetic import REGIMES
 from evotrader.env.execution import ExecutionModel
 from evotrader.env.market_data import MarketData
 from evotrader.models.world_model import TransformerWorldModel, WorldModelOutput
+
+log = logging.getLogger(__name__)
 
 _UNTRAINED_HEADS = ("policy.", "value.")
 
@@ -220,7 +223,7 @@ def train_world_model(
             history.append({key: value.item() for key, value in totals.items()})
             if verbose:
                 line = "  ".join(f"{key} {value:.4f}" for key, value in history[-1].items())
-                print(f"world model epoch {epoch + 1}/{config.epochs}  {line}", flush=True)
+                log.info(f"world model epoch {epoch + 1}/{config.epochs}  {line}")
     model.eval()
     return history
 

@@ -16,6 +16,7 @@ test of that excess, from which the verdict on its edge is drawn.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
@@ -67,8 +68,11 @@ from evotrader.training import augmentation
 from evotrader.training.evaluation import HEADLINE, headline
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.population import Archive, Member, agent_settings, check_genes
+from evotrader.training.stages import register_stage
 from evotrader.training.trials import Trial, stage_counts
 from evotrader.training.warm_start import warm_start_donor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
     if archive.generations_done == 0 and not archive.offspring:
         archive.offspring = controller.initial(settings.population, _rng(seed, 0, "breed"))
     elif archive.generations_done:
-        print(f"[{ctx.name}] resuming after generation {archive.generations_done}")
+        log.info(f"[{ctx.name}] resuming after generation {archive.generations_done}")
     writer = SummaryWriter(str(ctx.tensorboard_dir), purge_step=archive.generations_done + 1)
     thresholds = Thresholds(**asdict(settings.self_modification))
     remote = ray.remote(num_cpus=1)(train_and_score)
@@ -151,7 +155,7 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
             ):
                 archive.adaptations.append(asdict(adaptation) | {"generation": generation})
                 what = f"{adaptation.action} ({adaptation.reason})"
-                print(f"[{ctx.name}] agent {adaptation.agent}: {what}")
+                log.info(f"[{ctx.name}] agent {adaptation.agent}: {what}")
         archive.members.extend(members)
         population = [Individual(m.id, m.genome, m.fitness) for m in members]
         archive.offspring = controller.next_generation(
@@ -388,14 +392,14 @@ def crown_champion(
     )
     path = ctx.run_dir / checkpoint_name(ctx.config.data.symbol, CHAMPION_STAGE)
     save_checkpoint(final, path)
-    print(
+    log.info(
         f"\n[{ctx.name}] champion: agent {champion.id} (generation {champion.generation}) -> {path}"
     )
-    print(selection_report(selection, validation_ppy, counts, pbo))
-    print()
-    print(test.report(f"Champion, {TEST}: out of sample, after costs"))
-    print(holdout_report(holdout, test_ppy))
-    print(conclusion)
+    log.info(selection_report(selection, validation_ppy, counts, pbo))
+    log.info("")
+    log.info(test.report(f"Champion, {TEST}: out of sample, after costs"))
+    log.info(holdout_report(holdout, test_ppy))
+    log.info(conclusion)
     return StageResult(
         checkpoint=str(path),
         validation=validation,
@@ -541,22 +545,21 @@ def log_generation(
     sizes = [m.metrics.get("parameters", np.nan) for m in members]
     if np.isfinite(sizes).all():
         writer.add_histogram("architecture/parameters", np.asarray(sizes), step)
-    print(f"\n[{ctx.name}] generation {step}  ({seconds:.0f}s), {VALIDATION}")
-    print(
+    log.info(f"\n[{ctx.name}] generation {step}  ({seconds:.0f}s), {VALIDATION}")
+    log.info(
         f"{'agent':>6}{'origin':>11}{'parents':>9}{'fitness':>9}{'sharpe':>8}{'max DD':>8}"
         f"{'trades':>7}  genome"
     )
     for m in sorted(members, key=lambda m: (-m.fitness, m.id)):
         genes = " ".join(f"{k}={_short(v)}" for k, v in m.genome.items())
         parents = ",".join(map(str, m.parents)) or "-"
-        print(
+        log.info(
             f"{m.id:>6}{m.origin:>11}{parents:>9}{m.fitness:>9.2f}{m.metrics['sharpe']:>8.2f}"
             f"{m.metrics['max_drawdown']:>8.1%}{int(m.metrics['n_trades']):>7d}  {genes}"
         )
-    print(
+    log.info(
         f"best {fitness_values.max():.2f}  mean {fitness_values.mean():.2f}  median "
-        f"{np.median(fitness_values):.2f}  diversity {diversity([m.genome for m in members]):.2f}",
-        flush=True,
+        f"{np.median(fitness_values):.2f}  diversity {diversity([m.genome for m in members]):.2f}"
     )
 
 
@@ -589,3 +592,12 @@ def _rng(seed: int, index: int, purpose: str) -> np.random.Generator:
 def _bars(source: str, symbol: str, options: tuple[tuple[str, Any], ...], end: str) -> pd.DataFrame:
     """A worker's bars, cut at the end of validation: the test split never reaches a task."""
     return load_bars(source, symbol, **dict(options)).loc[:end]
+
+
+register_stage(
+    "stage_4_autonomous",
+    config=AutonomousStageConfig,
+    run=run_autonomous_stage,
+    check_settings=check_settings,
+    checkpoint_kind="autonomous",
+)

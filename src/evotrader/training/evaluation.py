@@ -5,6 +5,7 @@ Only the test split is out of sample: the validation split is where every stage 
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
     from evotrader.training.pipeline import StageContext
+
+log = logging.getLogger(__name__)
 
 
 def evaluate_on_split(
@@ -87,10 +90,9 @@ def validate(
     for name, value in numbers.items():
         writer.add_scalar(f"validation/{name}", value, iteration)
     improved = numbers["sharpe"] > best["sharpe"]
-    print(
+    log.info(
         f"[{ctx.name}] validation (used for selection) sharpe={numbers['sharpe']:.2f} "
         f"(buy&hold {numbers['buy_hold_sharpe']:.2f}) return={numbers['total_return']:.2%} "
-        f"trades={int(numbers['n_trades'])}{'  * best, saved' if improved else ''}",
-        flush=True,
+        f"trades={int(numbers['n_trades'])}{'  * best, saved' if improved else ''}"
     )
     return numbers

@@ -10,6 +10,7 @@ before the validation split and then trades it, exactly as ``run_backtest.py`` d
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 
@@ -30,7 +31,10 @@ from evotrader.training.evaluation import validate
 from evotrader.training.market_envs import vector_env_from
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.rollouts import collect_rollout
+from evotrader.training.stages import register_stage
 from evotrader.training.warm_start import training_windows, warm_start_donor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ def check_settings(ctx: StageContext) -> None:
 def run_maml_stage(ctx: StageContext) -> StageResult:
     settings = ctx.config.stage_3_maml
     tasks = build_tasks(ctx)
-    print(f"[{ctx.name}] {len(tasks)} tasks: {', '.join(task.name for task in tasks[:6])}, ...")
+    log.info(f"[{ctx.name}] {len(tasks)} tasks: {', '.join(task.name for task in tasks[:6])}, ...")
     policy = initial_policy(ctx)
     last_path = ctx.stage_dir / "last.pth"
     start, best = 0, {"sharpe": -np.inf}
@@ -79,7 +83,7 @@ def run_maml_stage(ctx: StageContext) -> StageResult:
         last = load_checkpoint(last_path)
         policy.load_state_dict(last.state_dict)
         start, best = int(last.extra["iteration"]), dict(last.extra["best"])
-        print(f"[{ctx.name}] resuming after meta-iteration {start} from {last_path}")
+        log.info(f"[{ctx.name}] resuming after meta-iteration {start} from {last_path}")
     optimizer = torch.optim.Adam(policy.parameters(), lr=settings.outer_lr)
     writer = SummaryWriter(str(ctx.tensorboard_dir), purge_step=start + 1)
     hyperparameters = asdict(settings)
@@ -93,7 +97,7 @@ def run_maml_stage(ctx: StageContext) -> StageResult:
         for name, value in scalars.items():
             writer.add_scalar(f"train/{name}", value, iteration)
         line = " ".join(f"{name}={value:.4g}" for name, value in scalars.items())
-        print(f"[{ctx.name}] meta-iter {iteration}/{settings.meta_iterations} {line}", flush=True)
+        log.info(f"[{ctx.name}] meta-iter {iteration}/{settings.meta_iterations} {line}")
 
         if iteration % settings.eval_interval == 0 or iteration == settings.meta_iterations:
             adapted = adapted_before(
@@ -209,7 +213,7 @@ def initial_policy(ctx: StageContext) -> TransformerPolicy:
     policy = fresh_policy(ctx)
     donor = warm_start_donor(ctx)
     if donor is None:
-        print(f"[{ctx.name}] meta-learning from a fresh policy")
+        log.info(f"[{ctx.name}] meta-learning from a fresh policy")
         return policy
     policy.encoder.load_state_dict(donor.policy.encoder.state_dict())
     return policy
@@ -221,3 +225,12 @@ def fresh_policy(ctx: StageContext) -> TransformerPolicy:
     spec = TransformerSpec(input_dim=int(channels), **asdict(ctx.config.model))
     torch.manual_seed(ctx.config.seed)
     return TransformerPolicy(spec, len(ctx.config.env.positions))
+
+
+register_stage(
+    "stage_3_maml",
+    config=MAMLStageConfig,
+    run=run_maml_stage,
+    check_settings=check_settings,
+    checkpoint_kind="maml",
+)

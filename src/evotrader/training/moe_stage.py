@@ -8,17 +8,22 @@ entropy and the load-balancing loss next to PPO's scalars.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 import torch
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from evotrader.config import MoEStageConfig
 from evotrader.models import TransformerSpec
 from evotrader.models.moe_model import MoEPPOLearner, MoEPPOModule
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.rllib_stage import RLlibStage, check_rllib_settings, run_rllib_stage
+from evotrader.training.stages import register_stage
 from evotrader.training.warm_start import warm_start_donor
+
+log = logging.getLogger(__name__)
 
 
 def moe_stage(ctx: StageContext) -> RLlibStage:
@@ -68,7 +73,7 @@ def warm_start_weights(ctx: StageContext, stage: RLlibStage) -> dict[str, torch.
     if there is one."""
     donated = warm_start_donor(ctx) if ctx.config.stage_2_moe.warm_start else None
     if donated is None:
-        print(f"[{ctx.name}] experts start from scratch")
+        log.info(f"[{ctx.name}] experts start from scratch")
         return None
     donor = donated.policy
     config = stage.module_spec.model_config
@@ -82,5 +87,14 @@ def warm_start_weights(ctx: StageContext, stage: RLlibStage) -> dict[str, torch.
     )
     # Raises, naming both shapes, if the model config changed since the donor was trained.
     mixture.warm_start(donor, seed=ctx.config.seed)
-    print(f"[{ctx.name}] experts warm-started from {donated.describe()}")
+    log.info(f"[{ctx.name}] experts warm-started from {donated.describe()}")
     return mixture.state_dict()
+
+
+register_stage(
+    "stage_2_moe",
+    config=MoEStageConfig,
+    run=run_moe_stage,
+    check_settings=check_settings,
+    checkpoint_kind="moe",
+)

@@ -10,14 +10,13 @@ that was interrupted resumes from its own last checkpoint.
 
 from __future__ import annotations
 
-import importlib
 import json
+import logging
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Protocol
 
 import pandas as pd
@@ -40,7 +39,10 @@ from evotrader.data import FeaturePipeline, TimeSplits
 from evotrader.models import TransformerSpec
 from evotrader.training.market_envs import vector_env_from
 from evotrader.training.run_folder import RunFolderError, open_run
+from evotrader.training.stages import STAGES, stage
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointedPolicy(Protocol):
@@ -170,28 +172,6 @@ class RunState:
         write_atomic(path, json.dumps(payload, indent=2))
 
 
-STAGES = {
-    "stage_1_ppo": "evotrader.training.ppo_stage:run_ppo_stage",
-    "stage_2_moe": "evotrader.training.moe_stage:run_moe_stage",
-    "stage_3_maml": "evotrader.training.maml_stage:run_maml_stage",
-    "stage_4_autonomous": "evotrader.training.autonomous_trainer:run_autonomous_stage",
-    "strategy_search": "evotrader.training.strategy_stage:run_strategy_stage",
-}
-
-
-def stage_module(name: str) -> ModuleType:
-    """The stage's module, imported only when needed (each pulls in its own heavy libraries).
-
-    Besides its runner, every stage module has ``check_settings(ctx)``: it raises on settings
-    the stage cannot run with, and writes nothing.
-    """
-    return importlib.import_module(STAGES[name].split(":")[0])
-
-
-def stage_runner(name: str) -> Stage:
-    return getattr(stage_module(name), STAGES[name].split(":")[1])
-
-
 @dataclass(frozen=True)
 class RunInputs:
     """The run's bars, validated and split, and the feature pipeline fitted on train."""
@@ -205,9 +185,9 @@ def prepare(config: TrainingConfig) -> RunInputs:
     """Check the config and the data without writing anything: the stage list, the bars
     (loaded and validated by their source), the splits, the env over the training split,
     the model, then every configured stage's settings."""
-    unknown = [name for name in config.stages if name not in STAGES]
+    unknown = [name for name in config.stages if name not in STAGES.names()]
     if unknown:
-        raise ConfigError(f"stages: unknown {unknown}; available: {sorted(STAGES)}")
+        raise ConfigError(f"stages: unknown {unknown}; available: {list(STAGES.names())}")
     repeated = sorted({name for name in config.stages if config.stages.count(name) > 1})
     if repeated:
         raise ConfigError(f"stages: {repeated} listed more than once")
@@ -225,7 +205,7 @@ def prepare(config: TrainingConfig) -> RunInputs:
     for name in config.stages:
         context = StageContext(name, config, run_dir, bars, splits, pipeline, {})
         with config_errors(name):
-            stage_module(name).check_settings(context)
+            stage(name).check_settings(context)
     return RunInputs(bars, splits, pipeline)
 
 
@@ -236,17 +216,17 @@ def run_pipeline(config: TrainingConfig, *, new_run: bool = False) -> dict[str, 
     starts a fresh one under a new name. Returns all stages' results.
     """
     inputs = prepare(config)
-    with open_run(config, inputs.bars, STAGES, new_run=new_run) as run:
+    with open_run(config, inputs.bars, STAGES.names(), new_run=new_run) as run:
         config, run_dir = run.config, run.path
         state_path = run_dir / "state.json"
         state = RunState.load(state_path)
-        print(f"[run] {run_dir}  data={config.data.source}:{config.data.symbol}")
-        print(inputs.splits.describe())
+        log.info(f"[run] {run_dir}  data={config.data.source}:{config.data.symbol}")
+        log.info(inputs.splits.describe())
         start_ray(config.ray)
 
         for name in config.stages:
             if name in state.completed:
-                print(f"[{name}] already complete -> {state.completed[name].checkpoint}")
+                log.info(f"[{name}] already complete -> {state.completed[name].checkpoint}")
                 continue
             before = config.stages[: config.stages.index(name)]
             earlier = {done: state.completed[done] for done in before if done in state.completed}
@@ -255,11 +235,11 @@ def run_pipeline(config: TrainingConfig, *, new_run: bool = False) -> dict[str, 
                 name, config, run_dir, inputs.bars, inputs.splits, inputs.pipeline, earlier
             )
             started = time.perf_counter()
-            result = stage_runner(name)(context)
+            result = stage(name).run(context)
             result.seconds = time.perf_counter() - started
             state.completed[name] = result
             state.save(state_path)
-        print(summary_table(state.completed))
+        log.info(summary_table(state.completed))
     return state.completed
 
 

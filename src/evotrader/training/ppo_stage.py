@@ -6,9 +6,11 @@ from dataclasses import asdict
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
+from evotrader.config import PPOStageConfig
 from evotrader.models.ppo_model import TransformerPPOModule
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.rllib_stage import RLlibStage, check_rllib_settings, run_rllib_stage
+from evotrader.training.stages import register_stage
 
 
 def ppo_stage(ctx: StageContext) -> RLlibStage:
@@ -27,3 +29,12 @@ def check_settings(ctx: StageContext) -> None:
 
 def run_ppo_stage(ctx: StageContext) -> StageResult:
     return run_rllib_stage(ctx, ppo_stage(ctx))
+
+
+register_stage(
+    "stage_1_ppo",
+    config=PPOStageConfig,
+    run=run_ppo_stage,
+    check_settings=check_settings,
+    checkpoint_kind="ppo",
+)

@@ -11,6 +11,7 @@ replaying those its first iterations saw.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -31,6 +32,8 @@ from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.evaluation import validate
 from evotrader.training.market_envs import ENV_NAME, make_vector_env, vector_env_config
 from evotrader.training.pipeline import StageContext, StageResult
+
+log = logging.getLogger(__name__)
 
 MODULE_ID = "default_policy"
 TRAIN_SCALARS = {
@@ -67,7 +70,7 @@ def run_rllib_stage(
     if last is not None:
         set_policy_weights(algo, last.state_dict)
         best = dict(last.extra["best"])
-        print(f"[{ctx.name}] resuming after iteration {start} from {last_path}")
+        log.info(f"[{ctx.name}] resuming after iteration {start} from {last_path}")
     elif initial_weights is not None:
         set_policy_weights(algo, initial_weights)
     scalar_paths = TRAIN_SCALARS | {
@@ -87,7 +90,7 @@ def run_rllib_stage(
             if np.isfinite(value):  # e.g. no episode finished during this iteration
                 writer.add_scalar(f"train/{name}", value, iteration)
         line = " ".join(f"{name}={value:.4g}" for name, value in scalars.items())
-        print(f"[{ctx.name}] iter {iteration}/{settings.iterations} {line}", flush=True)
+        log.info(f"[{ctx.name}] iter {iteration}/{settings.iterations} {line}")
 
         policy = current_policy(algo)
         hyperparameters = asdict(settings)

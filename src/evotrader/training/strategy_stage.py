@@ -17,6 +17,7 @@ after costs, next to buy-and-hold.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -40,6 +41,9 @@ from evotrader.strategies.screening import ScreeningConfig, screen
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.validation import BrokerCosts, ValidationConfig, validate
 from evotrader.training.pipeline import StageContext, StageResult
+from evotrader.training.stages import register_stage
+
+log = logging.getLogger(__name__)
 
 REGISTRY_FILE = "strategies.sqlite"
 SEARCH_META = "search"
@@ -110,7 +114,7 @@ def run_strategy_stage(ctx: StageContext) -> StageResult:
             },
         )
         generator = make_generator(universes, llm_config(settings), ctx.config.seed)
-        print(
+        log.info(
             f"[{ctx.name}] generator {generator.name}; universes "
             f"{', '.join(u.name for u in universes)}; screen <= {windows.search_end:%Y-%m-%d}, "
             f"validate {windows.validation_start:%Y-%m-%d}..{windows.validation_end:%Y-%m-%d} "
@@ -123,20 +127,20 @@ def run_strategy_stage(ctx: StageContext) -> StageResult:
             registry,
             evolver_config(settings),
             mapper=ray_map if settings.parallel and ray.is_initialized() else map,
-            on_cycle=lambda report: _print_cycle(ctx.name, report),
+            on_cycle=lambda report: _log_cycle(ctx.name, report),
         )
         report = evolver.run()
-        print(f"[{ctx.name}] stopped: {report.stop_reason}")
+        log.info(f"[{ctx.name}] stopped: {report.stop_reason}")
         best = best_validated(registry, evolver)
-        print(leaderboard_table(registry.leaderboard(settings.leaderboard_size)))
-        print(phase_counts(registry))
-        print(f"[{ctx.name}] best: {best.spec_id} -> run_backtest.py --strategy {best.spec_id}")
+        log.info(leaderboard_table(registry.leaderboard(settings.leaderboard_size)))
+        log.info(phase_counts(registry))
+        log.info(f"[{ctx.name}] best: {best.spec_id} -> run_backtest.py --strategy {best.spec_id}")
         location = registry.shown_url
     return StageResult(checkpoint=location, validation=headline(best), seconds=0.0)
 
 
-def _print_cycle(stage: str, report: CycleReport) -> None:
-    print(f"[{stage}] {report.line()}", flush=True)
+def _log_cycle(stage: str, report: CycleReport) -> None:
+    log.info(f"[{stage}] {report.line()}")
 
 
 class UniverseBars:
@@ -295,7 +299,7 @@ def best_validated(registry: Registry, evolver: Evolver) -> StrategyResult:
     if not screened:
         raise RuntimeError("the strategy search screened no spec: the generator proposed none")
     top = max(screened, key=lambda entry: (entry.fitness, entry.spec.spec_id))
-    print("[strategy_search] no spec passed the screen: validating the fittest screened one")
+    log.info("[strategy_search] no spec passed the screen: validating the fittest screened one")
     validated, _ = evolver.promote(top)
     assert validated.validation is not None
     return validated.validation
@@ -411,3 +415,12 @@ def backtest_registered(registry: Registry, spec_id: str) -> tuple[StrategySpec,
         cash=meta["cash"],
     )
     return spec, run, windows
+
+
+register_stage(
+    "strategy_search",
+    config=StrategySearchConfig,
+    run=run_strategy_stage,
+    check_settings=check_settings,
+    checkpoint_kind=None,
+)
