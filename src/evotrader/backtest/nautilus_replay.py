@@ -136,7 +136,7 @@ class IBCosts:
 Slippage = Literal["price", "fee"]
 
 
-class IBFeeModel(FeeModel):
+class IBFeeModel(FeeModel):  # type: ignore[misc]  # nautilus_trader: Cython, no stubs
     """Nautilus fee model charging ``IBCosts``'s commission on each fill, plus its slippage
     when ``slippage="fee"`` (with ``"price"`` the fill model moves the price instead)."""
 
@@ -160,7 +160,7 @@ def whole_shares(target: float, equity: float, price: float) -> float:
     return float(math.trunc(target * equity / price))
 
 
-class SlippageFillModel(FillModel):
+class SlippageFillModel(FillModel):  # type: ignore[misc]  # nautilus_trader: no stubs
     """Market orders fill at the best price moved ``bps`` against the order, with unlimited
     size there. Deterministic: Nautilus's own slippage is a random one-tick jump."""
 
@@ -261,7 +261,7 @@ def new_engine(
     return engine
 
 
-class TargetReplay(Strategy):
+class TargetReplay(Strategy):  # type: ignore[misc]  # nautilus_trader: no stubs
     """On bar k (from bar ``first``), trade to ``targets[k]`` x equity in whole shares
     (``whole_shares``) with a market order when the target changes, as our engine does.
 

@@ -24,6 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from evotrader.backtest import metrics
@@ -284,7 +285,7 @@ def _positions_figure(result: BacktestResult) -> Figure:
     return _tidy(figure, axis)
 
 
-def _tidy(figure: Figure, axis: plt.Axes) -> Figure:
+def _tidy(figure: Figure, axis: Axes) -> Figure:
     axis.grid(alpha=0.3)
     axis.spines[["top", "right"]].set_visible(False)
     figure.tight_layout()
