@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 
 from evotrader.config import (
     TrainingConfig,
@@ -43,3 +44,12 @@ def stage_context(tmp_path: Path) -> Callable[..., StageContext]:
         return StageContext(name, config, tmp_path, bars, splits, pipeline, {})
 
     return make
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Small models on busy shared cores: extra threads only contend (the bot does this)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

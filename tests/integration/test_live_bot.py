@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,6 @@ import pandas as pd
 import pytest
 import run_backtest
 import run_live_bot
-import torch
 import yaml
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint, preferences
 
@@ -20,14 +18,7 @@ from evotrader.cli import ExitCode
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.live.journal import Journal
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Small models on busy shared cores: extra threads only contend (the bot does this)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
