@@ -35,6 +35,12 @@ import pandas as pd
 from evotrader.backtest.engine import BacktestResult
 from evotrader.backtest.metrics import periods_per_year
 from evotrader.backtest.report import ReportConfig, format_columns, write_report
+from evotrader.backtest.significance import (
+    describe_test_edge,
+    edge_on_test,
+    excess_returns,
+    verdict,
+)
 from evotrader.cli import ExitCode, fail, run_guarded
 from evotrader.config import env_config_from_dict, execution_from
 from evotrader.core.atomic import write_atomic
@@ -44,6 +50,7 @@ from evotrader.reasoning.market_classifier import available_classifiers
 from evotrader.training import guards
 from evotrader.training.adaptation import trading_policy
 from evotrader.training.evaluation import evaluate_on_split
+from evotrader.training.trials import trials_behind
 
 if TYPE_CHECKING:
     from evotrader.strategies.runs import SpecRun
@@ -119,6 +126,7 @@ def backtest_strategy(
         path = registry_path or find_registry(runs_dir, spec_id)
         with Registry(path) as registry:
             spec, run, windows = backtest_registered(registry, spec_id)
+            tried = len(registry.specs())
     except RegistryError as error:
         fail(str(error))
         return ExitCode.USAGE
@@ -126,6 +134,9 @@ def backtest_strategy(
     print(f"test split: {windows.test_start} -> {windows.test_end} (out of sample)")
     title = "Test split (out of sample, after costs)"
     print(format_comparison(run.metrics, run.benchmark, title))
+    edge = edge_on_test(excess_returns(run.equity, run.benchmark_equity))
+    print(describe_test_edge(edge, periods_per_year(run.equity.index)))
+    print(verdict(edge, tried))
     for written in save_outputs(run, path.parent / f"strategy_{spec_id}", out or path.parent):
         print(f"wrote {written}")
     return ExitCode.OK
@@ -180,6 +191,9 @@ def backtest(args: argparse.Namespace) -> int:
     print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); traded: {symbol}")
     print(f"test split: {test['test_start']} -> {test['test_end']} (out of sample)")
     print(result.report("Test split (out of sample, after costs)"))
+    edge = edge_on_test(excess_returns(result.equity, result.benchmark_equity))
+    print(describe_test_edge(edge, periods_per_year(result.equity.index)))
+    print(verdict(edge, trials_behind(checkpoint, path)))
     engines: dict[str, dict[str, float]] = {}
     notes = [note] if note else []
     if args.engine == "nautilus":

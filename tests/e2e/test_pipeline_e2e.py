@@ -76,6 +76,8 @@ def test_run_backtest_reports_the_champion_on_test(trained) -> None:
     done = _run(str(ROOT / "run_backtest.py"), "--symbol", "AR1", "--runs-dir", str(runs))
     assert f"{CHAMPION} (autonomous, AR1)" in done.stdout
     assert "Test split (out of sample, after costs)" in done.stdout
+    # The same one-trial test on the same bars as the run's own verdict, and the same trials.
+    assert load_checkpoint(runs / "e2e" / CHAMPION).extra["verdict"] in done.stdout
     assert (runs / "e2e" / "AR1_autonomous_final_test.json").exists()
 
 

@@ -15,6 +15,7 @@ from tests.integration.cli import run_script
 
 from evotrader.cli import ExitCode
 from evotrader.core.checkpoint import load_checkpoint
+from evotrader.training.trials import LEDGER_NAME, TrialLedger
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
@@ -103,6 +104,10 @@ def test_run_backtest_loads_the_checkpoint_and_reports_the_test_split(trained_ru
     assert done.returncode == 0, done.stderr
     assert "Test split (out of sample, after costs)" in done.stdout
     assert "buy & hold" in done.stdout
+    # The verdict counts the PPO evaluations its checkpoint was chosen among (the ledger).
+    evaluations = len(TrialLedger(run_dir / LEDGER_NAME).trials())
+    assert evaluations > 0
+    assert f"test split, {evaluations} trials behind selection)" in done.stdout
     metrics = json.loads((run_dir / "AR1_stage_1_ppo_test.json").read_text())
     assert metrics["split"] == "test" and "sharpe" in metrics["buy_and_hold"]
     assert (run_dir / "AR1_stage_1_ppo_test.png").stat().st_size > 10_000

@@ -39,6 +39,7 @@ from evotrader.backtest.significance import (
     VALIDATION,
     EdgeTest,
     bar_returns,
+    describe_test_edge,
     edge_on_test,
     edge_on_validation,
     excess_returns,
@@ -398,7 +399,7 @@ def crown_champion(
     log.info(selection_report(selection, validation_ppy, counts, pbo))
     log.info("")
     log.info(test.report(f"Champion, {TEST}: out of sample, after costs"))
-    log.info(holdout_report(holdout, test_ppy))
+    log.info(describe_test_edge(holdout, test_ppy))
     log.info(conclusion)
     return StageResult(
         checkpoint=str(path),
@@ -420,15 +421,6 @@ def selection_report(
         f"Deflated Sharpe Ratio {selection.probability:.3f} over {selection.trials} trials "
         f"({stages}; > 0.95: beats the best of that many zero-edge candidates)\n"
         f"{pbo.describe()}"
-    )
-
-
-def holdout_report(holdout: EdgeTest, ppy: float) -> str:
-    """The champion's one-trial test on the test split: its excess over buy-and-hold."""
-    return (
-        f"excess over buy-and-hold on the {TEST}: Sharpe "
-        f"{holdout.sharpe * np.sqrt(ppy):.2f} (annualised), probabilistic Sharpe "
-        f"{holdout.probability:.3f} (one trial)"
     )
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evotrader.core.checkpoint import Checkpoint
+
 LEDGER_NAME = "trials.jsonl"
 log = logging.getLogger(__name__)
 
@@ -98,3 +100,18 @@ def _ends_with_newline(path: Path) -> bool:
     with open(path, "rb") as handle:
         handle.seek(-1, os.SEEK_END)
         return handle.read(1) == b"\n"
+
+
+def trials_behind(checkpoint: Checkpoint, path: Path) -> int | None:
+    """How many validation candidates stood behind this checkpoint's selection.
+
+    A champion records its count; any other stage checkpoint is counted from its run
+    folder's ledger, every candidate up to and including its own stage's (later stages had
+    not run when it was chosen). None when neither record is at hand.
+    """
+    if "validation_trials" in checkpoint.metrics:
+        return int(checkpoint.metrics["validation_trials"])
+    stage = checkpoint.extra.get("stage")
+    trials = TrialLedger(path.parent / LEDGER_NAME).trials()
+    last = max((i for i, trial in enumerate(trials) if trial.stage == stage), default=None)
+    return None if last is None else last + 1
