@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from tests.integration.cli import ROOT, run_script
+from tests.integration.cli import ROOT, run_script, start_script
 
 from evotrader.cli import ExitCode
 from evotrader.data.reference import DATA_DIRS_ENV
@@ -158,12 +157,8 @@ def test_a_second_run_of_a_held_folder_is_refused_naming_the_holder(trained: Pat
 
 def test_ctrl_c_stops_with_one_error_line_and_a_rerun_resumes(tmp_path: Path) -> None:
     args = (f"runs_dir={tmp_path}", "run_name=stopped", *PPO, "stage_1_ppo.iterations=4")
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_training.py"), *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = start_script(
+        "run_training.py", *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     last = tmp_path / "stopped" / "stage_1_ppo" / "last.pth"
     deadline = time.monotonic() + 300

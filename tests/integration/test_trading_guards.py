@@ -16,7 +16,6 @@ import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import run_backtest
 import run_live_bot
 import torch
 import yaml
-from tests.integration.cli import ROOT, run_script
+from tests.integration.cli import ROOT, run_script, start_script
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
 
 from evotrader.cli import ExitCode
@@ -225,12 +224,11 @@ def test_a_sim_bot_killed_mid_run_resumes_on_its_out(goog, tmp_path, prefs) -> N
     the last bar it saved (exit 0) or halts (3), never crashes, never sends an order twice."""
     args = ["--broker", "sim", "--checkpoint", str(goog), "--out", str(tmp_path / "bot"),
             "--preferences", str(prefs)]  # fmt: skip
-    first = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_live_bot.py"), *args],
-        cwd=ROOT,
+    first = start_script(
+        "run_live_bot.py",
+        *args,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        text=True,
         env=os.environ | {"PYTHONUNBUFFERED": "1"},
     )
     assert first.stdout is not None
