@@ -11,7 +11,7 @@ average volume are trailing (bars <= t), so even the cost model cannot see the f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,7 @@ class ExecutionModel:
     slippage_bps: float = 1.0
     impact_coef: float = 0.0
     impact_window: int = 20
-    fill: Literal["next_open", "close"] = "next_open"
+    fill: str = "next_open"  # one of FILL_TIMINGS (a str, so the Hydra schema can nest this)
 
     def __post_init__(self) -> None:
         if self.fill not in FILL_TIMINGS:

@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evotrader.training.registry import Registry
+from evotrader.core.registry import Registry
 
 if TYPE_CHECKING:
     from evotrader.training.pipeline import StageContext, StageResult

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from evotrader.config import ConfigError, TrainingConfig, load_training_config, training_schema
 from evotrader.core.checkpoint import find_checkpoint
-from evotrader.training.registry import Registry, RegistryError
+from evotrader.core.registry import Registry, RegistryError
 from evotrader.training.stages import STAGES, stage, stage_modules
 
 

@@ -4,7 +4,7 @@
 imports that module only when the entry is first asked for, and the module's own
 ``register(...)`` call fills the entry in. A registration from any other module, or a name
 registered twice, is an error, so the map and the modules cannot drift apart. (A generic
-helper; training stages are its first user.)
+helper at the bottom layer: stages, checkpoint kinds, data sources, NAS controllers, forecasters and brokers all register through it.)
 """
 
 from __future__ import annotations
