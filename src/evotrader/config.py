@@ -23,7 +23,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evotrader.data import (
@@ -269,8 +269,25 @@ class TrainingConfig:
 
 
 def register_configs() -> None:
-    """Make the schema available to Hydra as ``training_schema``."""
-    ConfigStore.instance().store(name="training_schema", node=training_schema())
+    """Make the schema available to Hydra as ``training_schema``.
+
+    The schema nests runtime dataclasses that are frozen (``EnvSpec``, ``ExecutionModel``):
+    OmegaConf marks their nodes read-only, so their read-only flag is cleared here and a
+    command-line override can still set them; the frozen objects are built once, when the
+    config is turned into objects (``load_training_config``), and validate themselves there.
+    """
+    schema = OmegaConf.structured(training_schema())
+    _overridable(schema)
+    ConfigStore.instance().store(name="training_schema", node=schema)
+
+
+def _overridable(node: DictConfig) -> None:
+    """Clear the read-only flag that frozen dataclasses set, on ``node`` and every node below."""
+    OmegaConf.set_readonly(node, None)
+    for key in node:
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            _overridable(child)
 
 
 @cache
@@ -301,7 +318,12 @@ def load_training_config(overrides: Sequence[str] = ()) -> TrainingConfig:
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base=None):
             cfg = compose("training_sequence", overrides=list(overrides))
-        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+        sections = {}
+        for key in cfg:  # one section at a time, so a runtime class's complaint names it
+            with config_errors(str(key)):
+                node = cfg[key]
+                sections[key] = OmegaConf.to_object(node) if OmegaConf.is_config(node) else node
+        return training_schema()(**sections)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError(_hydra_message(error)) from error
 
