@@ -318,9 +318,9 @@ def load_training_config(overrides: Sequence[str] = ()) -> TrainingConfig:
     try:
         with initialize_config_dir(str(CONFIG_DIR), version_base=None):
             cfg = compose("training_sequence", overrides=list(overrides))
-        sections = {}
-        for key in cfg:  # one section at a time, so a runtime class's complaint names it
-            with config_errors(str(key)):
+        sections: dict[str, Any] = {}
+        for key in map(str, cfg):  # one section at a time, so a runtime class's complaint names it
+            with config_errors(key):
                 node = cfg[key]
                 sections[key] = OmegaConf.to_object(node) if OmegaConf.is_config(node) else node
         return training_schema()(**sections)
@@ -404,5 +404,5 @@ def execution_from(config: ExecutionConfig) -> ExecutionModel:
         slippage_bps=config.slippage_bps,
         impact_coef=config.impact_coef,
         impact_window=config.impact_window,
-        fill=config.fill,  # type: ignore[arg-type]
+        fill=config.fill,
     )
