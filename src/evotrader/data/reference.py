@@ -1,6 +1,8 @@
 """A checkpoint's data reference: how to load its bars again, checked before anything is read.
 
-A checkpoint names its bars as a registered source, a symbol and that source's options. The
+A checkpoint names its bars as a registered source, a symbol, that source's options and the
+date range the run read (``start``/``end``, either open), the one description every reader
+loads bars from: training, its Ray workers, run_backtest.py and the live bot. The
 file may come from anywhere and may have been edited, so the reference is untrusted input:
 it may only name a source in the registry (``load_bars``' sources) with options that source
 takes, and every option that names a file or folder (a CSV/Parquet ``path``, the yfinance
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from evotrader.data.sources.yahoo import default_cache_dir
 
 DATA_DIRS_ENV = "EVOTRADER_DATA_DIRS"
 _FIELDS = ("source", "symbol", "options")
+_RANGE = ("start", "end")  # optional: references written before they were recorded read all bars
 
 
 def data_roots(project: Path | None = None) -> tuple[Path, ...]:
@@ -41,11 +44,14 @@ def data_roots(project: Path | None = None) -> tuple[Path, ...]:
 
 @dataclass(frozen=True)
 class DataRef:
-    """A registered source, a symbol, and that source's options with file paths resolved."""
+    """A registered source, a symbol, that source's options with file paths resolved, and the
+    first and last bar to read (``None``: from the first / to the last the source has)."""
 
     source: str
     symbol: str
     options: Mapping[str, Any] = field(default_factory=dict)
+    start: str | None = None
+    end: str | None = None
 
     @classmethod
     def checked(cls, raw: Any, roots: Sequence[Path]) -> DataRef:
@@ -56,13 +62,15 @@ class DataRef:
                 f"data reference must be a mapping of {', '.join(_FIELDS)}, "
                 f"found {type(raw).__name__}"
             )
-        missing, unexpected = set(_FIELDS) - set(raw), set(raw) - set(_FIELDS)
+        missing, unexpected = set(_FIELDS) - set(raw), set(raw) - {*_FIELDS, *_RANGE}
         if missing or unexpected:
             raise DataError(
-                f"data reference must have exactly the fields {list(_FIELDS)}; "
-                f"missing {sorted(missing)}, unexpected {sorted(map(str, unexpected))}"
+                f"data reference must have the fields {list(_FIELDS)} (and optionally "
+                f"{list(_RANGE)}); missing {sorted(missing)}, "
+                f"unexpected {sorted(map(str, unexpected))}"
             )
         source, symbol, options = (raw[name] for name in _FIELDS)
+        start, end = (_bound(name, raw.get(name)) for name in _RANGE)
         if not isinstance(source, str) or not isinstance(symbol, str) or not symbol:
             raise DataError(f"data reference source and symbol must be strings: {dict(raw)}")
         if not isinstance(options, Mapping):
@@ -74,7 +82,17 @@ class DataRef:
                 f"data source {source!r} takes no option {unknown}; it takes {sorted(takes)}"
             )
         inside = {name: str(_inside(name, options[name], roots)) for name in paths & set(options)}
-        return cls(source, symbol, {**options, **inside})
+        return cls(source, symbol, {**options, **inside}, start, end)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form checkpoints and env-runner configs carry; ``checked`` reads it back."""
+        return {
+            "source": self.source,
+            "symbol": self.symbol,
+            "options": dict(self.options),
+            "start": self.start,
+            "end": self.end,
+        }
 
     def for_symbol(self, symbol: str) -> DataRef:
         """The same source and options for another symbol's bars. A reference to a file
@@ -88,10 +106,23 @@ class DataRef:
                 f"the bars of {self.symbol} come from the file {files[0]}, which holds no "
                 f"{symbol}; a {self.source} source cannot be mapped to another symbol"
             )
-        return DataRef(self.source, symbol, self.options)
+        return replace(self, symbol=symbol)
 
     def load(self) -> pd.DataFrame:
-        return load_bars(self.source, self.symbol, **self.options)
+        return load_bars(self.source, self.symbol, self.start, self.end, **self.options)
+
+
+def _bound(name: str, value: Any) -> str | None:
+    """A date bound as the reference stores it: ``None`` or a string pandas reads as a date."""
+    if value is None:
+        return None
+    try:
+        pd.Timestamp(value)
+    except (TypeError, ValueError) as error:
+        raise DataError(
+            f"data reference {name} must be a date or null, found {value!r:.80}"
+        ) from error
+    return str(value)
 
 
 def _inside(name: str, value: Any, roots: Sequence[Path]) -> Path:

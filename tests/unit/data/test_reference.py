@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from evotrader.data import DataError, DataRef, data_roots, generate_synthetic
@@ -89,3 +90,24 @@ def test_another_symbol_maps_a_shared_source_but_never_a_file(root: Path) -> Non
     assert embedded.for_symbol("AAPL") == DataRef("embedded", "AAPL", {})
     with pytest.raises(DataError, match="holds no AAPL"):
         DataRef.checked(csv_ref(root / "syn.csv"), [root]).for_symbol("AAPL")
+
+
+def test_the_date_range_travels_with_the_reference_and_limits_the_bars(root: Path) -> None:
+    raw = {"source": "embedded", "symbol": "GOOG", "options": {}, "start": "2010-01-01"}
+    reference = DataRef.checked(raw | {"end": "2010-12-31"}, [root])
+    bars = reference.load()
+    assert bars.index[0] >= pd.Timestamp("2010-01-01")
+    assert bars.index[-1] <= pd.Timestamp("2010-12-31")
+    assert len(bars) < len(DataRef.checked(raw | {"start": None}, [root]).load())
+    mapped = reference.for_symbol("AAPL")
+    assert (mapped.start, mapped.end) == ("2010-01-01", "2010-12-31")
+    assert DataRef.checked(reference.to_dict(), [root]) == reference
+
+
+def test_a_reference_without_a_range_reads_every_bar_and_a_bad_date_is_refused(root: Path) -> None:
+    old = DataRef.checked({"source": "embedded", "symbol": "GOOG", "options": {}}, [root])
+    assert (old.start, old.end) == (None, None)
+    with pytest.raises(DataError, match="start must be a date"):
+        DataRef.checked(
+            {"source": "embedded", "symbol": "GOOG", "options": {}, "start": "soon"}, [root]
+        )
