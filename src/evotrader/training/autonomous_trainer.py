@@ -458,8 +458,7 @@ def member_checkpoint(ctx: StageContext, member: Member, outcome: Outcome) -> Ch
         data_range=ctx.data_range(),
         metrics={"fitness": member.fitness} | outcome.metrics,
         extra={
-            "stage": ctx.name,
-            "data": ctx.data_source(),
+            **ctx.provenance(),
             "member": member.id,
             "generation": member.generation,
             "parents": list(member.parents),

@@ -38,7 +38,7 @@ from evotrader.core.checkpoint import Checkpoint, checkpoint_name
 from evotrader.data import FeaturePipeline, TimeSplits
 from evotrader.models import TransformerSpec
 from evotrader.training.market_envs import vector_env_from
-from evotrader.training.run_folder import RunFolderError, open_run
+from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, RunFolderError, open_run
 from evotrader.training.stages import STAGES, stage
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
 
@@ -82,13 +82,18 @@ class StageContext:
         """Every candidate the run scored on the validation split: the DSR's trials."""
         return TrialLedger(self.run_dir / LEDGER_NAME)
 
-    def data_source(self) -> dict[str, Any]:
-        """How to load these bars again (run_backtest and the live bot need it)."""
-        reference = data_reference(self.config.data)
+    def provenance(self) -> dict[str, Any]:
+        """What every checkpoint of this stage records in ``extra`` beside its weights: the
+        stage, how to load its bars again (run_backtest and the live bot need it) and the
+        digest of the settings it was trained under (checked against the run folder)."""
+        fingerprint = Fingerprint.load(self.run_dir / FINGERPRINT_FILE)
         return {
-            "source": reference.source,
-            "symbol": reference.symbol,
-            "options": dict(reference.options),
+            "stage": self.name,
+            "data": data_reference(self.config.data).to_dict(),
+            "run": {
+                "name": self.config.run_name,
+                "fingerprint": fingerprint.stage_digest(self.name, STAGES.names()),
+            },
         }
 
     def data_range(self) -> dict[str, str]:
@@ -125,7 +130,7 @@ class StageContext:
             symbol=self.config.data.symbol,
             data_range=self.data_range(),
             metrics={key: float(value) for key, value in metrics.items()},
-            extra={"stage": self.name, "data": self.data_source(), **extra},
+            extra={**self.provenance(), **extra},
         )
 
 

@@ -100,8 +100,13 @@ class Fingerprint:
     @property
     def digest(self) -> str:
         """A stable hash of the settings (started stages aside)."""
-        canonical = json.dumps(self.values, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return _digest(self.values)
+
+    def stage_digest(self, stage: str, stage_names: Collection[str]) -> str:
+        """A hash of the settings a stage's checkpoint is trained under: the run-wide keys
+        and the stage's own section, not other stages' (those may change until they start).
+        Checkpoints carry it, so a file can be checked against its folder's fingerprint."""
+        return _digest({k: v for k, v in self.values.items() if _binds(k, stage, stage_names)})
 
     def conflicts(self, values: dict[str, Any], stage_names: Collection[str]) -> list[str]:
         """The bound keys whose value differs in ``values``, as ``key: old -> new``."""
@@ -139,6 +144,36 @@ class Fingerprint:
             raise RunFolderError(
                 f"{path}: unreadable run fingerprint ({error}); move the run folder away"
             ) from error
+
+
+def _digest(values: dict[str, Any]) -> str:
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _binds(key: str, stage: str, stage_names: Collection[str]) -> bool:
+    """Whether ``key`` is run-wide or ``stage``'s own."""
+    section = key.split(".")[0]
+    return section == stage or section not in stage_names
+
+
+def settings_note(run: Any, stage: str, stage_names: Collection[str], path: Path) -> str:
+    """Whether a checkpoint's recorded settings digest (its ``extra["run"]["fingerprint"]``)
+    still matches the fingerprint of the run folder it lies in, as one line to print."""
+    record = next(
+        (p / FINGERPRINT_FILE for p in path.parents if (p / FINGERPRINT_FILE).exists()), None
+    )
+    recorded = run.get("fingerprint") if isinstance(run, dict) else None
+    if recorded is None:
+        return "run settings: the checkpoint records no settings digest (an older version wrote it)"
+    if record is None:
+        return f"run settings: no {FINGERPRINT_FILE} above {path}, so they cannot be checked"
+    if Fingerprint.load(record).stage_digest(stage, stage_names) == recorded:
+        return f"run settings: match {record}"
+    return (
+        f"run settings: DIFFER from {record}: the folder now describes other settings than "
+        "this checkpoint was trained with"
+    )
 
 
 def _shown(values: dict[str, Any], key: str) -> str:

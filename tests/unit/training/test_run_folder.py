@@ -22,6 +22,7 @@ from evotrader.training.run_folder import (
     fingerprint_values,
     open_run,
     run_lock,
+    settings_note,
 )
 
 STAGES = ("stage_1_ppo", "stage_2_moe")
@@ -157,3 +158,24 @@ def test_an_archive_with_an_empty_finished_generation_is_never_saved(tmp_path: P
     assert not path.exists()
     Archive().save(path)  # nothing finished yet: a valid starting point
     assert Archive.load(path).generations_done == 0
+
+
+def test_a_stage_digest_binds_run_wide_and_own_keys_only(bars) -> None:
+    base = fingerprint_values(TrainingConfig(), bars)
+    digest = Fingerprint(base).stage_digest("stage_1_ppo", STAGES)
+    other_stage = base | {"stage_2_moe.lr": 1.0}
+    assert Fingerprint(other_stage).stage_digest("stage_1_ppo", STAGES) == digest
+    for changed in ({"stage_1_ppo.lr": 1.0}, {"seed": 7}, {"bars.rows": 1}):
+        assert Fingerprint(base | changed).stage_digest("stage_1_ppo", STAGES) != digest
+
+
+def test_the_settings_note_checks_a_checkpoint_against_its_folder(tmp_path: Path, bars) -> None:
+    folder = _started(tmp_path, bars, "stage_1_ppo")
+    digest = Fingerprint.load(folder / FINGERPRINT_FILE).stage_digest("stage_1_ppo", STAGES)
+    path = folder / "GOOG_stage_1_ppo.pth"
+    assert "match" in settings_note({"fingerprint": digest}, "stage_1_ppo", STAGES, path)
+    assert "DIFFER" in settings_note({"fingerprint": "0" * 64}, "stage_1_ppo", STAGES, path)
+    assert "records no settings" in settings_note(None, "stage_1_ppo", STAGES, path)
+    elsewhere = tmp_path.parent / "moved.pth"
+    note = settings_note({"fingerprint": digest}, "stage_1_ppo", STAGES, elsewhere)
+    assert "cannot be checked" in note
