@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from evotrader.core.checkpoint import Checkpoint, CheckpointError
+from evotrader.core.registry import Registry
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
 
@@ -20,21 +21,19 @@ def _autonomous_agent(architecture: dict[str, Any]) -> nn.Module:
     return AutonomousAgent.from_architecture(architecture)  # type: ignore[return-value]
 
 
-BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
-    "ppo": TransformerPolicy.from_architecture,
-    "moe": MoEPolicy.from_architecture,
-    "maml": TransformerPolicy.from_architecture,  # the meta-learned initial weights
-    "autonomous": _autonomous_agent,
-}
+# Checkpoint kind -> the builder of its network from the checkpoint's architecture.
+BUILDERS: Registry[Callable[[dict[str, Any]], nn.Module]] = Registry(
+    "checkpoint kind", error=CheckpointError
+)
+BUILDERS.register("ppo", TransformerPolicy.from_architecture)
+BUILDERS.register("moe", MoEPolicy.from_architecture)
+BUILDERS.register("maml", TransformerPolicy.from_architecture)  # the meta-learned initial weights
+BUILDERS.register("autonomous", _autonomous_agent)
 
 
 def policy_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     """Rebuild the network from its architecture and load its weights, in eval mode."""
     builder = BUILDERS.get(checkpoint.kind)
-    if builder is None:
-        raise CheckpointError(
-            f"checkpoint kind {checkpoint.kind!r} has no policy builder; known: {sorted(BUILDERS)}"
-        )
     try:
         policy = builder(checkpoint.architecture)
         policy.load_state_dict(checkpoint.state_dict)

@@ -9,6 +9,7 @@ from typing import Any, TypeAlias
 
 import pandas as pd
 
+from evotrader.core.registry import Registry
 from evotrader.data.errors import DataError
 from evotrader.data.sources import embedded, files, synthetic, yahoo
 from evotrader.data.validation import validate_ohlcv
@@ -39,20 +40,23 @@ _SYNTHETIC_OPTIONS = frozenset(inspect.signature(synthetic.generate_synthetic).p
 }
 _FILE = frozenset({"path"})
 
-_SOURCES: dict[str, _Source] = {
-    "embedded": _Source(embedded.load_embedded, embedded.SYMBOLS),
-    "synthetic": _Source(
-        synthetic.load_synthetic, tuple(synthetic.SYMBOLS), options=_SYNTHETIC_OPTIONS
-    ),
-    "yfinance": _Source(
+SOURCES: Registry[_Source] = Registry("data source", error=DataError)
+SOURCES.register("embedded", _Source(embedded.load_embedded, embedded.SYMBOLS))
+SOURCES.register(
+    "synthetic",
+    _Source(synthetic.load_synthetic, tuple(synthetic.SYMBOLS), options=_SYNTHETIC_OPTIONS),
+)
+SOURCES.register(
+    "yfinance",
+    _Source(
         yahoo.load_yahoo,
         fetches_range=True,
         options=frozenset({"cache_dir", "interval", "timeout"}),
         paths=frozenset({"cache_dir"}),
     ),
-    "csv": _Source(files.load_csv, options=_FILE, paths=_FILE),
-    "parquet": _Source(files.load_parquet, options=_FILE, paths=_FILE),
-}
+)
+SOURCES.register("csv", _Source(files.load_csv, options=_FILE, paths=_FILE))
+SOURCES.register("parquet", _Source(files.load_parquet, options=_FILE, paths=_FILE))
 
 
 def load_bars(
@@ -67,7 +71,7 @@ def load_bars(
     ``start``/``end`` always slice; to move a synthetic series' first date, call
     ``generate_synthetic(start=...)`` directly.
     """
-    spec = _source(source)
+    spec = SOURCES.get(source.lower())
     if spec.fetches_range:
         options = {**options, "start": start, "end": end}
     bars = spec.load(symbol, **options)
@@ -84,21 +88,13 @@ def load_bars(
 
 def list_symbols(source: str) -> list[str]:
     """Symbols a source offers. ``yfinance``, ``csv`` and ``parquet`` accept any symbol: []."""
-    return list(_source(source).symbols)
+    return list(SOURCES.get(source.lower()).symbols)
 
 
 def source_options(source: str) -> tuple[frozenset[str], frozenset[str]]:
     """The options ``source`` takes, and those among them that name a file or folder."""
-    spec = _source(source)
+    spec = SOURCES.get(source.lower())
     return spec.options, spec.paths
-
-
-def _source(name: str) -> _Source:
-    """Look a source up, listing the valid names when it is unknown."""
-    spec = _SOURCES.get(name.lower())
-    if spec is None:
-        raise DataError(f"unknown data source {name!r}; available: {', '.join(_SOURCES)}")
-    return spec
 
 
 def _naive_utc(bound: TimeBound) -> TimeBound:

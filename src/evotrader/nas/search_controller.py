@@ -1,9 +1,9 @@
 """Controllers: a population with fitness in, the next population's genomes out.
 
 The autonomous trainer only ever calls ``initial`` and ``next_generation``, so a new search
-algorithm (regularised evolution, DARTS, ...) is one more class in ``CONTROLLERS``. Every
-genome a controller returns comes from the SearchSpace, hence is valid. Offspring name the
-parents whose weights they inherit (the first parent donates them).
+algorithm (regularised evolution, DARTS, ...) is one more class registered in ``CONTROLLERS``.
+Every genome a controller returns comes from the SearchSpace, hence is valid. Offspring name
+the parents whose weights they inherit (the first parent donates them).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from evotrader.core.registry import Registry
 from evotrader.nas.search_space import Genome, SearchSpace
 
 
@@ -132,11 +133,11 @@ class Evolution(SearchController):
         return ranked[int(picks.min())]  # ranked best-first: the lowest index wins
 
 
-CONTROLLERS: dict[str, type[SearchController]] = {"evolution": Evolution, "random": RandomSearch}
+CONTROLLERS: Registry[type[SearchController]] = Registry("NAS controller")
+CONTROLLERS.register("evolution", Evolution)
+CONTROLLERS.register("random", RandomSearch)
 
 
 def make_controller(name: str, space: SearchSpace, **options: Any) -> SearchController:
     """The controller registered as ``name``, with its options from config."""
-    if name not in CONTROLLERS:
-        raise ValueError(f"unknown NAS controller {name!r}; available: {sorted(CONTROLLERS)}")
-    return CONTROLLERS[name](space, **options)
+    return CONTROLLERS.get(name)(space, **options)

@@ -12,6 +12,7 @@ from evotrader.reasoning.chart_patterns import (
     normalise_paths,
 )
 from evotrader.reasoning.market_classifier import (
+    CLASSIFIERS,
     REGIME_LABELS,
     ClassifierReport,
     HMMClassifier,
@@ -23,9 +24,9 @@ from evotrader.reasoning.market_classifier import (
     classifier_from_state,
     evaluate_classifier,
     make_classifier,
-    register_classifier,
 )
 from evotrader.reasoning.pattern_recognizer import (
+    RECOGNIZERS,
     Chartist,
     ChartistConfig,
     PatternRecognizer,
@@ -36,12 +37,13 @@ from evotrader.reasoning.pattern_recognizer import (
     chartist_cache_dir,
     evaluate_chartist,
     make_recognizer,
-    register_recognizer,
     train_chartist,
 )
 
 __all__ = [
+    "CLASSIFIERS",
     "PATTERNS",
+    "RECOGNIZERS",
     "REGIME_LABELS",
     "Chartist",
     "ChartistConfig",
@@ -66,7 +68,5 @@ __all__ = [
     "make_classifier",
     "make_recognizer",
     "normalise_paths",
-    "register_classifier",
-    "register_recognizer",
     "train_chartist",
 ]

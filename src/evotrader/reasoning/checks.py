@@ -1,7 +1,9 @@
-"""Input checks shared by the reasoning components: batches of paths, clearly rejected."""
+"""Checks shared by the reasoning components: batches of paths and config options, clearly
+rejected."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -44,3 +46,16 @@ def check_fields(owner: str, problems: list[tuple[bool, str]]) -> None:
     failed = [message for bad, message in problems if bad]
     if failed:
         raise ValueError(f"{owner}: " + "; ".join(failed))
+
+
+def build_config(config_type: type[Any], owner: str, options: dict[str, Any]) -> Any:
+    """``config_type(**options)``, with unknown option names reported as a ValueError.
+
+    Components are built by name from config files, so a misspelt option names its owner and
+    the known ones instead of a bare TypeError.
+    """
+    known = {f.name for f in fields(config_type)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{owner}: unknown option(s) {unknown}; known: {sorted(known)}")
+    return config_type(**options)

@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from evotrader.core.registry import Registry
 from evotrader.data import REGIMES, FeaturePipeline, generate_synthetic
-from evotrader.reasoning.checks import as_batch, as_series, check_fields
-from evotrader.reasoning.registry import Registry, build_config
+from evotrader.reasoning.checks import as_batch, as_series, build_config, check_fields
 
 REGIME_LABELS: tuple[str, ...] = ("trending_up", "trending_down", "ranging", "volatile")
 UP, DOWN, RANGING, VOLATILE = range(len(REGIME_LABELS))
@@ -127,17 +127,16 @@ class RegimeClassifier(ABC):
         }
 
 
-_CLASSIFIERS: Registry[RegimeClassifier] = Registry("regime classifier")
-register_classifier = _CLASSIFIERS.register
+CLASSIFIERS: Registry[type[RegimeClassifier]] = Registry("regime classifier")
 
 
 def make_classifier(name: str, **config: Any) -> RegimeClassifier:
     """An unfitted classifier by registry name, with its config fields as keyword options."""
-    return _CLASSIFIERS.make(name, **config)
+    return CLASSIFIERS.get(name).create(**config)
 
 
 def available_classifiers() -> tuple[str, ...]:
-    return _CLASSIFIERS.names()
+    return CLASSIFIERS.names()
 
 
 def classifier_from_state(state: dict[str, Any]) -> RegimeClassifier:
@@ -183,7 +182,6 @@ class RuleConfig:
         check_fields("RuleConfig", problems)
 
 
-@register_classifier("rules")
 class RuleClassifier(RegimeClassifier):
     """Volatility breakout first (volatile / ranging), then the sign of a MA crossover.
 
@@ -261,7 +259,6 @@ class HMMConfig:
         check_fields("HMMConfig", problems)
 
 
-@register_classifier("hmm")
 class HMMClassifier(RegimeClassifier):
     """Gaussian HMM with one state per regime, fitted by Baum-Welch on the training series.
 
@@ -406,6 +403,10 @@ class HMMClassifier(RegimeClassifier):
         self.transition = np.asarray(params["transition"], dtype=np.float64).reshape(k, k)
         self.means = np.asarray(params["means"], dtype=np.float64).reshape(k)
         self.variances = np.asarray(params["variances"], dtype=np.float64).reshape(k)
+
+
+CLASSIFIERS.register(RuleClassifier.name, RuleClassifier)
+CLASSIFIERS.register(HMMClassifier.name, HMMClassifier)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor, nn
 
 from evotrader.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from evotrader.core.registry import Registry
 from evotrader.reasoning.chart_patterns import (
     NONE,
     PATTERNS,
@@ -35,8 +36,7 @@ from evotrader.reasoning.chart_patterns import (
     normalise_paths,
     template_paths,
 )
-from evotrader.reasoning.checks import as_batch, check_fields
-from evotrader.reasoning.registry import Registry, build_config
+from evotrader.reasoning.checks import as_batch, build_config, check_fields
 
 MIN_PATH_LENGTH = 16
 CACHE_ENV = "EVOTRADER_CACHE"
@@ -76,17 +76,16 @@ class PatternRecognizer(ABC):
         return labels, probs[np.arange(len(labels)), labels], probs
 
 
-_RECOGNIZERS: Registry[PatternRecognizer] = Registry("pattern recognizer")
-register_recognizer = _RECOGNIZERS.register
+RECOGNIZERS: Registry[type[PatternRecognizer]] = Registry("pattern recognizer")
 
 
 def make_recognizer(name: str = "cnn", **options: Any) -> PatternRecognizer:
     """A ready recogniser by registry name (``cnn`` trains, or loads from ``cache_dir``)."""
-    return _RECOGNIZERS.make(name, **options)
+    return RECOGNIZERS.get(name).create(**options)
 
 
 def available_recognizers() -> tuple[str, ...]:
-    return _RECOGNIZERS.names()
+    return RECOGNIZERS.names()
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,6 @@ class ChartistNet(nn.Module):
         return self.head(self.features(x.unsqueeze(1)))
 
 
-@register_recognizer("cnn")
 class Chartist(PatternRecognizer):
     """The CNN recogniser; build with ``train_chartist`` or rebuild with ``from_state``."""
 
@@ -336,7 +334,6 @@ class TemplateConfig:
         check_fields("TemplateConfig", problems)
 
 
-@register_recognizer("templates")
 class TemplateMatcher(PatternRecognizer):
     """Best Pearson correlation of any segment with each template; softmax over the scores.
 
@@ -365,6 +362,10 @@ class TemplateMatcher(PatternRecognizer):
         logits = self.config.sharpness * scores
         weights = np.exp(logits - logits.max(axis=1, keepdims=True))
         return weights / weights.sum(axis=1, keepdims=True)
+
+
+RECOGNIZERS.register(Chartist.name, Chartist)
+RECOGNIZERS.register(TemplateMatcher.name, TemplateMatcher)
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:

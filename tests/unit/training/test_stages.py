@@ -17,7 +17,6 @@ from omegaconf import OmegaConf
 
 from evotrader.config import ConfigError, TrainingConfig, load_training_config, training_schema
 from evotrader.core.checkpoint import find_checkpoint
-from evotrader.core.registry import Registry, RegistryError
 from evotrader.training.stages import STAGES, stage, stage_modules
 
 
@@ -103,18 +102,6 @@ def test_a_new_stage_brings_its_own_config_section(demo_stage: str) -> None:
     assert stage(demo_stage).run.__module__ == "demo_stage"
     with pytest.raises(ConfigError, match="steps"):
         load_training_config([f"{demo_stage}.steps=many"])  # checked by the schema
-
-
-def test_a_registration_must_come_from_the_module_the_map_names() -> None:
-    registry: Registry[str] = Registry("thing", lambda: {"a": "pkg.a"})
-    with pytest.raises(RegistryError, match=r"belongs to pkg\.a, not pkg\.b"):
-        registry.register("a", "entry", module="pkg.b")
-    with pytest.raises(RegistryError, match="unknown thing 'z'; available: a"):
-        registry.register("z", "entry", module="pkg.a")
-    registry.register("a", "entry", module="pkg.a")
-    assert registry.get("a") == "entry"
-    with pytest.raises(RegistryError, match="already registered"):
-        registry.register("a", "again", module="pkg.a")
 
 
 def test_the_latest_runs_most_advanced_checkpoint_follows_the_sequence(tmp_path: Path) -> None:
