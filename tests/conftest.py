@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pandas as pd
 import pytest
+from tests.support.threads import torch_threads
 
 from evotrader.data import FeaturePipeline, generate_synthetic
 
@@ -18,6 +21,13 @@ def bars() -> pd.DataFrame:
 def pipeline(bars: pd.DataFrame) -> FeaturePipeline:
     """Features fitted on the first half only, as training would."""
     return FeaturePipeline().fit(bars.iloc[:300])
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """The test on one torch thread: small models on busy shared cores train fastest so."""
+    with torch_threads(1):
+        yield
 
 
 SLOW_FOLDERS = frozenset({"integration", "e2e"})

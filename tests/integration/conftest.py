@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import ray
-import torch
 
 from evotrader.config import (
     TrainingConfig,
@@ -17,6 +16,7 @@ from evotrader.config import (
     splits_from,
 )
 from evotrader.training.pipeline import StageContext
+from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, fingerprint_values
 
 
 @pytest.fixture(scope="session")
@@ -41,15 +41,8 @@ def stage_context(tmp_path: Path) -> Callable[..., StageContext]:
         bars = bars_from(config.data)
         splits = splits_from(config.data, bars)
         pipeline = pipeline_from(config.features).fit(splits.train)
+        # the pipeline binds a run folder to its settings before any stage writes
+        Fingerprint(fingerprint_values(config, bars), [name]).save(tmp_path / FINGERPRINT_FILE)
         return StageContext(name, config, tmp_path, bars, splits, pipeline, {})
 
     return make
-
-
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """Small models on busy shared cores: extra threads only contend (the bot does this)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

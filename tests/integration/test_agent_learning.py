@@ -7,13 +7,12 @@ live bot load it, then backtested on the validation split, after the default cos
 also run on its test split by run_backtest.py, as a user would run it.
 """
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from run_backtest import backtest_checkpoint
+from tests.integration.small_models import WINDOW, small_encoder, splits_and_features
 
 from evotrader.agents import AgentArchitecture, AutonomousAgent
 from evotrader.agents.loading import policy_from_checkpoint
@@ -21,24 +20,13 @@ from evotrader.backtest.engine import BacktestResult
 from evotrader.backtest.policies import RandomPolicy
 from evotrader.config import EnvConfig
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
-from evotrader.data import FeaturePipeline, load_bars, split_by_time
-from evotrader.models import TransformerSpec
+from evotrader.data import load_bars
 from evotrader.training.evaluation import evaluate_on_split
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from run_backtest import backtest_checkpoint
-
-WINDOW = 32
 ENV = EnvConfig(window=WINDOW, agent_state=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Models this small train fastest on one thread, without threads contending for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models train fastest so
 
 
 def t_stat(result: BacktestResult) -> float:
@@ -49,17 +37,8 @@ def t_stat(result: BacktestResult) -> float:
 def validation_results(symbol: str, tmp_path: Path) -> tuple[BacktestResult, list[float], Path]:
     options = {"n_bars": 3000, "seed": 0}
     bars = load_bars("synthetic", symbol, **options)  # AR1: ar_coef 0.3
-    splits = split_by_time(bars, train=0.7, validation=0.15, test=0.15)
-    pipeline = FeaturePipeline().fit(splits.train)
-    spec = TransformerSpec(
-        input_dim=pipeline.num_features,
-        model_dim=32,
-        num_heads=4,
-        num_layers=1,
-        ff_dim=64,
-        output_dim=32,
-        max_len=WINDOW,
-    )
+    splits, pipeline = splits_and_features(bars)
+    spec = small_encoder(pipeline.num_features)
     agent = AutonomousAgent(AgentArchitecture(encoder=spec, window=WINDOW), seed=0)
     report = agent.learn(bars, pipeline, splits.train, seed=0)
     checkpoint = agent.to_checkpoint(

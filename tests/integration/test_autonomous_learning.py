@@ -9,33 +9,17 @@ the test split, after the validation DSR has deflated it for every trial behind 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.cli import run_script_ok
 
 
 @pytest.mark.slow
 def test_evolution_finds_the_planted_edge_and_no_edge_in_noise(tmp_path: Path) -> None:
     out = tmp_path / "autonomous.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "bench_autonomous_learning.py"),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=2400,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    args = ("--runs-dir", str(tmp_path / "runs"), "--out", str(out))
+    run_script_ok("bench/bench_autonomous_learning.py", *args, timeout=2400)
     results = json.loads(out.read_text())
     print(json.dumps(results, indent=2))
     planted, noise, drift = results["AR1"], results["RANDOM_WALK"], results["DRIFTING_WALK"]

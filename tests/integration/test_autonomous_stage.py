@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from ray.cluster_utils import Cluster
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tests.integration.cli import run_script
+from tests.integration.cli import kill_training_at, run_script, run_script_ok
 
 from evotrader.core.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "profile=tiny",
     "data=synthetic",
@@ -27,23 +22,12 @@ TINY = [
 ]
 
 
-def _command(runs: Path, name: str, *overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "run_training.py"),
-        f"runs_dir={runs}",
-        f"run_name={name}",
-        *TINY,
-        *overrides,
-    ]
+def _args(runs: Path, name: str, *overrides: str) -> list[str]:
+    return [f"runs_dir={runs}", f"run_name={name}", *TINY, *overrides]
 
 
 def _train(runs: Path, name: str, *overrides: str) -> str:
-    done = subprocess.run(
-        _command(runs, name, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+    return run_script_ok("run_training.py", *_args(runs, name, *overrides), timeout=900).stdout
 
 
 def _champion_weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -120,20 +104,8 @@ def test_run_backtest_loads_the_champion_exclusively(baseline) -> None:
 
 
 def test_killed_mid_generation_resumes_to_the_same_champion(baseline, tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        _command(tmp_path, "killed", "ray.num_cpus=1"),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "generation 1 " in line:  # generation 1 is saved; generation 2 has started
-            break
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    # At "generation 1 " generation 1 is saved and generation 2 has started.
+    kill_training_at("generation 1 ", *_args(tmp_path, "killed", "ray.num_cpus=1"))
     stdout = _train(tmp_path, "killed", "ray.num_cpus=1")
     assert "resuming after generation" in stdout
     _assert_same_champion(baseline[0], tmp_path / "killed")

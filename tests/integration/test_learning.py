@@ -4,22 +4,18 @@ Both runs train through run_training.py on synthetic bars and are judged on the 
 split, out of sample and after costs, next to buy-and-hold and a random policy.
 """
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from run_backtest import backtest_checkpoint
+from tests.integration.cli import run_script_ok
 
 from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import RandomPolicy
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from run_backtest import backtest_checkpoint
-
-ROOT = Path(__file__).resolve().parents[2]
 BUDGET = [
     "data=synthetic",
     "data.options.n_bars=3000",
@@ -34,21 +30,8 @@ BUDGET = [
 
 
 def _train(runs_dir: Path, symbol: str) -> Path:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "run_training.py"),
-            f"runs_dir={runs_dir}",
-            f"run_name={symbol}",
-            f"data.symbol={symbol}",
-            *BUDGET,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    args = (f"runs_dir={runs_dir}", f"run_name={symbol}", f"data.symbol={symbol}", *BUDGET)
+    run_script_ok("run_training.py", *args, timeout=900)
     return runs_dir / symbol / f"{symbol}_stage_1_ppo.pth"
 
 

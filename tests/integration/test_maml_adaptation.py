@@ -8,37 +8,17 @@ on the blocks after the training split and are scored on fresh episodes.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.cli import run_script_ok
 
 
 @pytest.mark.slow
 def test_maml_adapts_to_held_out_tasks_where_ppo_weights_do_not(tmp_path: Path) -> None:
     out = tmp_path / "curves.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "bench_maml_adaptation.py"),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--steps",
-            "2",
-            "--seeds",
-            "2",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    args = ("--runs-dir", str(tmp_path / "runs"), "--steps", "2", "--seeds", "2", "--out", str(out))
+    run_script_ok("bench/bench_maml_adaptation.py", *args, timeout=1500)
     curves = json.loads(out.read_text())
     maml, ppo = curves["maml"], curves["ppo"]
     print(f"held-out adaptation curves: maml {maml}, ppo {ppo}")

@@ -1,23 +1,18 @@
 """The PPO stage end to end through run_training.py, run_backtest.py and resume."""
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tests.integration.cli import run_script
+from tests.integration.cli import kill_training_at, run_script, run_script_ok
 
 from evotrader.cli import ExitCode
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "stages=[stage_1_ppo]",
     "data=synthetic",
@@ -35,22 +30,12 @@ TINY = [
 ]
 
 
-def _command(runs_dir: Path, *overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "run_training.py"),
-        f"runs_dir={runs_dir}",
-        *TINY,
-        *overrides,
-    ]
+def _args(runs_dir: Path, *overrides: str) -> list[str]:
+    return [f"runs_dir={runs_dir}", *TINY, *overrides]
 
 
 def _train(runs_dir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        _command(runs_dir, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
+    return run_script_ok("run_training.py", *_args(runs_dir, *overrides), timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -122,24 +107,11 @@ def test_run_backtest_refuses_a_corrupted_checkpoint(tmp_path: Path) -> None:
 
 
 def test_an_interrupted_stage_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
-    command = _command(tmp_path, "run_name=killed", "stage_1_ppo.iterations=4")
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
+    kill_training_at(
+        "iter 2/4",
+        *_args(tmp_path, "run_name=killed", "stage_1_ppo.iterations=4"),
+        saved=tmp_path / "killed" / "stage_1_ppo" / "last.pth",
     )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "iter 2/4" in line:
-            break
-    last = tmp_path / "killed" / "stage_1_ppo" / "last.pth"
-    while not last.exists():  # saved right after the iteration's line
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
     done = _train(tmp_path, "run_name=killed", "stage_1_ppo.iterations=4")
     assert "resuming after iteration" in done.stdout
     assert "iter 1/4" not in done.stdout

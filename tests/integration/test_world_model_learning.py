@@ -5,13 +5,11 @@ information coefficient of the next-bar median forecast, and the next-bar pinbal
 against the training split's unconditional quantiles.
 """
 
-from collections.abc import Iterator
-
 import pytest
 import torch
+from tests.integration.small_models import WINDOW, small_encoder, splits_and_features
 
-from evotrader.data import FeaturePipeline, generate_synthetic, split_by_time
-from evotrader.models import TransformerSpec
+from evotrader.data import generate_synthetic
 from evotrader.models.world_model import TransformerWorldModel
 from evotrader.models.world_model_training import (
     WorldModelTrainingConfig,
@@ -19,33 +17,14 @@ from evotrader.models.world_model_training import (
     train_world_model,
 )
 
-WINDOW = 32
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Models this small train fastest on one thread, without threads contending for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models train fastest so
 
 
 def validation_metrics(kind: str) -> dict[str, float]:
     bars = generate_synthetic(3000, seed=0, kind=kind).bars
-    splits = split_by_time(bars, train=0.7, validation=0.15, test=0.15)
-    pipeline = FeaturePipeline().fit(splits.train)
+    splits, pipeline = splits_and_features(bars)
     torch.manual_seed(0)
-    spec = TransformerSpec(
-        input_dim=pipeline.num_features,
-        model_dim=32,
-        num_heads=4,
-        num_layers=1,
-        ff_dim=64,
-        output_dim=32,
-        max_len=WINDOW,
-    )
-    model = TransformerWorldModel(spec, num_actions=3)
+    model = TransformerWorldModel(small_encoder(pipeline.num_features), num_actions=3)
     config = WorldModelTrainingConfig(epochs=10)
     train_world_model(model, splits.train, pipeline, WINDOW, config=config, seed=0)
     metrics = evaluate_world_model(

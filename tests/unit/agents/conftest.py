@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
+from tests.support.threads import torch_threads
 from tests.unit.agents.helpers import Learned, learn_tiny
 
 from evotrader.data import FeaturePipeline, generate_synthetic, split_by_time
@@ -13,12 +11,9 @@ from evotrader.reasoning import ChartistConfig, PatternRecognizer, train_chartis
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Models this small run fastest on one thread, without threads contending for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread(one_torch_thread: None) -> None:
+    """Every agent test on one torch thread (``one_torch_thread``): models this small run
+    fastest so."""
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +24,9 @@ def chartist() -> PatternRecognizer:
 
 @pytest.fixture(scope="session")
 def learned(chartist: PatternRecognizer) -> Learned:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         bars = generate_synthetic(900, seed=1, kind="ar1", ar_coef=0.3).bars
         splits = split_by_time(bars, train=0.7, validation=0.15, test=0.15)
         pipeline = FeaturePipeline().fit(splits.train)
         agent, report = learn_tiny(bars, splits, pipeline, chartist)
-    finally:
-        torch.set_num_threads(threads)
     return Learned(bars, splits, pipeline, agent, report)

@@ -4,16 +4,14 @@ IB-like fees, and the embedded-GOOG comparison with a small checkpoint."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import run_backtest
-import torch
 from nautilus_trader.model.objects import Price, Quantity
+from tests.support.threads import torch_threads
 from tests.unit.live.helpers import make_checkpoint
 
 from evotrader.backtest.metrics import periods_per_year
@@ -177,20 +175,9 @@ def test_bad_replays_are_refused() -> None:
         IBCosts(slippage_bps=1e4)
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """A small policy, one observation per bar, on busy cores: more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def goog(tmp_path_factory):
-    with one_torch_thread():
+    with torch_threads(1):  # a small policy, one observation a bar
         path = make_checkpoint(tmp_path_factory.mktemp("goog") / "GOOG_stage_1_ppo.pth", seed=3)
         checkpoint = load_checkpoint(path)
         bars = run_backtest.checkpoint_bars(checkpoint)
@@ -263,7 +250,7 @@ def test_decisions_are_what_was_held_over_the_next_bar(goog) -> None:
 def test_run_backtest_prints_the_engines_side_by_side(goog, tmp_path: Path, capsys) -> None:
     checkpoint, _, _ = goog
     path = save_checkpoint(checkpoint, tmp_path / "GOOG_stage_1_ppo.pth")
-    with one_torch_thread():
+    with torch_threads(1):
         assert run_backtest.main(["--checkpoint", str(path), "--engine", "nautilus"]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if "nautilus (close)" in line)

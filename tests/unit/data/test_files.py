@@ -95,32 +95,38 @@ def test_missing_path_option_is_explained() -> None:
         load_bars("csv", "ABC")
 
 
-def test_no_timestamp_column_lists_accepted_names(tmp_path: Path) -> None:
-    path = write(tmp_path / "bad.csv", "when,open,high,low,close,volume\n1,1,2,0.5,1.5,10\n")
+@pytest.mark.parametrize(
+    ("symbol", "text", "match"),
+    [
+        pytest.param(
+            "ABC",
+            "when,open,high,low,close,volume\n1,1,2,0.5,1.5,10\n",
+            r"ABC: no timestamp in .*bad\.csv.*'timestamp', 'datetime'",
+            id="no-timestamp-column-lists-accepted-names",
+        ),
+        pytest.param(
+            "ABC",
+            "date,open,high,low,close,volume\nsoon,1,2,0.5,1.5,10\n",
+            r"ABC: column 'date' in .*bad\.csv is not datetimes",
+            id="unparseable-dates",
+        ),
+        pytest.param(
+            "MYSYM",
+            "date,open,high,low,close,volume\n"
+            + "2020-01-02,1,2,0.5,1.5,10\n"
+            + "2020-01-03,1,2,0.5,1.5,-10\n",
+            r"MYSYM: row 1 \(2020-01-03 00:00:00\): negative volume",
+            id="invalid-row",
+        ),
+    ],
+)
+def test_a_bad_csv_is_reported_with_the_symbol(
+    symbol: str, text: str, match: str, tmp_path: Path
+) -> None:
+    path = write(tmp_path / "bad.csv", text)
 
-    with pytest.raises(
-        DataError, match=r"ABC: no timestamp in .*bad\.csv.*'timestamp', 'datetime'"
-    ):
-        load_bars("csv", "ABC", path=path)
-
-
-def test_unparseable_dates_are_reported(tmp_path: Path) -> None:
-    path = write(tmp_path / "bad.csv", "date,open,high,low,close,volume\nsoon,1,2,0.5,1.5,10\n")
-
-    with pytest.raises(DataError, match=r"ABC: column 'date' in .*bad\.csv is not datetimes"):
-        load_bars("csv", "ABC", path=path)
-
-
-def test_invalid_rows_are_reported_with_the_symbol(tmp_path: Path) -> None:
-    path = write(
-        tmp_path / "bad.csv",
-        "date,open,high,low,close,volume\n"
-        + "2020-01-02,1,2,0.5,1.5,10\n"
-        + "2020-01-03,1,2,0.5,1.5,-10\n",
-    )
-
-    with pytest.raises(DataError, match=r"MYSYM: row 1 \(2020-01-03 00:00:00\): negative volume"):
-        load_bars("csv", "MYSYM", path=path)
+    with pytest.raises(DataError, match=match):
+        load_bars("csv", symbol, path=path)
 
 
 def test_unreadable_parquet_names_the_file(tmp_path: Path) -> None:

@@ -107,35 +107,27 @@ def test_describe_lists_each_split() -> None:
         ({"embargo": 15}, "validation split is empty"),
         ({"validation_start": "2024-01-03"}, "both validation_start and test_start"),
         ({"test_start": "2024-01-03"}, "both validation_start and test_start"),
-        (
-            {"validation_start": "2023-12-31", "test_start": "2024-01-03"},
-            "validation_start=.* must lie inside the data",
-        ),
-        (
-            {"validation_start": "2024-01-01", "test_start": "2024-01-03"},
-            "must lie inside the data",
-        ),
-        (
-            {"validation_start": "2024-01-02", "test_start": "2024-01-06"},
-            "test_start=.* must lie inside the data",
-        ),
-        (
-            {"validation_start": "2024-01-03", "test_start": "2024-01-02"},
-            "must be before test_start",
-        ),
-        (
-            {"validation_start": "2024-01-03 00:10", "test_start": "2024-01-03 00:50"},
-            "validation split is empty",
-        ),
-        (
-            {"validation_start": "2024-01-03T00:00Z", "test_start": "2024-01-04T00:00Z"},
-            "timezone-aware",
-        ),
     ],
 )
 def test_split_by_time_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         split_by_time(BARS, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("validation_start", "test_start", "message"),
+    [
+        ("2023-12-31", "2024-01-03", "validation_start=.* must lie inside the data"),
+        ("2024-01-01", "2024-01-03", "must lie inside the data"),
+        ("2024-01-02", "2024-01-06", "test_start=.* must lie inside the data"),
+        ("2024-01-03", "2024-01-02", "must be before test_start"),
+        ("2024-01-03 00:10", "2024-01-03 00:50", "validation split is empty"),
+        ("2024-01-03T00:00Z", "2024-01-04T00:00Z", "timezone-aware"),
+    ],
+)
+def test_split_by_dates_errors(validation_start: str, test_start: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        split_by_time(BARS, validation_start=validation_start, test_start=test_start)
 
 
 def test_too_few_bars_for_every_split() -> None:

@@ -5,9 +5,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
+from tests.unit.models.helpers import model_checkpoint
 
 from evotrader.agents.loading import policy_from_checkpoint
-from evotrader.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.models import TransformerSpec
 from evotrader.models.ppo_model import TransformerPPOModule
 from evotrader.models.transformer_policy import TransformerPolicy
@@ -38,27 +39,13 @@ def test_rl_module_forward_passes_and_values() -> None:
     assert all(p.grad is not None for p in module.parameters())
 
 
-def _checkpoint(policy: TransformerPolicy) -> Checkpoint:
-    return Checkpoint(
-        kind="ppo",
-        architecture=policy.architecture(),
-        state_dict=policy.state_dict(),
-        hyperparameters={},
-        feature_pipeline={},
-        env={},
-        symbol="TEST",
-        data_range={},
-        metrics={},
-    )
-
-
 def test_checkpoint_round_trip_gives_identical_actions(tmp_path) -> None:
     torch.manual_seed(1)
     policy = TransformerPolicy(TransformerSpec(input_dim=8, **ENCODER), num_actions=3)
     with torch.no_grad():  # large random weights: the greedy action depends on the input
         for parameter in policy.parameters():
             parameter.normal_()
-    path = save_checkpoint(_checkpoint(policy), tmp_path / "TEST_stage_1_ppo.pth")
+    path = save_checkpoint(model_checkpoint("ppo", policy), tmp_path / "TEST_stage_1_ppo.pth")
     rebuilt = policy_from_checkpoint(load_checkpoint(path))
     obs = np.random.default_rng(0).standard_normal((64, 12, 8)).astype(np.float32)
     np.testing.assert_array_equal(rebuilt.act(obs), policy.eval().act(obs))
@@ -67,7 +54,7 @@ def test_checkpoint_round_trip_gives_identical_actions(tmp_path) -> None:
 
 def test_loaded_policy_runs_without_ray(tmp_path) -> None:
     policy = TransformerPolicy(TransformerSpec(input_dim=8, **ENCODER), num_actions=3)
-    path = save_checkpoint(_checkpoint(policy), tmp_path / "TEST_stage_1_ppo.pth")
+    path = save_checkpoint(model_checkpoint("ppo", policy), tmp_path / "TEST_stage_1_ppo.pth")
     code = (
         "import sys, numpy as np\n"
         "from evotrader.agents.loading import policy_from_checkpoint\n"

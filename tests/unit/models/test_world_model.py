@@ -1,5 +1,4 @@
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -8,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tests.unit.models.helpers import model_checkpoint
 
-from evotrader.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.data import FeaturePipeline, generate_synthetic
 from evotrader.env.execution import ExecutionModel
 from evotrader.env.market_data import MarketData
@@ -34,13 +34,7 @@ POSITIONS = (-1.0, 0.0, 1.0)
 FAST = WorldModelTrainingConfig(epochs=3, batch_size=64, lr=3e-3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Models this small train fastest on one thread, without threads contending for cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models train fastest so
 
 
 def make_model(seed: int = 0, **config: Any) -> TransformerWorldModel:
@@ -153,20 +147,7 @@ def test_architecture_round_trips_through_json_and_a_checkpoint(tmp_path: Path) 
     model.return_scale.fill_(0.013)
     architecture = json.loads(json.dumps(model.architecture()))
     assert WorldModelConfig.from_dict(architecture["world_model"]) == model.config
-    path = save_checkpoint(
-        Checkpoint(
-            kind="world_model",
-            architecture=model.architecture(),
-            state_dict=model.state_dict(),
-            hyperparameters={},
-            feature_pipeline={},
-            env={},
-            symbol="TEST",
-            data_range={},
-            metrics={},
-        ),
-        tmp_path / "wm.pth",
-    )
+    path = save_checkpoint(model_checkpoint("world_model", model), tmp_path / "wm.pth")
     loaded = load_checkpoint(path)
     rebuilt = TransformerWorldModel.from_architecture(loaded.architecture)
     rebuilt.load_state_dict(loaded.state_dict)
