@@ -122,39 +122,25 @@ def learn_agent(
         agent.chartist = make_chartist(agent.arch.chartist, agent.arch.chartist_options, cache_dir)
     agent.memory = agent.new_memory()
 
-    world_config = WorldModelTrainingConfig(
-        lr=hp.lr, epochs=hp.epochs, batch_size=hp.batch_size, weight_decay=hp.weight_decay
-    )
+    def train_world(context: np.ndarray, epochs: int, train_seed: int) -> list[dict[str, float]]:
+        """The world model for ``epochs`` on the segment, ``context`` for each sample."""
+        config = WorldModelTrainingConfig(
+            lr=hp.lr, epochs=epochs, batch_size=hp.batch_size, weight_decay=hp.weight_decay
+        )
+        rows = _rows(context, decision_bars, len(segment))
+        return train_world_model(
+            model, segment, pipeline, arch.window, context=rows, config=config, seed=train_seed
+        )
+
     context, regimes = sample_contexts(agent, samples.obs, decision_bars)
-    world = train_world_model(
-        model,
-        segment,
-        pipeline,
-        arch.window,
-        context=_rows(context, decision_bars, len(segment)),
-        config=world_config,
-        seed=seed,
-    )
+    world = train_world(context, hp.epochs, seed)
     fusion: list[dict[str, float]] = []
     with frozen(model.encoder):
         embeddings = embed(agent, samples.obs)
         event_bars = fill_memory(agent, samples, embeddings, decision_bars, segment, regimes)
         context, _ = sample_contexts(agent, samples.obs, decision_bars, event_bars=event_bars)
         if hp.memory_epochs:
-            fusion = train_world_model(
-                model,
-                segment,
-                pipeline,
-                arch.window,
-                context=_rows(context, decision_bars, len(segment)),
-                config=WorldModelTrainingConfig(
-                    lr=hp.lr,
-                    epochs=hp.memory_epochs,
-                    batch_size=hp.batch_size,
-                    weight_decay=hp.weight_decay,
-                ),
-                seed=seed + 1,
-            )
+            fusion = train_world(context, hp.memory_epochs, seed + 1)
     scale = float(model.return_scale)
     hidden = policy_inputs(agent, samples.obs, context)
     objective = train_policy_head(

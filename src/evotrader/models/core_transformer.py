@@ -83,13 +83,19 @@ class TransformerSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TransformerSpec:
         """Strict inverse of ``to_dict``: unknown keys are errors, not silently dropped."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown TransformerSpec key(s): {unknown}; known: {sorted(known)}")
+        check_known_keys(cls, data)
         if "input_dim" not in data:
             raise ValueError("input_dim is required")
         return cls(**data)
+
+
+def check_known_keys(cls: type[Any], data: Mapping[str, Any]) -> None:
+    """A ValueError naming every key of ``data`` that is no field of the dataclass ``cls``:
+    what a strict ``from_dict`` checks first, so that no key is silently dropped."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s): {unknown}; known: {sorted(known)}")
 
 
 def _sinusoidal_table(length: int, dim: int) -> Tensor:

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 from torch import nn
 
 from evotrader.models.core_transformer import CoreTransformer, TransformerSpec
-from evotrader.models.transformer_policy import TransformerPolicy
+from evotrader.models.transformer_policy import PolicyHeads, TransformerPolicy
 
 
 class Routing(NamedTuple):
@@ -30,7 +29,7 @@ class Routing(NamedTuple):
     weights: torch.Tensor  # (B, K), sums to one; zero outside the top-k when routing top-k
 
 
-class MoEPolicy(nn.Module):
+class MoEPolicy(PolicyHeads):
     """Observations (B, window, channels) -> action logits (B, A) and values (B,)."""
 
     def __init__(
@@ -63,10 +62,7 @@ class MoEPolicy(nn.Module):
         assert isinstance(gate_out, nn.Linear)
         nn.init.normal_(gate_out.weight, std=0.02)  # near-uniform routing at the start
         nn.init.zeros_(gate_out.bias)
-        self.pi = nn.Linear(spec.output_dim, num_actions)
-        self.vf = nn.Linear(spec.output_dim, 1)
-        nn.init.normal_(self.pi.weight, std=0.01)
-        nn.init.zeros_(self.pi.bias)
+        self.add_heads()
 
     def architecture(self) -> dict[str, Any]:
         return {
@@ -102,19 +98,8 @@ class MoEPolicy(nn.Module):
         embeddings = torch.stack([expert(obs) for expert in self.experts], dim=1)  # (B, K, D)
         return (routing.weights.unsqueeze(-1) * embeddings).sum(dim=1), routing
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.pi(self.encode(obs)[0])
-
-    def logits_and_values(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        embedding, _ = self.encode(obs)
-        return self.pi(embedding), self.vf(embedding).squeeze(-1)
-
-    @torch.no_grad()
-    def act(self, observations: np.ndarray) -> np.ndarray:
-        """Greedy actions for a batch: the Policy contract of the backtest and live bot."""
-        device = self.pi.weight.device
-        logits = self(torch.as_tensor(observations, dtype=torch.float32, device=device))
-        return logits.argmax(dim=-1).cpu().numpy()
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.encode(obs)[0]
 
     @torch.no_grad()
     def utilisation(self, obs: torch.Tensor) -> torch.Tensor:

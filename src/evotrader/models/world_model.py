@@ -15,7 +15,7 @@ lives in the state_dict and so travels with every checkpoint.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 from numbers import Integral, Real
 from typing import Any
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from evotrader.env.execution import ExecutionModel
-from evotrader.models.core_transformer import CoreTransformer, TransformerSpec
+from evotrader.models.core_transformer import CoreTransformer, TransformerSpec, check_known_keys
 
 DEFAULT_COST_BPS = ExecutionModel().linear_rate * 1e4  # commission + half spread + slippage
 _MIN_PROB = 1e-6  # uniforms are kept inside (0, 1) so the exponential tails stay finite
@@ -71,10 +71,7 @@ class WorldModelConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WorldModelConfig:
         """Strict inverse of ``to_dict``: unknown keys are errors, not silently dropped."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown WorldModelConfig key(s): {unknown}; known: {sorted(known)}")
+        check_known_keys(cls, data)
         return cls(**data)
 
 
