@@ -36,6 +36,7 @@ from evotrader.data import (
     split_by_time,
 )
 from evotrader.env import ExecutionModel
+from evotrader.strategies.settings import EvolverConfig, LLMConfig, ScreeningConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: configs/, run_training.py
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -203,23 +204,19 @@ class AutonomousStageConfig:
 @dataclass
 class StrategySearchConfig:
     """The strategy track: generate template specs (Claude with ANTHROPIC_API_KEY, else
-    offline), screen them (backtesting.py), validate the best (NautilusTrader), audit."""
+    offline), screen them (backtesting.py), validate the best (NautilusTrader), audit.
+
+    ``screening``, ``evolver`` and ``llm`` are the runtime settings themselves, which check
+    their values as the config loads. The validation keys stay flat until the IB cost model
+    they feed can be imported without NautilusTrader, which configuring must not load.
+    """
 
     universes: list[list[str]] = field(default_factory=list)  # empty: from data.symbol/universe
     source: str = ""  # data source of the universes; empty: data.source
-    batch_size: int = 6
-    top_n_screen: int = 2
-    explore_ratio: float = 0.5
-    exhaustion_cycles: int = 2
-    max_cycles: int = 4
     parallel: bool = False  # screen each batch as Ray tasks (pays off on a cluster)
-    screen_folds: int = 3
-    screen_grid_points: int = 2
-    screen_max_combinations: int = 8
-    screen_min_sharpe: float = 0.5
-    screen_max_drawdown: float = 0.30
-    screen_min_trades: int = 20
-    screen_min_profit_factor: float = 1.2
+    screening: ScreeningConfig = field(default_factory=ScreeningConfig)
+    evolver: EvolverConfig = field(default_factory=EvolverConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
     validation_min_sharpe: float = 0.3
     validation_max_drawdown: float = 0.35
     validation_min_positive_regimes: int = 2
@@ -230,12 +227,6 @@ class StrategySearchConfig:
     slippage_bps: float = 2.0
     impact_coef: float = 1.0
     preferences: str = "configs/preferences.yaml"  # audit limits; relative: from the project root
-    llm_model: str = "claude-sonnet-4-5"
-    llm_max_tokens: int = 4096
-    llm_retries: int = 2
-    llm_http_retries: int = 2
-    llm_timeout_s: float = 60.0
-    llm_base_url: str = ""
     registry_url: str = ""  # empty: runs/<run_name>/strategies.sqlite
     leaderboard_size: int = 10
 

@@ -31,8 +31,8 @@ def test_strategy_search_runs_offline_fills_the_registry_and_backtests_its_best(
         "stages=[strategy_search]",
         f"runs_dir={tmp_path}",
         "run_name=search",
-        "strategy_search.max_cycles=2",
-        "strategy_search.batch_size=3",
+        "strategy_search.evolver.max_cycles=2",
+        "strategy_search.evolver.batch_size=3",
         "strategy_search.universes=[[GOOG],[AAPL],[MSFT]]",
     )
     assert done.returncode == 0, done.stderr[-3000:]

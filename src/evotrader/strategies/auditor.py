@@ -4,8 +4,8 @@ Look-ahead: every bar after a cut-off is perturbed (and, separately, dropped) an
 decision up to the cut-off may change. Then the screened result is held against limits:
 in-sample vs walk-forward Sharpe gap, minimum trades, drawdown, position concentration per
 symbol and profit concentration in one trade. Static universes get a survivorship note.
-The limits are a small dataclass here; mapping the user's risk preferences onto it is the
-caller's job (fractions, not percentages).
+The limits are a small dataclass here, in fractions; ``AuditLimits.from_preferences`` reads
+them off the human's risk preferences (percentages).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from evotrader.risk.preferences import Preferences
 from evotrader.strategies.signals import spec_targets
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.universe import align, resolve_books
@@ -43,6 +44,17 @@ class AuditLimits:
             raise ValueError(f"audit min_trades must be >= 0, got {self.min_trades}")
         if self.look_ahead_cuts < 1:
             raise ValueError(f"audit look_ahead_cuts must be >= 1, got {self.look_ahead_cuts}")
+
+    @classmethod
+    def from_preferences(cls, preferences: Preferences, min_trades: int, seed: int) -> AuditLimits:
+        """The human's limits (percentages) as audit thresholds, with the screen's minimum
+        trades; ``seed`` picks the look-ahead cut-offs."""
+        return cls(
+            min_trades=min_trades,
+            max_drawdown=preferences.max_drawdown_pct / 100.0,
+            max_position=preferences.max_position_pct / 100.0,
+            seed=seed,
+        )
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,14 @@ per trade, so a spec pays exactly the fills and costs an RL policy would on the 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
 from evotrader.backtest.engine import simulate
 from evotrader.env.execution import ExecutionModel
-from evotrader.strategies.runs import Leg, LegRun, SpecRun, combine, plan
+from evotrader.strategies.runs import Leg, LegRun, SpecRun, run_legs
 from evotrader.strategies.spec import StrategySpec
 from evotrader.strategies.universe import Book
 
@@ -35,13 +36,19 @@ def run_engine(
     equally across legs. See ``runs.plan`` for how ``books`` default.
     """
     execution = execution or ExecutionModel()
-    legs_plan = plan(spec, data, parameters=parameters, start=start, books=books)
-    per_leg = cash / max(len(legs_plan.legs), 1)
-    runs = [_fill(leg, legs_plan.first, execution, per_leg) for leg in legs_plan.legs]
-    return combine(legs_plan, runs, execution, cash)
+    return run_legs(
+        spec,
+        data,
+        partial(_fill, execution),
+        execution,
+        parameters=parameters,
+        start=start,
+        books=books,
+        cash=cash,
+    )
 
 
-def _fill(leg: Leg, first: int, execution: ExecutionModel, cash: float) -> LegRun:
+def _fill(execution: ExecutionModel, leg: Leg, first: int, cash: float) -> LegRun:
     count = len(leg.bars) - 1 - first  # decisions first .. last bar - 1
     sim = simulate(
         leg.targets[first : first + count],

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from evotrader.strategies.auditor import AuditReport
 from evotrader.strategies.generator import Evaluated, GenerationRequest, Generator
 from evotrader.strategies.registry import Registry
+from evotrader.strategies.settings import EvolverConfig
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 
 log = logging.getLogger(__name__)
@@ -34,27 +35,6 @@ log = logging.getLogger(__name__)
 Mapper = Callable[
     [Callable[[StrategySpec], StrategyResult], Sequence[StrategySpec]], Iterable[StrategyResult]
 ]
-
-
-@dataclass(frozen=True)
-class EvolverConfig:
-    """Batch size, promotion count, explore share, patience and the cycle cap."""
-
-    batch_size: int = 6
-    top_n_screen: int = 2
-    explore_ratio: float = 0.5
-    exhaustion_cycles: int = 2
-    max_cycles: int = 5
-    history_size: int = 10  # most recent evaluated specs shown to the generator
-
-    def __post_init__(self) -> None:
-        for name in ("batch_size", "top_n_screen", "exhaustion_cycles", "max_cycles"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"evolver {name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.explore_ratio <= 1.0:
-            raise ValueError(f"evolver explore_ratio must lie in [0, 1], got {self.explore_ratio}")
-        if self.history_size < 0:
-            raise ValueError(f"evolver history_size must be >= 0, got {self.history_size}")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import numpy as np
 from anthropic.types import ToolParam
 
 from evotrader.strategies.knowledge import Knowledge, ParameterSpec, Template, default_knowledge
+from evotrader.strategies.settings import LLMConfig
 from evotrader.strategies.spec import (
     RiskParams,
     SpecError,
@@ -300,33 +301,6 @@ def _nudge(value: float, parameter: ParameterSpec, rng: np.random.Generator) -> 
 
 
 # --- LLM ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    """Claude settings: model, reply budget, retries of invalid replies, HTTP behaviour.
-
-    ``retries`` counts extra requests after a reply that held invalid strategies;
-    ``http_retries`` are the SDK's own retries of a failed request (429, 5xx, timeouts).
-    ``base_url`` empty means the SDK's default endpoint.
-    """
-
-    model: str = "claude-sonnet-4-5"
-    max_tokens: int = 4096
-    retries: int = 2
-    timeout_s: float = 60.0
-    http_retries: int = 2
-    base_url: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("llm model must name a Claude model")
-        if self.max_tokens < 256:
-            raise ValueError(f"llm max_tokens must be >= 256, got {self.max_tokens}")
-        if self.retries < 0 or self.http_retries < 0:
-            raise ValueError("llm retries and http_retries must be >= 0")
-        if not self.timeout_s > 0:
-            raise ValueError(f"llm timeout_s must be positive, got {self.timeout_s}")
 
 
 def make_generator(

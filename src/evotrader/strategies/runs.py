@@ -9,7 +9,7 @@ number for number. Bars before ``start`` are history only; the first bar always 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +117,29 @@ def plan(
             for column, symbol in enumerate(book)
         )
     return Plan(legs=legs, index=index, first=first, books=books, universe=frames)
+
+
+LegFill = Callable[[Leg, int, float], LegRun]  # (leg, first decision, the leg's cash)
+
+
+def run_legs(
+    spec: StrategySpec,
+    data: Mapping[str, pd.DataFrame],
+    fill: LegFill,
+    benchmark: ExecutionModel,
+    *,
+    parameters: Mapping[str, int | float] | None = None,
+    start: str | pd.Timestamp | None = None,
+    books: list[Book] | None = None,
+    cash: float = 1_000_000.0,
+) -> SpecRun:
+    """What every translator does around its own fills: plan the legs, give each an equal
+    share of ``cash``, let ``fill`` trade it, and combine the legs next to buy-and-hold
+    after ``benchmark``'s costs."""
+    legs_plan = plan(spec, data, parameters=parameters, start=start, books=books)
+    per_leg = cash / max(len(legs_plan.legs), 1)
+    runs = [fill(leg, legs_plan.first, per_leg) for leg in legs_plan.legs]
+    return combine(legs_plan, runs, benchmark, cash)
 
 
 def book_targets(

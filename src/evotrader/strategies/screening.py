@@ -35,75 +35,14 @@ from evotrader.backtest import metrics
 from evotrader.data.splits import walk_forward_folds
 from evotrader.env.execution import ExecutionModel
 from evotrader.strategies import diagnostics
-from evotrader.strategies.runs import Leg, LegRun, SpecRun, book_targets, combine, plan
+from evotrader.strategies.runs import Leg, LegRun, SpecRun, book_targets, plan, run_legs
+from evotrader.strategies.settings import ScreeningConfig
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.universe import Book, align, load_universe_bars, resolve_books
 
 _FULL = 1.0 - sys.float_info.epsilon  # backtesting.py reads sizes in (0, 1) as equity fractions
 _MULTI_LEG_OBJECTIVE = "Return [%]"  # additive across legs, unlike a Sharpe ratio
 _PATCH_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ScreeningConfig:
-    """Walk-forward settings and pass criteria (all strict: Sharpe > 0.5, drawdown < 30%...).
-
-    The first ``min_train_fraction`` of the bars is only ever in-sample; the rest is cut
-    into ``n_folds`` out-of-sample folds. Each parameter's grid has ``grid_points`` values
-    over its bounds plus the spec's own value; grids larger than ``max_combinations`` are
-    sampled (seeded) by backtesting.py. ``maximize`` is the backtesting.py statistic ranked
-    for one-leg specs; multi-leg specs rank the legs' mean return.
-    """
-
-    min_sharpe: float = 0.5
-    max_drawdown: float = 0.30
-    min_trades: int = 20
-    min_profit_factor: float = 1.2
-    n_folds: int = 4
-    min_train_fraction: float = 0.4
-    embargo: int = 0
-    grid_points: int = 3
-    max_combinations: int = 64
-    maximize: str = "Sharpe Ratio"
-    cash: float = 1_000_000.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.max_drawdown <= 1.0:
-            raise ValueError(f"screening max_drawdown must lie in (0, 1], got {self.max_drawdown}")
-        for name in ("min_trades", "embargo"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"screening {name} must be >= 0, got {getattr(self, name)}")
-        for name in ("n_folds", "grid_points", "max_combinations"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"screening {name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 < self.min_train_fraction < 1.0:
-            raise ValueError(
-                f"screening min_train_fraction must lie in (0, 1), got {self.min_train_fraction}"
-            )
-        if self.cash <= 0:
-            raise ValueError(f"screening cash must be positive, got {self.cash}")
-
-    def failures(self, summary: Mapping[str, float]) -> list[str]:
-        """The pass criteria ``summary`` misses, each as '<metric> <value> <limit>'."""
-        failed = []
-        sharpe, drawdown = summary["sharpe"], abs(summary["max_drawdown"])
-        trades, profit_factor = summary["n_trades"], summary["profit_factor"]
-        if not sharpe > self.min_sharpe:
-            failed.append(f"walk-forward Sharpe {sharpe:.2f} {_below(sharpe, self.min_sharpe)}")
-        if not drawdown < self.max_drawdown:
-            failed.append(f"max drawdown {drawdown:.1%} >= {self.max_drawdown:.0%}")
-        if not trades > self.min_trades:
-            failed.append(f"{trades:.0f} trades, need more than {self.min_trades}")
-        if not profit_factor > self.min_profit_factor:
-            failed.append(
-                f"profit factor {profit_factor:.2f} {_below(profit_factor, self.min_profit_factor)}"
-            )
-        return failed
-
-
-def _below(value: float, limit: float) -> str:
-    return f"{'<' if value < limit else '='} {limit:g}"
 
 
 @dataclass(frozen=True)
@@ -209,15 +148,23 @@ def run_backtesting(
     Same arguments and result as ``backtest_bridge.run_engine``, so the two compare directly.
     """
     execution = _checked(execution)
-    legs_plan = plan(spec, data, parameters=parameters, start=start, books=books)
     run_spec = spec.with_parameters(parameters) if parameters else spec
-    per_leg = cash / max(len(legs_plan.legs), 1)
-    runs = []
+
+    def fill(leg: Leg, first: int, leg_cash: float) -> LegRun:
+        backtest = _backtest(run_spec, leg, first, execution, leg_cash)
+        return _leg_run(backtest.run(), leg, first, execution)
+
     with _backtesting_in_process():
-        for leg in legs_plan.legs:
-            backtest = _backtest(run_spec, leg, legs_plan.first, execution, per_leg)
-            runs.append(_leg_run(backtest.run(), leg, legs_plan.first, execution))
-    return combine(legs_plan, runs, execution, cash)
+        return run_legs(
+            spec,
+            data,
+            fill,
+            execution,
+            parameters=parameters,
+            start=start,
+            books=books,
+            cash=cash,
+        )
 
 
 def optimize(
@@ -226,11 +173,13 @@ def optimize(
     books: list[Book],
     config: ScreeningConfig,
     execution: ExecutionModel | None = None,
+    seed: int = 0,
 ) -> tuple[dict[str, int | float], float]:
     """Best parameters on ``data`` by ``Backtest.optimize`` over a grid inside the bounds.
 
     Returns the parameters and their objective (NaN, with the spec's own parameters, when
-    no combination traded). Template constraints (e.g. fast < slow) restrict the grid.
+    no combination traded). Template constraints (e.g. fast < slow) restrict the grid; a
+    grid over ``max_combinations`` is sampled with ``seed``.
     """
     execution = _checked(execution)
     legs_plan = plan(spec, data, books=books)
@@ -251,7 +200,7 @@ def optimize(
                 maximize=key,
                 constraint=lambda p: all(c.holds(p) for c in constraints),
                 max_tries=config.max_combinations if size > config.max_combinations else None,
-                random_state=config.seed,
+                random_state=seed,
                 return_heatmap=True,
             )
             heatmaps.append(heatmap)
@@ -277,6 +226,7 @@ def walk_forward(
     data: Mapping[str, pd.DataFrame],
     config: ScreeningConfig,
     execution: ExecutionModel | None = None,
+    seed: int = 0,
 ) -> list[Fold]:
     """Optimise on each in-sample window (expanding), trade the next out-of-sample fold."""
     frames = align(data, spec.universe.symbols)
@@ -295,7 +245,7 @@ def walk_forward(
         train_end, test_start, test_end = train.index[-1], test.index[0], test.index[-1]
         in_sample = {s: bars.loc[:train_end] for s, bars in frames.items()}
         books = resolve_books(spec, in_sample, train_end)
-        parameters, _ = optimize(spec, in_sample, books, config, execution)
+        parameters, _ = optimize(spec, in_sample, books, config, execution, seed)
         run = partial(
             run_backtesting,
             spec,
@@ -325,6 +275,7 @@ def screen(
     data: Mapping[str, pd.DataFrame] | None = None,
     config: ScreeningConfig | None = None,
     execution: ExecutionModel | None = None,
+    seed: int = 0,
 ) -> StrategyResult:
     """Walk-forward screen of ``spec`` judged by ``config``'s criteria, with diagnostics.
 
@@ -334,7 +285,7 @@ def screen(
     """
     config = config or ScreeningConfig()
     data = data if data is not None else load_universe_bars(spec.universe)
-    folds = walk_forward(spec, data, config, execution)
+    folds = walk_forward(spec, data, config, execution, seed)
     stitched = stitch([fold.out_of_sample for fold in folds], config.cash)
     labels = diagnostics.label_regimes(stitched.benchmark_equity)
     regimes = diagnostics.regime_results(
@@ -379,6 +330,7 @@ def screen(
             "in_sample_sharpe": in_sample_sharpe,
             "folds": [fold.to_dict() for fold in folds],
             "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
+            "seed": seed,
         },
     )
 

@@ -30,7 +30,7 @@ from evotrader.backtest.nautilus_replay import IBCosts, TargetFills, run_targets
 from evotrader.env.execution import ExecutionModel
 from evotrader.strategies import diagnostics
 from evotrader.strategies.backtest_bridge import run_engine
-from evotrader.strategies.runs import Leg, LegRun, SpecRun, combine, plan
+from evotrader.strategies.runs import Leg, LegRun, SpecRun, run_legs
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.universe import Book
 
@@ -151,11 +151,16 @@ def run_nautilus(
     in place of an execution model), so the three compare directly. Whole shares only.
     """
     costs = costs or BrokerCosts()
-    legs_plan = plan(spec, data, parameters=parameters, start=start, books=books)
-    per_leg = cash / max(len(legs_plan.legs), 1)
-    runs = [_run_leg(leg, legs_plan.first, costs, per_leg) for leg in legs_plan.legs]
-    benchmark = ExecutionModel(0.0, 0.0, costs.slippage_bps, fill="close")
-    return combine(legs_plan, runs, benchmark, cash)
+    return run_legs(
+        spec,
+        data,
+        partial(_run_leg, costs),
+        ExecutionModel(0.0, 0.0, costs.slippage_bps, fill="close"),
+        parameters=parameters,
+        start=start,
+        books=books,
+        cash=cash,
+    )
 
 
 def validate(
@@ -310,7 +315,7 @@ def _regime_sentence(regimes: Mapping[str, Mapping[str, float]], uncovered: list
 # --- the NautilusTrader side -----------------------------------------------------------------
 
 
-def _run_leg(leg: Leg, first: int, costs: BrokerCosts, cash: float) -> LegRun:
+def _run_leg(costs: BrokerCosts, leg: Leg, first: int, cash: float) -> LegRun:
     """One leg in Nautilus: its targets from bar ``first`` on (the last bar only marks, so
     no decision fills there), slippage charged as a fee."""
     done = run_targets(

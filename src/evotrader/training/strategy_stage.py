@@ -27,17 +27,17 @@ from typing import Any
 import pandas as pd
 import ray
 
-from evotrader.config import StrategySearchConfig, TrainingConfig, execution_from, project_path
+from evotrader.config import StrategySearchConfig, TrainingConfig, project_path
 from evotrader.data import TimeSplits, load_bars
 from evotrader.env import ExecutionModel
 from evotrader.risk.preferences import Preferences, load_preferences
 from evotrader.strategies.auditor import AuditLimits, AuditReport, audit
 from evotrader.strategies.backtest_bridge import run_engine
-from evotrader.strategies.evolver import CycleReport, Evolver, EvolverConfig, Judges
-from evotrader.strategies.generator import Evaluated, LLMConfig, UniverseChoice, make_generator
+from evotrader.strategies.evolver import CycleReport, Evolver, Judges
+from evotrader.strategies.generator import Evaluated, UniverseChoice, make_generator
 from evotrader.strategies.registry import LeaderboardRow, Registry, RegistryError
 from evotrader.strategies.runs import SpecRun
-from evotrader.strategies.screening import ScreeningConfig, screen
+from evotrader.strategies.screening import screen
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.validation import BrokerCosts, ValidationConfig, validate
 from evotrader.training.pipeline import StageContext, StageResult
@@ -79,15 +79,12 @@ class Windows:
 
 
 def check_settings(ctx: StageContext) -> None:
-    """The human's preferences and every phase's settings, as the classes that use them
-    check them."""
+    """What loading the config could not check: the human's preferences file, the universes
+    and the validation settings (screening, evolver and llm checked themselves then)."""
     settings = ctx.config.strategy_search
     preferences(settings)
     universe_choices(ctx.config)
-    screening_config(settings, ctx.config.seed)
     validation_config(settings)
-    evolver_config(settings)
-    llm_config(settings)
 
 
 def preferences(settings: StrategySearchConfig) -> Preferences:
@@ -101,7 +98,6 @@ def run_strategy_stage(ctx: StageContext) -> StageResult:
     universes = universe_choices(ctx.config)
     bars = UniverseBars(data_meta(ctx.config), windows.validation_end)
     registry_url = settings.registry_url or str(ctx.run_dir / REGISTRY_FILE)
-    screening = screening_config(settings, ctx.config.seed)
     validation = validation_config(settings)
     with Registry(registry_url) as registry:
         registry.set_meta(
@@ -113,19 +109,19 @@ def run_strategy_stage(ctx: StageContext) -> StageResult:
                 "cash": settings.validation_cash,
             },
         )
-        generator = make_generator(universes, llm_config(settings), ctx.config.seed)
+        generator = make_generator(universes, settings.llm, ctx.config.seed)
         log.info(
             f"[{ctx.name}] generator {generator.name}; universes "
             f"{', '.join(u.name for u in universes)}; screen <= {windows.search_end:%Y-%m-%d}, "
             f"validate {windows.validation_start:%Y-%m-%d}..{windows.validation_end:%Y-%m-%d} "
             f"(test split untouched)"
         )
-        judges = make_judges(ctx, bars, windows, screening, validation)
+        judges = make_judges(ctx, bars, windows, validation)
         evolver = Evolver(
             generator,
             judges,
             registry,
-            evolver_config(settings),
+            settings.evolver,
             mapper=ray_map if settings.parallel and ray.is_initialized() else map,
             on_cycle=lambda report: _log_cycle(ctx.name, report),
         )
@@ -190,16 +186,18 @@ def make_judges(
     ctx: StageContext,
     bars: UniverseBars,
     windows: Windows,
-    screening: ScreeningConfig,
     validation: ValidationConfig,
 ) -> Judges:
-    """Screen, validate and audit bound to their windows, costs and the human's limits."""
+    """Screen, validate and audit bound to their windows, costs, the human's limits and the
+    run's seed."""
+    settings, seed = ctx.config.strategy_search, ctx.config.seed
+    screening = settings.screening
     # backtesting.py has no impact model; validation measures impact in its capacity scan
-    execution = replace(execution_from(ctx.config.env.execution), impact_coef=0.0)
-    limits = audit_limits(preferences(ctx.config.strategy_search), ctx.config)
+    execution = replace(ctx.config.env.execution, impact_coef=0.0)
+    limits = AuditLimits.from_preferences(preferences(settings), screening.min_trades, seed)
 
     def screen_spec(spec: StrategySpec) -> StrategyResult:
-        return screen(spec, bars.get(spec, windows.search_end), screening, execution)
+        return screen(spec, bars.get(spec, windows.search_end), screening, execution, seed)
 
     def validate_spec(spec: StrategySpec, screened: StrategyResult) -> StrategyResult:
         data = bars.get(spec, windows.validation_end)
@@ -227,30 +225,9 @@ def ray_map(
     return ray.get([task.remote(spec) for spec in specs])
 
 
-def audit_limits(preferences: Preferences, config: TrainingConfig) -> AuditLimits:
-    """The human's limits as audit thresholds (percentages become fractions)."""
-    return AuditLimits(
-        min_trades=config.strategy_search.screen_min_trades,
-        max_drawdown=preferences.max_drawdown_pct / 100.0,
-        max_position=preferences.max_position_pct / 100.0,
-        seed=config.seed,
-    )
-
-
-def screening_config(settings: StrategySearchConfig, seed: int) -> ScreeningConfig:
-    return ScreeningConfig(
-        min_sharpe=settings.screen_min_sharpe,
-        max_drawdown=settings.screen_max_drawdown,
-        min_trades=settings.screen_min_trades,
-        min_profit_factor=settings.screen_min_profit_factor,
-        n_folds=settings.screen_folds,
-        grid_points=settings.screen_grid_points,
-        max_combinations=settings.screen_max_combinations,
-        seed=seed,
-    )
-
-
 def validation_config(settings: StrategySearchConfig) -> ValidationConfig:
+    """The validation keys as the class that checks them: they stay flat in the schema while
+    ``BrokerCosts`` lives beside NautilusTrader, which configuring must not import."""
     return ValidationConfig(
         min_sharpe=settings.validation_min_sharpe,
         max_drawdown=settings.validation_max_drawdown,
@@ -263,27 +240,6 @@ def validation_config(settings: StrategySearchConfig) -> ValidationConfig:
             slippage_bps=settings.slippage_bps,
         ),
         impact_coef=settings.impact_coef,
-    )
-
-
-def evolver_config(settings: StrategySearchConfig) -> EvolverConfig:
-    return EvolverConfig(
-        batch_size=settings.batch_size,
-        top_n_screen=settings.top_n_screen,
-        explore_ratio=settings.explore_ratio,
-        exhaustion_cycles=settings.exhaustion_cycles,
-        max_cycles=settings.max_cycles,
-    )
-
-
-def llm_config(settings: StrategySearchConfig) -> LLMConfig:
-    return LLMConfig(
-        model=settings.llm_model,
-        max_tokens=settings.llm_max_tokens,
-        retries=settings.llm_retries,
-        timeout_s=settings.llm_timeout_s,
-        http_retries=settings.llm_http_retries,
-        base_url=settings.llm_base_url,
     )
 
 

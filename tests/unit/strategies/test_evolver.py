@@ -13,23 +13,17 @@ from tests.unit.strategies.test_generator import screened
 
 from evotrader.data import generate_synthetic
 from evotrader.strategies.auditor import AuditLimits, audit
-from evotrader.strategies.evolver import (
-    Evolver,
-    EvolverConfig,
-    Judges,
-    SearchReport,
-    plan_cycle,
-)
+from evotrader.strategies.evolver import Evolver, Judges, SearchReport, plan_cycle
 from evotrader.strategies.generator import (
     Evaluated,
     GenerationRequest,
-    LLMConfig,
     LLMGenerator,
     OfflineGenerator,
     UniverseChoice,
 )
 from evotrader.strategies.registry import Registry
-from evotrader.strategies.screening import ScreeningConfig, screen
+from evotrader.strategies.screening import screen
+from evotrader.strategies.settings import EvolverConfig, LLMConfig, ScreeningConfig
 from evotrader.strategies.spec import StrategySpec
 from evotrader.strategies.validation import ValidationConfig, validate
 

@@ -25,7 +25,6 @@ from evotrader.strategies.generator import (
     TOOL_NAME,
     Evaluated,
     GenerationRequest,
-    LLMConfig,
     LLMGenerator,
     OfflineGenerator,
     UniverseChoice,
@@ -33,6 +32,7 @@ from evotrader.strategies.generator import (
     tool_definition,
 )
 from evotrader.strategies.knowledge import default_knowledge
+from evotrader.strategies.settings import LLMConfig
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 
 KEY = "sk-ant-test-0123456789"

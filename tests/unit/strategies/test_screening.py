@@ -7,13 +7,13 @@ import pytest
 
 from evotrader.data import generate_synthetic
 from evotrader.strategies.screening import (
-    ScreeningConfig,
     optimize,
     parameter_grid,
     run_backtesting,
     screen,
     walk_forward,
 )
+from evotrader.strategies.settings import ScreeningConfig
 from evotrader.strategies.spec import StrategySpec, UniverseSpec
 
 FAST = ScreeningConfig(n_folds=3, grid_points=3)
@@ -156,5 +156,7 @@ def test_an_empty_universe_fails_and_says_so(pair_data) -> None:
 def test_same_seed_same_screen() -> None:
     data = {"X": generate_synthetic(900, seed=1, kind="regimes").bars}
     spec = StrategySpec.build("factor/multi-factor-composite", ["X"])
-    config = ScreeningConfig(n_folds=2, grid_points=2, max_combinations=10, seed=4)
-    assert screen(spec, data, config).to_json() == screen(spec, data, config).to_json()
+    config = ScreeningConfig(n_folds=2, grid_points=2, max_combinations=10)
+    assert (
+        screen(spec, data, config, seed=4).to_json() == screen(spec, data, config, seed=4).to_json()
+    )

@@ -13,7 +13,8 @@ from tests.unit.strategies.test_generator import screened
 from evotrader.data import generate_synthetic
 from evotrader.strategies.auditor import AuditCheck, AuditLimits, AuditReport, audit
 from evotrader.strategies.registry import SCHEMA_VERSION, Registry, RegistryError
-from evotrader.strategies.screening import ScreeningConfig, screen
+from evotrader.strategies.screening import screen
+from evotrader.strategies.settings import ScreeningConfig
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.validation import ValidationConfig, validate
 

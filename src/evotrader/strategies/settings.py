@@ -1,0 +1,131 @@
+"""The strategy track's settings: the screen's, the evolver's and Claude's.
+
+They live apart from the code that uses them, light to import (no backtesting.py, torch or
+anthropic), because the run's schema (``evotrader.config``) nests them as they are: each
+checks its values in ``__post_init__``, so a bad one stops the run when its config loads,
+and a message names the key as the YAML spells it (``screening.n_folds ...``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ScreeningConfig:
+    """Walk-forward settings and pass criteria (all strict: Sharpe > 0.5, drawdown < 30%...).
+
+    The first ``min_train_fraction`` of the bars is only ever in-sample; the rest is cut
+    into ``n_folds`` out-of-sample folds. Each parameter's grid has ``grid_points`` values
+    over its bounds plus the spec's own value; grids larger than ``max_combinations`` are
+    sampled by backtesting.py (seeded by the run: ``screen(..., seed=)``). ``maximize`` is
+    the backtesting.py statistic ranked for one-leg specs; multi-leg specs rank the legs'
+    mean return.
+    """
+
+    min_sharpe: float = 0.5
+    max_drawdown: float = 0.30
+    min_trades: int = 20
+    min_profit_factor: float = 1.2
+    n_folds: int = 4
+    min_train_fraction: float = 0.4
+    embargo: int = 0
+    grid_points: int = 3
+    max_combinations: int = 64
+    maximize: str = "Sharpe Ratio"
+    cash: float = 1_000_000.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.max_drawdown <= 1.0:
+            raise ValueError(f"screening.max_drawdown must lie in (0, 1], got {self.max_drawdown}")
+        if not math.isfinite(self.min_sharpe):
+            raise ValueError(f"screening.min_sharpe must be finite, got {self.min_sharpe}")
+        if not 0.0 <= self.min_profit_factor < math.inf:
+            raise ValueError(
+                f"screening.min_profit_factor must be finite and >= 0, got {self.min_profit_factor}"
+            )
+        _at_least("screening", self, 0, "min_trades", "embargo")
+        _at_least("screening", self, 1, "n_folds", "grid_points", "max_combinations")
+        if not 0.0 < self.min_train_fraction < 1.0:
+            raise ValueError(
+                f"screening.min_train_fraction must lie in (0, 1), got {self.min_train_fraction}"
+            )
+        if not self.maximize:
+            raise ValueError("screening.maximize must name a backtesting.py statistic")
+        if not self.cash > 0:
+            raise ValueError(f"screening.cash must be positive, got {self.cash}")
+
+    def failures(self, summary: Mapping[str, float]) -> list[str]:
+        """The pass criteria ``summary`` misses, each as '<metric> <value> <limit>'."""
+        failed = []
+        sharpe, drawdown = summary["sharpe"], abs(summary["max_drawdown"])
+        trades, profit_factor = summary["n_trades"], summary["profit_factor"]
+        if not sharpe > self.min_sharpe:
+            failed.append(f"walk-forward Sharpe {sharpe:.2f} {_below(sharpe, self.min_sharpe)}")
+        if not drawdown < self.max_drawdown:
+            failed.append(f"max drawdown {drawdown:.1%} >= {self.max_drawdown:.0%}")
+        if not trades > self.min_trades:
+            failed.append(f"{trades:.0f} trades, need more than {self.min_trades}")
+        if not profit_factor > self.min_profit_factor:
+            failed.append(
+                f"profit factor {profit_factor:.2f} {_below(profit_factor, self.min_profit_factor)}"
+            )
+        return failed
+
+
+def _below(value: float, limit: float) -> str:
+    return f"{'<' if value < limit else '='} {limit:g}"
+
+
+@dataclass(frozen=True)
+class EvolverConfig:
+    """Batch size, promotion count, explore share, patience and the cycle cap."""
+
+    batch_size: int = 6
+    top_n_screen: int = 2
+    explore_ratio: float = 0.5
+    exhaustion_cycles: int = 2
+    max_cycles: int = 5
+    history_size: int = 10  # most recent evaluated specs shown to the generator
+
+    def __post_init__(self) -> None:
+        _at_least(
+            "evolver", self, 1, "batch_size", "top_n_screen", "exhaustion_cycles", "max_cycles"
+        )
+        _at_least("evolver", self, 0, "history_size")
+        if not 0.0 <= self.explore_ratio <= 1.0:
+            raise ValueError(f"evolver.explore_ratio must lie in [0, 1], got {self.explore_ratio}")
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Claude settings: model, reply budget, retries of invalid replies, HTTP behaviour.
+
+    ``retries`` counts extra requests after a reply that held invalid strategies;
+    ``http_retries`` are the SDK's own retries of a failed request (429, 5xx, timeouts).
+    ``base_url`` empty means the SDK's default endpoint.
+    """
+
+    model: str = "claude-sonnet-4-5"
+    max_tokens: int = 4096
+    retries: int = 2
+    timeout_s: float = 60.0
+    http_retries: int = 2
+    base_url: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("llm.model must name a Claude model")
+        _at_least("llm", self, 256, "max_tokens")
+        _at_least("llm", self, 0, "retries", "http_retries")
+        if not 0 < self.timeout_s < math.inf:
+            raise ValueError(f"llm.timeout_s must be positive, got {self.timeout_s}")
+
+
+def _at_least(section: str, settings: object, minimum: int, *names: str) -> None:
+    for name in names:
+        value = getattr(settings, name)
+        if value < minimum:
+            raise ValueError(f"{section}.{name} must be >= {minimum}, got {value}")
