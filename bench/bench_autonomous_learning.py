@@ -23,9 +23,9 @@ import numpy as np
 
 from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import RandomPolicy
-from evotrader.config import env_config_from_dict, execution_from
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
+from evotrader.env import EnvSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (synthetic symbol, further data overrides)
@@ -88,16 +88,14 @@ def random_sharpe(champion: Any, seeds: int = 5) -> float:
     data = champion.extra["data"]
     bars = load_bars(data["source"], data["symbol"], **data["options"])
     test = champion.data_range
-    env = env_config_from_dict(champion.env)
+    env = EnvSpec.from_dict(champion.env)
     sharpes = [
         run_backtest(
             RandomPolicy(len(env.positions), seed=seed),
             bars.loc[: test["test_end"]],
             start=test["test_start"],
             pipeline=FeaturePipeline.from_state(champion.feature_pipeline),
-            window=env.window,
-            positions=env.positions,
-            execution=execution_from(env.execution),
+            spec=env,
         ).metrics["sharpe"]
         for seed in range(seeds)
     ]

@@ -12,6 +12,7 @@ import time
 from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import MovingAverageCrossover
 from evotrader.data import FeaturePipeline, generate_synthetic
+from evotrader.env import EnvSpec
 
 
 def main() -> None:
@@ -28,7 +29,9 @@ def main() -> None:
     timings = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        result = run_backtest(policy, bars, pipeline=pipeline, window=args.window)
+        result = run_backtest(
+            policy, bars, pipeline=pipeline, spec=EnvSpec(window=args.window, agent_state=False)
+        )
         timings.append(time.perf_counter() - start)
     best = min(timings)
     print(f"bars={len(bars):,} window={args.window} trades={int(result.metrics['n_trades'])}")

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from evotrader.data import FeaturePipeline, load_bars, split_by_time
-from evotrader.env import MarketEnv, VectorMarketEnv
+from evotrader.env import EnvSpec, MarketEnv, VectorMarketEnv
 
 
 def bench_single(env: MarketEnv, steps: int, seed: int) -> float:
@@ -47,8 +47,8 @@ def main() -> None:
 
     bars = load_bars("embedded", args.symbol)
     pipeline = FeaturePipeline().fit(split_by_time(bars).train)
-    single = MarketEnv(bars, pipeline, window=args.window)
-    vector = VectorMarketEnv(bars, args.num_envs, pipeline, window=args.window)
+    single = MarketEnv(bars, pipeline, EnvSpec(window=args.window))
+    vector = VectorMarketEnv(bars, args.num_envs, pipeline, EnvSpec(window=args.window))
     single_rate = bench_single(single, args.steps, args.seed)
     vector_rate = bench_vector(vector, args.vector_steps, args.seed)
     shape = single.observation_space.shape

@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from evotrader.agents.loading import policy_from_checkpoint
-from evotrader.config import env_config_from_dict
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
+from evotrader.env import EnvSpec, VectorMarketEnv
 from evotrader.training.adaptation import adaptation_curve, maml_settings
-from evotrader.training.market_envs import vector_env_from
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 250
@@ -66,12 +65,12 @@ def held_out_curves(run_dir: Path, steps: int, seeds: int) -> dict[str, list[flo
     train_end = bars.index.get_loc(bars.loc[: maml.data_range["train_end"]].index[-1])
     first_block = -(-(train_end + 1) // BLOCK) * BLOCK  # the first block MAML never saw
     pipeline = FeaturePipeline.from_state(maml.feature_pipeline)
-    env = env_config_from_dict(maml.env)
+    env = replace(EnvSpec.from_dict(maml.env), episode_length=32)
     settings = replace(maml_settings(maml.hyperparameters), inner_steps=steps, num_envs=64)
     curves: dict[str, list[list[float]]] = {"ppo": [], "maml": []}
     for start in range(first_block, len(bars) - BLOCK + 1, BLOCK):
         block = bars.iloc[start : start + BLOCK]
-        vector_env = vector_env_from(block, settings.num_envs, pipeline, env, 32)
+        vector_env = VectorMarketEnv(block, settings.num_envs, pipeline, env)
         for seed in range(seeds):
             for name, checkpoint in (("ppo", ppo), ("maml", maml)):
                 policy = policy_from_checkpoint(checkpoint)

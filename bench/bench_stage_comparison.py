@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from evotrader.config import env_config_from_dict
 from evotrader.core.checkpoint import checkpoint_name, load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
+from evotrader.env import EnvSpec
 from evotrader.training.adaptation import trading_policy
 from evotrader.training.evaluation import evaluate_on_split, headline
 
@@ -34,7 +34,7 @@ def compare(run_dir: Path, symbol: str, held_out: list[str]) -> list[str]:
             split = bars.loc[dates["test_start"] : dates["test_end"]]
             policy = trading_policy(checkpoint, bars, split.index[0])
             pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
-            env = env_config_from_dict(checkpoint.env)
+            env = EnvSpec.from_dict(checkpoint.env)
             v = headline(evaluate_on_split(policy, bars, split, pipeline, env))
             rows.append(
                 f"{other:<8}{stage:<14}{v['sharpe']:>8.2f}{v['buy_hold_sharpe']:>8.2f}"

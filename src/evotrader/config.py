@@ -35,7 +35,7 @@ from evotrader.data import (
     load_bars,
     split_by_time,
 )
-from evotrader.env import ExecutionModel
+from evotrader.env.spec import EnvSpec
 from evotrader.strategies.settings import EvolverConfig, LLMConfig, ScreeningConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: configs/, run_training.py
@@ -69,28 +69,6 @@ class FeatureConfig:
     )
     window: int = 20
     clip: float = 5.0
-
-
-@dataclass
-class ExecutionConfig:
-    commission_bps: float = 1.0
-    half_spread_bps: float = 1.0
-    slippage_bps: float = 1.0
-    impact_coef: float = 0.0
-    impact_window: int = 20
-    fill: str = "next_open"
-
-
-@dataclass
-class EnvConfig:
-    window: int = 64
-    positions: list[float] = field(default_factory=lambda: [-1.0, 0.0, 1.0])
-    reward: str = "log_return"
-    episode_length: int | None = 256
-    initial_cash: float = 100_000.0
-    agent_state: bool = True
-    sharpe_eta: float = 0.01
-    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 
 @dataclass
@@ -248,7 +226,7 @@ class TrainingConfig:
     profile: str = "quick"
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
-    env: EnvConfig = field(default_factory=EnvConfig)
+    env: EnvSpec = field(default_factory=EnvSpec)
     model: ModelConfig = field(default_factory=ModelConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     stage_1_ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
@@ -379,21 +357,3 @@ def splits_from(config: DataConfig, bars: pd.DataFrame) -> TimeSplits:
 def pipeline_from(config: FeatureConfig) -> FeaturePipeline:
     """An unfitted feature pipeline; fit it on the training split only."""
     return FeaturePipeline(config.features, config.window, config.clip)
-
-
-def env_config_from_dict(settings: dict[str, Any]) -> EnvConfig:
-    """Rebuild env settings saved as a plain dict (checkpoints, env-runner configs)."""
-    settings = dict(settings)
-    execution = ExecutionConfig(**settings.pop("execution"))
-    return EnvConfig(**settings, execution=execution)
-
-
-def execution_from(config: ExecutionConfig) -> ExecutionModel:
-    return ExecutionModel(
-        commission_bps=config.commission_bps,
-        half_spread_bps=config.half_spread_bps,
-        slippage_bps=config.slippage_bps,
-        impact_coef=config.impact_coef,
-        impact_window=config.impact_window,
-        fill=config.fill,
-    )

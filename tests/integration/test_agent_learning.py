@@ -18,12 +18,12 @@ from evotrader.agents import AgentArchitecture, AutonomousAgent
 from evotrader.agents.loading import policy_from_checkpoint
 from evotrader.backtest.engine import BacktestResult
 from evotrader.backtest.policies import RandomPolicy
-from evotrader.config import EnvConfig
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.data import load_bars
+from evotrader.env import EnvSpec
 from evotrader.training.evaluation import evaluate_on_split
 
-ENV = EnvConfig(window=WINDOW, agent_state=False)
+ENV = EnvSpec(window=WINDOW, agent_state=False)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small models train fastest so

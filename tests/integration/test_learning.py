@@ -4,6 +4,7 @@ Both runs train through run_training.py on synthetic bars and are judged on the 
 split, out of sample and after costs, next to buy-and-hold and a random policy.
 """
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import RandomPolicy
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
+from evotrader.env import EnvSpec
 
 BUDGET = [
     "data=synthetic",
@@ -45,8 +47,7 @@ def _random_sharpe(checkpoint_path: Path, seed: int) -> float:
         bars,
         pipeline=pipeline,
         start=test_start,
-        window=checkpoint.env["window"],
-        agent_state=False,
+        spec=replace(EnvSpec.from_dict(checkpoint.env), agent_state=False),
     )
     return result.metrics["sharpe"]
 

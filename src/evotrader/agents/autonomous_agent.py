@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
 from os import PathLike
-from typing import Any, ClassVar, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,7 @@ from evotrader.agents.agent_learning import LearnReport, learn_agent
 from evotrader.agents.thinking import memory_summary, rollout_uniforms, what_if_sharpe
 from evotrader.core.checkpoint import Checkpoint
 from evotrader.data.features import FeaturePipeline
+from evotrader.env.spec import EnvSpec
 from evotrader.memory import ExternalMemory
 from evotrader.models.world_model import TransformerWorldModel
 from evotrader.reasoning import (
@@ -63,22 +64,6 @@ KIND = "autonomous"
 CAUSAL_SEARCH = 2048  # events ranked per training window when filtering out later ones
 _WORLD, _CHARTIST = "world_model.", "chartist."
 _MEMORY, _FORECASTER = "memory.archive", "forecaster.state"
-
-
-class EnvSettings(Protocol):
-    """The env settings a checkpoint records, as a dataclass (``evotrader.config.EnvConfig`` is
-    one); a protocol, so that the agent does not import the run configuration above it."""
-
-    __dataclass_fields__: ClassVar[dict[str, Any]]
-
-    @property
-    def window(self) -> int: ...
-
-    @property
-    def positions(self) -> Sequence[float]: ...
-
-    @property
-    def agent_state(self) -> bool: ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -439,7 +424,7 @@ class AutonomousAgent:
         self,
         pipeline: FeaturePipeline,
         *,
-        env: EnvSettings,
+        env: EnvSpec,
         symbol: str,
         data_range: dict[str, str] | None = None,
         metrics: dict[str, float] | None = None,
@@ -447,7 +432,7 @@ class AutonomousAgent:
     ) -> Checkpoint:
         """This agent in the common checkpoint format (kind ``"autonomous"``)."""
         self.check_pipeline(pipeline)
-        if (env.window, tuple(env.positions), env.agent_state) != (
+        if (env.window, env.positions, env.agent_state) != (
             self.arch.window,
             self.positions,
             False,
@@ -463,7 +448,7 @@ class AutonomousAgent:
             state_dict=self.state_dict(),
             hyperparameters=self.hyperparameters.to_dict() | {"seed": self.seed},
             feature_pipeline=pipeline.state_dict(),
-            env=asdict(env),
+            env=env.to_dict(),
             symbol=symbol,
             data_range=data_range or {},
             metrics=metrics or {},

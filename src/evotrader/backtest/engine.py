@@ -10,7 +10,7 @@ the environments, once per trade, and marks equity at every close with numpy.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,8 @@ from evotrader.data.errors import DataError
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
 from evotrader.env.market_data import MarketData
-from evotrader.env.market_env import DEFAULT_POSITIONS, MarketEnv
+from evotrader.env.market_env import MarketEnv
+from evotrader.env.spec import EnvSpec
 from evotrader.risk.guard import RiskGuard
 from evotrader.risk.risk_engine import RiskEngine
 
@@ -111,11 +112,7 @@ def run_backtest(
     bars: pd.DataFrame,
     *,
     pipeline: FeaturePipeline,
-    window: int = 64,
-    positions: Sequence[float] = DEFAULT_POSITIONS,
-    execution: ExecutionModel | None = None,
-    initial_cash: float = 100_000.0,
-    agent_state: bool = False,
+    spec: EnvSpec,
     batch_size: int = 4096,
     periods_per_year: float | None = None,
     start: str | pd.Timestamp | None = None,
@@ -125,8 +122,10 @@ def run_backtest(
     """Run ``policy`` over ``bars`` after costs and compare it with buy-and-hold.
 
     ``pipeline`` must be fitted on training data, never on these bars, so that the
-    result stays out of sample. ``agent_state`` must match how the policy was trained:
-    True means its observations carry its own position and unrealised return.
+    result stays out of sample. ``spec`` is the env the policy was trained in: its window,
+    positions, execution and cash apply (the whole period is one pass, so its episode and
+    reward settings do not), and ``spec.agent_state`` True means the policy's observations
+    carry its own position and unrealised return.
     ``start`` makes the earlier bars history only (feature and window warm-up): trading
     and every reported number begin at the first bar at or after it (a ``DataError`` when
     too few bars come before it), and ``periods_per_year`` defaults to the bars per year of
@@ -136,8 +135,8 @@ def run_backtest(
     flat for good, as the bot would; ``risk_events`` lists what happened.
     """
     policy = as_policy(policy)
-    execution = execution or ExecutionModel()
-    market = MarketData.build(bars, pipeline, window, execution, agent_state)
+    execution, positions, initial_cash = spec.execution, spec.positions, spec.initial_cash
+    market = MarketData.build(bars, pipeline, spec.window, execution, spec.agent_state)
     first = _first_decision(market, start)
     guard = None
     if risk is not None:
@@ -148,10 +147,8 @@ def run_backtest(
         guard = RiskGuard(
             risk, instrument, market.timestamps, market.prices, execution, initial_cash
         )
-    if agent_state:
-        targets = _targets_stepwise(
-            policy, bars, pipeline, window, positions, execution, initial_cash, first, guard
-        )
+    if spec.agent_state:
+        targets = _targets_stepwise(policy, bars, pipeline, spec, first, guard)
     else:
         targets = _targets_batched(policy, market, positions, batch_size, first)
         if guard is not None:
@@ -246,31 +243,18 @@ def _targets_stepwise(
     policy: Policy,
     bars: pd.DataFrame,
     pipeline: FeaturePipeline,
-    window: int,
-    positions: Sequence[float],
-    execution: ExecutionModel,
-    initial_cash: float,
+    spec: EnvSpec,
     first: int,
     guard: RiskGuard | None = None,
 ) -> np.ndarray:
     """Step a state-reading policy through MarketEnv, one bar at a time (each decision
     through ``guard`` first, when given)."""
-    env = MarketEnv(
-        bars,
-        pipeline,
-        window,
-        positions,
-        execution,
-        episode_length=None,
-        random_start=False,
-        initial_cash=initial_cash,
-        agent_state=True,
-    )
+    env = MarketEnv(bars, pipeline, replace(spec, episode_length=None), random_start=False)
     obs, _ = env.reset(options={"start": first})
     targets: list[float] = []
     done = False
     while not done:
-        action = int(_checked_actions(policy.act(obs[None]), 1, len(positions))[0])
+        action = int(_checked_actions(policy.act(obs[None]), 1, len(env.positions))[0])
         if guard is not None:
             action = env.positions.index(guard.step(first + len(targets), env.positions[action]))
         targets.append(env.positions[action])

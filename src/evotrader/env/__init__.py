@@ -1,10 +1,11 @@
-"""Market environments: MarketEnv (Gymnasium) and VectorMarketEnv, one execution model."""
+"""Market environments: MarketEnv (Gymnasium) and VectorMarketEnv, both described by one EnvSpec."""
 
 import gymnasium as gym
 
 from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
 from evotrader.env.market_data import DEFAULT_FIT_BARS, MarketData
-from evotrader.env.market_env import DEFAULT_POSITIONS, MarketEnv
+from evotrader.env.market_env import MarketEnv
+from evotrader.env.spec import DEFAULT_POSITIONS, EnvSpec
 from evotrader.env.vector_env import VectorMarketEnv
 
 ENV_ID = "evotrader/Market-v0"
@@ -16,6 +17,7 @@ __all__ = [
     "DEFAULT_FIT_BARS",
     "DEFAULT_POSITIONS",
     "ENV_ID",
+    "EnvSpec",
     "ExecutionModel",
     "ExecutionPrices",
     "MarketData",

@@ -10,7 +10,6 @@ including through the normalisation: see ``env_pipeline`` for an env built from 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -18,11 +17,10 @@ import numpy as np
 import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
-from evotrader.env.execution import ExecutionModel, rebalance
+from evotrader.env.execution import rebalance
 from evotrader.env.market_data import MarketData, env_pipeline, fill_agent_state
-from evotrader.env.rewards import REWARDS, differential_sharpe
-
-DEFAULT_POSITIONS = (-1.0, 0.0, 1.0)
+from evotrader.env.rewards import differential_sharpe
+from evotrader.env.spec import EnvSpec
 
 
 class MarketEnv(gym.Env[np.ndarray, np.int64]):
@@ -45,15 +43,9 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         self,
         bars: pd.DataFrame | None = None,
         pipeline: FeaturePipeline | None = None,
-        window: int = 64,
-        positions: Sequence[float] = DEFAULT_POSITIONS,
-        execution: ExecutionModel | None = None,
-        reward: str = "log_return",
-        episode_length: int | None = 256,
+        spec: EnvSpec | None = None,
+        *,
         random_start: bool = True,
-        initial_cash: float = 100_000.0,
-        agent_state: bool = True,
-        sharpe_eta: float = 0.01,
         render_mode: str | None = None,
         fit_bars: int | None = None,
     ) -> None:
@@ -62,22 +54,14 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
 
             bars = load_bars("embedded", "GOOG")
         pipeline, first_bar = env_pipeline([bars], pipeline, fit_bars)
-        if reward not in REWARDS:
-            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
-        if len(positions) < 2:
-            raise ValueError(f"need at least two target positions, got {list(positions)}")
-        if initial_cash <= 0:
-            raise ValueError(f"initial_cash must be positive, got {initial_cash}")
+        # Not ``self.spec``: gym.make sets that to gymnasium's own EnvSpec.
+        self.env_spec = spec = spec or EnvSpec()
         self.pipeline = pipeline
         self.market = MarketData.build(
-            bars, pipeline, window, execution or ExecutionModel(), agent_state, first_bar
+            bars, pipeline, spec.window, spec.execution, spec.agent_state, first_bar
         )
-        self.positions = tuple(float(p) for p in positions)
-        self.reward_kind = reward
-        self.episode_length = episode_length
+        self.positions = spec.positions
         self.random_start = random_start
-        self.initial_cash = float(initial_cash)
-        self.sharpe_eta = sharpe_eta
         self.render_mode = render_mode
         self.action_space = gym.spaces.Discrete(len(self.positions))
         self.observation_space = self.market.observation_space(self.positions)
@@ -85,7 +69,7 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         self._fill = self.market.prices.fill.tolist()
         self._mark = self.market.prices.mark.tolist()
         self._impact = self.market.prices.impact.tolist()
-        self._linear_rate = (execution or ExecutionModel()).linear_rate
+        self._linear_rate = spec.execution.linear_rate
         self._t = self._end = 0
 
     def reset(
@@ -101,14 +85,15 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
                     f"start bar {first} outside [{self.market.first_decision}, {last}]: "
                     "earlier bars lack a full feature window"
                 )
-        length = self.episode_length or (last - first + 1)
+        length = self.env_spec.episode_length or (last - first + 1)
         start = first
         if self.random_start and last - length + 1 > first:
             start = int(self.np_random.integers(first, last - length + 2))
         self._t = start
         self._end = min(start + length, last + 1)
-        self._cash, self._units, self._target = self.initial_cash, 0.0, 0.0
-        self._equity = self._entry_equity = self.initial_cash
+        cash = self.env_spec.initial_cash
+        self._cash, self._units, self._target = cash, 0.0, 0.0
+        self._equity = self._entry_equity = cash
         self._sharpe_mean = self._sharpe_second = 0.0
         return self._observation(), {"equity": self._equity, "t": self._t}
 
@@ -128,7 +113,7 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         previous, equity = self._equity, self._cash + self._units * self._mark[t]
         terminated = equity <= 0.0
         if terminated:
-            equity = 1e-12 * self.initial_cash
+            equity = 1e-12 * self.env_spec.initial_cash
         self._equity = equity
         reward = self._reward(previous, equity)
         truncated = not terminated and t >= self._end
@@ -136,10 +121,11 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         return self._observation(), reward, terminated, truncated, info
 
     def _reward(self, previous: float, equity: float) -> float:
-        if self.reward_kind == "log_return":
+        if self.env_spec.reward == "log_return":
             return math.log(equity / previous)
+        eta = self.env_spec.sharpe_eta
         reward, self._sharpe_mean, self._sharpe_second = differential_sharpe(
-            equity / previous - 1.0, self._sharpe_mean, self._sharpe_second, self.sharpe_eta
+            equity / previous - 1.0, self._sharpe_mean, self._sharpe_second, eta
         )
         return float(reward)
 

@@ -37,22 +37,25 @@ class EnvSpec:
     execution: ExecutionModel = field(default_factory=ExecutionModel)
 
     def __post_init__(self) -> None:
-        # Lists from YAML or JSON become a tuple, so specs compare and hash by value.
+        # Lists from YAML or JSON become a tuple, so specs compare and hash by value; numbers
+        # given as ints become floats, so the env's arithmetic and the checkpoint's JSON match.
         object.__setattr__(self, "positions", tuple(float(p) for p in self.positions))
+        object.__setattr__(self, "initial_cash", float(self.initial_cash))
+        object.__setattr__(self, "sharpe_eta", float(self.sharpe_eta))
         if isinstance(self.execution, Mapping):
             object.__setattr__(self, "execution", ExecutionModel(**self.execution))
         if self.window < 1:
-            raise ValueError(f"env window must be >= 1, got {self.window}")
+            raise ValueError(f"window must be >= 1, got {self.window}")
         if len(self.positions) < 2:
-            raise ValueError(f"env positions need at least two targets, got {list(self.positions)}")
+            raise ValueError(f"positions need at least two targets, got {list(self.positions)}")
         if self.reward not in REWARDS:
-            raise ValueError(f"env reward must be one of {REWARDS}, got {self.reward!r}")
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
         if self.episode_length is not None and self.episode_length < 1:
-            raise ValueError(f"env episode_length must be >= 1 or None, got {self.episode_length}")
+            raise ValueError(f"episode_length must be >= 1 or None, got {self.episode_length}")
         if self.initial_cash <= 0:
-            raise ValueError(f"env initial_cash must be positive, got {self.initial_cash}")
+            raise ValueError(f"initial_cash must be positive, got {self.initial_cash}")
         if not 0 < self.sharpe_eta < 1:
-            raise ValueError(f"env sharpe_eta must lie in (0, 1), got {self.sharpe_eta}")
+            raise ValueError(f"sharpe_eta must lie in (0, 1), got {self.sharpe_eta}")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form a checkpoint stores (positions as a list, execution as a dict)."""
@@ -62,9 +65,18 @@ class EnvSpec:
 
     @classmethod
     def from_dict(cls, settings: Mapping[str, Any]) -> EnvSpec:
-        """The spec ``to_dict`` wrote; an unknown or missing key is a ``ValueError`` naming it."""
-        known = {f.name for f in fields(cls)}
-        unknown, missing = sorted(map(str, set(settings) - known)), sorted(known - set(settings))
-        if unknown or missing:
-            raise ValueError(f"env settings: unknown keys {unknown}, missing keys {missing}")
-        return cls(**settings)
+        """The spec ``to_dict`` wrote; an unknown or missing key, in it or in its execution
+        settings, is a ``ValueError`` naming it."""
+        _check_keys("env settings", settings, cls)
+        execution = settings["execution"]
+        if not isinstance(execution, Mapping):
+            raise ValueError(f"env settings: execution must be a dict, got {execution!r}")
+        _check_keys("env execution settings", execution, ExecutionModel)
+        return cls(**{**settings, "execution": ExecutionModel(**execution)})
+
+
+def _check_keys(what: str, settings: Mapping[str, Any], schema: type) -> None:
+    known = {f.name for f in fields(schema)}
+    unknown, missing = sorted(map(str, set(settings) - known)), sorted(known - set(settings))
+    if unknown or missing:
+        raise ValueError(f"{what}: unknown keys {unknown}, missing keys {missing}")

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
-from evotrader.env.execution import ExecutionModel, rebalance
+from evotrader.env.execution import rebalance
 from evotrader.env.market_data import MarketData, env_pipeline, fill_agent_state, window_view
-from evotrader.env.market_env import DEFAULT_POSITIONS
-from evotrader.env.rewards import REWARDS, differential_sharpe
+from evotrader.env.rewards import differential_sharpe
+from evotrader.env.spec import EnvSpec
 
 
 class VectorMarketEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
@@ -38,27 +38,20 @@ class VectorMarketEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         bars: pd.DataFrame | Sequence[pd.DataFrame] | Mapping[str, pd.DataFrame],
         num_envs: int,
         pipeline: FeaturePipeline | None = None,
-        window: int = 64,
-        positions: Sequence[float] = DEFAULT_POSITIONS,
-        execution: ExecutionModel | None = None,
-        reward: str = "log_return",
-        episode_length: int | None = 256,
+        spec: EnvSpec | None = None,
+        *,
         random_start: bool = True,
-        initial_cash: float = 100_000.0,
-        agent_state: bool = True,
-        sharpe_eta: float = 0.01,
         fit_bars: int | None = None,
     ) -> None:
         frames = _as_frames(bars)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if reward not in REWARDS:
-            raise ValueError(f"reward must be one of {REWARDS}, got {reward!r}")
-        execution = execution or ExecutionModel()
+        self.env_spec = spec = spec or EnvSpec()
         pipeline, first_bar = env_pipeline(frames, pipeline, fit_bars)
         self.pipeline = pipeline
         markets = [
-            MarketData.build(f, pipeline, window, execution, agent_state, first_bar) for f in frames
+            MarketData.build(f, pipeline, spec.window, spec.execution, spec.agent_state, first_bar)
+            for f in frames
         ]
         offsets = np.cumsum([0] + [m.num_bars for m in markets[:-1]])
         self._first = np.array(
@@ -66,21 +59,15 @@ class VectorMarketEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         )
         self._last = np.array([o + m.last_decision for o, m in zip(offsets, markets, strict=True)])
         self._features = np.concatenate([m.features for m in markets])
-        self._windows = window_view(self._features, window)
+        self._windows = window_view(self._features, spec.window)
         self._fill = np.concatenate([m.prices.fill for m in markets])
         self._mark = np.concatenate([m.prices.mark for m in markets])
         self._impact = np.concatenate([m.prices.impact for m in markets])
-        self._linear_rate = execution.linear_rate
-        self._agent_state = agent_state
+        self._linear_rate = spec.execution.linear_rate
 
         self.num_envs = num_envs
-        self.window = window
-        self.positions = np.asarray(positions, dtype=np.float64)
-        self.reward_kind = reward
-        self.episode_length = episode_length
+        self.positions = np.asarray(spec.positions, dtype=np.float64)
         self.random_start = random_start
-        self.initial_cash = float(initial_cash)
-        self.sharpe_eta = sharpe_eta
         self.single_action_space = gym.spaces.Discrete(len(self.positions))
         self.single_observation_space = markets[0].observation_space(self.positions)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
@@ -127,7 +114,7 @@ class VectorMarketEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         previous = self._equity
         equity = self._cash + self._units * self._mark[self._t]
         terminated = active & (equity <= 0.0)
-        equity = np.where(terminated, 1e-12 * self.initial_cash, equity)
+        equity = np.where(terminated, 1e-12 * self.env_spec.initial_cash, equity)
         self._equity = np.where(active, equity, previous)
         rewards = np.where(active, self._rewards(previous, equity), 0.0)
         truncated = active & ~terminated & (self._t >= self._end)
@@ -136,10 +123,11 @@ class VectorMarketEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         return self._observations(), rewards, terminated, truncated, infos
 
     def _rewards(self, previous: np.ndarray, equity: np.ndarray) -> np.ndarray:
-        if self.reward_kind == "log_return":
+        if self.env_spec.reward == "log_return":
             return cast(np.ndarray, np.log(equity / previous))
+        eta = self.env_spec.sharpe_eta
         reward, self._sharpe_mean, self._sharpe_second = differential_sharpe(
-            equity / previous - 1.0, self._sharpe_mean, self._sharpe_second, self.sharpe_eta
+            equity / previous - 1.0, self._sharpe_mean, self._sharpe_second, eta
         )
         return reward
 
@@ -147,22 +135,22 @@ class VectorMarketEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
         count = int(mask.sum())
         symbol = self._rng.integers(len(self._first), size=count)
         first, last = self._first[symbol], self._last[symbol]
-        length = self.episode_length or int((last - first).max()) + 1
+        length = self.env_spec.episode_length or int((last - first).max()) + 1
         start = first
         if self.random_start:
             latest = np.maximum(last - length + 1, first)
             start = first + (self._rng.random(count) * (latest - first + 1)).astype(np.int64)
         self._t[mask] = start
         self._end[mask] = np.minimum(start + length, last + 1)
-        self._cash[mask] = self.initial_cash
-        self._equity[mask] = self._entry_equity[mask] = self.initial_cash
+        self._cash[mask] = self.env_spec.initial_cash
+        self._equity[mask] = self._entry_equity[mask] = self.env_spec.initial_cash
         self._units[mask] = self._target[mask] = 0.0
         self._sharpe_mean[mask] = self._sharpe_second[mask] = 0.0
         self._needs_reset[mask] = False
 
     def _observations(self) -> np.ndarray:
-        obs = self._windows[self._t - self.window + 1]
-        if self._agent_state:
+        obs = self._windows[self._t - self.env_spec.window + 1]
+        if self.env_spec.agent_state:
             unrealised = np.where(self._target != 0, self._equity / self._entry_equity - 1.0, 0.0)
             fill_agent_state(obs, self._target, unrealised)
         return obs

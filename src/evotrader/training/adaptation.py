@@ -8,21 +8,20 @@ test period would be look-ahead. The adapted copy trades; the meta-learned weigh
 from __future__ import annotations
 
 import copy
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import cast
 
 import pandas as pd
 import torch
 
 from evotrader.agents.loading import policy_from_checkpoint
-from evotrader.config import EnvConfig, MAMLStageConfig, env_config_from_dict
+from evotrader.config import MAMLStageConfig
 from evotrader.core.checkpoint import Checkpoint
 from evotrader.core.policy import Policy
 from evotrader.data import FeaturePipeline
-from evotrader.env import VectorMarketEnv
+from evotrader.env import EnvSpec, VectorMarketEnv
 from evotrader.models.maml_model import Parameters, adapt_parameters, parameters_of
 from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.training.market_envs import vector_env_from
 from evotrader.training.rollouts import collect_rollout
 
 
@@ -52,9 +51,10 @@ def history_before(
 
 def _episode_steps(env: VectorMarketEnv) -> int:
     """The env's episode length: adaptation rolls out whole episodes of a fixed length."""
-    if env.episode_length is None:
+    length = env.env_spec.episode_length
+    if length is None:
         raise ValueError("adaptation needs an env with a fixed episode_length, got None")
-    return env.episode_length
+    return length
 
 
 def adaptation_path(
@@ -88,14 +88,15 @@ def adapted_before(
     bars: pd.DataFrame,
     split_start: pd.Timestamp,
     pipeline: FeaturePipeline,
-    env: EnvConfig,
+    env: EnvSpec,
     settings: MAMLStageConfig,
     seed: int,
 ) -> TransformerPolicy:
     """A copy of ``policy`` adapted on the bars just before ``split_start``, in eval mode."""
     history = history_before(bars, split_start, settings.adapt_bars, pipeline, env.window)
     episode_length = min(settings.episode_length, settings.adapt_bars - 1)
-    vector_env = vector_env_from(history, settings.num_envs, pipeline, env, episode_length)
+    spec = replace(env, episode_length=episode_length)
+    vector_env = VectorMarketEnv(history, settings.num_envs, pipeline, spec)
     final = adaptation_path(policy, vector_env, settings, seed)[-1]
     adapted = copy.deepcopy(policy)
     with torch.no_grad():
@@ -119,7 +120,7 @@ def trading_policy(checkpoint: Checkpoint, bars: pd.DataFrame, start: pd.Timesta
         bars,
         start,
         FeaturePipeline.from_state(checkpoint.feature_pipeline),
-        env_config_from_dict(checkpoint.env),
+        EnvSpec.from_dict(checkpoint.env),
         maml_settings(checkpoint.hyperparameters),
         int(checkpoint.hyperparameters.get("seed", 0)),
     )

@@ -48,10 +48,7 @@ from evotrader.backtest.significance import (
 from evotrader.config import (
     AutonomousStageConfig,
     ConfigError,
-    EnvConfig,
     FitnessConfig,
-    env_config_from_dict,
-    execution_from,
     require_at_least,
 )
 from evotrader.core.checkpoint import (
@@ -62,6 +59,7 @@ from evotrader.core.checkpoint import (
     save_checkpoint,
 )
 from evotrader.data import FeaturePipeline, load_bars
+from evotrader.env import EnvSpec
 from evotrader.nas import Individual, SearchSpace, inherit_weights, make_controller
 from evotrader.nas.self_modification import Thresholds, check_performance_and_adapt
 from evotrader.reasoning import chartist_cache_dir
@@ -86,7 +84,7 @@ class DataSpec:
     train: tuple[str, str]
     validation: tuple[str, str]
     pipeline: dict[str, Any]
-    env: dict[str, Any]
+    env: EnvSpec
 
 
 @dataclass(frozen=True)
@@ -184,7 +182,7 @@ def check_settings(ctx: StageContext) -> None:
     agent_settings(
         space.sample(np.random.default_rng(0)),
         ctx.pipeline.num_features,
-        tuple(ctx.config.env.positions),
+        ctx.config.env.positions,
         settings.agent,
         settings.hyperparameters,
     )
@@ -223,7 +221,7 @@ def train_and_score(
     torch.set_num_threads(1)  # one core per task; also keeps results independent of workers
     bars = _bars(data.source, data.symbol, tuple(sorted(data.options.items())), data.validation[1])
     pipeline = FeaturePipeline.from_state(data.pipeline)
-    env = env_config_from_dict(data.env)
+    env = data.env
     agent = build_agent(job, pipeline, env, settings, chartist)
     train = bars.loc[data.train[0] : data.train[1]]
     rng = np.random.default_rng(job.seed)
@@ -247,14 +245,14 @@ def train_and_score(
 def build_agent(
     job: Job,
     pipeline: FeaturePipeline,
-    env: EnvConfig,
+    env: EnvSpec,
     settings: AutonomousStageConfig,
     chartist: Any,
 ) -> AutonomousAgent:
     architecture, hyperparameters = agent_settings(
         job.genome,
         pipeline.num_features,
-        tuple(env.positions),
+        env.positions,
         settings.agent,
         settings.hyperparameters,
     )
@@ -277,7 +275,7 @@ def augmented_bars(
     settings: AutonomousStageConfig,
     rng: np.random.Generator,
     pipeline: FeaturePipeline,
-    env: EnvConfig,
+    env: EnvSpec,
     chartist: Any,
 ) -> pd.DataFrame:
     """The training history, augmented as the job says (adversarial needs a parent agent)."""
@@ -311,20 +309,16 @@ def score(
     bars: pd.DataFrame,
     start: str | pd.Timestamp,
     pipeline: FeaturePipeline,
-    env: EnvConfig,
+    env: EnvSpec,
 ) -> BacktestResult:
-    """Backtest from ``start`` to the end of ``bars``, earlier bars serving as history."""
-    return run_backtest(
-        agent,
-        bars,
-        start=start,
-        pipeline=pipeline,
-        window=agent.arch.window,
-        positions=agent.positions,
-        execution=execution_from(env.execution),
-        initial_cash=env.initial_cash,
-        agent_state=False,
-    )
+    """Backtest from ``start`` to the end of ``bars``, earlier bars serving as history, in
+    the agent's own env: its window and positions, no agent-state channels."""
+    return run_backtest(agent, bars, start=start, pipeline=pipeline, spec=agent_env(agent, env))
+
+
+def agent_env(agent: AutonomousAgent, env: EnvSpec) -> EnvSpec:
+    """``env`` as the agent trades it: the agent's window and positions, no agent state."""
+    return replace(env, window=agent.arch.window, positions=agent.positions, agent_state=False)
 
 
 def fitness(metrics: dict[str, float], config: FitnessConfig) -> float:
@@ -348,7 +342,7 @@ def crown_champion(
     saved = load_checkpoint(_agent_path(ctx, champion.id))
     agent = AutonomousAgent.from_checkpoint(saved)
     pipeline = FeaturePipeline.from_state(saved.feature_pipeline)
-    env = env_config_from_dict(saved.env)
+    env = EnvSpec.from_dict(saved.env)
     test = score(
         agent, ctx.bars.loc[: ctx.splits.test.index[-1]], ctx.splits.test.index[0], pipeline, env
     )
@@ -450,10 +444,9 @@ def member_checkpoint(ctx: StageContext, member: Member, outcome: Outcome) -> Ch
     """The member's agent in the common checkpoint format, with its genome and lineage."""
     agent = AutonomousAgent.from_architecture(outcome.architecture)
     agent.load_state_dict(outcome.state_dict)
-    env = replace(ctx.config.env, window=agent.arch.window, agent_state=False)
     return agent.to_checkpoint(
         ctx.pipeline,
-        env=env,
+        env=agent_env(agent, ctx.config.env),
         symbol=ctx.config.data.symbol,
         data_range=ctx.data_range(),
         metrics={"fitness": member.fitness} | outcome.metrics,
@@ -477,7 +470,7 @@ def data_spec(ctx: StageContext) -> DataSpec:
         train=(str(splits.train.index[0]), str(splits.train.index[-1])),
         validation=(str(splits.validation.index[0]), str(splits.validation.index[-1])),
         pipeline=ctx.pipeline.state_dict(),
-        env=asdict(ctx.config.env),
+        env=ctx.config.env,
     )
 
 
@@ -486,7 +479,7 @@ def shared_chartist(ctx: StageContext, space: SearchSpace) -> Any:
     genome = space.sample(np.random.default_rng(0))
     settings = ctx.config.stage_4_autonomous
     architecture, _ = agent_settings(
-        genome, ctx.pipeline.num_features, tuple(ctx.config.env.positions), settings.agent, {}
+        genome, ctx.pipeline.num_features, ctx.config.env.positions, settings.agent, {}
     )
     return make_chartist(architecture.chartist, architecture.chartist_options, chartist_cache_dir())
 

@@ -12,9 +12,9 @@ import pandas as pd
 
 from evotrader.backtest.engine import BacktestResult, run_backtest
 from evotrader.backtest.significance import bar_returns
-from evotrader.config import EnvConfig, execution_from
 from evotrader.core.policy import Policy
 from evotrader.data import FeaturePipeline
+from evotrader.env import EnvSpec
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -29,7 +29,7 @@ def evaluate_on_split(
     bars: pd.DataFrame,
     split: pd.DataFrame,
     pipeline: FeaturePipeline,
-    env: EnvConfig,
+    env: EnvSpec,
 ) -> BacktestResult:
     """Backtest ``policy`` over ``split``'s bars, earlier bars serving as history only."""
     return run_backtest(
@@ -37,11 +37,7 @@ def evaluate_on_split(
         bars.loc[: split.index[-1]],
         start=split.index[0],
         pipeline=pipeline,
-        window=env.window,
-        positions=env.positions,
-        execution=execution_from(env.execution),
-        initial_cash=env.initial_cash,
-        agent_state=env.agent_state,
+        spec=env,
     )
 
 

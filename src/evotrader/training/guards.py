@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from evotrader.config import EnvConfig, env_config_from_dict
 from evotrader.core.checkpoint import Checkpoint, CheckpointError
 from evotrader.data import DataError, DataRef, FeaturePipeline
+from evotrader.env import EnvSpec
 
 TRADE_AS_HELP = (
     "trade the checkpoint's policy on this symbol's bars, though it was trained on another "
@@ -72,10 +72,10 @@ def checkpoint_bars(
     return reference.load()
 
 
-def trading_setup(checkpoint: Checkpoint, where: str) -> tuple[EnvConfig, FeaturePipeline]:
-    """The env settings and fitted feature pipeline the checkpoint's policy was trained with."""
+def trading_setup(checkpoint: Checkpoint, where: str) -> tuple[EnvSpec, FeaturePipeline]:
+    """The env spec and fitted feature pipeline the checkpoint's policy was trained with."""
     try:
-        env = env_config_from_dict(checkpoint.env)
+        env = EnvSpec.from_dict(checkpoint.env)
         return env, FeaturePipeline.from_state(checkpoint.feature_pipeline)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{where}: its env or feature state is damaged: {error}") from error

@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from evotrader.config import EnvConfig, MAMLStageConfig, require_at_least
+from evotrader.config import MAMLStageConfig, require_at_least
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.env import VectorMarketEnv
+from evotrader.env import EnvSpec, VectorMarketEnv
 from evotrader.models import TransformerSpec, math_attention
 from evotrader.models.maml_model import adapt_parameters, parameters_of, policy_gradient_loss
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.adaptation import adapted_before
 from evotrader.training.evaluation import validate
-from evotrader.training.market_envs import vector_env_from
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.rollouts import collect_rollout
 from evotrader.training.stages import register_stage
@@ -181,19 +180,17 @@ def build_tasks(ctx: StageContext) -> list[Task]:
 def tasks_from(
     frames: dict[str, pd.DataFrame],
     pipeline: FeaturePipeline,
-    env: EnvConfig,
+    env: EnvSpec,
     settings: MAMLStageConfig,
 ) -> list[Task]:
     """Cut each symbol's bars into consecutive periods of ``task_bars`` bars, one task each."""
     tasks = []
+    spec = replace(env, episode_length=settings.episode_length)
     for symbol, bars in frames.items():
         for start in range(0, len(bars) - settings.task_bars + 1, settings.task_bars):
             period = bars.iloc[start : start + settings.task_bars]
             name = f"{symbol}[{period.index[0]:%Y-%m-%d}..{period.index[-1]:%Y-%m-%d}]"
-            vector_env = vector_env_from(
-                period, settings.num_envs, pipeline, env, settings.episode_length
-            )
-            tasks.append(Task(name, vector_env))
+            tasks.append(Task(name, VectorMarketEnv(period, settings.num_envs, pipeline, spec)))
     if not tasks:
         raise ValueError(
             f"no MAML task fits: every symbol in {sorted(frames)} has fewer than task_bars="

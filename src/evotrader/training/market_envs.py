@@ -2,19 +2,18 @@
 
 Env runners may live in other processes or on other machines of a Ray cluster, so they
 get the data source, the split's time range, the fitted feature state and the env
-settings, and load the bars themselves rather than receiving DataFrames.
+spec as a dict (``EnvSpec.to_dict``), and load the bars themselves rather than receiving
+DataFrames.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evotrader.config import EnvConfig, env_config_from_dict, execution_from
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.env import VectorMarketEnv
+from evotrader.env import EnvSpec, VectorMarketEnv
 
 if TYPE_CHECKING:
     from evotrader.training.pipeline import StageContext
@@ -32,7 +31,7 @@ def vector_env_config(ctx: StageContext, split: pd.DataFrame) -> dict[str, Any]:
         "start": str(split.index[0]),
         "end": str(split.index[-1]),
         "pipeline": ctx.pipeline.state_dict(),
-        "env": asdict(ctx.config.env),
+        "env": ctx.config.env.to_dict(),
     }
 
 
@@ -45,32 +44,9 @@ def make_vector_env(env_config: dict[str, Any]) -> VectorMarketEnv:
         env_config["end"],
         **env_config["options"],
     )
-    return vector_env_from(
+    return VectorMarketEnv(
         bars,
         int(env_config.get("num_envs", 1)),
         FeaturePipeline.from_state(env_config["pipeline"]),
-        env_config_from_dict(env_config["env"]),
-    )
-
-
-def vector_env_from(
-    bars: pd.DataFrame,
-    num_envs: int,
-    pipeline: FeaturePipeline,
-    env: EnvConfig,
-    episode_length: int | None = None,
-) -> VectorMarketEnv:
-    """The vector env the settings describe; ``episode_length`` overrides the configured one."""
-    return VectorMarketEnv(
-        bars,
-        num_envs,
-        pipeline,
-        window=env.window,
-        positions=env.positions,
-        execution=execution_from(env.execution),
-        reward=env.reward,
-        episode_length=episode_length or env.episode_length,
-        initial_cash=env.initial_cash,
-        agent_state=env.agent_state,
-        sharpe_eta=env.sharpe_eta,
+        EnvSpec.from_dict(env_config["env"]),
     )

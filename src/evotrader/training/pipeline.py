@@ -36,8 +36,8 @@ from evotrader.config import (
 from evotrader.core.atomic import write_atomic
 from evotrader.core.checkpoint import Checkpoint, checkpoint_name
 from evotrader.data import FeaturePipeline, TimeSplits
+from evotrader.env import VectorMarketEnv
 from evotrader.models import TransformerSpec
-from evotrader.training.market_envs import vector_env_from
 from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, RunFolderError, open_run
 from evotrader.training.stages import STAGES, stage
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
@@ -126,7 +126,7 @@ class StageContext:
             state_dict=policy.state_dict(),
             hyperparameters={**hyperparameters, "seed": self.config.seed},
             feature_pipeline=self.pipeline.state_dict(),
-            env=asdict(self.config.env),
+            env=self.config.env.to_dict(),
             symbol=self.config.data.symbol,
             data_range=self.data_range(),
             metrics={key: float(value) for key, value in metrics.items()},
@@ -203,7 +203,7 @@ def prepare(config: TrainingConfig) -> RunInputs:
     with config_errors("features"):
         pipeline = pipeline_from(config.features).fit(splits.train)
     with config_errors("env"):
-        observations, _ = vector_env_from(splits.train, 1, pipeline, config.env).reset(seed=0)
+        observations, _ = VectorMarketEnv(splits.train, 1, pipeline, config.env).reset(seed=0)
     with config_errors("model"):
         TransformerSpec(input_dim=observations.shape[-1], **asdict(config.model))
     run_dir = Path(config.runs_dir) / config.run_name  # not created: the checks write nothing

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from evotrader.config import execution_from
 from evotrader.core.checkpoint import Checkpoint, load_checkpoint
 from evotrader.env import MarketData
 from evotrader.models.moe_policy import MoEPolicy
@@ -104,6 +103,6 @@ def training_windows(ctx: StageContext) -> torch.Tensor:
     """Observation windows of the training split (agent-state channels zero)."""
     env = ctx.config.env
     market = MarketData.build(
-        ctx.splits.train, ctx.pipeline, env.window, execution_from(env.execution), env.agent_state
+        ctx.splits.train, ctx.pipeline, env.window, env.execution, env.agent_state
     )
     return torch.tensor(market.windows(), dtype=torch.float32)  # a copy: the view is read-only

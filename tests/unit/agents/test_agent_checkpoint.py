@@ -15,12 +15,12 @@ from tests.unit.agents.helpers import WINDOW, Learned, learn_tiny, tiny_architec
 
 from evotrader.agents import AgentError, AutonomousAgent
 from evotrader.agents.loading import policy_from_checkpoint
-from evotrader.config import EnvConfig
 from evotrader.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from evotrader.env import EnvSpec
 from evotrader.memory import EpisodicMemoryError, ExternalMemory
 from evotrader.reasoning import PatternRecognizer
 
-ENV = EnvConfig(window=WINDOW, agent_state=False)
+ENV = EnvSpec(window=WINDOW, agent_state=False)
 
 
 def observations(n: int = 64) -> np.ndarray:
@@ -117,7 +117,7 @@ def test_policy_from_checkpoint_names_a_broken_autonomous_file(
 
 def test_to_checkpoint_refuses_an_env_the_agent_cannot_trade(learned: Learned) -> None:
     with pytest.raises(AgentError, match="must match the agent"):
-        learned.agent.to_checkpoint(learned.pipeline, env=EnvConfig(window=WINDOW), symbol="X")
+        learned.agent.to_checkpoint(learned.pipeline, env=EnvSpec(window=WINDOW), symbol="X")
     with pytest.raises(AgentError, match="must match the agent"):
         learned.agent.to_checkpoint(
             learned.pipeline, env=replace(ENV, positions=[0.0, 1.0]), symbol="X"

@@ -16,6 +16,7 @@ from evotrader.agents.agent_learning import embed
 from evotrader.agents.thinking import rollout_uniforms, what_if_sharpe
 from evotrader.backtest.engine import run_backtest
 from evotrader.data import FeaturePipeline
+from evotrader.env import EnvSpec
 from evotrader.env.execution import ExecutionModel
 from evotrader.env.market_data import MarketData
 from evotrader.models.world_model_training import horizon_samples
@@ -175,7 +176,7 @@ def test_the_backtest_engine_runs_the_agent_in_batches(learned: Learned) -> None
         bars,
         start=validation.index[0],
         pipeline=learned.pipeline,
-        window=WINDOW,
+        spec=EnvSpec(window=WINDOW, agent_state=False),
         batch_size=50,
     )
     assert len(result.positions) == len(validation)

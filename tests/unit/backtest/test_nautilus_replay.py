@@ -27,8 +27,8 @@ from evotrader.backtest.nautilus_replay import (
     run_targets,
     whole_shares,
 )
-from evotrader.config import env_config_from_dict, execution_from
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.env import EnvSpec
 from evotrader.env.execution import ExecutionModel
 
 # Nautilus vs our arithmetic, both filling at the close, on the GOOG replay below: the
@@ -186,8 +186,8 @@ def goog(tmp_path_factory):
 
 def test_goog_decisions_trade_alike_in_nautilus_and_ours(goog) -> None:
     checkpoint, bars, result = goog
-    env = env_config_from_dict(checkpoint.env)
-    execution = execution_from(env.execution)
+    env = EnvSpec.from_dict(checkpoint.env)
+    execution = env.execution
     ppy = periods_per_year(result.equity.index)  # the reported period, as the engine annualises
     random.seed(11)
     untouched = random.random()

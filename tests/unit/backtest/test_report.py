@@ -25,6 +25,7 @@ from evotrader.backtest.report import (
     write_report,
 )
 from evotrader.data import FeaturePipeline
+from evotrader.env import EnvSpec
 from evotrader.reasoning.market_classifier import REGIME_LABELS
 
 TEST_START = 400  # bars 0..299 train (the conftest pipeline's fit), 400.. the test split
@@ -60,8 +61,8 @@ def result(bars: pd.DataFrame, pipeline: FeaturePipeline) -> BacktestResult:
         MovingAverageCrossover(pipeline, fast=5, slow=20),
         bars,
         pipeline=pipeline,
-        window=32,
         start=bars.index[TEST_START],
+        spec=EnvSpec(window=32, agent_state=False),
     )
 
 

@@ -4,17 +4,15 @@ that depend on bars <= t only, pipeline or not (issue 12, item 6)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
 
-from evotrader.config import EnvConfig
 from evotrader.data import FeaturePipeline, load_bars
-from evotrader.env import DEFAULT_FIT_BARS, ENV_ID, MarketEnv, VectorMarketEnv
-from evotrader.training.market_envs import make_vector_env, vector_env_from
+from evotrader.env import DEFAULT_FIT_BARS, ENV_ID, EnvSpec, MarketEnv, VectorMarketEnv
+from evotrader.training.market_envs import make_vector_env
 
 CHANGE_AFTER = 300  # bars after this one get a different future
 WINDOW = 16
@@ -63,19 +61,23 @@ def fitted(bars: pd.DataFrame) -> FeaturePipeline:
 SingleBuilder = Callable[[pd.DataFrame, FeaturePipeline], gym.Env]
 SINGLE: dict[str, SingleBuilder] = {
     "MarketEnv(bars)": lambda b, p: MarketEnv(
-        b, window=WINDOW, episode_length=None, random_start=False
+        b, spec=EnvSpec(window=WINDOW, episode_length=None), random_start=False
     ),
     "MarketEnv(bars, fit_bars)": lambda b, p: MarketEnv(
-        b, window=WINDOW, episode_length=None, random_start=False, fit_bars=100
+        b, spec=EnvSpec(window=WINDOW, episode_length=None), random_start=False, fit_bars=100
     ),
     "MarketEnv(bars, pipeline)": lambda b, p: MarketEnv(
-        b, p, window=WINDOW, episode_length=None, random_start=False
+        b, p, EnvSpec(window=WINDOW, episode_length=None), random_start=False
     ),
     "gym.make(bars)": lambda b, p: gym.make(
-        ENV_ID, bars=b, window=WINDOW, episode_length=None, random_start=False
+        ENV_ID, spec=EnvSpec(window=WINDOW, episode_length=None), bars=b, random_start=False
     ),
     "gym.make(bars, pipeline)": lambda b, p: gym.make(
-        ENV_ID, bars=b, pipeline=p, window=WINDOW, episode_length=None, random_start=False
+        ENV_ID,
+        spec=EnvSpec(window=WINDOW, episode_length=None),
+        bars=b,
+        pipeline=p,
+        random_start=False,
     ),
 }
 
@@ -98,7 +100,7 @@ def test_default_market_env_on_embedded_bars_ignores_the_future(monkeypatch) -> 
     runs = []
     for frame in (goog, _changed(goog)):
         monkeypatch.setattr("evotrader.data.load_bars", lambda *_, frame=frame: frame)
-        env = MarketEnv(episode_length=None, random_start=False)
+        env = MarketEnv(spec=EnvSpec(episode_length=None), random_start=False)
         runs.append(_single_observations(env, actions))
     (first, original), (_, altered) = runs
     assert first == DEFAULT_FIT_BARS  # the normalisation prefix is never traded
@@ -106,7 +108,7 @@ def test_default_market_env_on_embedded_bars_ignores_the_future(monkeypatch) -> 
 
 
 def test_bars_alone_fit_the_prefix_and_never_trade_it(bars: pd.DataFrame) -> None:
-    env = MarketEnv(bars, window=WINDOW, fit_bars=120)
+    env = MarketEnv(bars, spec=EnvSpec(window=WINDOW), fit_bars=120)
     prefix = FeaturePipeline().fit(bars.iloc[:120])
     np.testing.assert_array_equal(env.pipeline.mean, prefix.mean)
     assert env.market.first_decision == 120
@@ -125,7 +127,7 @@ def test_fit_bars_is_checked(bars: pd.DataFrame, fitted: FeaturePipeline) -> Non
 def _from_env_config(frames: list[pd.DataFrame], pipeline: FeaturePipeline, monkeypatch):
     """make_vector_env as RLlib's env runners call it, loading ``frames[0]``."""
     monkeypatch.setattr("evotrader.training.market_envs.load_bars", lambda *_, **__: frames[0])
-    settings = asdict(EnvConfig(window=WINDOW, episode_length=WHOLE))
+    settings = EnvSpec(window=WINDOW, episode_length=WHOLE).to_dict()
     config = {"source": "csv", "symbol": "X", "options": {}, "start": None, "end": None}
     return make_vector_env(
         {**config, "pipeline": pipeline.state_dict(), "env": settings, "num_envs": NUM_ENVS}
@@ -135,7 +137,7 @@ def _from_env_config(frames: list[pd.DataFrame], pipeline: FeaturePipeline, monk
 VECTOR = {
     "VectorMarketEnv(bars)": (
         lambda f, p, _: VectorMarketEnv(
-            f[0], NUM_ENVS, window=WINDOW, episode_length=None, random_start=False
+            f[0], NUM_ENVS, spec=EnvSpec(window=WINDOW, episode_length=None), random_start=False
         ),
         DEFAULT_FIT_BARS,
     ),
@@ -143,20 +145,15 @@ VECTOR = {
         lambda f, p, _: VectorMarketEnv(
             dict(zip("AB", f, strict=True)),
             NUM_ENVS,
-            window=WINDOW,
-            episode_length=None,
+            spec=EnvSpec(window=WINDOW, episode_length=None),
             random_start=False,
         ),
         DEFAULT_FIT_BARS,
     ),
     "VectorMarketEnv(bars, pipeline)": (
         lambda f, p, _: VectorMarketEnv(
-            f[0], NUM_ENVS, p, window=WINDOW, episode_length=None, random_start=False
+            f[0], NUM_ENVS, p, EnvSpec(window=WINDOW, episode_length=None), random_start=False
         ),
-        FeaturePipeline().warmup + WINDOW - 1,
-    ),
-    "vector_env_from": (
-        lambda f, p, _: vector_env_from(f[0], NUM_ENVS, p, EnvConfig(window=WINDOW), WHOLE),
         FeaturePipeline().warmup + WINDOW - 1,
     ),
     "make_vector_env": (_from_env_config, FeaturePipeline().warmup + WINDOW - 1),

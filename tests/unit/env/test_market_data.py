@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
-from evotrader.env import MarketEnv
+from evotrader.env import EnvSpec, MarketEnv
 from evotrader.env.market_data import MAX_UNREALISED, fill_agent_state
 
 
@@ -27,11 +27,11 @@ def test_one_window_and_a_batch_get_the_same_channels() -> None:
 def test_market_env_reports_its_position_and_unrealised_return(
     bars: pd.DataFrame, pipeline: FeaturePipeline
 ) -> None:
-    env = MarketEnv(bars, pipeline, window=8, episode_length=None, random_start=False)
+    env = MarketEnv(bars, pipeline, EnvSpec(window=8, episode_length=None), random_start=False)
     obs, _ = env.reset()
     assert not obs[:, -2:].any()
     _, _, _, _, first = env.step(2)  # long from flat: equity at the fill is cash less costs
-    entry = env.initial_cash - first["cost"]
+    entry = env.env_spec.initial_cash - first["cost"]
     obs, _, _, _, info = env.step(2)  # hold
     np.testing.assert_array_equal(obs[:, -2], 1.0)
     np.testing.assert_allclose(obs[:, -1], info["equity"] / entry - 1.0, rtol=1e-6)

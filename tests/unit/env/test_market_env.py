@@ -7,7 +7,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from evotrader.data import FeaturePipeline
-from evotrader.env import ENV_ID, ExecutionModel, MarketEnv
+from evotrader.env import ENV_ID, EnvSpec, ExecutionModel, MarketEnv
 
 
 def _hand_bars() -> pd.DataFrame:
@@ -26,11 +26,13 @@ def _hand_bars() -> pd.DataFrame:
 
 
 def test_check_env_passes(bars: pd.DataFrame, pipeline: FeaturePipeline) -> None:
-    check_env(MarketEnv(bars, pipeline, window=32), skip_render_check=True)
+    check_env(MarketEnv(bars, pipeline, EnvSpec(window=32)), skip_render_check=True)
 
 
 def test_gymnasium_make_builds_the_registered_env(bars, pipeline) -> None:
-    env = gym.make(ENV_ID, bars=bars, pipeline=pipeline, window=16)
+    env = gym.make(ENV_ID, bars=bars, pipeline=pipeline, spec=EnvSpec(window=16))
+    assert env.unwrapped.env_spec == EnvSpec(window=16)  # ours, beside gymnasium's env.spec
+    assert env.spec is not None and env.spec.id == ENV_ID
     obs, _ = env.reset(seed=1)
     assert obs.shape == (16, pipeline.num_features + 2)
     assert env.observation_space.contains(obs)
@@ -43,10 +45,7 @@ def test_costs_and_fills_match_a_hand_computed_example() -> None:
     env = MarketEnv(
         bars,
         pipeline,
-        window=1,
-        execution=costs,
-        initial_cash=10_000.0,
-        episode_length=None,
+        EnvSpec(window=1, execution=costs, initial_cash=10_000.0, episode_length=None),
         random_start=False,
     )
     env.reset()
@@ -74,7 +73,9 @@ def test_no_look_ahead_in_observations(bars: pd.DataFrame, pipeline: FeaturePipe
     actions = np.random.default_rng(0).integers(3, size=400)
 
     def observations(frame: pd.DataFrame) -> list[np.ndarray]:
-        env = MarketEnv(frame, pipeline, window=32, episode_length=None, random_start=False)
+        env = MarketEnv(
+            frame, pipeline, EnvSpec(window=32, episode_length=None), random_start=False
+        )
         seen = [env.reset()[0]]
         for action in actions:
             if env.market.first_decision + len(seen) - 1 >= t_change:
@@ -89,7 +90,7 @@ def test_no_look_ahead_in_observations(bars: pd.DataFrame, pipeline: FeaturePipe
 
 
 def test_episode_return_is_the_log_equity_change(bars, pipeline) -> None:
-    env = MarketEnv(bars, pipeline, window=32, episode_length=100)
+    env = MarketEnv(bars, pipeline, EnvSpec(window=32, episode_length=100))
     env.reset(seed=3)
     rewards, rng, done = [], np.random.default_rng(3), False
     while not done:
@@ -97,11 +98,13 @@ def test_episode_return_is_the_log_equity_change(bars, pipeline) -> None:
         rewards.append(reward)
         done = terminated or truncated
     assert len(rewards) == 100
-    assert sum(rewards) == pytest.approx(math.log(info["equity"] / env.initial_cash), abs=1e-12)
+    assert sum(rewards) == pytest.approx(
+        math.log(info["equity"] / env.env_spec.initial_cash), abs=1e-12
+    )
 
 
 def test_same_seed_same_episode_and_random_starts_vary(bars, pipeline) -> None:
-    env = MarketEnv(bars, pipeline, window=32, episode_length=50)
+    env = MarketEnv(bars, pipeline, EnvSpec(window=32, episode_length=50))
     first = env.reset(seed=11)[1]["t"]
     assert env.reset(seed=11)[1]["t"] == first
     starts = {env.reset(seed=s)[1]["t"] for s in range(20)}
@@ -111,7 +114,7 @@ def test_same_seed_same_episode_and_random_starts_vary(bars, pipeline) -> None:
 
 
 def test_long_only_and_sizing_levels(bars, pipeline) -> None:
-    env = MarketEnv(bars, pipeline, window=16, positions=(0.0, 0.5, 1.0))
+    env = MarketEnv(bars, pipeline, EnvSpec(window=16, positions=(0.0, 0.5, 1.0)))
     assert env.action_space.n == 3
     obs, _ = env.reset(seed=0)
     obs, *_ = env.step(1)
@@ -120,7 +123,7 @@ def test_long_only_and_sizing_levels(bars, pipeline) -> None:
 
 
 def test_differential_sharpe_reward(bars, pipeline) -> None:
-    env = MarketEnv(bars, pipeline, window=16, reward="differential_sharpe")
+    env = MarketEnv(bars, pipeline, EnvSpec(window=16, reward="differential_sharpe"))
     env.reset(seed=0)
     rewards = [env.step(2)[1] for _ in range(50)]
     assert all(np.isfinite(rewards)) and any(r != 0 for r in rewards)
@@ -131,7 +134,10 @@ def test_ruin_terminates_the_episode() -> None:
     bars.loc[bars.index[4:], ["open", "high", "low", "close"]] *= 3.0  # short squeeze x3
     pipeline = FeaturePipeline(window=2).fit(bars)
     env = MarketEnv(
-        bars, pipeline, window=1, positions=(-2.0, 0.0), episode_length=None, random_start=False
+        bars,
+        pipeline,
+        EnvSpec(window=1, positions=(-2.0, 0.0), episode_length=None),
+        random_start=False,
     )
     env.reset()
     env.step(0)
@@ -149,4 +155,4 @@ def test_ruin_terminates_the_episode() -> None:
 )
 def test_bad_settings_fail_clearly(bars, pipeline, kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
-        MarketEnv(bars, pipeline, **kwargs)
+        MarketEnv(bars, pipeline, EnvSpec(**kwargs))

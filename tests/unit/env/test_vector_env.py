@@ -3,13 +3,13 @@ import pandas as pd
 import pytest
 
 from evotrader.data import FeaturePipeline
-from evotrader.env import MarketEnv, VectorMarketEnv
+from evotrader.env import EnvSpec, MarketEnv, VectorMarketEnv
 
 
 def test_matches_single_env_step_for_step(bars: pd.DataFrame, pipeline: FeaturePipeline) -> None:
-    settings = dict(window=32, episode_length=None, random_start=False)
-    single = MarketEnv(bars, pipeline, **settings)
-    vector = VectorMarketEnv(bars, 3, pipeline, **settings)
+    spec = EnvSpec(window=32, episode_length=None)
+    single = MarketEnv(bars, pipeline, spec, random_start=False)
+    vector = VectorMarketEnv(bars, 3, pipeline, spec, random_start=False)
     obs, _ = single.reset()
     batch, _ = vector.reset(seed=0)
     for env_obs in batch:
@@ -25,7 +25,7 @@ def test_matches_single_env_step_for_step(bars: pd.DataFrame, pipeline: FeatureP
 
 
 def test_next_step_autoreset(bars, pipeline) -> None:
-    vector = VectorMarketEnv(bars, 4, pipeline, window=16, episode_length=5)
+    vector = VectorMarketEnv(bars, 4, pipeline, EnvSpec(window=16, episode_length=5))
     vector.reset(seed=0)
     for _ in range(4):
         _, _, terminated, truncated, _ = vector.step(np.full(4, 2))
@@ -34,7 +34,7 @@ def test_next_step_autoreset(bars, pipeline) -> None:
     assert truncated.all()
     obs, rewards, _, truncated, infos = vector.step(np.full(4, 0))  # ignored: reset step
     assert not truncated.any() and not rewards.any()
-    assert np.all(infos["equity"] == vector.initial_cash)
+    assert np.all(infos["equity"] == vector.env_spec.initial_cash)
     assert np.all(obs[:, :, -2] == 0.0)  # flat again
 
 
@@ -56,7 +56,7 @@ def _trend(direction: float, n: int = 300) -> pd.DataFrame:
 def test_episodes_never_cross_symbols() -> None:
     up, down = _trend(+1.0), _trend(-1.0, n=250)
     vector = VectorMarketEnv(
-        {"UP": up, "DOWN": down}, 16, window=8, episode_length=40, fit_bars=100
+        {"UP": up, "DOWN": down}, 16, spec=EnvSpec(window=8, episode_length=40), fit_bars=100
     )
     vector.reset(seed=2)
     signs = [set() for _ in range(16)]
@@ -75,7 +75,7 @@ def test_episodes_never_cross_symbols() -> None:
 
 def test_same_seed_same_rollout(bars, pipeline) -> None:
     def rollout(seed: int) -> np.ndarray:
-        vector = VectorMarketEnv(bars, 8, pipeline, window=16, episode_length=30)
+        vector = VectorMarketEnv(bars, 8, pipeline, EnvSpec(window=16, episode_length=30))
         vector.reset(seed=seed)
         return np.array([vector.step(np.full(8, 2))[1] for _ in range(60)])
 
@@ -84,7 +84,7 @@ def test_same_seed_same_rollout(bars, pipeline) -> None:
 
 
 def test_observations_are_fresh_arrays(bars, pipeline) -> None:
-    vector = VectorMarketEnv(bars, 2, pipeline, window=16)
+    vector = VectorMarketEnv(bars, 2, pipeline, EnvSpec(window=16))
     first, _ = vector.reset(seed=0)
     kept = first.copy()
     vector.step(np.array([0, 2]))

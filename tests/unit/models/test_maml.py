@@ -5,7 +5,7 @@ import torch
 
 from evotrader.data import generate_synthetic
 from evotrader.data.features import FeaturePipeline
-from evotrader.env import VectorMarketEnv
+from evotrader.env import EnvSpec, VectorMarketEnv
 from evotrader.models.core_transformer import TransformerSpec, math_attention
 from evotrader.models.maml_model import (
     Rollout,
@@ -116,7 +116,7 @@ def test_rollouts_are_reproducible_from_their_seeds() -> None:
     policy = TransformerPolicy(spec, 3)
 
     def run(seed: int) -> Rollout:
-        env = VectorMarketEnv(bars, 4, pipeline, window=16, episode_length=20)
+        env = VectorMarketEnv(bars, 4, pipeline, EnvSpec(window=16, episode_length=20))
         generator = torch.Generator().manual_seed(seed)
         return collect_rollout(
             policy, parameters_of(policy), env, 20, env_seed=seed, generator=generator

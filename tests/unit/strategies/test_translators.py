@@ -19,7 +19,7 @@ from tests.unit.strategies.synthetic_pairs import cointegrated_pair
 
 from evotrader.backtest.engine import run_backtest
 from evotrader.data import FeaturePipeline, generate_synthetic
-from evotrader.env import ExecutionModel
+from evotrader.env import EnvSpec, ExecutionModel
 from evotrader.strategies.backtest_bridge import run_engine
 from evotrader.strategies.runs import SpecRun
 from evotrader.strategies.screening import run_backtesting
@@ -135,11 +135,14 @@ def test_bridge_matches_the_engines_run_backtest(goog) -> None:
         Replay(),
         bars,
         pipeline=pipeline,
-        window=1,
-        positions=positions,
-        execution=COSTLY,
-        initial_cash=1_000_000.0,
         start=start,
+        spec=EnvSpec(
+            window=1,
+            positions=positions,
+            execution=COSTLY,
+            initial_cash=1_000_000.0,
+            agent_state=False,
+        ),
     )
     np.testing.assert_allclose(result.equity.to_numpy(), ours.equity.to_numpy(), rtol=1e-12)
     assert result.metrics["n_trades"] == ours.metrics["n_trades"]

@@ -9,12 +9,12 @@ import pytest
 
 from evotrader.config import (
     DataConfig,
-    EnvConfig,
     TrainingConfig,
     bars_from,
     pipeline_from,
     splits_from,
 )
+from evotrader.env import EnvSpec
 from evotrader.training.evaluation import validate
 from evotrader.training.pipeline import StageContext, StageResult, summary_table
 from evotrader.training.trials import TrialLedger, stage_counts
@@ -69,7 +69,7 @@ class _Writer:
 def test_validate_records_each_evaluation_once_per_iteration(tmp_path: Path) -> None:
     config = TrainingConfig(
         data=DataConfig(source="synthetic", symbol="RANDOM_WALK", options={"n_bars": 600}),
-        env=EnvConfig(window=16, agent_state=False),
+        env=EnvSpec(window=16, agent_state=False),
     )
     bars = bars_from(config.data)
     splits = splits_from(config.data, bars)
