@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from common import best_seconds
 from evotrader.agents import AgentArchitecture, AgentHyperparameters, AutonomousAgent
 from evotrader.agents.thinking import rollout_uniforms, what_if_sharpe
 from evotrader.data import FeaturePipeline, generate_synthetic
@@ -23,17 +23,6 @@ from evotrader.env.execution import ExecutionModel
 from evotrader.env.market_data import MarketData
 from evotrader.models import TransformerSpec
 from evotrader.reasoning import ChartistConfig, train_chartist
-
-
-def seconds(function: Callable[[], object], repeats: int) -> float:
-    """Best of ``repeats`` timings, after one warm-up call."""
-    function()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -81,7 +70,7 @@ def main() -> None:
     for batch in args.batch_sizes:
         obs = windows[np.arange(batch) % len(windows)]
         repeats = max(3, min(50, 4096 // batch))
-        rate = batch / seconds(lambda obs=obs: agent.act(obs), repeats)
+        rate = batch / best_seconds(lambda obs=obs: agent.act(obs), repeats)
         print(f"act  batch {batch:>5} {rate:>12,.0f} states/s")
 
     obs = windows[np.arange(args.batch_sizes[-1]) % len(windows)]
@@ -105,7 +94,7 @@ def main() -> None:
         }
         print(f"think loop parts at batch {len(obs)} (ms):")
         for name, part in parts.items():
-            print(f"  {name:<14} {seconds(part, 3) * 1e3:>8.1f}")
+            print(f"  {name:<14} {best_seconds(part, 3) * 1e3:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from common import best_seconds
 from evotrader.data import FeaturePipeline, generate_synthetic, load_bars, split_by_time
 from evotrader.reasoning import (
     PATTERNS,
@@ -30,9 +31,7 @@ from evotrader.reasoning import (
 
 def rate(fn: Callable[[], Any], items: int, repeats: int = 5) -> float:
     """Items per second of ``fn``, best of ``repeats`` after one warm-up call."""
-    fn()
-    best = min(_timed(fn) for _ in range(repeats))
-    return items / best
+    return items / best_seconds(fn, repeats)
 
 
 def _timed(fn: Callable[[], Any]) -> float:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from tests.support.checkpoints import model_checkpoint
 
 from evotrader.agents.loading import BUILDERS, policy_from_checkpoint
-from evotrader.core.checkpoint import Checkpoint, CheckpointError
+from evotrader.core.checkpoint import CheckpointError
 
 
 def test_the_kinds_the_stages_write_have_builders() -> None:
@@ -13,17 +14,7 @@ def test_the_kinds_the_stages_write_have_builders() -> None:
 
 
 def test_an_unknown_kind_is_a_checkpoint_error_listing_the_kinds() -> None:
-    alien = Checkpoint(
-        kind="alien",
-        architecture={},
-        state_dict={},
-        hyperparameters={},
-        feature_pipeline={},
-        env={},
-        symbol="GOOG",
-        data_range={},
-        metrics={},
-    )
+    alien = model_checkpoint("alien")
     known = "available: autonomous, maml, moe, ppo"
     with pytest.raises(CheckpointError, match=f"^unknown checkpoint kind 'alien'; {known}$"):
         policy_from_checkpoint(alien)

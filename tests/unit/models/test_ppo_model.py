@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
-from tests.unit.models.helpers import model_checkpoint
+from tests.support.checkpoints import model_checkpoint
 
 from evotrader.agents.loading import policy_from_checkpoint
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint

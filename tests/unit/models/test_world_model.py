@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tests.unit.models.helpers import model_checkpoint
+from tests.support.checkpoints import model_checkpoint
 
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.data import FeaturePipeline, generate_synthetic
