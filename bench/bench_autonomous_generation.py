@@ -9,30 +9,21 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import run_training
 
 
 def generation_seconds(workers: int, population: int, runs_dir: Path) -> float:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "run_training.py"),
-            f"runs_dir={runs_dir}",
-            f"run_name=workers{workers}",
-            "stages=[stage_4_autonomous]",
-            f"stage_4_autonomous.population={population}",
-            "stage_4_autonomous.generations=2",
-            f"ray.num_cpus={workers}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+    done = run_training(
+        f"runs_dir={runs_dir}",
+        f"run_name=workers{workers}",
+        "stages=[stage_4_autonomous]",
+        f"stage_4_autonomous.population={population}",
+        "stage_4_autonomous.generations=2",
+        f"ray.num_cpus={workers}",
+        capture=True,
     )
     times = re.findall(r"generation 2 +\((\d+)s\)", done.stdout)
     if not times:
