@@ -36,6 +36,7 @@ from evotrader.data import (
     split_by_time,
 )
 from evotrader.env.spec import EnvSpec
+from evotrader.models.core_transformer import TransformerShape
 from evotrader.strategies.settings import EvolverConfig, LLMConfig, ScreeningConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: configs/, run_training.py
@@ -69,21 +70,6 @@ class FeatureConfig:
     )
     window: int = 20
     clip: float = 5.0
-
-
-@dataclass
-class ModelConfig:
-    """The CoreTransformer every stage shares (input size comes from the observations)."""
-
-    model_dim: int = 32
-    num_heads: int = 4
-    num_layers: int = 1
-    ff_dim: int = 64
-    output_dim: int = 32
-    dropout: float = 0.0
-    max_len: int = 512
-    positional: str = "sinusoidal"
-    pooling: str = "last"
 
 
 @dataclass
@@ -218,6 +204,12 @@ class RayConfig:
     num_cpus: int | None = None
 
 
+def small_model() -> TransformerShape:
+    """The CoreTransformer every stage shares when no YAML says otherwise (configs/model/
+    small.yaml); the input size comes from the observations."""
+    return TransformerShape(model_dim=32, num_layers=1, ff_dim=64, output_dim=32)
+
+
 @dataclass
 class TrainingConfig:
     run_name: str = "default"
@@ -227,7 +219,7 @@ class TrainingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     env: EnvSpec = field(default_factory=EnvSpec)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: TransformerShape = field(default_factory=small_model)
     ray: RayConfig = field(default_factory=RayConfig)
     stage_1_ppo: PPOStageConfig = field(default_factory=PPOStageConfig)
     stage_2_moe: MoEStageConfig = field(default_factory=MoEStageConfig)
@@ -240,10 +232,11 @@ class TrainingConfig:
 def register_configs() -> None:
     """Make the schema available to Hydra as ``training_schema``.
 
-    The schema nests runtime dataclasses that are frozen (``EnvSpec``, ``ExecutionModel``):
-    OmegaConf marks their nodes read-only, so their read-only flag is cleared here and a
-    command-line override can still set them; the frozen objects are built once, when the
-    config is turned into objects (``load_training_config``), and validate themselves there.
+    The schema nests runtime dataclasses that are frozen (``EnvSpec`` with its
+    ``ExecutionModel``, ``TransformerShape``): OmegaConf marks their nodes read-only, so their
+    read-only flag is cleared here and a command-line override can still set them; the frozen
+    objects are built once, when the config is turned into objects (``load_training_config``),
+    and validate themselves there.
     """
     schema = OmegaConf.structured(training_schema())
     _overridable(schema)

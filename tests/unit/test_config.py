@@ -1,4 +1,5 @@
-"""The training config nests EnvSpec itself: YAML and overrides build it, and it checks them."""
+"""The training config nests the runtime specs themselves (EnvSpec, TransformerShape): YAML and
+overrides build them, and they check the values."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from evotrader.config import ConfigError, TrainingConfig, load_training_config
 from evotrader.env import EnvSpec, ExecutionModel
+from evotrader.models.core_transformer import TransformerShape
 
 
 def test_the_env_section_is_the_spec_the_envs_take() -> None:
@@ -32,3 +34,13 @@ def test_env_yaml_files_load() -> None:
 def test_a_bad_env_value_stops_the_run_naming_env(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"^{message}"):
         load_training_config([override])
+
+
+def test_the_model_section_is_the_shape_the_stages_size() -> None:
+    config = load_training_config(["model=base", "model.num_layers=3"])
+    assert config.model == TransformerShape(
+        model_dim=64, num_layers=3, ff_dim=128, output_dim=64, dropout=0.1, pooling="attention"
+    )
+    assert config.model.with_input(7).input_dim == 7
+    with pytest.raises(ConfigError, match=r"^model: model_dim \(30\) must be divisible"):
+        load_training_config(["model.model_dim=30"])

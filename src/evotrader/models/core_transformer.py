@@ -2,9 +2,10 @@
 
 Plain PyTorch written top to bottom (nanoGPT style) rather than ``nn.TransformerEncoderLayer``,
 whose fused inference fast path bypasses the autograd graph that ``torch.func`` transforms need.
-The architecture is described by a frozen ``TransformerSpec`` whose dict form round-trips
-exactly through JSON, so checkpoints and the NAS stage can rebuild and mutate networks while
-every invalid combination is rejected before it reaches torch.
+The architecture is described by a frozen ``TransformerSpec`` (a ``TransformerShape``, which
+the run config holds, plus the input size) whose dict form round-trips exactly through JSON,
+so checkpoints and the NAS stage can rebuild and mutate networks while every invalid
+combination is rejected before it reaches torch.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from numbers import Integral, Real
 from typing import Any
 
@@ -36,10 +37,11 @@ _INT_FIELDS = (
 
 
 @dataclass(frozen=True)
-class TransformerSpec:
-    """Architecture of a ``CoreTransformer``; validated on construction, JSON-able via dicts."""
+class TransformerShape:
+    """A ``TransformerSpec`` without its input size: what a run's config chooses (its ``model``
+    section), while the size comes from the observations (``with_input``). Validated on
+    construction, so a bad config value fails when the run starts."""
 
-    input_dim: int
     model_dim: int = 64
     num_heads: int = 4
     num_layers: int = 2
@@ -53,7 +55,7 @@ class TransformerSpec:
     def __post_init__(self) -> None:
         # Normalise numeric types (numpy / OmegaConf values) to plain int / float so that
         # ``to_dict`` is JSON-able and equality survives the JSON round trip.
-        for name in _INT_FIELDS:
+        for name in (f.name for f in fields(self) if f.name in _INT_FIELDS):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Integral):
                 raise ValueError(f"{name} must be an int, got {value!r}")
@@ -79,6 +81,19 @@ class TransformerSpec:
     def to_dict(self) -> dict[str, int | float | str]:
         """Plain dict of every field; ``from_dict(json.loads(json.dumps(d)))`` rebuilds it."""
         return asdict(self)
+
+    def with_input(self, input_dim: int) -> TransformerSpec:
+        """The full spec for observations with ``input_dim`` channels."""
+        shape = {f.name: getattr(self, f.name) for f in fields(TransformerShape)}
+        return TransformerSpec(input_dim=input_dim, **shape)
+
+
+@dataclass(frozen=True)
+class TransformerSpec(TransformerShape):
+    """Architecture of a ``CoreTransformer``: its shape and input size (keyword-only, since it
+    follows the shape's defaulted fields); validated on construction, JSON-able via dicts."""
+
+    input_dim: int = field(kw_only=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TransformerSpec:

@@ -23,7 +23,7 @@ from evotrader.config import MAMLStageConfig, require_at_least
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.env import EnvSpec, VectorMarketEnv
-from evotrader.models import TransformerSpec, math_attention
+from evotrader.models import math_attention
 from evotrader.models.maml_model import adapt_parameters, parameters_of, policy_gradient_loss
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.adaptation import adapted_before
@@ -219,7 +219,7 @@ def initial_policy(ctx: StageContext) -> TransformerPolicy:
 def fresh_policy(ctx: StageContext) -> TransformerPolicy:
     """A fresh policy sized from the configured model and the observation channels."""
     channels = training_windows(ctx).shape[-1]
-    spec = TransformerSpec(input_dim=int(channels), **asdict(ctx.config.model))
+    spec = ctx.config.model.with_input(int(channels))
     torch.manual_seed(ctx.config.seed)
     return TransformerPolicy(spec, len(ctx.config.env.positions))
 

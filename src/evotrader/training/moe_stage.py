@@ -9,13 +9,11 @@ entropy and the load-balancing loss next to PPO's scalars.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 
 import torch
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from evotrader.config import MoEStageConfig
-from evotrader.models import TransformerSpec
 from evotrader.models.moe_model import MoEPPOLearner, MoEPPOModule
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.training.pipeline import StageContext, StageResult
@@ -34,7 +32,7 @@ def moe_stage(ctx: StageContext) -> RLlibStage:
         module_spec=RLModuleSpec(
             module_class=MoEPPOModule,
             model_config={
-                "encoder": asdict(ctx.config.model),
+                "encoder": ctx.config.model.to_dict(),
                 "num_experts": settings.num_experts,
                 "top_k": settings.top_k,
                 "gate_hidden": settings.gate_hidden,
@@ -54,7 +52,7 @@ def check_settings(ctx: StageContext) -> None:
     """The gate's settings as MoEPolicy checks them (any input size will do), then PPO's."""
     settings = ctx.config.stage_2_moe
     MoEPolicy(
-        TransformerSpec(input_dim=1, **asdict(ctx.config.model)),
+        ctx.config.model.with_input(1),
         len(ctx.config.env.positions),
         settings.num_experts,
         settings.top_k,

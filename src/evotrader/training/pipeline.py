@@ -37,7 +37,6 @@ from evotrader.core.atomic import write_atomic
 from evotrader.core.checkpoint import Checkpoint, checkpoint_name
 from evotrader.data import FeaturePipeline, TimeSplits
 from evotrader.env import VectorMarketEnv
-from evotrader.models import TransformerSpec
 from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, RunFolderError, open_run
 from evotrader.training.stages import STAGES, stage
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
@@ -205,7 +204,7 @@ def prepare(config: TrainingConfig) -> RunInputs:
     with config_errors("env"):
         observations, _ = VectorMarketEnv(splits.train, 1, pipeline, config.env).reset(seed=0)
     with config_errors("model"):
-        TransformerSpec(input_dim=observations.shape[-1], **asdict(config.model))
+        config.model.with_input(observations.shape[-1])
     run_dir = Path(config.runs_dir) / config.run_name  # not created: the checks write nothing
     for name in config.stages:
         context = StageContext(name, config, run_dir, bars, splits, pipeline, {})

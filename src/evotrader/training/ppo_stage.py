@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from evotrader.config import PPOStageConfig
@@ -18,7 +16,7 @@ def ppo_stage(ctx: StageContext) -> RLlibStage:
         kind="ppo",
         settings=ctx.config.stage_1_ppo,
         module_spec=RLModuleSpec(
-            module_class=TransformerPPOModule, model_config={"encoder": asdict(ctx.config.model)}
+            module_class=TransformerPPOModule, model_config={"encoder": ctx.config.model.to_dict()}
         ),
     )
 

@@ -8,6 +8,7 @@ import torch
 from torch.func import functional_call, grad
 
 from evotrader.models import CoreTransformer, TransformerSpec, math_attention
+from evotrader.models.core_transformer import TransformerShape
 
 POSITIONALS = ("sinusoidal", "learned", "none")
 POOLINGS = ("last", "mean", "attention")
@@ -57,6 +58,18 @@ def test_spec_json_round_trip_is_exact(spec: TransformerSpec) -> None:
     data = json.loads(json.dumps(spec.to_dict()))
     assert TransformerSpec.from_dict(data) == spec
     assert data == spec.to_dict()
+
+
+def test_a_shape_with_its_input_size_is_the_spec_checkpoints_store() -> None:
+    shape = TransformerShape(model_dim=8, num_heads=2, ff_dim=16, pooling="mean")
+    spec = shape.with_input(5)
+    assert spec == TransformerSpec(input_dim=5, model_dim=8, num_heads=2, ff_dim=16, pooling="mean")
+    assert spec.to_dict() == {"input_dim": 5, **shape.to_dict()}
+    # An encoder dict as checkpoints wrote it before the shape existed (input_dim first).
+    saved = {"input_dim": 5, **{k: v for k, v in spec.to_dict().items() if k != "input_dim"}}
+    assert TransformerSpec.from_dict(saved) == spec
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        TransformerShape(model_dim=9, num_heads=2)
 
 
 def test_numpy_sizes_are_normalised_so_the_dict_stays_json_able() -> None:
