@@ -26,9 +26,11 @@ from evotrader.env.spec import EnvSpec
 class MarketEnv(gym.Env[np.ndarray, np.int64]):
     """Single-symbol trading environment over precomputed, causal features.
 
-    Training episodes start at a random bar and last ``episode_length`` steps;
-    evaluation (``random_start=False``, ``episode_length=None``) is one sequential pass
-    from the first bar with a full window to the end of the data.
+    ``spec`` (default ``EnvSpec()``) says what the agent sees and how it is filled and
+    rewarded; it is kept as ``env_spec``. Training episodes start at a random bar and last
+    ``spec.episode_length`` steps; evaluation (``random_start=False`` with
+    ``episode_length=None``) is one sequential pass from the first bar with a full window to
+    the end of the data.
 
     ``pipeline`` is a FeaturePipeline fitted on earlier (training) bars. Without one, the
     first ``fit_bars`` bars (default ``DEFAULT_FIT_BARS`` = 252) only fit the

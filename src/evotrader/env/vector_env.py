@@ -25,9 +25,9 @@ from evotrader.env.spec import EnvSpec
 class VectorMarketEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray]):
     """``num_envs`` independent accounts over one or many symbols' bars.
 
-    ``pipeline`` and ``fit_bars`` work as in MarketEnv: without a fitted pipeline the
-    normalisation is fitted on the first ``fit_bars`` bars of every symbol, pooled, and
-    those bars are never traded.
+    ``spec``, ``random_start``, ``pipeline`` and ``fit_bars`` work as in MarketEnv: without a
+    fitted pipeline the normalisation is fitted on the first ``fit_bars`` bars of every
+    symbol, pooled, and those bars are never traded.
     """
 
     # gymnasium declares metadata as an instance attribute though it is read per class.
