@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from run_backtest import backtest_checkpoint
 from tests.integration.small_models import WINDOW, small_encoder, splits_and_features
 
 from evotrader.agents import AgentArchitecture, AutonomousAgent
@@ -22,6 +21,7 @@ from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.data import load_bars
 from evotrader.env import EnvSpec
 from evotrader.training.evaluation import evaluate_on_split
+from evotrader.training.guards import TradableCheckpoint
 
 ENV = EnvSpec(window=WINDOW, agent_state=False)
 
@@ -77,7 +77,7 @@ def test_agent_finds_a_planted_ar1_edge_out_of_sample(tmp_path: Path) -> None:
     assert sharpe > buy_hold + 1.5
     assert sharpe > max(random_sharpes) + 1.5
     assert t_stat(result) > 2.0
-    test = backtest_checkpoint(load_checkpoint(path))  # as run_backtest.py runs the champion
+    test = TradableCheckpoint.load(path).backtest()  # as run_backtest.py runs the champion
     print(
         f"AR1 test split (run_backtest.py): agent Sharpe {test.metrics['sharpe']:.2f}, "
         f"buy&hold {test.benchmark['sharpe']:.2f}"

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from run_backtest import backtest_checkpoint
 from tests.integration.cli import run_script_ok
 
 from evotrader.backtest.engine import run_backtest
@@ -17,6 +16,7 @@ from evotrader.backtest.policies import RandomPolicy
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.env import EnvSpec
+from evotrader.training.guards import TradableCheckpoint
 
 BUDGET = [
     "data=synthetic",
@@ -55,7 +55,7 @@ def _random_sharpe(checkpoint_path: Path, seed: int) -> float:
 @pytest.mark.slow
 def test_ppo_finds_a_planted_ar1_edge_out_of_sample(tmp_path: Path) -> None:
     path = _train(tmp_path, "AR1")
-    result = backtest_checkpoint(load_checkpoint(path))
+    result = TradableCheckpoint.load(path).backtest()
     sharpe, buy_hold = result.metrics["sharpe"], result.benchmark["sharpe"]
     random_sharpes = [_random_sharpe(path, seed) for seed in range(5)]
     print(
@@ -69,7 +69,7 @@ def test_ppo_finds_a_planted_ar1_edge_out_of_sample(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ppo_claims_no_edge_on_a_random_walk(tmp_path: Path) -> None:
-    result = backtest_checkpoint(load_checkpoint(_train(tmp_path, "RANDOM_WALK")))
+    result = TradableCheckpoint.load(_train(tmp_path, "RANDOM_WALK")).backtest()
     returns = result.equity.pct_change().dropna()
     t_stat = returns.mean() / returns.std(ddof=1) * np.sqrt(len(returns))
     print(f"RANDOM_WALK test split: PPO Sharpe {result.metrics['sharpe']:.2f}, t={t_stat:.2f}")

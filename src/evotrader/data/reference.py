@@ -18,6 +18,7 @@ when training read it.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -83,6 +84,10 @@ class DataRef:
             )
         inside = {name: str(_inside(name, options[name], roots)) for name in paths & set(options)}
         return cls(source, symbol, {**options, **inside}, start, end)
+
+    def __hash__(self) -> int:
+        """By value, so a worker can cache the bars it loads per reference."""
+        return hash(json.dumps(self.to_dict(), sort_keys=True, default=str))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form checkpoints and env-runner configs carry; ``checked`` reads it back."""

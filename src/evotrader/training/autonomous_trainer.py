@@ -49,6 +49,7 @@ from evotrader.config import (
     AutonomousStageConfig,
     ConfigError,
     FitnessConfig,
+    data_reference,
     require_at_least,
 )
 from evotrader.core.checkpoint import (
@@ -58,13 +59,14 @@ from evotrader.core.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from evotrader.data import FeaturePipeline, load_bars
+from evotrader.data import DataRef, FeaturePipeline
 from evotrader.env import EnvSpec
 from evotrader.nas import Individual, SearchSpace, inherit_weights, make_controller
 from evotrader.nas.self_modification import Thresholds, check_performance_and_adapt
 from evotrader.reasoning import chartist_cache_dir
 from evotrader.training import augmentation
 from evotrader.training.evaluation import HEADLINE, headline
+from evotrader.training.guards import TradableCheckpoint
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.population import Archive, Member, agent_settings, check_genes
 from evotrader.training.stages import register_stage
@@ -78,9 +80,9 @@ log = logging.getLogger(__name__)
 class DataSpec:
     """How a Ray worker rebuilds the data it may see: bars up to the end of validation."""
 
-    source: str
-    symbol: str
-    options: dict[str, Any]
+    bars: (
+        DataRef  # the run's bars cut at the end of validation: the test split never reaches a task
+    )
     train: tuple[str, str]
     validation: tuple[str, str]
     pipeline: dict[str, Any]
@@ -219,7 +221,7 @@ def train_and_score(
 ) -> Outcome:
     """A Ray task: build the member's agent, train it, and backtest it on validation."""
     torch.set_num_threads(1)  # one core per task; also keeps results independent of workers
-    bars = _bars(data.source, data.symbol, tuple(sorted(data.options.items())), data.validation[1])
+    bars = _bars(data.bars)
     pipeline = FeaturePipeline.from_state(data.pipeline)
     env = data.env
     agent = build_agent(job, pipeline, env, settings, chartist)
@@ -339,13 +341,10 @@ def crown_champion(
     alone decides the verdict on its edge over buy-and-hold.
     """
     champion = archive.champion()
-    saved = load_checkpoint(_agent_path(ctx, champion.id))
-    agent = AutonomousAgent.from_checkpoint(saved)
-    pipeline = FeaturePipeline.from_state(saved.feature_pipeline)
-    env = EnvSpec.from_dict(saved.env)
-    test = score(
-        agent, ctx.bars.loc[: ctx.splits.test.index[-1]], ctx.splits.test.index[0], pipeline, env
-    )
+    member_path = _agent_path(ctx, champion.id)
+    saved = load_checkpoint(member_path)
+    # the one path run_backtest.py and the live bot trade a checkpoint by
+    test = TradableCheckpoint.of(saved, f"checkpoint {member_path}").backtest(ctx.bars)
     trials = ctx.trials.trials()
     chosen = _champion_trial(ctx, trials, champion.id)
     selection = edge_on_validation(chosen.excess, [trial.excess for trial in trials])
@@ -464,9 +463,7 @@ def member_checkpoint(ctx: StageContext, member: Member, outcome: Outcome) -> Ch
 def data_spec(ctx: StageContext) -> DataSpec:
     data, splits = ctx.config.data, ctx.splits
     return DataSpec(
-        source=data.source,
-        symbol=data.symbol,
-        options=dict(data.options),
+        bars=replace(data_reference(data), end=str(splits.validation.index[-1])),
         train=(str(splits.train.index[0]), str(splits.train.index[-1])),
         validation=(str(splits.validation.index[0]), str(splits.validation.index[-1])),
         pipeline=ctx.pipeline.state_dict(),
@@ -573,9 +570,9 @@ def _rng(seed: int, index: int, purpose: str) -> np.random.Generator:
 
 
 @lru_cache(maxsize=4)
-def _bars(source: str, symbol: str, options: tuple[tuple[str, Any], ...], end: str) -> pd.DataFrame:
-    """A worker's bars, cut at the end of validation: the test split never reaches a task."""
-    return load_bars(source, symbol, **dict(options)).loc[:end]
+def _bars(reference: DataRef) -> pd.DataFrame:
+    """A worker's bars, loaded once per reference (a worker scores many members on them)."""
+    return reference.load()
 
 
 register_stage(

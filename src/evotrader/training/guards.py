@@ -1,4 +1,4 @@
-"""What a checkpoint may trade, checked alike by run_backtest.py and run_live_bot.py.
+"""What a checkpoint may trade, and the one path from a checkpoint to a trading policy.
 
 A checkpoint trades its own symbol. A ``--symbol`` naming another one is refused, never
 quietly traded on the checkpoint's bars under the other name; running the policy on another
@@ -6,18 +6,28 @@ symbol's bars takes an explicit ``--trade-as SYMBOL``, which both scripts announ
 come from the checkpoint's data reference, which may only name a registered source and
 files inside the data roots (``evotrader.data.reference``). Every refusal is a
 ``CheckpointError`` naming the checkpoint's path, so the scripts fail with one line.
+
+``TradableCheckpoint`` rebuilds what a trained policy trades with (env spec, fitted feature
+pipeline, bars, the policy itself, MAML adapted first) for run_backtest.py, the live bot,
+the autonomous stage's champion and the benches alike, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from evotrader.core.checkpoint import Checkpoint, CheckpointError
-from evotrader.data import DataError, DataRef, FeaturePipeline
+from evotrader.backtest.engine import BacktestResult
+from evotrader.config import PROJECT_ROOT
+from evotrader.core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from evotrader.core.policy import Policy
+from evotrader.data import DataError, DataRef, FeaturePipeline, data_roots
 from evotrader.env import EnvSpec
+from evotrader.training.adaptation import trading_policy
+from evotrader.training.evaluation import evaluate_on_split
 
 TRADE_AS_HELP = (
     "trade the checkpoint's policy on this symbol's bars, though it was trained on another "
@@ -79,3 +89,62 @@ def trading_setup(checkpoint: Checkpoint, where: str) -> tuple[EnvSpec, FeatureP
         return env, FeaturePipeline.from_state(checkpoint.feature_pipeline)
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{where}: its env or feature state is damaged: {error}") from error
+
+
+@dataclass(frozen=True, eq=False)
+class TradableCheckpoint:
+    """A checkpoint checked once, with everything needed to trade its policy again.
+
+    ``where`` names it in every error (``checkpoint PATH``); ``spec`` and ``pipeline`` are the
+    env and fitted features it was trained with, ``data`` its checked data reference.
+    """
+
+    checkpoint: Checkpoint
+    where: str
+    spec: EnvSpec
+    pipeline: FeaturePipeline
+    data: DataRef
+
+    @classmethod
+    def load(cls, path: Path, roots: Sequence[Path] | None = None) -> TradableCheckpoint:
+        """Read ``path`` (weights only) and check it; ``roots`` default to the project's
+        data roots."""
+        return cls.of(load_checkpoint(path), f"checkpoint {path}", roots)
+
+    @classmethod
+    def of(
+        cls, checkpoint: Checkpoint, where: str, roots: Sequence[Path] | None = None
+    ) -> TradableCheckpoint:
+        spec, pipeline = trading_setup(checkpoint, where)
+        reference = data_reference(checkpoint, where, roots or data_roots(PROJECT_ROOT))
+        return cls(checkpoint, where, spec, pipeline, reference)
+
+    def bars(self, symbol: str | None = None) -> pd.DataFrame:
+        """The bars it was trained and split on, or ``symbol``'s from the same source."""
+        try:
+            return self.data.for_symbol(symbol or self.checkpoint.symbol).load()
+        except DataError as error:
+            raise CheckpointError(f"{self.where}: {error}") from error
+
+    def test_split(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """``bars`` inside the checkpoint's test split (its one out-of-sample period)."""
+        split = self.checkpoint.data_range
+        test = bars.loc[split["test_start"] : split["test_end"]]
+        if test.empty:
+            raise DataError(
+                f"no bars in the test split {split['test_start']} -> {split['test_end']}; "
+                f"the bars run {bars.index[0]} -> {bars.index[-1]}"
+            )
+        return test
+
+    def policy(self, bars: pd.DataFrame, start: pd.Timestamp) -> Policy:
+        """The policy ready to trade from ``start``; a MAML policy adapts on the bars before."""
+        return trading_policy(self.checkpoint, bars, start)
+
+    def backtest(self, bars: pd.DataFrame | None = None) -> BacktestResult:
+        """The policy over the test split of ``bars`` (default: its own), earlier bars serving
+        as history only, with its own features, env spec and costs."""
+        bars = self.bars() if bars is None else bars
+        test = self.test_split(bars)
+        policy = self.policy(bars, test.index[0])
+        return evaluate_on_split(policy, bars, test, self.pipeline, self.spec)

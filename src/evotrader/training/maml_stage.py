@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from evotrader.config import MAMLStageConfig, require_at_least
+from evotrader.config import MAMLStageConfig, data_reference, require_at_least
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
-from evotrader.data import FeaturePipeline, load_bars
+from evotrader.data import FeaturePipeline
 from evotrader.env import EnvSpec, VectorMarketEnv
 from evotrader.models import math_attention
 from evotrader.models.maml_model import adapt_parameters, parameters_of, policy_gradient_loss
@@ -172,8 +172,7 @@ def build_tasks(ctx: StageContext) -> list[Task]:
     frames = {data.symbol: ctx.splits.train}
     for symbol in data.universe:
         if symbol != data.symbol:
-            bars = load_bars(data.source, symbol, data.start, None, **data.options)
-            frames[symbol] = bars.loc[:train_end]
+            frames[symbol] = data_reference(data).for_symbol(symbol).load().loc[:train_end]
     return tasks_from(frames, ctx.pipeline, ctx.config.env, settings)
 
 

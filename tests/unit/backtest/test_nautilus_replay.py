@@ -3,13 +3,13 @@ IB-like fees, and the embedded-GOOG comparison with a small checkpoint."""
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import run_backtest
 from nautilus_trader.model.objects import Price, Quantity
 from tests.support.threads import torch_threads
 from tests.unit.live.helpers import make_checkpoint
@@ -30,6 +30,8 @@ from evotrader.backtest.nautilus_replay import (
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
 from evotrader.env import EnvSpec
 from evotrader.env.execution import ExecutionModel
+from evotrader.training.backtesting import BacktestRequest, backtest
+from evotrader.training.guards import TradableCheckpoint
 
 # Nautilus vs our arithmetic, both filling at the close, on the GOOG replay below: the
 # commission schedules differ (1 bp of notional vs $0.005 a share, $1 minimum), shares are
@@ -180,8 +182,9 @@ def goog(tmp_path_factory):
     with torch_threads(1):  # a small policy, one observation a bar
         path = make_checkpoint(tmp_path_factory.mktemp("goog") / "GOOG_stage_1_ppo.pth", seed=3)
         checkpoint = load_checkpoint(path)
-        bars = run_backtest.checkpoint_bars(checkpoint)
-        return checkpoint, bars, run_backtest.backtest_checkpoint(checkpoint, bars)
+        tradable = TradableCheckpoint.of(checkpoint, "checkpoint")
+        bars = tradable.bars()
+        return checkpoint, bars, tradable.backtest(bars)
 
 
 def test_goog_decisions_trade_alike_in_nautilus_and_ours(goog) -> None:
@@ -247,12 +250,13 @@ def test_decisions_are_what_was_held_over_the_next_bar(goog) -> None:
     assert set(np.unique(targets)) <= {-1.0, 0.0, 1.0}
 
 
-def test_run_backtest_prints_the_engines_side_by_side(goog, tmp_path: Path, capsys) -> None:
+def test_the_backtest_report_shows_the_engines_side_by_side(goog, tmp_path: Path, caplog) -> None:
     checkpoint, _, _ = goog
     path = save_checkpoint(checkpoint, tmp_path / "GOOG_stage_1_ppo.pth")
+    caplog.set_level(logging.INFO, logger="evotrader")
     with torch_threads(1):
-        assert run_backtest.main(["--checkpoint", str(path), "--engine", "nautilus"]) == 0
-    out = capsys.readouterr().out
+        backtest(BacktestRequest(checkpoint=path, engine="nautilus"))
+    out = "\n".join(record.getMessage() for record in caplog.records)
     header = next(line for line in out.splitlines() if "nautilus (close)" in line)
     assert header.split() == [
         "ours",
