@@ -18,11 +18,11 @@ import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
 import run_backtest
-import run_live_bot
 import torch
 import yaml
 from tests.integration.cli import ROOT, run_script, start_script
@@ -30,6 +30,7 @@ from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
 
 from evotrader.cli import ExitCode
 from evotrader.core.checkpoint import CheckpointError, load_checkpoint
+from evotrader.training.guards import TradableCheckpoint
 
 Edit = Callable[[dict[str, Any]], None]
 
@@ -88,10 +89,11 @@ def backtest(checkpoint: Path, tmp_path: Path, *extra: str) -> int:
     return run_backtest.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path), *extra])
 
 
-def bot(checkpoint: Path, tmp_path: Path, prefs: Path, *extra: str) -> int:
-    return run_live_bot.main(
-        ["--broker", "sim", "--checkpoint", str(checkpoint), "--runs-dir", str(tmp_path),
-         "--out", str(tmp_path / "bot"), "--preferences", str(prefs), *extra]
+def bot(checkpoint: Path, tmp_path: Path, prefs: Path, *extra: str) -> CompletedProcess[str]:
+    return run_script(
+        "run_live_bot.py", "--broker", "sim", "--checkpoint", str(checkpoint),
+        "--runs-dir", str(tmp_path), "--out", str(tmp_path / "bot"), "--preferences", str(prefs),
+        *extra,
     )  # fmt: skip
 
 
@@ -118,11 +120,11 @@ def test_a_damaged_or_edited_checkpoint_is_refused_by_both_scripts(
 ) -> None:
     checkpoint = edited(goog, tmp_path / "GOOG_stage_1_ppo.pth", edit)
     if script == "backtest":
-        code = backtest(checkpoint, tmp_path / "out")
+        code, err = backtest(checkpoint, tmp_path / "out"), capsys.readouterr().err
     else:
-        code = bot(checkpoint, tmp_path, prefs)
+        done = bot(checkpoint, tmp_path, prefs)
+        code, err = done.returncode, done.stderr
     assert code == ExitCode.CHECKPOINT
-    err = capsys.readouterr().err
     assert f"checkpoint {checkpoint}" in one_error_line(err)
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists() and not (tmp_path / "bot").exists()  # nothing ran
@@ -140,11 +142,12 @@ def test_a_symbol_other_than_the_checkpoints_is_refused(
 ) -> None:
     """Before: --symbol AAPL with a GOOG checkpoint traded GOOG's prices under AAPL's name."""
     if script == "backtest":
-        code = backtest(goog, tmp_path / "out", "--symbol", "AAPL")
+        code, err = backtest(goog, tmp_path / "out", "--symbol", "AAPL"), capsys.readouterr().err
     else:
-        code = bot(goog, tmp_path, prefs, "--symbol", "AAPL")
+        done = bot(goog, tmp_path, prefs, "--symbol", "AAPL")
+        code, err = done.returncode, done.stderr
     assert code == ExitCode.CHECKPOINT
-    line = one_error_line(capsys.readouterr().err)
+    line = one_error_line(err)
     assert "was trained on GOOG, not AAPL" in line and "--trade-as AAPL" in line
 
 
@@ -162,11 +165,11 @@ def test_trade_as_backtests_the_policy_on_the_other_symbols_bars(goog, tmp_path,
     assert own.benchmark["total_return"] != expected.benchmark["total_return"]
 
 
-def test_trade_as_runs_the_sim_bot_on_the_other_symbols_bars(goog, tmp_path, prefs, capsys):
-    code = bot(goog, tmp_path, prefs, "--trade-as", "AAPL", "--max-bars", "5")
-    assert code == ExitCode.OK
-    assert "note: trading AAPL with a policy trained on GOOG" in capsys.readouterr().out
-    aapl = run_backtest.checkpoint_bars(load_checkpoint(goog), "AAPL")
+def test_trade_as_runs_the_sim_bot_on_the_other_symbols_bars(goog, tmp_path, prefs):
+    done = bot(goog, tmp_path, prefs, "--trade-as", "AAPL", "--max-bars", "5")
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert "note: trading AAPL with a policy trained on GOOG" in done.stdout
+    aapl = TradableCheckpoint.load(goog).bars("AAPL")
     with sqlite3.connect(tmp_path / "bot" / "journal.sqlite") as db:
         decided = db.execute("SELECT bar, price FROM decisions").fetchall()
         symbols = {row[0] for row in db.execute("SELECT symbol FROM orders")}
@@ -186,13 +189,14 @@ def test_trade_as_runs_the_sim_bot_on_the_other_symbols_bars(goog, tmp_path, pre
     ids=["preferences", "data", "journal", "setup"],
 )
 def test_every_expected_bot_failure_is_one_line_with_its_own_code(
-    goog, tmp_path, prefs, capsys, change, code: ExitCode, message: str
+    goog, tmp_path, prefs, change, code: ExitCode, message: str
 ) -> None:
     (tmp_path / "bad.csv").write_text("date,open,high,low,close,volume\n2020-01-02,1,0,1,1,1\n")
     (tmp_path / "garbage").mkdir()
     (tmp_path / "garbage" / "journal.sqlite").write_bytes(b"not a database" * 100)
-    assert bot(goog, tmp_path, prefs, *change(tmp_path)) == code
-    assert message in one_error_line(capsys.readouterr().err)
+    done = bot(goog, tmp_path, prefs, *change(tmp_path))
+    assert done.returncode == code
+    assert message in one_error_line(done.stderr)
 
 
 def closed_port() -> int:
@@ -202,13 +206,14 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_an_unreachable_broker_is_one_line_and_its_own_code(goog, tmp_path, prefs, capsys):
-    code = run_live_bot.main(
-        ["--broker", "ibkr", "--checkpoint", str(goog), "--port", str(closed_port()),
-         "--preferences", str(prefs), "--out", str(tmp_path / "bot")]
+def test_an_unreachable_broker_is_one_line_and_its_own_code(goog, tmp_path, prefs) -> None:
+    done = run_script(
+        "run_live_bot.py", "--broker", "ibkr", "--checkpoint", str(goog),
+        "--port", str(closed_port()), "--preferences", str(prefs), "--out", str(tmp_path / "bot"),
+        "--runs-dir", str(tmp_path),
     )  # fmt: skip
-    assert code == ExitCode.BROKER
-    assert "ibkr" in one_error_line(capsys.readouterr().err).lower()
+    assert done.returncode == ExitCode.BROKER
+    assert "ibkr" in one_error_line(done.stderr).lower()
 
 
 def test_an_edited_data_path_is_one_error_line_not_a_traceback(goog, tmp_path) -> None:

@@ -3,10 +3,11 @@
 The values that cross it (orders, fills, positions, bars, ...) are ``evotrader.core.trading``.
 
 ``SimBroker`` (offline replay with the shared execution model) and ``IBKRBroker`` (TWS or
-IB Gateway through ib_async) both implement ``Broker``, so the runner, the risk engine and
-the journal never know which one they hold. The interface is synchronous and pull-based:
-the runner asks for the next closed bar, then for order states, fills, positions and the
-account. Pulling keeps the runner single-threaded and its journal writes in order.
+IB Gateway through ib_async, ``evotrader.live.ib``) both implement ``Broker``, so the
+runner, the risk engine and the journal never know which one they hold. The interface is
+synchronous and pull-based: the runner asks for the next closed bar, then for order states,
+fills, positions and the account. Pulling keeps the runner single-threaded and its journal
+writes in order.
 
 Idempotency is the broker's job: every order carries a client reference id (IB's
 ``orderRef``); ``place_order`` with a reference the broker already knows returns that
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -31,7 +32,9 @@ from evotrader.core.trading import (
     OrderState,
     Position,
 )
-from evotrader.data.validation import validate_ohlcv
+
+if TYPE_CHECKING:
+    from evotrader.live.journal import Journal
 
 
 class BrokerError(RuntimeError):
@@ -50,26 +53,12 @@ class FeedEnded(BrokerError):
     """A finite feed (a replay) has no more bars; live feeds never raise this."""
 
 
-def bars_to_frame(bars: Sequence[Bar], symbol: str = "?") -> pd.DataFrame:
-    """Bars as a contract DataFrame (validated: increasing unique index, OHLCV floats)."""
-    frame = pd.DataFrame(
-        {
-            "open": [b.open for b in bars],
-            "high": [b.high for b in bars],
-            "low": [b.low for b in bars],
-            "close": [b.close for b in bars],
-            "volume": [b.volume for b in bars],
-        },
-        index=pd.DatetimeIndex([b.timestamp for b in bars], name="timestamp"),
-    )
-    return validate_ohlcv(frame, symbol)
-
-
 class Broker(ABC):
     """What the live runner needs from any broker. All times are tz-aware UTC.
 
-    Every call may raise ``BrokerDisconnected``; the runner then calls ``connect`` again
-    with backoff and reconciles from ``open_orders``, ``fills`` and ``positions``.
+    Every call may raise ``BrokerDisconnected``. ``connect`` tries once: the runner alone
+    retries, with the one backoff policy of ``evotrader.live.retry``, then reconciles from
+    ``open_orders``, ``fills`` and ``positions``.
     """
 
     name: str = "broker"
@@ -148,3 +137,10 @@ class Broker(ABC):
         """Pause (reconnect backoff). Brokers with an event loop keep it running meanwhile;
         the sim advances its replay clock instead of sleeping."""
         time.sleep(seconds)
+
+    def resume(self, journal: Journal) -> pd.Timestamp | None:
+        """Rebuild what died with the bot from its journal; returns the last bar it had seen.
+
+        A real broker outlives the bot and needs nothing (None); a replay dies with it and
+        carries on after the journal's last bar instead of replaying bars already traded."""
+        return None

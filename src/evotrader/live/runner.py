@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evotrader.config import EnvConfig, execution_from
 from evotrader.core.policy import Policy
 from evotrader.core.trading import (
     Account,
@@ -34,6 +33,8 @@ from evotrader.core.trading import (
 )
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.market_data import MarketData, fill_agent_state
+from evotrader.env.spec import EnvSpec
+from evotrader.live import reconcile, retry
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
 from evotrader.live.journal import Journal
 from evotrader.live.telemetry import EventLog, Expectation
@@ -46,14 +47,14 @@ class PolicyError(ValueError):
     """The policy answered something that is not one valid action; nothing is traded."""
 
 
+INSTRUMENT_KEYS = ("asset_class", "exchange", "currency")
+
+
 @dataclass(frozen=True)
 class RunnerConfig:
     """How the runner trades; limits live in the preferences and can only be tightened."""
 
-    symbol: str
-    asset_class: str = "STK"
-    exchange: str = "SMART"
-    currency: str = "USD"
+    instrument: Instrument
     history_bars: int = 512  # bars kept for features; at least warm-up + window + 1
     poll_seconds: float = 5.0  # how long one wait for the next bar lasts
     lot_size: float = 0.0  # 0 trades fractional units (sim); 1 whole shares
@@ -61,7 +62,7 @@ class RunnerConfig:
     close_window_minutes: float = 15.0  # bars ending this close to the session end go flat
     max_divergence_pct: float = 5.0  # live equity vs the backtest's expectation
     heartbeat_seconds: float = 60.0
-    reconnect_attempts: int = 8
+    reconnect_attempts: int = 8  # the one reconnect policy (evotrader.live.retry)
     backoff_seconds: float = 1.0
     backoff_max_seconds: float = 60.0
     flatten_polls: int = 20  # waits for the flattening fills before giving up
@@ -70,8 +71,6 @@ class RunnerConfig:
     risk_overrides: Mapping[str, Any] = field(default_factory=dict)  # tighten only
 
     def __post_init__(self) -> None:
-        if not self.symbol:
-            raise ValueError("runner symbol must be non-empty")
         for name in ("poll_seconds", "heartbeat_seconds", "backoff_seconds", "max_divergence_pct"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"runner {name} must be > 0, got {getattr(self, name)}")
@@ -86,19 +85,35 @@ class RunnerConfig:
             raise ValueError(f"runner max_bars must be >= 1, got {self.max_bars}")
 
     @property
-    def instrument(self) -> Instrument:
-        return Instrument(self.symbol, self.asset_class, self.exchange, self.currency)
+    def symbol(self) -> str:
+        return self.instrument.symbol
+
+    @property
+    def backoff(self) -> retry.Backoff:
+        return retry.Backoff(
+            self.reconnect_attempts, self.backoff_seconds, self.backoff_max_seconds
+        )
 
     @classmethod
     def from_mapping(
         cls, symbol: str, settings: Mapping[str, Any], where: str = "runner settings"
     ) -> RunnerConfig:
-        """Build from YAML-style settings; an unknown key is an error naming it."""
-        known = {f.name for f in fields(cls)} - {"symbol"}
+        """Build from YAML-style settings (the instrument's own keys among them); an unknown
+        key is an error naming it."""
+        known = {f.name for f in fields(cls)} - {"instrument"} | set(INSTRUMENT_KEYS)
         unknown = sorted(set(settings) - known)
         if unknown:
             raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(symbol=symbol, **dict(settings))
+        own = {k: v for k, v in settings.items() if k in INSTRUMENT_KEYS}
+        rest = {k: v for k, v in settings.items() if k not in INSTRUMENT_KEYS}
+        return cls(Instrument(symbol, **own), **rest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as YAML names them, for the journal's run record."""
+        settings = asdict(self)
+        instrument = settings.pop("instrument")
+        instrument.pop("broker_id")
+        return dict(instrument) | settings
 
 
 @dataclass
@@ -120,6 +135,24 @@ class RunSummary:
     def equity_series(self) -> pd.Series:
         return pd.Series(self.equity, name="equity", dtype=np.float64)
 
+    @property
+    def connection_lost(self) -> bool:
+        """Stopped because the broker could not be reached again (positions left as held)."""
+        return self.stopped.startswith("connection lost")
+
+    def counts(self) -> dict[str, Any]:
+        """How the run ended and what it did: the stop event and the summary file."""
+        return {
+            "stopped": self.stopped,
+            "halt": self.halt.to_dict() if self.halt else None,
+            "bars": self.bars,
+            "decisions": self.decisions,
+            "orders": self.orders,
+            "rejected": self.rejected,
+            "fills": self.fills,
+            "errors": self.errors,
+        }
+
 
 class LiveRunner:
     """Trades ``policy`` through ``broker`` under ``risk``, remembering in ``journal``."""
@@ -129,7 +162,7 @@ class LiveRunner:
         broker: Broker,
         policy: Policy,
         pipeline: FeaturePipeline,
-        env: EnvConfig,
+        env: EnvSpec,
         risk: RiskEngine,
         journal: Journal,
         config: RunnerConfig,
@@ -145,8 +178,8 @@ class LiveRunner:
         self.events = events or EventLog(None)
         self.console = console
         self.real_money = real_money  # only the CLI's --live plus its confirmation sets it
-        self.execution = execution_from(env.execution)
-        self.positions = tuple(float(p) for p in env.positions)
+        self.execution = env.execution
+        self.positions = env.positions
         needed = pipeline.warmup + env.window + 1
         if config.history_bars < needed:
             raise ValueError(
@@ -177,7 +210,7 @@ class LiveRunner:
                 self._step()
         finally:
             self._save_state()
-            self.events.emit("stop", **self._summary_fields())
+            self.events.emit("stop", **self.summary.counts())
         return self.summary
 
     def _start(self) -> None:
@@ -185,7 +218,7 @@ class LiveRunner:
         if state:
             self.risk.state = RiskState.from_dict(state)
         prefs = self.risk.preferences
-        self._connect_with_backoff()
+        self._connect()
         if not self.broker.is_paper and not self.real_money:
             self.broker.disconnect()
             raise BrokerError(
@@ -198,7 +231,7 @@ class LiveRunner:
             "broker": self.broker.name,
             "paper": self.broker.is_paper,
             "preferences_sha256": prefs.sha256,
-            "config": asdict(self.config),
+            "config": self.config.to_dict(),
         }
         self.journal.start_run(now, info)
         self.events.emit("start", preferences=prefs.to_dict(), **info)
@@ -435,13 +468,14 @@ class LiveRunner:
             self._pull()
 
     def _pull(self) -> None:
-        for order in self.journal.open_orders():
-            state = self.broker.order_state(order.request.client_ref)
-            if state is not None and state != order.state:
-                self._record_state(state)
+        open_orders = self.journal.open_orders()
+        refs = [order.request.client_ref for order in open_orders]
+        at_broker = {ref: self.broker.order_state(ref) for ref in refs}
+        for state in reconcile.changed_states(open_orders, at_broker):
+            self._record_state(state)
         now, last_fill = self.broker.now(), None
-        for fill in self.broker.fills():
-            if fill.exec_id not in self._fill_ids and self.journal.record_fill(fill, now):
+        for fill in reconcile.unseen_fills(self.broker.fills(), self._fill_ids):
+            if self.journal.record_fill(fill, now):
                 self._fill_ids.add(fill.exec_id)
                 self.summary.fills += 1
                 self.events.emit("fill", **asdict(fill))
@@ -456,50 +490,37 @@ class LiveRunner:
             self._entry_equity = self._account.cash + self._units * last_fill.price
 
     def _reconcile(self) -> None:
-        """Match the journal with the broker: orders, fills, positions. A PENDING order the
-        broker never saw is re-sent (same reference) only if its bar is still the latest."""
+        """Match the journal with the broker (``evotrader.live.reconcile`` decides): orders,
+        then fills and positions, the broker's kept."""
         latest = self._history.index[-1].isoformat()
         resent, dropped, now = [], [], self.broker.now()
         for order in self.journal.open_orders():
-            state = self.broker.order_state(order.request.client_ref)
-            if state is not None:
-                self._record_state(state)
-            elif order.state.status is OrderStatus.PENDING and order.bar == latest:
-                if self.risk.halt is None:
-                    self._record_state(self.broker.place_order(order.request))
-                    resent.append(order.request.client_ref)
-                    continue
-                self.journal.update_order(
-                    OrderState(order.request.client_ref, OrderStatus.CANCELLED, reason="halted"),
-                    now,
-                )
-                dropped.append(order.request.client_ref)
+            ref = order.request.client_ref
+            at_broker = self.broker.order_state(ref)
+            step = reconcile.order_step(order, at_broker, latest, self.risk.halt is not None)
+            if step.action == "resend":
+                self._record_state(self.broker.place_order(order.request))
+                resent.append(ref)
+            elif step.action == "record":
+                self._record_state(step.state)
             else:
-                reason = "never reached the broker; superseded by a newer bar"
-                if order.state.status is not OrderStatus.PENDING:
-                    reason = "unknown to the broker after the restart"
-                self.journal.update_order(
-                    OrderState(order.request.client_ref, OrderStatus.CANCELLED, reason=reason), now
-                )
-                dropped.append(order.request.client_ref)
-        known = {order.request.client_ref for order in self.journal.orders()}
-        for state in self.broker.open_orders():
-            if state.client_ref not in known:  # placed by hand, or by another program
-                self._risk_event("foreign_open_order", {"client_ref": state.client_ref})
+                self.journal.update_order(step.state, now)
+                dropped.append(ref)
+        journaled = {order.request.client_ref for order in self.journal.orders()}
+        for ref in reconcile.foreign_orders(journaled, self.broker.open_orders()):
+            self._risk_event("foreign_open_order", {"client_ref": ref})
         before = self.journal.positions()
         self._sync()
         after = self.journal.positions()
-        if before and before != after:
-            self._risk_event(
-                "position_mismatch",
-                {"journal": _plain(before), "broker": _plain(after), "kept": "broker"},
-            )
+        mismatch = reconcile.position_mismatch(before, after)
+        if mismatch:
+            self._risk_event("position_mismatch", mismatch)
         self.events.emit(
             "reconciled",
             resent=resent,
             dropped=dropped,
             open_orders=[o.client_ref for o in self.broker.open_orders()],
-            positions=_plain(after),
+            positions=reconcile.quantities(after),
         )
 
     def _restore_bot_state(self) -> None:
@@ -523,16 +544,10 @@ class LiveRunner:
         if self.broker.open_orders():
             return
         equity, price = self._equity(), float(self._history["close"].iloc[-1])
-        weight = self._units * price / equity if equity > 0 else 0.0
-        nearest = min(self.positions, key=lambda p: abs(p - weight))
-        if nearest == self._target or (not self._units and not self._target):
-            return
-        self._risk_event(
-            "target_adopted",
-            {"units": self._units, "weight": weight, "was": self._target, "now": nearest},
-        )
-        self._target = nearest
-        self._entry_equity = equity
+        adopted = reconcile.adopted_target(self._units, price, equity, self.positions, self._target)
+        if adopted is not None:
+            self._risk_event("target_adopted", adopted)
+            self._set_target(adopted["now"], equity)
 
     def _save_state(self) -> None:
         with self.journal.transaction():
@@ -652,7 +667,7 @@ class LiveRunner:
         self.console(f"  disconnected: {error}; reconnecting")
         self._count_error("disconnect", str(error))
         try:
-            self._connect_with_backoff()
+            self._connect()
         except BrokerDisconnected as final:
             self._finish(f"connection lost: {final}; positions are left as they are")
             return
@@ -664,18 +679,11 @@ class LiveRunner:
         self.journal.record_health(self.broker.now(), "reconnected", {"backfilled": len(missed)})
         self.events.emit("reconnected", backfilled=len(missed))
 
-    def _connect_with_backoff(self) -> None:
-        delay = self.config.backoff_seconds
-        for attempt in range(1, self.config.reconnect_attempts + 1):
-            try:
-                self.broker.connect()
-                return
-            except BrokerDisconnected as error:
-                self.events.emit("connect_failed", attempt=attempt, error=str(error))
-                if attempt == self.config.reconnect_attempts:
-                    raise
-                self.broker.wait(delay)
-                delay = min(2 * delay, self.config.backoff_max_seconds)
+    def _connect(self) -> None:
+        def failed(attempt: int, error: BrokerDisconnected) -> None:
+            self.events.emit("connect_failed", attempt=attempt, error=str(error))
+
+        retry.connect(self.broker, self.config.backoff, failed)
 
     def _error(self, kind: str, what: str) -> None:
         self.events.emit("error", kind=kind, detail=what)
@@ -728,20 +736,3 @@ class LiveRunner:
             self.events.emit("error", kind="shutdown", detail=str(error))
         self.summary.stopped = reason
         self.console(f"[{self.broker.name}] stopped: {reason}")
-
-    def _summary_fields(self) -> dict[str, Any]:
-        summary = self.summary
-        return {
-            "stopped": summary.stopped,
-            "halt": summary.halt.to_dict() if summary.halt else None,
-            "bars": summary.bars,
-            "decisions": summary.decisions,
-            "orders": summary.orders,
-            "rejected": summary.rejected,
-            "fills": summary.fills,
-            "errors": summary.errors,
-        }
-
-
-def _plain(positions: Mapping[str, Position]) -> dict[str, float]:
-    return {symbol: position.quantity for symbol, position in positions.items()}

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from evotrader.config import EnvConfig
 from evotrader.data import FeaturePipeline, load_bars, split_by_time
+from evotrader.env.spec import EnvSpec
 from evotrader.models.core_transformer import TransformerSpec
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.risk import Preferences
@@ -59,7 +58,7 @@ def make_checkpoint(
     bars = load_bars(source, symbol, **options)
     splits = split_by_time(bars, embargo=5)
     pipeline = FeaturePipeline().fit(splits.train)
-    env = EnvConfig(window=window, positions=list(positions), agent_state=agent_state)
+    env = EnvSpec(window=window, positions=positions, agent_state=agent_state)
     torch.manual_seed(seed)
     spec = TransformerSpec(
         input_dim=pipeline.num_features + (2 if agent_state else 0),
@@ -82,7 +81,7 @@ def make_checkpoint(
         state_dict=policy.state_dict(),
         hyperparameters={"seed": seed, **(hyperparameters or {})},
         feature_pipeline=pipeline.state_dict(),
-        env=asdict(env),
+        env=env.to_dict(),
         symbol=symbol,
         data_range=data_range,
         metrics={},

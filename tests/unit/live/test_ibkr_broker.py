@@ -18,7 +18,10 @@ from tests.support.tws_server import SERVER_VERSION, HistoricalBar, Stock, TwsSe
 
 from evotrader.core.trading import Instrument, OrderRequest, OrderStatus, OrderType, Position, Side
 from evotrader.live.broker import BrokerDisconnected, BrokerError, UnknownInstrument
-from evotrader.live.ibkr_broker import IBKRBroker, IBKRConfig, ib_duration, mask_account
+from evotrader.live.ib.bars import ib_duration
+from evotrader.live.ib.broker import IBKRBroker
+from evotrader.live.ib.config import IBKRConfig, mask_account
+from evotrader.live.retry import Backoff, connect
 
 pytestmark = pytest.mark.timeout(60)  # the stand-in also stops itself after 30 s
 T = TypeVar("T")
@@ -26,6 +29,7 @@ GOOG = Stock("GOOG", 208813720, long_name="ALPHABET INC-CL C")
 MSFT = Stock("MSFT", 272093, primary_exchange="NASDAQ")
 T0 = int(pd.Timestamp("2024-03-04 15:00", tz="UTC").timestamp())  # start of the forming bar
 MINUTE = 60
+FAST_BACKOFF = Backoff(attempts=6, initial_s=0.05, max_s=0.2)  # the runner's policy, quick
 
 
 class Clock:
@@ -87,9 +91,6 @@ def make_broker(tws: TwsServer, clock: Clock, client_id: int = 7, **settings) ->
         "bar_size": "1 min",
         "connect_timeout_s": 3.0,
         "request_timeout_s": 3.0,
-        "max_connect_attempts": 6,
-        "backoff_initial_s": 0.05,
-        "backoff_max_s": 0.2,
         "order_ack_timeout_s": 2.0,
         "commission_wait_s": 1.0,
     }
@@ -128,8 +129,6 @@ def test_config_is_paper_by_default_and_reads_env() -> None:
         IBKRConfig.from_env({"IBKR_CLIENT_ID": "seven"})
     with pytest.raises(ValueError, match="bar_size"):
         IBKRConfig(bar_size="1 fortnight")
-    delays = IBKRConfig(max_connect_attempts=6, backoff_initial_s=0.5, backoff_max_s=3.0)
-    assert delays.backoff_delays() == [0.5, 1.0, 2.0, 3.0, 3.0]
     assert mask_account("DU1234567") == "DU***67"
     assert ib_duration(30, 60, use_rth=True) == "4 D"
     assert ib_duration(250, 86_400, use_rth=True) == "360 D"
@@ -147,7 +146,7 @@ def test_connect_handshakes_and_syncs_positions_and_account(tws: TwsServer, cloc
     broker.connect()
     try:
         assert broker.is_connected()
-        assert broker._ib.client.serverVersion() == SERVER_VERSION
+        assert broker.connection.ib.client.serverVersion() == SERVER_VERSION
         assert tws.messages(71)[0][2] == "7"  # startApi carried our client id
         assert broker.positions() == {"GOOG": Position("GOOG", 10.0, 95.0)}
         account = broker.account()
@@ -171,18 +170,19 @@ def test_connect_refuses_an_account_that_is_not_paper(clock: Clock) -> None:
         assert not broker.is_connected()
 
 
-def test_connect_retries_with_backoff_then_gives_up(clock: Clock) -> None:
+def test_connect_tries_once_and_only_the_runners_policy_retries(clock: Clock) -> None:
     with socket.socket() as probe:  # a loopback port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    broker = IBKRBroker(
-        IBKRConfig(port=port, max_connect_attempts=3, backoff_initial_s=0.05, backoff_max_s=1.0),
-        clock=clock,
-    )
+    broker = IBKRBroker(IBKRConfig(port=port), clock=clock)
     started = time.monotonic()
-    with pytest.raises(BrokerDisconnected, match="after 3 attempts"):
+    with pytest.raises(BrokerDisconnected, match=f"cannot connect to 127.0.0.1:{port}"):
         broker.connect()
-    assert broker.connect_attempts == 3
+    assert time.monotonic() - started < 0.05 * 3  # no waiting of its own
+    failed: list[int] = []
+    with pytest.raises(BrokerDisconnected):
+        connect(broker, Backoff(3, 0.05, 1.0), lambda attempt, _: failed.append(attempt))
+    assert failed == [1, 2, 3]
     assert time.monotonic() - started >= 0.05 + 0.1
 
 
@@ -320,9 +320,9 @@ def test_reconnect_after_server_disconnect_resumes_the_stream(
     for k in (2, 3):  # bars go on while the bot is away
         assert tws.stream_bar("GOOG", minute_bar(T0 + k * MINUTE, 131.0 + k)) == 0
     clock.now = pd.Timestamp(T0 + 3 * MINUTE + 30, unit="s", tz="UTC")
-    attempts = broker.connect_attempts
-    broker.connect()
-    assert broker.connect_attempts - attempts >= 2  # refused at first, then backed off
+    failed: list[int] = []
+    connect(broker, FAST_BACKOFF, lambda attempt, _: failed.append(attempt))
+    assert failed  # refused at first, then backed off
     caught_up = [broker.next_bar(2.0), broker.next_bar(2.0)]
     assert [b.timestamp for b in caught_up if b] == [naive(T0 + MINUTE), naive(T0 + 2 * MINUTE)]
     assert broker.next_bar(0.2) is None  # T0+3min is still forming

@@ -1,4 +1,4 @@
-"""run_live_bot.py paper-trading through IBKRBroker and the real ib_async client.
+"""A live session paper-trading through IBKRBroker and the real ib_async client.
 
 The TWS API stand-in plays the exchange: it serves real GOOG bars re-dated around today,
 streams new daily bars while the bot runs, and fills its market orders at the next bar's
@@ -16,13 +16,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import run_live_bot
 import yaml
 from tests.integration.cli import ROOT
 from tests.support.tws_server import HistoricalBar, Stock, TwsServer
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint, preferences
 
+from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import load_bars
+from evotrader.live import session
+from evotrader.live.ib.broker import IBKRBroker
+from evotrader.live.retry import Backoff
+from evotrader.live.runner import RunSummary
+from evotrader.training.guards import trading_setup
 
 pytestmark = pytest.mark.timeout(120)
 HISTORY, LIVE = 80, 6  # bars of warm-up history; bars the first run trades
@@ -78,7 +83,7 @@ def feed(
 
 def run_bot(
     tws: TwsServer, tmp_path: Path, checkpoint: Path, live: list[HistoricalBar], drop_at: int = 0
-) -> int:
+) -> RunSummary:
     """Run the bot until it has decided on one bar per streamed bar."""
     out = tmp_path / "bot"
     journal = out / "journal.sqlite"
@@ -86,17 +91,21 @@ def run_bot(
         target=feed, args=(tws, live, journal, subscriptions(tws), drop_at), daemon=True
     )
     feeder.start()
-    code = run_live_bot.main(
-        [
-            "--broker", "ibkr", "--checkpoint", str(checkpoint), "--symbol", "GOOG",
-            "--port", str(tws.port), "--client-id", "7", "--bar-size", "1 day",
-            "--preferences", str(tmp_path / "preferences.yaml"),
-            "--config", str(tmp_path / "runner.yaml"),
-            "--max-bars", str(len(live)), "--out", str(out),
-        ]
+    summary = session.run(
+        session.LiveOptions(
+            broker="ibkr", checkpoint=checkpoint, symbol="GOOG",
+            port=tws.port, client_id=7, bar_size="1 day",
+            preferences=tmp_path / "preferences.yaml", config=tmp_path / "runner.yaml",
+            max_bars=len(live), out=out, runs_dir=tmp_path / "runs",
+        )
     )  # fmt: skip
     feeder.join(timeout=10)
-    return code
+    return summary
+
+
+def done(summary: RunSummary) -> bool:
+    """The run traded all its bars (run_live_bot.py exits 0)."""
+    return summary.halt is None and summary.stopped.startswith("max_bars")
 
 
 @pytest.fixture
@@ -119,13 +128,19 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return make_checkpoint(tmp_path / "GOOG_stage_1_ppo.pth", seed=3)
 
 
-def test_the_ibkr_broker_gets_the_preferences_hours_and_one_connect_attempt() -> None:
+def test_the_sessions_ibkr_broker_gets_the_preferences_hours(tmp_path: Path) -> None:
     hours = {"timezone": "Europe/London", "days": ["Mon"], "start": "08:00", "end": "16:30"}
     prefs = preferences(trading_hours=hours)
-    args = run_live_bot.parse_args(["--broker", "ibkr", "--symbol", "GOOG", "--port", "4002"])
-    broker = run_live_bot.ibkr_broker(args, prefs)
+    options = session.LiveOptions(broker="ibkr", symbol="GOOG", port=4002)
+    checkpoint = load_checkpoint(make_checkpoint(tmp_path / "GOOG_stage_1_ppo.pth"))
+    env, _ = trading_setup(checkpoint, "here")
+    config = session.runner_config(options, "GOOG")
+    broker = session.build_broker(
+        session.BrokerSetup(options, checkpoint, "here", env, config, prefs)
+    )
+    assert isinstance(broker, IBKRBroker) and broker.config.port == 4002
     assert broker.hours == prefs.trading_hours  # daily bars close at the human's session end
-    assert broker.config.max_connect_attempts == 1  # the runner alone retries, with backoff
+    assert config.backoff == Backoff(8, 1.0, 60.0)  # the one reconnect policy: the runner's
     assert logging.getLogger("ib_async").level == logging.WARNING
 
 
@@ -136,7 +151,7 @@ def test_paper_bot_trades_through_ibkr_reconnects_and_restarts_without_duplicate
     history, live = goog_bars()
     with TwsServer([Stock("GOOG", 208813720)], lifetime_s=100.0) as tws:
         tws.set_history("GOOG", [*history, live[0]])  # live[0] is forming
-        assert run_bot(tws, tmp_path, setup, live[1 : LIVE + 1], drop_at=4) == 0
+        assert done(run_bot(tws, tmp_path, setup, live[1 : LIVE + 1], drop_at=4))
         journal = tmp_path / "bot" / "journal.sqlite"
         summary = yaml.safe_load((tmp_path / "bot" / "summary.json").read_text())
         assert (summary["bars"], summary["errors"]) == (LIVE, 1)  # the one disconnect
@@ -158,7 +173,7 @@ def test_paper_bot_trades_through_ibkr_reconnects_and_restarts_without_duplicate
 
         # The bot stops; the account still holds the position. A restart on the same
         # journal reconciles with the broker and trades on, sending nothing twice.
-        assert run_bot(tws, tmp_path, setup, live[LIVE + 1 :]) == 0
+        assert done(run_bot(tws, tmp_path, setup, live[LIVE + 1 :]))
         refs_after = [fields[26] for fields in tws.messages(3)]
         assert refs_after[: len(refs)] == refs
         assert len(refs_after) == len(set(refs_after))
@@ -180,6 +195,7 @@ def test_a_paper_bot_killed_mid_run_resumes_on_its_out(tmp_path: Path, setup: Pa
         "--client-id", "7", "--bar-size", "1 day",
         "--preferences", str(tmp_path / "preferences.yaml"),
         "--config", str(tmp_path / "runner.yaml"), "--out", str(out),
+        "--runs-dir", str(tmp_path / "runs"),
     ]  # fmt: skip
     with TwsServer([Stock("GOOG", 208813720)], lifetime_s=100.0) as tws:
         tws.set_history("GOOG", [*history, live[0]])

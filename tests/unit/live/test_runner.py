@@ -14,9 +14,9 @@ import pytest
 from tests.unit.live.helpers import preferences
 
 from evotrader.backtest.engine import BacktestResult, run_backtest
-from evotrader.config import EnvConfig, execution_from
 from evotrader.core.trading import Instrument, OrderRequest, OrderState, OrderStatus
 from evotrader.data import FeaturePipeline
+from evotrader.env.spec import EnvSpec
 from evotrader.live.broker import BrokerError
 from evotrader.live.journal import Journal, JournalError
 from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
@@ -26,8 +26,8 @@ from evotrader.risk import BreakerKind, KillSwitch, Preferences, RiskEngine
 
 SYN = Instrument("SYN")
 START, END = 320, 400  # replayed bars; the ones before are history
-ENV = EnvConfig(window=8, agent_state=False)
-ENV_STATE = EnvConfig(window=8, agent_state=True)
+ENV = EnvSpec(window=8, agent_state=False)
+ENV_STATE = EnvSpec(window=8, agent_state=True)
 
 
 class Momentum:
@@ -80,12 +80,12 @@ class CrashingSim(SimBroker):
         return super().place_order(request)
 
 
-def sim(bars: pd.DataFrame, env: EnvConfig, prefs: Preferences, cls=SimBroker, **kwargs):
+def sim(bars: pd.DataFrame, env: EnvSpec, prefs: Preferences, cls=SimBroker, **kwargs):
     return cls(
         bars.iloc[:END],
         SYN,
         start=bars.index[START],
-        execution=execution_from(env.execution),
+        execution=env.execution,
         initial_cash=env.initial_cash,
         hours=prefs.trading_hours,
         **kwargs,
@@ -98,7 +98,7 @@ def trade(
     pipeline: FeaturePipeline,
     policy,
     *,
-    env: EnvConfig = ENV,
+    env: EnvSpec = ENV,
     prefs: Preferences | None = None,
     kill: KillSwitch | None = None,
     journal: str = "journal.sqlite",
@@ -116,7 +116,7 @@ def trade(
         env,
         RiskEngine(prefs),
         book,
-        RunnerConfig("SYN", history_bars=128, **config),
+        RunnerConfig(SYN, history_bars=128, **config),
         kill_switch=kill,
         events=events,
         console=lines.append,
@@ -124,19 +124,9 @@ def trade(
     return runner.run(), book, events, lines
 
 
-def backtest(bars, pipeline, policy, env: EnvConfig = ENV, **kwargs) -> BacktestResult:
-    return run_backtest(
-        policy,
-        bars.iloc[:END],
-        start=bars.index[START],
-        pipeline=pipeline,
-        window=env.window,
-        positions=env.positions,
-        execution=execution_from(env.execution),
-        initial_cash=env.initial_cash,
-        agent_state=env.agent_state,
-        **kwargs,
-    )
+def backtest(bars, pipeline, policy, env: EnvSpec = ENV, **kwargs) -> BacktestResult:
+    start = bars.index[START]
+    return run_backtest(policy, bars.iloc[:END], start=start, pipeline=pipeline, spec=env, **kwargs)
 
 
 def assert_same_trading(summary: RunSummary, journal: Journal, expected: BacktestResult) -> None:
@@ -218,7 +208,7 @@ def test_daily_loss_breaker_flattens_and_halts_where_the_risky_backtest_does(
 
 
 def test_the_model_cannot_trade_past_the_limits(tmp_path, bars, pipeline) -> None:
-    env = EnvConfig(window=8, agent_state=False, positions=[-2.0, 0.0, 2.0])
+    env = EnvSpec(window=8, agent_state=False, positions=(-2.0, 0.0, 2.0))
     prefs = preferences(max_position_pct=100.0, max_leverage=1.0)
     summary, journal, _, lines = trade(
         tmp_path, sim(bars, env, prefs), pipeline, Momentum(), env=env, prefs=prefs
@@ -507,9 +497,9 @@ def test_runner_config_is_validated(bars, pipeline, tmp_path) -> None:
             ENV,
             RiskEngine(preferences()),
             Journal(tmp_path / "j.sqlite"),
-            RunnerConfig("SYN", history_bars=10),
+            RunnerConfig(SYN, history_bars=10),
         )
     with pytest.raises(ValueError, match=r"unknown keys \['polll_seconds'\]"):
         RunnerConfig.from_mapping("SYN", {"polll_seconds": 1.0})
     with pytest.raises(ValueError, match="poll_seconds must be > 0"):
-        RunnerConfig("SYN", poll_seconds=0)
+        RunnerConfig(SYN, poll_seconds=0)
