@@ -1,0 +1,275 @@
+"""One live session, as run_live_bot.py runs it: choose, check, build, trade, summarise.
+
+The rules a session enforces live here, not in the script:
+
+- Live trades only the champion. ``{symbol}_autonomous_final.pth`` under the runs folder is
+  traded when it exists, exclusively for paper and live; without one, ``--checkpoint``; the
+  sim may also fall back to the latest stage checkpoint, as run_backtest.py does.
+- Preferences are the human's file, tightened by the runner config, then by ``--tighten``;
+  nothing may loosen them.
+- Brokers come from the ``BROKERS`` registry (``sim``, ``ibkr``); each broker module registers
+  its own builder and is imported only when asked for.
+- A restarted bot on the same output folder reconciles its journal with the broker; the sim
+  rebuilds its replay from the journal (``Broker.resume``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from evotrader.config import PROJECT_ROOT
+from evotrader.core.atomic import write_atomic
+from evotrader.core.checkpoint import Checkpoint, find_champion, find_checkpoint, load_checkpoint
+from evotrader.core.policy import Policy
+from evotrader.core.registry import Registry
+from evotrader.env.spec import EnvSpec
+from evotrader.live.broker import Broker
+from evotrader.live.journal import Journal
+from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
+from evotrader.live.telemetry import EventLog
+from evotrader.risk import KillSwitch, Preferences, RiskEngine, load_preferences
+from evotrader.training import guards
+from evotrader.training.adaptation import trading_policy
+
+
+class SetupError(ValueError):
+    """The command line, a config file or the checkpoint choice is not usable."""
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """What a session is asked to do: run_live_bot.py's flags, by their names."""
+
+    symbol: str | None = None
+    checkpoint: Path | None = None
+    trade_as: str | None = None
+    runs_dir: Path = Path("runs")
+    broker: str = "ibkr"
+    live: bool = False  # real money: the script lets it through only with its confirmation
+    preferences: Path = PROJECT_ROOT / "configs/preferences.yaml"
+    config: Path = PROJECT_ROOT / "configs/live/default.yaml"
+    tighten: Sequence[str] = ()
+    out: Path | None = None
+    kill_file: Path | None = None
+    seed: int = 0
+    max_bars: int | None = None
+    clear_halt: bool = False
+    bars_source: str | None = None  # sim: data source to replay (default: the checkpoint's)
+    bars_path: Path | None = None  # sim: csv or parquet file of bars to replay
+    start: str | None = None  # sim: first replayed bar (default: the test split's start)
+    end: str | None = None  # sim: last replayed bar (default: the test split's end)
+    host: str | None = None  # ibkr: None takes IBKR_HOST, then the default
+    port: int | None = None
+    client_id: int | None = None
+    bar_size: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.symbol and not self.checkpoint:
+            raise SetupError("give a symbol or a checkpoint")
+        if self.live and self.broker == "sim":
+            raise SetupError("--live needs --broker ibkr; the sim never trades real money")
+
+
+@dataclass(frozen=True)
+class BrokerSetup:
+    """What a broker builder may use: the options, the checkpoint and its settings."""
+
+    options: LiveOptions
+    checkpoint: Checkpoint
+    where: str  # "checkpoint <path>", for messages
+    env: EnvSpec
+    config: RunnerConfig
+    prefs: Preferences = field(repr=False)
+
+
+BrokerBuilder = Callable[[BrokerSetup], Broker]
+BROKERS: Registry[BrokerBuilder] = Registry(
+    "broker",
+    lambda: {"ibkr": "evotrader.live.ib.broker", "sim": "evotrader.live.sim_broker"},
+    error=SetupError,
+)
+
+
+def build_broker(setup: BrokerSetup) -> Broker:
+    """The broker ``setup.options.broker`` names; an unknown name is a ``SetupError``
+    listing the known ones."""
+    return BROKERS.get(setup.options.broker)(setup)
+
+
+def choose_checkpoint(options: LiveOptions) -> Path:
+    """The champion when one exists (exclusively, for paper and live), else the given
+    checkpoint; the sim may also fall back to the latest stage checkpoint."""
+    champion = find_champion(options.runs_dir, options.symbol) if options.symbol else None
+    sim = options.broker == "sim"
+    if options.checkpoint:
+        if champion and not sim and champion.resolve() != options.checkpoint.resolve():
+            raise SetupError(
+                f"a champion exists at {champion}; the live bot trades only the champion "
+                "(drop --checkpoint, or move the champion away to trade another checkpoint)"
+            )
+        return options.checkpoint
+    if champion:
+        return champion
+    assert options.symbol  # LiveOptions has a symbol or a checkpoint
+    if sim:
+        return find_checkpoint(options.runs_dir, options.symbol)
+    raise SetupError(
+        f"no champion {options.symbol}_autonomous_final.pth under {options.runs_dir}/; "
+        "pass --checkpoint PATH to trade another checkpoint"
+    )
+
+
+def runner_config(options: LiveOptions, symbol: str) -> RunnerConfig:
+    """The runner config file, with the run's own settings (max bars, clear halt) on top;
+    lot size defaults to fractional units in the sim and whole shares elsewhere."""
+    try:
+        settings = yaml.safe_load(options.config.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SetupError(f"runner config {options.config}: {error}") from error
+    if not isinstance(settings, dict):
+        raise SetupError(f"runner config {options.config}: expected a mapping")
+    if settings.get("lot_size") is None:
+        settings["lot_size"] = 0.0 if options.broker == "sim" else 1.0
+    settings |= {"max_bars": options.max_bars, "clear_halt": options.clear_halt}
+    try:
+        return RunnerConfig.from_mapping(symbol, settings, where=f"runner config {options.config}")
+    except (TypeError, ValueError) as error:
+        raise SetupError(f"runner config {options.config}: {error}") from error
+
+
+def tightenings(items: Sequence[str]) -> dict[str, Any]:
+    """``LIMIT=VALUE`` items as preference overrides (values parsed as YAML)."""
+    overrides = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise SetupError(f"--tighten {item!r}: expected LIMIT=VALUE")
+        overrides[name.strip()] = yaml.safe_load(raw)
+    return overrides
+
+
+def preferences_for(options: LiveOptions, config: RunnerConfig) -> tuple[Preferences, Preferences]:
+    """The human's file, and it tightened by the runner config, then by ``--tighten``."""
+    human = load_preferences(options.preferences)
+    effective = human.tightened(config.risk_overrides)
+    return human, effective.tightened(tightenings(options.tighten))
+
+
+def live_policy(checkpoint: Checkpoint, broker: Broker, config: RunnerConfig) -> Policy:
+    """The policy exactly as run_backtest.py trades it: a MAML checkpoint first adapts on
+    the bars just before the first live bar, never on live ones; others trade as saved."""
+    broker.connect()
+    history = broker.history(broker.qualify(config.instrument), config.history_bars)
+    return trading_policy(checkpoint, history, history.index[-1] + pd.Timedelta(1, "ns"))
+
+
+def output_dir(options: LiveOptions, symbol: str) -> Path:
+    """Paper and live keep one folder per bot, so a restart finds its journal; each sim
+    replay is a fresh account and gets a fresh folder."""
+    if options.out:
+        return options.out
+    if options.broker == "sim":
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        return Path("runs/live") / f"{symbol}-sim-{stamp}"
+    kind = "live" if options.live else "paper"
+    return Path("runs/live") / f"{symbol}-{options.broker}-{kind}"
+
+
+def write_summary(path: Path, summary: RunSummary, extra: dict[str, Any]) -> None:
+    """Atomically: temp file in the same folder, fsync, rename."""
+    payload = summary.counts() | {
+        "equity": {str(k): v for k, v in summary.equity.items()},
+        "expected": {str(k): v for k, v in summary.expected.items()},
+    }
+    write_atomic(path, json.dumps(payload | extra, indent=1))
+
+
+def run(options: LiveOptions) -> RunSummary:
+    """The whole session, seeded, on one torch thread: one observation per bar gains
+    nothing from more threads, only contention."""
+    torch.manual_seed(options.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(options)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(options: LiveOptions) -> RunSummary:
+    path = choose_checkpoint(options)
+    where = f"checkpoint {path}"
+    checkpoint = load_checkpoint(path)
+    symbol = guards.traded_symbol(checkpoint, where, options.symbol, options.trade_as)
+    config = runner_config(options, symbol)
+    human, prefs = preferences_for(options, config)
+    env, pipeline = guards.trading_setup(checkpoint, where)
+    broker = build_broker(BrokerSetup(options, checkpoint, where, env, config, prefs))
+    out = output_dir(options, symbol)
+    journal = Journal(out / "journal.sqlite")
+    events = EventLog(out / "events.jsonl")
+    try:
+        note = guards.mapping_note(checkpoint, symbol)
+        print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); out: {out}")
+        if note:
+            print(note)
+        if (seen := broker.resume(journal)) is not None:
+            print(f"resuming the replay after {seen}, the last bar in {journal.path}")
+        policy = live_policy(checkpoint, broker, config)
+        events.emit(
+            "checkpoint",
+            path=str(path),
+            kind=checkpoint.kind,
+            symbol=checkpoint.symbol,
+            traded=symbol,
+        )
+        events.emit(
+            "preferences",
+            file=str(options.preferences),
+            file_sha256=human.sha256,
+            effective_sha256=prefs.sha256,
+            tightened=human.sha256 != prefs.sha256,
+        )
+        print(f"preferences: {options.preferences} sha256 {human.sha256}")
+        kill = KillSwitch(options.kill_file or out / "KILL")
+        try:
+            runner = LiveRunner(
+                broker,
+                policy,
+                pipeline,
+                env,
+                RiskEngine(prefs),
+                journal,
+                config,
+                kill_switch=kill,
+                events=events,
+                real_money=options.live,
+            )
+        except ValueError as error:  # history_bars too short for this checkpoint
+            raise SetupError(f"runner config {options.config}: {error}") from error
+        with kill:
+            summary = runner.run()
+    finally:
+        journal.close()
+        events.close()
+        if broker.is_connected():
+            broker.disconnect()
+    extra = {"checkpoint": str(path), "preferences_sha256": prefs.sha256, "seed": options.seed}
+    write_summary(out / "summary.json", summary, extra)
+    final = summary.equity_series.iloc[-1] if summary.equity else float("nan")
+    print(
+        f"{summary.bars} bars, {summary.decisions} decisions, {summary.orders} orders "
+        f"({summary.rejected} refused by risk), {summary.fills} fills, {summary.errors} errors; "
+        f"final equity {final:,.2f}"
+    )
+    print(f"journal {out / 'journal.sqlite'}, events {out / 'events.jsonl'}")
+    return summary
