@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evotrader.data import FeaturePipeline, load_bars
+from evotrader.data import DataRef, FeaturePipeline, load_bars
 from evotrader.env import DEFAULT_FIT_BARS, ENV_ID, EnvSpec, MarketEnv, VectorMarketEnv
 from evotrader.training.market_envs import make_vector_env
 
@@ -126,11 +126,14 @@ def test_fit_bars_is_checked(bars: pd.DataFrame, fitted: FeaturePipeline) -> Non
 
 def _from_env_config(frames: list[pd.DataFrame], pipeline: FeaturePipeline, monkeypatch):
     """make_vector_env as RLlib's env runners call it, loading ``frames[0]``."""
-    monkeypatch.setattr("evotrader.training.market_envs.load_bars", lambda *_, **__: frames[0])
-    settings = EnvSpec(window=WINDOW, episode_length=WHOLE).to_dict()
-    config = {"source": "csv", "symbol": "X", "options": {}, "start": None, "end": None}
+    monkeypatch.setattr(DataRef, "load", lambda self: frames[0])
     return make_vector_env(
-        {**config, "pipeline": pipeline.state_dict(), "env": settings, "num_envs": NUM_ENVS}
+        {
+            "data": DataRef("csv", "X").to_dict(),
+            "pipeline": pipeline.state_dict(),
+            "env": EnvSpec(window=WINDOW, episode_length=WHOLE).to_dict(),
+            "num_envs": NUM_ENVS,
+        }
     )
 
 
