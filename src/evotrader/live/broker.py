@@ -23,15 +23,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from evotrader.core.trading import (
-    Account,
-    Bar,
-    Fill,
-    Instrument,
-    OrderRequest,
-    OrderState,
-    Position,
-)
+from evotrader.core import trading
 
 if TYPE_CHECKING:
     from evotrader.live.journal import Journal
@@ -84,21 +76,21 @@ class Broker(ABC):
         """The broker's clock: wall time for a live broker, replay time for the sim."""
 
     @abstractmethod
-    def qualify(self, instrument: Instrument) -> Instrument:
+    def qualify(self, instrument: trading.Instrument) -> trading.Instrument:
         """Resolve the instrument to exactly one tradable contract (sets ``broker_id``);
         raises ``UnknownInstrument`` otherwise."""
 
     @abstractmethod
-    def history(self, instrument: Instrument, count: int) -> pd.DataFrame:
+    def history(self, instrument: trading.Instrument, count: int) -> pd.DataFrame:
         """The last ``count`` closed bars (fewer if the broker has fewer) as a contract
         DataFrame, for warm-up and for back-filling after a reconnect."""
 
     @abstractmethod
-    def subscribe(self, instrument: Instrument) -> None:
+    def subscribe(self, instrument: trading.Instrument) -> None:
         """Start streaming closed bars of the instrument to ``next_bar``."""
 
     @abstractmethod
-    def next_bar(self, timeout: float) -> Bar | None:
+    def next_bar(self, timeout: float) -> trading.Bar | None:
         """The next closed bar, or None when none closed within ``timeout`` seconds.
 
         Bars come as the broker sends them: the runner, not the broker, rejects stale,
@@ -106,32 +98,32 @@ class Broker(ABC):
         """
 
     @abstractmethod
-    def place_order(self, request: OrderRequest) -> OrderState:
+    def place_order(self, request: trading.OrderRequest) -> trading.OrderState:
         """Send the order unless its ``client_ref`` is already known, in which case return
         that order's current state without sending anything."""
 
     @abstractmethod
-    def cancel_order(self, client_ref: str) -> OrderState:
+    def cancel_order(self, client_ref: str) -> trading.OrderState:
         """Ask to cancel; returns the state after the request (terminal orders unchanged)."""
 
     @abstractmethod
-    def order_state(self, client_ref: str) -> OrderState | None:
+    def order_state(self, client_ref: str) -> trading.OrderState | None:
         """The order's state, or None when the broker has never seen this reference."""
 
     @abstractmethod
-    def open_orders(self) -> list[OrderState]:
+    def open_orders(self) -> list[trading.OrderState]:
         """Every order still working (submitted or partially filled)."""
 
     @abstractmethod
-    def fills(self) -> list[Fill]:
+    def fills(self) -> list[trading.Fill]:
         """Every execution of this trading session the broker still reports, oldest first."""
 
     @abstractmethod
-    def positions(self) -> dict[str, Position]:
+    def positions(self) -> dict[str, trading.Position]:
         """Open positions by symbol (zero positions left out)."""
 
     @abstractmethod
-    def account(self) -> Account: ...
+    def account(self) -> trading.Account: ...
 
     def wait(self, seconds: float) -> None:
         """Pause (reconnect backoff). Brokers with an event loop keep it running meanwhile;

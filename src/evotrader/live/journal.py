@@ -20,19 +20,14 @@ from typing import Any
 
 import pandas as pd
 
-from evotrader.core.trading import (
-    Fill,
-    Instrument,
-    OrderRequest,
-    OrderState,
-    OrderStatus,
-    OrderType,
-    Position,
-    Side,
-)
+from evotrader.core import trading
 
 SCHEMA_VERSION = 1
-OPEN_STATUSES = (OrderStatus.PENDING, OrderStatus.SUBMITTED, OrderStatus.PARTIALLY_FILLED)
+OPEN_STATUSES = (
+    trading.OrderStatus.PENDING,
+    trading.OrderStatus.SUBMITTED,
+    trading.OrderStatus.PARTIALLY_FILLED,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -76,9 +71,9 @@ class JournalError(RuntimeError):
 class JournalOrder:
     """An order as journaled: what was asked, on which bar, and its last known state."""
 
-    request: OrderRequest
+    request: trading.OrderRequest
     bar: str
-    state: OrderState
+    state: trading.OrderState
 
 
 class Journal:
@@ -169,7 +164,9 @@ class Journal:
 
     # -- orders ------------------------------------------------------------------------
 
-    def record_order(self, request: OrderRequest, bar: pd.Timestamp, at: pd.Timestamp) -> None:
+    def record_order(
+        self, request: trading.OrderRequest, bar: pd.Timestamp, at: pd.Timestamp
+    ) -> None:
         """Journal an order as PENDING; must happen before it is sent. A reference that is
         already journaled is refused, because sending it again could duplicate it."""
         instrument = request.instrument
@@ -194,7 +191,7 @@ class Journal:
                     str(request.order_type),
                     request.limit_price,
                     request.target_weight,
-                    str(OrderStatus.PENDING),
+                    str(trading.OrderStatus.PENDING),
                     request.quantity,
                     _iso(at),
                 ),
@@ -204,7 +201,7 @@ class Journal:
                 f"journal {self.path}: order {request.client_ref!r} is already journaled"
             ) from None
 
-    def update_order(self, state: OrderState, at: pd.Timestamp) -> None:
+    def update_order(self, state: trading.OrderState, at: pd.Timestamp) -> None:
         """Record the broker's answer; unknown references are an error (journal first)."""
         cursor = self._db.execute(
             "UPDATE orders SET status = ?, broker_order_id = COALESCE(?, broker_order_id), "
@@ -244,7 +241,7 @@ class Journal:
 
     # -- fills and positions -----------------------------------------------------------
 
-    def record_fill(self, fill: Fill, at: pd.Timestamp) -> bool:
+    def record_fill(self, fill: trading.Fill, at: pd.Timestamp) -> bool:
         """Record a fill once; returns False when its execution id is already journaled."""
         cursor = self._db.execute(
             "INSERT OR IGNORE INTO fills (exec_id, client_ref, broker_order_id, symbol, side, "
@@ -267,14 +264,14 @@ class Journal:
     def fill_ids(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT exec_id FROM fills")}
 
-    def fills(self) -> list[Fill]:
+    def fills(self) -> list[trading.Fill]:
         return [
-            Fill(
+            trading.Fill(
                 exec_id=row["exec_id"],
                 client_ref=row["client_ref"],
                 broker_order_id=row["broker_order_id"],
                 symbol=row["symbol"],
-                side=Side(row["side"]),
+                side=trading.Side(row["side"]),
                 quantity=row["quantity"],
                 price=row["price"],
                 cost=row["cost"],
@@ -283,7 +280,7 @@ class Journal:
             for row in self._rows("SELECT * FROM fills ORDER BY rowid")
         ]
 
-    def set_positions(self, positions: dict[str, Position], at: pd.Timestamp) -> None:
+    def set_positions(self, positions: dict[str, trading.Position], at: pd.Timestamp) -> None:
         """Replace the position snapshot with the broker's (the broker is the truth)."""
         with self.transaction():
             self._db.execute("DELETE FROM positions")
@@ -293,9 +290,9 @@ class Journal:
                 [(p.symbol, p.quantity, p.avg_cost, _iso(at)) for p in positions.values()],
             )
 
-    def positions(self) -> dict[str, Position]:
+    def positions(self) -> dict[str, trading.Position]:
         return {
-            row["symbol"]: Position(row["symbol"], row["quantity"], row["avg_cost"])
+            row["symbol"]: trading.Position(row["symbol"], row["quantity"], row["avg_cost"])
             for row in self._rows("SELECT * FROM positions")
         }
 
@@ -346,25 +343,25 @@ class Journal:
 
 
 def _order(row: dict[str, Any]) -> JournalOrder:
-    instrument = Instrument(
+    instrument = trading.Instrument(
         symbol=row["symbol"],
         asset_class=row["asset_class"],
         exchange=row["exchange"],
         currency=row["currency"],
         broker_id=row["broker_id"],
     )
-    request = OrderRequest(
+    request = trading.OrderRequest(
         client_ref=row["client_ref"],
         instrument=instrument,
-        side=Side(row["side"]),
+        side=trading.Side(row["side"]),
         quantity=row["quantity"],
-        order_type=OrderType(row["order_type"]),
+        order_type=trading.OrderType(row["order_type"]),
         limit_price=row["limit_price"],
         target_weight=row["target_weight"],
     )
-    state = OrderState(
+    state = trading.OrderState(
         client_ref=row["client_ref"],
-        status=OrderStatus(row["status"]),
+        status=trading.OrderStatus(row["status"]),
         broker_order_id=row["broker_order_id"],
         filled_quantity=row["filled_quantity"],
         remaining_quantity=row["remaining_quantity"],

@@ -106,6 +106,14 @@ def broker(tws: TwsServer, clock: Clock) -> Iterator[IBKRBroker]:
     broker.disconnect()
 
 
+@pytest.fixture
+def streaming(broker: IBKRBroker) -> IBKRBroker:
+    """The connected broker, warmed up on GOOG's history and subscribed to its bars."""
+    broker.history(Instrument("GOOG"), 10)
+    broker.subscribe(Instrument("GOOG"))
+    return broker
+
+
 def orders_sent(tws: TwsServer, client_ref: str) -> int:
     return sum(1 for fields in tws.messages(3) if fields[26] == client_ref)
 
@@ -261,11 +269,9 @@ def test_history_errors_from_ib_become_broker_errors(tws: TwsServer, broker: IBK
 
 
 def test_stream_emits_only_closed_bars_in_order(
-    tws: TwsServer, broker: IBKRBroker, clock: Clock
+    tws: TwsServer, streaming: IBKRBroker, clock: Clock
 ) -> None:
-    goog = Instrument("GOOG")
-    broker.history(goog, 10)
-    broker.subscribe(goog)
+    broker = streaming
     assert broker.next_bar(0.1) is None  # warm-up bars are not replayed
     for close in (130.2, 130.9, 131.4):  # the bar at T0 is still forming
         assert tws.stream_bar("GOOG", minute_bar(T0, close)) == 1
@@ -288,11 +294,9 @@ def test_stream_emits_only_closed_bars_in_order(
 
 
 def test_stream_error_is_surfaced_and_the_stream_restarts(
-    tws: TwsServer, broker: IBKRBroker
+    tws: TwsServer, streaming: IBKRBroker
 ) -> None:
-    goog = Instrument("GOOG")
-    broker.history(goog, 5)
-    broker.subscribe(goog)
+    broker = streaming
     requests = len(tws.messages(20))
     assert tws.break_stream("GOOG", 162, "Historical data query cancelled") == 1
     with pytest.raises(BrokerError, match="GOOG: IB error 162"):
@@ -305,11 +309,9 @@ def test_stream_error_is_surfaced_and_the_stream_restarts(
 
 
 def test_reconnect_after_server_disconnect_resumes_the_stream(
-    tws: TwsServer, broker: IBKRBroker, clock: Clock
+    tws: TwsServer, streaming: IBKRBroker, clock: Clock
 ) -> None:
-    goog = Instrument("GOOG")
-    broker.history(goog, 10)
-    broker.subscribe(goog)
+    broker = streaming
     tws.stream_bar("GOOG", minute_bar(T0 + MINUTE, 131.0))
     first = broker.next_bar(2.0)
     assert first is not None and first.timestamp == naive(T0)
@@ -332,12 +334,10 @@ def test_reconnect_after_server_disconnect_resumes_the_stream(
 
 
 def test_back_fill_through_history_is_not_streamed_again(
-    tws: TwsServer, broker: IBKRBroker, clock: Clock
+    tws: TwsServer, streaming: IBKRBroker, clock: Clock
 ) -> None:
     """The runner's reconnect: history() back-fills the gap, then subscribe() resumes."""
-    goog = Instrument("GOOG")
-    broker.history(goog, 10)
-    broker.subscribe(goog)
+    broker = streaming
     tws.drop_connections()
     with pytest.raises(BrokerDisconnected):
         broker.next_bar(2.0)
@@ -346,9 +346,9 @@ def test_back_fill_through_history_is_not_streamed_again(
     clock.now = pd.Timestamp(T0 + 2 * MINUTE + 30, unit="s", tz="UTC")
     broker.wait(0.01)
     broker.connect()
-    frame = broker.history(goog, 10)
+    frame = broker.history(Instrument("GOOG"), 10)
     assert list(frame.index[-2:]) == [naive(T0), naive(T0 + MINUTE)]
-    broker.subscribe(goog)
+    broker.subscribe(Instrument("GOOG"))
     assert broker.next_bar(0.2) is None  # T0 and T0+1min came through history already
     tws.stream_bar("GOOG", minute_bar(T0 + 3 * MINUTE, 140.0))
     bar = broker.next_bar(2.0)

@@ -240,10 +240,11 @@ def test_kill_switch_flattens_and_halts_at_once(tmp_path, bars, pipeline, how) -
     assert expected in summary.halt.reason
 
 
-@pytest.mark.parametrize("after_send", [False, True], ids=["before_send", "after_send"])
-def test_a_restart_reconciles_without_duplicate_orders(
-    tmp_path, bars, pipeline, after_send
-) -> None:
+def crashed_run(
+    tmp_path: Path, bars: pd.DataFrame, pipeline: FeaturePipeline, after_send: bool
+) -> tuple[RunSummary, Journal, CrashingSim]:
+    """An uninterrupted run (under whole/), then the same bot dying on its sixth order, before
+    or after the order reached the broker; returns the whole run and the crashed broker."""
     prefs = preferences()
     whole, whole_journal, _, _ = trade(
         tmp_path / "whole", sim(bars, ENV, prefs), pipeline, Momentum()
@@ -251,6 +252,14 @@ def test_a_restart_reconciles_without_duplicate_orders(
     broker = sim(bars, ENV, prefs, CrashingSim, crash_at=6, after_send=after_send)
     with pytest.raises(Crash):
         trade(tmp_path, broker, pipeline, Momentum())
+    return whole, whole_journal, broker
+
+
+@pytest.mark.parametrize("after_send", [False, True], ids=["before_send", "after_send"])
+def test_a_restart_reconciles_without_duplicate_orders(
+    tmp_path, bars, pipeline, after_send
+) -> None:
+    whole, whole_journal, broker = crashed_run(tmp_path, bars, pipeline, after_send)
     assert broker.positions()  # it died holding a position
     broker.disconnect()  # and its connection died with it
     crashed = Journal(tmp_path / "journal.sqlite")
@@ -284,15 +293,8 @@ def test_a_killed_replay_resumes_from_its_journal_as_if_never_stopped(
     """A kill -9 takes the replay down with the bot: a fresh SimBroker resumed from the
     journal carries on after the last bar the bot saw, sends nothing twice, and ends where
     an uninterrupted run ends."""
-    prefs = preferences()
-    whole, whole_journal, _, _ = trade(
-        tmp_path / "whole", sim(bars, ENV, prefs), pipeline, Momentum()
-    )
-    broker = sim(bars, ENV, prefs, CrashingSim, crash_at=6, after_send=after_send)
-    with pytest.raises(Crash):
-        trade(tmp_path, broker, pipeline, Momentum())
-
-    fresh = sim(bars, ENV, prefs)
+    whole, whole_journal, _ = crashed_run(tmp_path, bars, pipeline, after_send)
+    fresh = sim(bars, ENV, preferences())
     with Journal(tmp_path / "journal.sqlite") as crashed:
         seen = fresh.resume(crashed)
         assert seen == pd.Timestamp(crashed.open_orders()[0].bar)  # died on that bar's order

@@ -25,7 +25,7 @@ from evotrader.core.trading import Bar, Instrument
 from evotrader.data.errors import DataError
 from evotrader.data.validation import validate_ohlcv
 from evotrader.live.broker import BrokerError
-from evotrader.live.ib.config import IBKRConfig, bar_seconds
+from evotrader.live.ib.config import bar_seconds
 from evotrader.live.ib.connection import Connection, Contracts, is_notice
 from evotrader.risk.preferences import TradingHours
 
@@ -78,13 +78,12 @@ class BarFeed:
         self,
         connection: Connection,
         contracts: Contracts,
-        config: IBKRConfig,
         clock: Callable[[], pd.Timestamp],
         hours: TradingHours,
     ) -> None:
-        self.connection, self.contracts, self.config = connection, contracts, config
+        self.connection, self.contracts, self.config = connection, contracts, connection.config
         self.now, self.hours = clock, hours
-        self._bar_seconds = bar_seconds(config.bar_size)
+        self._bar_seconds = bar_seconds(self.config.bar_size)
         self._streams: dict[str, _Stream] = {}
         self._delivered: dict[str, pd.Timestamp] = {}
         self._queue: deque[Bar] = deque()

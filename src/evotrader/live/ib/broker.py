@@ -19,15 +19,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from evotrader.core.trading import (
-    Account,
-    Bar,
-    Fill,
-    Instrument,
-    OrderRequest,
-    OrderState,
-    Position,
-)
+from evotrader.core import trading
 from evotrader.live.broker import Broker
 from evotrader.live.ib.bars import BarFeed
 from evotrader.live.ib.config import IBKRConfig, mask_account
@@ -55,10 +47,9 @@ class IBKRBroker(Broker):
         self._clock = clock or (lambda: pd.Timestamp.now(tz="UTC"))
         self.hours = hours or TradingHours()
         self.connection = Connection(self.config)
-        contracts = Contracts(self.connection)
-        self.contracts = contracts
-        self.bars = BarFeed(self.connection, contracts, self.config, self.now, self.hours)
-        self.orders = OrderDesk(self.connection, contracts, self.config, self.now)
+        self.contracts = Contracts(self.connection)
+        self.bars = BarFeed(self.connection, self.contracts, self.now, self.hours)
+        self.orders = OrderDesk(self.connection, self.contracts, self.now)
 
     @property
     def is_paper(self) -> bool:
@@ -93,37 +84,37 @@ class IBKRBroker(Broker):
     def wait(self, seconds: float) -> None:
         self.connection.wait(seconds)
 
-    def qualify(self, instrument: Instrument) -> Instrument:
+    def qualify(self, instrument: trading.Instrument) -> trading.Instrument:
         return self.contracts.qualify(instrument)
 
-    def history(self, instrument: Instrument, count: int) -> pd.DataFrame:
+    def history(self, instrument: trading.Instrument, count: int) -> pd.DataFrame:
         return self.bars.history(instrument, count)
 
-    def subscribe(self, instrument: Instrument) -> None:
+    def subscribe(self, instrument: trading.Instrument) -> None:
         self.bars.subscribe(instrument)
 
-    def next_bar(self, timeout: float) -> Bar | None:
+    def next_bar(self, timeout: float) -> trading.Bar | None:
         return self.bars.next_bar(timeout)
 
-    def place_order(self, request: OrderRequest) -> OrderState:
+    def place_order(self, request: trading.OrderRequest) -> trading.OrderState:
         return self.orders.place_order(request)
 
-    def cancel_order(self, client_ref: str) -> OrderState:
+    def cancel_order(self, client_ref: str) -> trading.OrderState:
         return self.orders.cancel_order(client_ref)
 
-    def order_state(self, client_ref: str) -> OrderState | None:
+    def order_state(self, client_ref: str) -> trading.OrderState | None:
         return self.orders.order_state(client_ref)
 
-    def open_orders(self) -> list[OrderState]:
+    def open_orders(self) -> list[trading.OrderState]:
         return self.orders.open_orders()
 
-    def fills(self) -> list[Fill]:
+    def fills(self) -> list[trading.Fill]:
         return self.orders.fills()
 
-    def positions(self) -> dict[str, Position]:
+    def positions(self) -> dict[str, trading.Position]:
         return self.orders.positions()
 
-    def account(self) -> Account:
+    def account(self) -> trading.Account:
         return self.orders.account()
 
 

@@ -25,7 +25,7 @@ from evotrader.core.trading import (
     Side,
 )
 from evotrader.live.broker import BrokerError
-from evotrader.live.ib.config import IBKRConfig, mask_account
+from evotrader.live.ib.config import mask_account
 from evotrader.live.ib.connection import Connection, Contracts, ib, utc
 
 log = logging.getLogger(__name__)
@@ -39,19 +39,10 @@ class OrderDesk:
     """Places, cancels and reads orders; reads fills, positions and the account."""
 
     def __init__(
-        self,
-        connection: Connection,
-        contracts: Contracts,
-        config: IBKRConfig,
-        clock: Callable[[], pd.Timestamp],
+        self, connection: Connection, contracts: Contracts, clock: Callable[[], pd.Timestamp]
     ) -> None:
-        self.connection, self.contracts, self.config, self.now = (
-            connection,
-            contracts,
-            config,
-            clock,
-        )
-        self.ib = connection.ib
+        self.connection, self.contracts, self.config = connection, contracts, connection.config
+        self.now, self.ib = clock, connection.ib
         self._first_seen: dict[str, float] = {}
 
     # ----- orders -----------------------------------------------------------------------
