@@ -124,6 +124,15 @@ def trade(
     return runner.run(), book, events, lines
 
 
+def trade_faulty(
+    tmp_path: Path, bars: pd.DataFrame, pipeline: FeaturePipeline, faults: Faults, **config
+) -> tuple[RunSummary, Journal, EventLog, list[str]]:
+    """``Momentum`` on a sim that misbehaves as ``faults`` say (see ``trade``)."""
+    prefs = config.pop("prefs", None) or preferences()
+    broker = sim(bars, ENV, prefs, faults=faults)
+    return trade(tmp_path, broker, pipeline, Momentum(), prefs=prefs, **config)
+
+
 def backtest(bars, pipeline, policy, env: EnvSpec = ENV, **kwargs) -> BacktestResult:
     start = bars.index[START]
     return run_backtest(policy, bars.iloc[:END], start=start, pipeline=pipeline, spec=env, **kwargs)
@@ -355,11 +364,8 @@ def test_a_lost_journal_adopts_the_brokers_position(tmp_path, bars, pipeline) ->
 
 
 def test_disconnects_reconnect_with_backoff_and_resume(tmp_path, bars, pipeline) -> None:
-    prefs = preferences()
     faults = Faults(disconnects=frozenset({5, 40}), failed_reconnects=2)
-    summary, journal, events, _ = trade(
-        tmp_path, sim(bars, ENV, prefs, faults=faults), pipeline, Momentum()
-    )
+    summary, journal, events, _ = trade_faulty(tmp_path, bars, pipeline, faults)
     assert summary.halt is None and summary.bars == END - START
     assert_same_trading(summary, journal, backtest(bars, pipeline, Momentum()))
     names = event_names(events)
@@ -371,13 +377,7 @@ def test_disconnects_reconnect_with_backoff_and_resume(tmp_path, bars, pipeline)
 
 def test_a_connection_that_never_returns_stops_the_bot(tmp_path, bars, pipeline) -> None:
     faults = Faults(disconnects=frozenset({5}), failed_reconnects=100)
-    summary, _, events, _ = trade(
-        tmp_path,
-        sim(bars, ENV, preferences(), faults=faults),
-        pipeline,
-        Momentum(),
-        reconnect_attempts=3,
-    )
+    summary, _, events, _ = trade_faulty(tmp_path, bars, pipeline, faults, reconnect_attempts=3)
     assert summary.stopped.startswith("connection lost") and summary.bars == 5
     assert event_names(events).count("connect_failed") == 3
 
@@ -409,13 +409,7 @@ def test_bad_broker_replies_are_handled_and_logged(tmp_path, bars, pipeline) -> 
 
 def test_divergence_from_the_backtest_expectation_halts(tmp_path, bars, pipeline) -> None:
     faults = Faults(reject_orders=frozenset({1}))
-    summary, _, _, _ = trade(
-        tmp_path,
-        sim(bars, ENV, preferences(), faults=faults),
-        pipeline,
-        Momentum(),
-        max_divergence_pct=0.1,
-    )
+    summary, _, _, _ = trade_faulty(tmp_path, bars, pipeline, faults, max_divergence_pct=0.1)
     assert summary.halt is not None and summary.halt.kind is BreakerKind.DIVERGENCE
     assert "from the backtest's expectation" in summary.halt.reason
 
@@ -428,9 +422,7 @@ def test_a_stalled_feed_trips_the_stale_data_breaker(tmp_path, bars, pipeline) -
     while later.tz_convert("America/New_York").weekday() > 4:
         later += pd.Timedelta(days=1)
     faults = Faults(stalls={stall_before: (later - last_end).total_seconds()})
-    summary, journal, _, _ = trade(
-        tmp_path, sim(bars, ENV, prefs, faults=faults), pipeline, Momentum(), prefs=prefs
-    )
+    summary, journal, _, _ = trade_faulty(tmp_path, bars, pipeline, faults, prefs=prefs)
     assert summary.halt is not None and summary.halt.kind is BreakerKind.STALE_DATA
     assert summary.bars == stall_before
     assert journal.positions() == {}
@@ -441,9 +433,7 @@ def test_an_error_burst_flattens_and_halts(tmp_path, bars, pipeline) -> None:
     faults = Faults(
         duplicate_bars=frozenset({8}), out_of_order_bars=frozenset({8}), bad_bars=frozenset({8})
     )
-    summary, journal, _, _ = trade(
-        tmp_path, sim(bars, ENV, prefs, faults=faults), pipeline, Momentum(), prefs=prefs
-    )
+    summary, journal, _, _ = trade_faulty(tmp_path, bars, pipeline, faults, prefs=prefs)
     assert summary.halt is not None and summary.halt.kind is BreakerKind.ERROR_BURST
     assert journal.positions() == {}
 
