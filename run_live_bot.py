@@ -21,7 +21,7 @@ from pathlib import Path
 from evotrader.cli import ExitCode, Failures, run_guarded
 from evotrader.live import session
 from evotrader.live.journal import JournalError
-from evotrader.live.runner import RunSummary
+from evotrader.live.telemetry import RunSummary
 from evotrader.risk.preferences import PreferencesError
 from evotrader.training.guards import TRADE_AS_HELP
 

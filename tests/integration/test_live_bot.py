@@ -15,8 +15,8 @@ from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
 from evotrader.cli import ExitCode
 from evotrader.core.checkpoint import find_checkpoint
 from evotrader.live.journal import Journal
-from evotrader.live.runner import RunSummary
 from evotrader.live.session import LiveOptions, run
+from evotrader.live.telemetry import RunSummary
 from evotrader.risk.preferences import PreferencesError
 from evotrader.training.guards import TradableCheckpoint
 

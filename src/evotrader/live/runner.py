@@ -37,8 +37,8 @@ from evotrader.env.spec import EnvSpec
 from evotrader.live import reconcile, retry
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
 from evotrader.live.journal import Journal
-from evotrader.live.telemetry import EventLog, Expectation
-from evotrader.risk.circuit_breakers import BreakerKind, Trip
+from evotrader.live.telemetry import EventLog, Expectation, Reporter, RunSummary
+from evotrader.risk.circuit_breakers import BreakerKind
 from evotrader.risk.kill_switch import KillSwitch
 from evotrader.risk.risk_engine import DUST, Book, RiskEngine, RiskState
 
@@ -116,44 +116,6 @@ class RunnerConfig:
         return dict(instrument) | settings
 
 
-@dataclass
-class RunSummary:
-    """What a run did; ``equity`` and ``expected`` are marked at every live bar's close."""
-
-    stopped: str = ""
-    halt: Trip | None = None
-    bars: int = 0
-    decisions: int = 0
-    orders: int = 0
-    rejected: int = 0
-    fills: int = 0
-    errors: int = 0
-    equity: dict[pd.Timestamp, float] = field(default_factory=dict)
-    expected: dict[pd.Timestamp, float] = field(default_factory=dict)
-
-    @property
-    def equity_series(self) -> pd.Series:
-        return pd.Series(self.equity, name="equity", dtype=np.float64)
-
-    @property
-    def connection_lost(self) -> bool:
-        """Stopped because the broker could not be reached again (positions left as held)."""
-        return self.stopped.startswith("connection lost")
-
-    def counts(self) -> dict[str, Any]:
-        """How the run ended and what it did: the stop event and the summary file."""
-        return {
-            "stopped": self.stopped,
-            "halt": self.halt.to_dict() if self.halt else None,
-            "bars": self.bars,
-            "decisions": self.decisions,
-            "orders": self.orders,
-            "rejected": self.rejected,
-            "fills": self.fills,
-            "errors": self.errors,
-        }
-
-
 class LiveRunner:
     """Trades ``policy`` through ``broker`` under ``risk``, remembering in ``journal``."""
 
@@ -188,6 +150,7 @@ class LiveRunner:
             )
         self.instrument = config.instrument
         self.summary = RunSummary()
+        self.report = Reporter(journal, self.events, console, risk, self.summary, broker.now)
         self._history = pd.DataFrame()
         self._last_bar: Bar | None = None
         self._target = 0.0
@@ -195,7 +158,6 @@ class LiveRunner:
         self._expectation: Expectation | None = None
         self._account: Account | None = None
         self._units = 0.0
-        self._last_heartbeat: pd.Timestamp | None = None
         self._live_bars = 0
         self._fill_ids = journal.fill_ids()  # the broker re-reports old fills: skip them fast
 
@@ -241,7 +203,9 @@ class LiveRunner:
         )
         if self.risk.halt and self.config.clear_halt:
             cleared = self.risk.clear_halt()
-            self._risk_event("halt_cleared", {"cleared": cleared.to_dict() if cleared else None})
+            self.report.risk_event(
+                "halt_cleared", {"cleared": cleared.to_dict() if cleared else None}
+            )
         self.instrument = self.broker.qualify(self.config.instrument)
         self._history = self.broker.history(self.instrument, self.config.history_bars)
         needed = self.pipeline.warmup + self.env.window + 1
@@ -274,22 +238,22 @@ class LiveRunner:
         except BrokerDisconnected as error:
             self._reconnect(error)
         except BrokerError as error:
-            self._error("broker", str(error))
+            self.report.error("broker", str(error))
         except PolicyError as error:
-            self._error("policy", str(error))
+            self.report.error("policy", str(error))
 
     def _idle(self) -> None:
         now = self.broker.now()
         if self._last_bar is not None:
             trip = self.risk.check_feed(now, self._last_bar.end)
             if trip:
-                self._tripped(trip)
+                self.report.tripped(trip)
         self._heartbeat(now)
 
     def _on_bar(self, bar: Bar) -> None:
         problem = self._bar_problem(bar)
         if problem:
-            self._error("bad_bar", f"{bar.symbol} {bar.timestamp}: {problem}")
+            self.report.error("bad_bar", f"{bar.symbol} {bar.timestamp}: {problem}")
             return
         self._append(bar)
         self._sync()
@@ -312,7 +276,7 @@ class LiveRunner:
             )
         decision = None
         if trip:
-            self._tripped(trip)
+            self.report.tripped(trip)
         else:
             decision = self._decide(bar, now, equity)
         self._status(bar, equity, expected)
@@ -406,7 +370,7 @@ class LiveRunner:
         verdict = self.risk.check_order(request, book, now, bar_end)
         if not verdict.approved:
             self.summary.rejected += 1
-            self._risk_event(
+            self.report.risk_event(
                 "order_refused", {"client_ref": request.client_ref, "reason": verdict.reason}
             )
             self.console(f"  risk refused {request.side} {request.quantity:g}: {verdict.reason}")
@@ -437,7 +401,9 @@ class LiveRunner:
             reason=state.reason,
         )
         if state.status is OrderStatus.REJECTED:
-            self._error("order_rejected", f"{state.client_ref}: {state.reason or 'no reason'}")
+            self.report.error(
+                "order_rejected", f"{state.client_ref}: {state.reason or 'no reason'}"
+            )
         elif state.status is OrderStatus.PARTIALLY_FILLED:
             self.events.emit("partial_fill", client_ref=state.client_ref)
 
@@ -508,13 +474,13 @@ class LiveRunner:
                 dropped.append(ref)
         journaled = {order.request.client_ref for order in self.journal.orders()}
         for ref in reconcile.foreign_orders(journaled, self.broker.open_orders()):
-            self._risk_event("foreign_open_order", {"client_ref": ref})
+            self.report.risk_event("foreign_open_order", {"client_ref": ref})
         before = self.journal.positions()
         self._sync()
         after = self.journal.positions()
         mismatch = reconcile.position_mismatch(before, after)
         if mismatch:
-            self._risk_event("position_mismatch", mismatch)
+            self.report.risk_event("position_mismatch", mismatch)
         self.events.emit(
             "reconciled",
             resent=resent,
@@ -546,7 +512,7 @@ class LiveRunner:
         equity, price = self._equity(), float(self._history["close"].iloc[-1])
         adopted = reconcile.adopted_target(self._units, price, equity, self.positions, self._target)
         if adopted is not None:
-            self._risk_event("target_adopted", adopted)
+            self.report.risk_event("target_adopted", adopted)
             self._set_target(adopted["now"], equity)
 
     def _save_state(self) -> None:
@@ -595,12 +561,7 @@ class LiveRunner:
     def _trip(self, kind: BreakerKind, reason: str) -> None:
         trip = self.risk.trip(kind, reason, self.broker.now())
         if trip:
-            self._tripped(trip)
-
-    def _tripped(self, trip: Trip) -> None:
-        self.summary.halt = trip
-        self._risk_event("halt", trip.to_dict())
-        self.console(f"  HALT {trip.kind}: {trip.reason} -> flattening")
+            self.report.tripped(trip)
 
     def _flatten_and_stop(self) -> None:
         """Cancel working orders, close the position, wait for the fills, stop."""
@@ -625,9 +586,11 @@ class LiveRunner:
         except FeedEnded:
             self._sync()
         except BrokerError as error:
-            self._error("flatten", str(error))
+            self.report.error("flatten", str(error))
         flat = not self._units
-        self._risk_event("flattened" if flat else "flatten_incomplete", {"units": self._units})
+        self.report.risk_event(
+            "flattened" if flat else "flatten_incomplete", {"units": self._units}
+        )
         self.summary.stopped = f"halted by {halt.kind}: {halt.reason}" + (
             "" if flat else f"; STILL HOLDING {self._units:g} {self.instrument.symbol}"
         )
@@ -665,7 +628,7 @@ class LiveRunner:
         self.journal.record_health(now, "disconnected", {"error": str(error)})
         self.events.emit("disconnected", error=str(error))
         self.console(f"  disconnected: {error}; reconnecting")
-        self._count_error("disconnect", str(error))
+        self.report.count_error("disconnect", str(error))
         try:
             self._connect()
         except BrokerDisconnected as final:
@@ -685,37 +648,15 @@ class LiveRunner:
 
         retry.connect(self.broker, self.config.backoff, failed)
 
-    def _error(self, kind: str, what: str) -> None:
-        self.events.emit("error", kind=kind, detail=what)
-        self.console(f"  error ({kind}): {what}")
-        self._count_error(kind, what)
-
-    def _count_error(self, kind: str, what: str) -> None:
-        self.summary.errors += 1
-        now = self.broker.now()
-        self._risk_event("error", {"kind": kind, "detail": what})
-        trip = self.risk.on_error(now, f"{kind}: {what}")
-        if trip:
-            self._tripped(trip)
-
-    def _risk_event(self, kind: str, detail: dict[str, Any]) -> None:
-        self.journal.record_risk_event(self.broker.now(), kind, detail)
-        self.events.emit(f"risk.{kind}", **detail)
-
     def _heartbeat(self, now: pd.Timestamp) -> None:
-        interval = pd.Timedelta(seconds=self.config.heartbeat_seconds)
-        if self._last_heartbeat is not None and now - self._last_heartbeat < interval:
-            return
-        self._last_heartbeat = now
         detail = {
             "connected": self.broker.is_connected(),
             "last_bar": self._last_bar.end.isoformat() if self._last_bar else None,
             "equity": self._account.equity if self._account else None,
             "units": self._units,
             "target": self._target,
-            "halt": self.risk.halt.to_dict() if self.risk.halt else None,
         }
-        self.journal.record_health(now, "ok" if self.risk.halt is None else "halted", detail)
+        self.report.heartbeat(now, self.config.heartbeat_seconds, detail)
 
     def _status(self, bar: Bar, equity: float, expected: float) -> None:
         halt = self.risk.halt

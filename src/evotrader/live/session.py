@@ -34,8 +34,8 @@ from evotrader.core.registry import Registry
 from evotrader.env.spec import EnvSpec
 from evotrader.live.broker import Broker
 from evotrader.live.journal import Journal
-from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
-from evotrader.live.telemetry import EventLog
+from evotrader.live.runner import LiveRunner, RunnerConfig
+from evotrader.live.telemetry import EventLog, RunSummary
 from evotrader.risk import KillSwitch, Preferences, RiskEngine, load_preferences
 from evotrader.training import guards
 from evotrader.training.adaptation import trading_policy

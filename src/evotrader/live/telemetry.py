@@ -1,4 +1,9 @@
-"""Telemetry: structured event logs, and the backtest's expectation to hold live results to.
+"""Telemetry: structured event logs, the runner's reports, and the backtest's expectation to
+hold live results to.
+
+``Reporter`` is where the runner says what happened: risk events and health rows in the
+journal, the same in the event log, one line on the console, and the error count that feeds
+the risk engine's error-burst breaker.
 
 ``Expectation`` is the account the backtest would have: it takes the runner's approved
 targets and fills them at the shared execution model's ideal prices (the next bar's open
@@ -12,12 +17,20 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+import pandas as pd
+
 from evotrader.core.trading import Bar
 from evotrader.env.execution import ExecutionModel, SimAccount
+from evotrader.live.journal import Journal
+from evotrader.risk.circuit_breakers import Trip
+from evotrader.risk.risk_engine import RiskEngine
 
 
 class Expectation:
@@ -86,3 +99,91 @@ class EventLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+@dataclass
+class RunSummary:
+    """What a run did; ``equity`` and ``expected`` are marked at every live bar's close."""
+
+    stopped: str = ""
+    halt: Trip | None = None
+    bars: int = 0
+    decisions: int = 0
+    orders: int = 0
+    rejected: int = 0
+    fills: int = 0
+    errors: int = 0
+    equity: dict[pd.Timestamp, float] = field(default_factory=dict)
+    expected: dict[pd.Timestamp, float] = field(default_factory=dict)
+
+    @property
+    def equity_series(self) -> pd.Series:
+        return pd.Series(self.equity, name="equity", dtype=np.float64)
+
+    @property
+    def connection_lost(self) -> bool:
+        """Stopped because the broker could not be reached again (positions left as held)."""
+        return self.stopped.startswith("connection lost")
+
+    def counts(self) -> dict[str, Any]:
+        """How the run ended and what it did: the stop event and the summary file."""
+        return {
+            "stopped": self.stopped,
+            "halt": self.halt.to_dict() if self.halt else None,
+            "bars": self.bars,
+            "decisions": self.decisions,
+            "orders": self.orders,
+            "rejected": self.rejected,
+            "fills": self.fills,
+            "errors": self.errors,
+        }
+
+
+class Reporter:
+    """Journal, event log and console, written alike; errors and halts land in ``summary``."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        events: EventLog,
+        console: Callable[[str], None],
+        risk: RiskEngine,
+        summary: RunSummary,
+        clock: Callable[[], pd.Timestamp],
+    ) -> None:
+        self.journal, self.events, self.console = journal, events, console
+        self.risk, self.summary, self.clock = risk, summary, clock
+        self._last_heartbeat: pd.Timestamp | None = None
+
+    def risk_event(self, kind: str, detail: dict[str, Any]) -> None:
+        self.journal.record_risk_event(self.clock(), kind, detail)
+        self.events.emit(f"risk.{kind}", **detail)
+
+    def tripped(self, trip: Trip) -> None:
+        self.summary.halt = trip
+        self.risk_event("halt", trip.to_dict())
+        self.console(f"  HALT {trip.kind}: {trip.reason} -> flattening")
+
+    def error(self, kind: str, what: str) -> None:
+        """An error the bot survives: logged, printed, and counted."""
+        self.events.emit("error", kind=kind, detail=what)
+        self.console(f"  error ({kind}): {what}")
+        self.count_error(kind, what)
+
+    def count_error(self, kind: str, what: str) -> None:
+        """Counted towards the error-burst breaker, which may trip."""
+        self.summary.errors += 1
+        self.risk_event("error", {"kind": kind, "detail": what})
+        trip = self.risk.on_error(self.clock(), f"{kind}: {what}")
+        if trip:
+            self.tripped(trip)
+
+    def heartbeat(self, now: pd.Timestamp, every_s: float, detail: dict[str, Any]) -> None:
+        """A health row at most every ``every_s`` seconds."""
+        interval = pd.Timedelta(seconds=every_s)
+        if self._last_heartbeat is not None and now - self._last_heartbeat < interval:
+            return
+        self._last_heartbeat = now
+        halt = self.risk.halt
+        detail = detail | {"halt": halt.to_dict() if halt else None}
+        self.journal.record_health(now, "ok" if halt is None else "halted", detail)

@@ -26,7 +26,7 @@ from evotrader.data import load_bars
 from evotrader.live import session
 from evotrader.live.ib.broker import IBKRBroker
 from evotrader.live.retry import Backoff
-from evotrader.live.runner import RunSummary
+from evotrader.live.telemetry import RunSummary
 from evotrader.training.guards import trading_setup
 
 pytestmark = pytest.mark.timeout(120)

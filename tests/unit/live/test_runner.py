@@ -19,9 +19,9 @@ from evotrader.data import FeaturePipeline
 from evotrader.env.spec import EnvSpec
 from evotrader.live.broker import BrokerError
 from evotrader.live.journal import Journal, JournalError
-from evotrader.live.runner import LiveRunner, RunnerConfig, RunSummary
+from evotrader.live.runner import LiveRunner, RunnerConfig
 from evotrader.live.sim_broker import Faults, SimBroker
-from evotrader.live.telemetry import EventLog
+from evotrader.live.telemetry import EventLog, RunSummary
 from evotrader.risk import BreakerKind, KillSwitch, Preferences, RiskEngine
 
 SYN = Instrument("SYN")
