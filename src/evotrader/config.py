@@ -37,7 +37,12 @@ from evotrader.data import (
 )
 from evotrader.env.spec import EnvSpec
 from evotrader.models.core_transformer import TransformerShape
-from evotrader.strategies.settings import EvolverConfig, LLMConfig, ScreeningConfig
+from evotrader.strategies.settings import (
+    EvolverConfig,
+    LLMConfig,
+    ScreeningConfig,
+    ValidationConfig,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the checkout: configs/, run_training.py
 CONFIG_DIR = PROJECT_ROOT / "configs"
@@ -170,26 +175,17 @@ class StrategySearchConfig:
     """The strategy track: generate template specs (Claude with ANTHROPIC_API_KEY, else
     offline), screen them (backtesting.py), validate the best (NautilusTrader), audit.
 
-    ``screening``, ``evolver`` and ``llm`` are the runtime settings themselves, which check
-    their values as the config loads. The validation keys stay flat until the IB cost model
-    they feed can be imported without NautilusTrader, which configuring must not load.
+    ``screening``, ``validation`` (with its IB ``costs``), ``evolver`` and ``llm`` are the
+    runtime settings themselves, which check their values as the config loads.
     """
 
     universes: list[list[str]] = field(default_factory=list)  # empty: from data.symbol/universe
     source: str = ""  # data source of the universes; empty: data.source
     parallel: bool = False  # screen each batch as Ray tasks (pays off on a cluster)
     screening: ScreeningConfig = field(default_factory=ScreeningConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     evolver: EvolverConfig = field(default_factory=EvolverConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
-    validation_min_sharpe: float = 0.3
-    validation_max_drawdown: float = 0.35
-    validation_min_positive_regimes: int = 2
-    validation_min_capacity: float = 50_000.0
-    validation_cash: float = 100_000.0
-    commission_per_share: float = 0.005
-    min_commission: float = 1.0
-    slippage_bps: float = 2.0
-    impact_coef: float = 1.0
     preferences: str = "configs/preferences.yaml"  # audit limits; relative: from the project root
     registry_url: str = ""  # empty: runs/<run_name>/strategies.sqlite
     leaderboard_size: int = 10

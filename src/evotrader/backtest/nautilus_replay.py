@@ -1,10 +1,10 @@
 """The one NautilusTrader integration: target positions per bar become Nautilus orders.
 
 One replay strategy (``TargetReplay``: on bar k, trade to ``targets[k]`` x equity when the
-target changes), one IB cost model (``IBCosts``, charged by ``IBFeeModel``) and one engine
-builder (``run_targets``) serve both users: the backtest comparison below (``compare_engines``,
-``run_backtest.py --engine nautilus``) and the strategy track's validation
-(``strategies/validation.py``).
+target changes), one IB cost model (``costs.IBCosts``, charged by ``IBFeeModel``) and one
+engine builder (``run_targets``) serve both users: the backtest comparison below
+(``compare_engines``, ``run_backtest.py --engine nautilus``) and the strategy track's
+validation (``strategies/validation.py``).
 
 Costs follow IBKR's Fixed pricing for US stocks: $0.005 a share, $1 minimum, at most 1% of
 the trade's value, per fill. Slippage is in basis points of notional and lands in one of two
@@ -61,6 +61,7 @@ from nautilus_trader.persistence.wranglers import BarDataWrangler
 from nautilus_trader.trading.strategy import Strategy
 
 from evotrader.backtest import metrics
+from evotrader.backtest.costs import IBCosts
 from evotrader.backtest.engine import BacktestResult, simulate
 from evotrader.env.execution import ExecutionModel
 from evotrader.risk.preferences import TradingHours, bar_end_times
@@ -78,59 +79,6 @@ FILL_TIMING_NOTE = (
 )
 MAX_PRICE_DECIMALS = 8
 _UNLIMITED = 10**9  # shares offered at the slipped price: any replay order fills in full
-
-
-@dataclass(frozen=True)
-class IBCosts:
-    """IB-like costs per fill: per-share commission with a minimum and a cap, plus slippage.
-
-    commission = min(max(per_share x shares, minimum), maximum_rate x value); slippage =
-    slippage_bps x value (half-spread and price slippage together). Defaults follow IBKR's
-    Fixed US-stock pricing ($0.005/share, $1.00 minimum, 1% cap).
-    """
-
-    per_share: float = 0.005
-    minimum: float = 1.0
-    maximum_rate: float = 0.01
-    slippage_bps: float = 2.0
-
-    def __post_init__(self) -> None:
-        for name in ("per_share", "minimum", "maximum_rate", "slippage_bps"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"broker costs {name} must be finite and >= 0, got {value}")
-        if not self.slippage_bps < 1e4:
-            raise ValueError(
-                f"broker costs slippage_bps must be in [0, 10000), got {self.slippage_bps}"
-            )
-
-    @classmethod
-    def linear(cls, execution: ExecutionModel) -> IBCosts:
-        """Costs equal to ``execution``'s (all of it as bps of notional), for comparisons."""
-        if execution.fill != "close" or execution.impact_coef > 0:
-            raise ValueError(
-                "NautilusTrader fills at the decision bar's close without market impact: "
-                f"compare with fill='close' and impact_coef=0, got {execution}"
-            )
-        return cls(
-            per_share=0.0, minimum=0.0, maximum_rate=0.0, slippage_bps=1e4 * execution.linear_rate
-        )
-
-    def commission(self, shares: float, price: float) -> float:
-        value = shares * price
-        return min(max(self.per_share * shares, self.minimum), self.maximum_rate * value)
-
-    def slippage(self, shares: float, price: float) -> float:
-        return self.slippage_bps / 1e4 * shares * price
-
-    def execution(self, price: float) -> ExecutionModel:
-        """Our engine's nearest model at a typical ``price`` (commission as bps there)."""
-        return ExecutionModel(
-            commission_bps=1e4 * self.per_share / price,
-            half_spread_bps=0.0,
-            slippage_bps=self.slippage_bps,
-            fill="close",
-        )
 
 
 Slippage = Literal["price", "fee"]

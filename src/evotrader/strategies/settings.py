@@ -1,16 +1,21 @@
-"""The strategy track's settings: the screen's, the evolver's and Claude's.
+"""The strategy track's settings: the screen's, validation's, the evolver's and Claude's.
 
-They live apart from the code that uses them, light to import (no backtesting.py, torch or
-anthropic), because the run's schema (``evotrader.config``) nests them as they are: each
-checks its values in ``__post_init__``, so a bad one stops the run when its config loads,
-and a message names the key as the YAML spells it (``screening.n_folds ...``).
+They live apart from the code that uses them, light to import (no backtesting.py, torch,
+NautilusTrader or anthropic), because the run's schema (``evotrader.config``) nests them as
+they are: each checks its values in ``__post_init__``, so a bad one stops the run when its
+config loads, and a message names the key as the YAML spells it (``screening.n_folds ...``).
+OmegaConf hands tuples over as lists; the classes turn them back into tuples.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from evotrader.backtest.costs import IBCosts
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,112 @@ class ScreeningConfig:
 
 def _below(value: float, limit: float) -> str:
     return f"{'<' if value < limit else '='} {limit:g}"
+
+
+@dataclass(frozen=True)
+class RegimePeriod:
+    """A calendar period of one market regime, named from the S&P 500's own history."""
+
+    regime: str
+    start: str
+    end: str
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if not pd.Timestamp(self.start) < pd.Timestamp(self.end):
+            raise ValueError(f"validation.regimes: {self} must start before it ends")
+
+
+# Chosen on the embedded S&P 500 closes (1999-2018); returns and annualised volatility of
+# daily log returns over each period. A regime may have several periods; each spec is
+# judged on the bars its data covers.
+SP500_REGIMES: tuple[RegimePeriod, ...] = (
+    RegimePeriod("bull", "2003-03-12", "2007-10-09", "trough to peak: +95%, volatility 12%"),
+    RegimePeriod("bear", "2000-03-24", "2002-10-09", "dot-com bust: -49%"),
+    RegimePeriod("bear", "2007-10-10", "2009-03-09", "financial crisis: -57%"),
+    RegimePeriod("high_vol", "2008-09-01", "2009-06-30", "Lehman to recovery: volatility 49%"),
+    RegimePeriod("sideways", "2011-01-03", "2011-12-30", "-1% over the year, range 19%"),
+    RegimePeriod("sideways", "2015-01-02", "2015-12-31", "-1% over the year, range 12%"),
+)
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Pass criteria (Sharpe > 0.3, drawdown < 35%, >= 2 of 4 regimes, capacity > $50k),
+    the account, broker costs, regime periods and the impact model of the capacity scan.
+
+    Capacity is the capital at which the Sharpe after square-root impact
+    (``impact_coef x sigma x sqrt(shares / average volume)``) falls to ``capacity_keep``
+    of the impact-free Sharpe, scanned over ``capacity_grid`` (dollars).
+    """
+
+    min_sharpe: float = 0.3
+    max_drawdown: float = 0.35
+    min_positive_regimes: int = 2
+    min_capacity: float = 50_000.0
+    cash: float = 100_000.0
+    costs: IBCosts = field(default_factory=IBCosts)
+    regimes: tuple[RegimePeriod, ...] = SP500_REGIMES
+    min_regime_bars: int = 60
+    impact_coef: float = 1.0
+    impact_window: int = 20
+    capacity_keep: float = 0.5
+    capacity_grid: tuple[float, ...] = tuple(float(10**k) for k in range(4, 11))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "regimes", tuple(self.regimes))
+        object.__setattr__(self, "capacity_grid", tuple(map(float, self.capacity_grid)))
+        if not math.isfinite(self.min_sharpe):
+            raise ValueError(f"validation.min_sharpe must be finite, got {self.min_sharpe}")
+        if not 0.0 < self.max_drawdown <= 1.0:
+            raise ValueError(f"validation.max_drawdown must lie in (0, 1], got {self.max_drawdown}")
+        names = sorted({p.regime for p in self.regimes})
+        if not 0 <= self.min_positive_regimes <= len(names):
+            raise ValueError(
+                f"validation.min_positive_regimes must lie in [0, {len(names)}] (regimes "
+                f"{names}), got {self.min_positive_regimes}"
+            )
+        if not 0 < self.cash < math.inf:
+            raise ValueError(f"validation.cash must be positive, got {self.cash}")
+        if not self.min_capacity >= 0:
+            raise ValueError(f"validation.min_capacity must be >= 0, got {self.min_capacity}")
+        _at_least("validation", self, 2, "min_regime_bars", "impact_window")
+        if not 0 <= self.impact_coef < math.inf:
+            raise ValueError(
+                f"validation.impact_coef must be finite and >= 0, got {self.impact_coef}"
+            )
+        if not 0.0 < self.capacity_keep < 1.0:
+            raise ValueError(
+                f"validation.capacity_keep must lie in (0, 1), got {self.capacity_keep}"
+            )
+        grid = self.capacity_grid
+        if not grid or any(not 0 < c < math.inf for c in grid) or list(grid) != sorted(set(grid)):
+            raise ValueError(
+                f"validation.capacity_grid must be positive and increasing, got {list(grid)}"
+            )
+
+    @property
+    def regime_names(self) -> list[str]:
+        return list(dict.fromkeys(p.regime for p in self.regimes))
+
+    def failures(
+        self, summary: Mapping[str, float], positive: Sequence[str], capacity: float
+    ) -> list[str]:
+        """The pass criteria missed, each as '<what> <value> <limit>'."""
+        failed = []
+        sharpe, drawdown = summary["sharpe"], abs(summary["max_drawdown"])
+        if not sharpe > self.min_sharpe:
+            failed.append(f"held-out Sharpe {sharpe:.2f} {_below(sharpe, self.min_sharpe)}")
+        if not drawdown < self.max_drawdown:
+            failed.append(f"held-out max drawdown {drawdown:.1%} >= {self.max_drawdown:.0%}")
+        if len(positive) < self.min_positive_regimes:
+            failed.append(
+                f"positive in {len(positive)} of {len(self.regime_names)} regimes, "
+                f"need {self.min_positive_regimes}"
+            )
+        if not capacity > self.min_capacity:
+            failed.append(f"capacity ${capacity:,.0f} <= ${self.min_capacity:,.0f}")
+        return failed
 
 
 @dataclass(frozen=True)

@@ -6,133 +6,36 @@ equity instrument, the bars as given, the replay strategy trading the shared
 ``spec_targets`` with market orders in whole shares). Nautilus fills a market order sent
 from ``on_bar`` at that bar's close, so it matches our engine with
 ``ExecutionModel(fill="close")``, not the default next-open fill. Costs are the IB cost
-model (``BrokerCosts``, i.e. ``IBCosts``): $0.005 per share, $1 minimum, at most 1% of the
+model (``backtest/costs.IBCosts``): $0.005 per share, $1 minimum, at most 1% of the
 trade's value, plus slippage in basis points of notional charged as a fee, so fill prices
 stay the closes. Metrics are ours, from a daily mark-to-market equity curve rebuilt from
 Nautilus's fills (its own statistics count closed positions only).
 
 Validation (``validate``) judges a spec on a held-out window, never seen by screening:
 Sharpe and drawdown there, returns in four S&P 500 regimes (``SP500_REGIMES``), and
-capacity: the capital at which square-root market impact halves the Sharpe.
+capacity: the capital at which square-root market impact halves the Sharpe. Its settings
+(``ValidationConfig``) live in ``settings.py``, which the run's schema nests.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict
 from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from evotrader.backtest.nautilus_replay import IBCosts, TargetFills, run_targets
+from evotrader.backtest.costs import IBCosts
+from evotrader.backtest.nautilus_replay import TargetFills, run_targets
 from evotrader.env.execution import ExecutionModel
 from evotrader.strategies import diagnostics
 from evotrader.strategies.backtest_bridge import run_engine
 from evotrader.strategies.runs import Leg, LegRun, SpecRun, run_legs
+from evotrader.strategies.settings import ValidationConfig
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.universe import Book
-
-BrokerCosts = IBCosts  # the one IB cost model, under the name validation configs use
-
-
-@dataclass(frozen=True)
-class RegimePeriod:
-    """A calendar period of one market regime, named from the S&P 500's own history."""
-
-    regime: str
-    start: str
-    end: str
-    note: str
-
-
-# Chosen on the embedded S&P 500 closes (1999-2018); returns and annualised volatility of
-# daily log returns over each period. A regime may have several periods; each spec is
-# judged on the bars its data covers.
-SP500_REGIMES: tuple[RegimePeriod, ...] = (
-    RegimePeriod("bull", "2003-03-12", "2007-10-09", "trough to peak: +95%, volatility 12%"),
-    RegimePeriod("bear", "2000-03-24", "2002-10-09", "dot-com bust: -49%"),
-    RegimePeriod("bear", "2007-10-10", "2009-03-09", "financial crisis: -57%"),
-    RegimePeriod("high_vol", "2008-09-01", "2009-06-30", "Lehman to recovery: volatility 49%"),
-    RegimePeriod("sideways", "2011-01-03", "2011-12-30", "-1% over the year, range 19%"),
-    RegimePeriod("sideways", "2015-01-02", "2015-12-31", "-1% over the year, range 12%"),
-)
-REGIMES: tuple[str, ...] = ("bull", "bear", "high_vol", "sideways")
-
-
-@dataclass(frozen=True)
-class ValidationConfig:
-    """Pass criteria (Sharpe > 0.3, drawdown < 35%, >= 2 of 4 regimes, capacity > $50k),
-    the account, broker costs, regime periods and the impact model of the capacity scan.
-
-    Capacity is the capital at which the Sharpe after square-root impact
-    (``impact_coef x sigma x sqrt(shares / average volume)``) falls to ``capacity_keep``
-    of the impact-free Sharpe, scanned over ``capacity_grid`` (dollars).
-    """
-
-    min_sharpe: float = 0.3
-    max_drawdown: float = 0.35
-    min_positive_regimes: int = 2
-    min_capacity: float = 50_000.0
-    cash: float = 100_000.0
-    costs: BrokerCosts = field(default_factory=BrokerCosts)
-    regimes: tuple[RegimePeriod, ...] = SP500_REGIMES
-    min_regime_bars: int = 60
-    impact_coef: float = 1.0
-    impact_window: int = 20
-    capacity_keep: float = 0.5
-    capacity_grid: tuple[float, ...] = tuple(float(10**k) for k in range(4, 11))
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.max_drawdown <= 1.0:
-            raise ValueError(f"validation max_drawdown must lie in (0, 1], got {self.max_drawdown}")
-        names = sorted({p.regime for p in self.regimes})
-        if not 0 <= self.min_positive_regimes <= len(names):
-            raise ValueError(
-                f"validation min_positive_regimes must lie in [0, {len(names)}] (regimes "
-                f"{names}), got {self.min_positive_regimes}"
-            )
-        if self.cash <= 0 or self.min_capacity < 0:
-            raise ValueError("validation cash must be positive and min_capacity >= 0")
-        if self.min_regime_bars < 2 or self.impact_coef < 0 or self.impact_window < 2:
-            raise ValueError(
-                "validation min_regime_bars >= 2, impact_coef >= 0 and impact_window >= 2 needed"
-            )
-        if not 0.0 < self.capacity_keep < 1.0:
-            raise ValueError(
-                f"validation capacity_keep must lie in (0, 1), got {self.capacity_keep}"
-            )
-        grid = self.capacity_grid
-        if not grid or any(c <= 0 for c in grid) or list(grid) != sorted(set(grid)):
-            raise ValueError(f"validation capacity_grid must increase and be positive, got {grid}")
-        for period in self.regimes:
-            if pd.Timestamp(period.start) >= pd.Timestamp(period.end):
-                raise ValueError(f"regime period {period} must start before it ends")
-
-    @property
-    def regime_names(self) -> list[str]:
-        return list(dict.fromkeys(p.regime for p in self.regimes))
-
-    def failures(
-        self, summary: Mapping[str, float], positive: Sequence[str], capacity: float
-    ) -> list[str]:
-        """The pass criteria missed, each as '<what> <value> <limit>'."""
-        failed = []
-        sharpe, drawdown = summary["sharpe"], abs(summary["max_drawdown"])
-        if not sharpe > self.min_sharpe:
-            relation = "<" if sharpe < self.min_sharpe else "="
-            failed.append(f"held-out Sharpe {sharpe:.2f} {relation} {self.min_sharpe:g}")
-        if not drawdown < self.max_drawdown:
-            failed.append(f"held-out max drawdown {drawdown:.1%} >= {self.max_drawdown:.0%}")
-        if len(positive) < self.min_positive_regimes:
-            failed.append(
-                f"positive in {len(positive)} of {len(self.regime_names)} regimes, "
-                f"need {self.min_positive_regimes}"
-            )
-        if not capacity > self.min_capacity:
-            failed.append(f"capacity ${capacity:,.0f} <= ${self.min_capacity:,.0f}")
-        return failed
 
 
 def run_nautilus(
@@ -142,7 +45,7 @@ def run_nautilus(
     parameters: Mapping[str, int | float] | None = None,
     start: str | pd.Timestamp | None = None,
     books: list[Book] | None = None,
-    costs: BrokerCosts | None = None,
+    costs: IBCosts | None = None,
     cash: float = 1_000_000.0,
 ) -> SpecRun:
     """Run ``spec`` in NautilusTrader, one backtest per leg, after ``costs``.
@@ -150,7 +53,7 @@ def run_nautilus(
     Same arguments and result as ``run_engine`` and ``run_backtesting`` (with broker costs
     in place of an execution model), so the three compare directly. Whole shares only.
     """
-    costs = costs or BrokerCosts()
+    costs = costs or IBCosts()
     return run_legs(
         spec,
         data,
@@ -315,7 +218,7 @@ def _regime_sentence(regimes: Mapping[str, Mapping[str, float]], uncovered: list
 # --- the NautilusTrader side -----------------------------------------------------------------
 
 
-def _run_leg(costs: BrokerCosts, leg: Leg, first: int, cash: float) -> LegRun:
+def _run_leg(costs: IBCosts, leg: Leg, first: int, cash: float) -> LegRun:
     """One leg in Nautilus: its targets from bar ``first`` on (the last bar only marks, so
     no decision fills there), slippage charged as a fee."""
     done = run_targets(
@@ -324,7 +227,7 @@ def _run_leg(costs: BrokerCosts, leg: Leg, first: int, cash: float) -> LegRun:
     return _leg_run(leg, first, done, costs, cash)
 
 
-def _leg_run(leg: Leg, first: int, done: TargetFills, costs: BrokerCosts, cash: float) -> LegRun:
+def _leg_run(leg: Leg, first: int, done: TargetFills, costs: IBCosts, cash: float) -> LegRun:
     """Daily mark-to-market account from Nautilus's fills, in the convention of our engine:
     a fill at bar b's close changes the held units from mark b - first + 1 on."""
     bars = leg.bars

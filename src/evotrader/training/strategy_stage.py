@@ -39,7 +39,7 @@ from evotrader.strategies.registry import LeaderboardRow, Registry, RegistryErro
 from evotrader.strategies.runs import SpecRun
 from evotrader.strategies.screening import screen
 from evotrader.strategies.spec import StrategyResult, StrategySpec
-from evotrader.strategies.validation import BrokerCosts, ValidationConfig, validate
+from evotrader.strategies.validation import validate
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.stages import register_stage
 
@@ -79,12 +79,10 @@ class Windows:
 
 
 def check_settings(ctx: StageContext) -> None:
-    """What loading the config could not check: the human's preferences file, the universes
-    and the validation settings (screening, evolver and llm checked themselves then)."""
-    settings = ctx.config.strategy_search
-    preferences(settings)
+    """What loading the config could not check: the human's preferences file and the
+    universes (screening, validation, evolver and llm checked themselves then)."""
+    preferences(ctx.config.strategy_search)
     universe_choices(ctx.config)
-    validation_config(settings)
 
 
 def preferences(settings: StrategySearchConfig) -> Preferences:
@@ -98,7 +96,6 @@ def run_strategy_stage(ctx: StageContext) -> StageResult:
     universes = universe_choices(ctx.config)
     bars = UniverseBars(data_meta(ctx.config), windows.validation_end)
     registry_url = settings.registry_url or str(ctx.run_dir / REGISTRY_FILE)
-    validation = validation_config(settings)
     with Registry(registry_url) as registry:
         registry.set_meta(
             SEARCH_META,
@@ -106,7 +103,7 @@ def run_strategy_stage(ctx: StageContext) -> StageResult:
                 "windows": windows.to_dict(),
                 "data": data_meta(ctx.config),
                 "execution": asdict(ctx.config.env.execution),
-                "cash": settings.validation_cash,
+                "cash": settings.validation.cash,
             },
         )
         generator = make_generator(universes, settings.llm, ctx.config.seed)
@@ -116,7 +113,7 @@ def run_strategy_stage(ctx: StageContext) -> StageResult:
             f"validate {windows.validation_start:%Y-%m-%d}..{windows.validation_end:%Y-%m-%d} "
             f"(test split untouched)"
         )
-        judges = make_judges(ctx, bars, windows, validation)
+        judges = make_judges(ctx, bars, windows)
         evolver = Evolver(
             generator,
             judges,
@@ -182,16 +179,11 @@ def universe_choices(config: TrainingConfig) -> list[UniverseChoice]:
     return choices
 
 
-def make_judges(
-    ctx: StageContext,
-    bars: UniverseBars,
-    windows: Windows,
-    validation: ValidationConfig,
-) -> Judges:
+def make_judges(ctx: StageContext, bars: UniverseBars, windows: Windows) -> Judges:
     """Screen, validate and audit bound to their windows, costs, the human's limits and the
     run's seed."""
     settings, seed = ctx.config.strategy_search, ctx.config.seed
-    screening = settings.screening
+    screening, validation = settings.screening, settings.validation
     # backtesting.py has no impact model; validation measures impact in its capacity scan
     execution = replace(ctx.config.env.execution, impact_coef=0.0)
     limits = AuditLimits.from_preferences(preferences(settings), screening.min_trades, seed)
@@ -223,24 +215,6 @@ def ray_map(
         return []
     task = ray.remote(num_cpus=1)(function)
     return ray.get([task.remote(spec) for spec in specs])
-
-
-def validation_config(settings: StrategySearchConfig) -> ValidationConfig:
-    """The validation keys as the class that checks them: they stay flat in the schema while
-    ``BrokerCosts`` lives beside NautilusTrader, which configuring must not import."""
-    return ValidationConfig(
-        min_sharpe=settings.validation_min_sharpe,
-        max_drawdown=settings.validation_max_drawdown,
-        min_positive_regimes=settings.validation_min_positive_regimes,
-        min_capacity=settings.validation_min_capacity,
-        cash=settings.validation_cash,
-        costs=BrokerCosts(
-            per_share=settings.commission_per_share,
-            minimum=settings.min_commission,
-            slippage_bps=settings.slippage_bps,
-        ),
-        impact_coef=settings.impact_coef,
-    )
 
 
 def best_validated(registry: Registry, evolver: Evolver) -> StrategyResult:

@@ -23,9 +23,14 @@ from evotrader.strategies.generator import (
 )
 from evotrader.strategies.registry import Registry
 from evotrader.strategies.screening import screen
-from evotrader.strategies.settings import EvolverConfig, LLMConfig, ScreeningConfig
+from evotrader.strategies.settings import (
+    EvolverConfig,
+    LLMConfig,
+    ScreeningConfig,
+    ValidationConfig,
+)
 from evotrader.strategies.spec import StrategySpec
-from evotrader.strategies.validation import ValidationConfig, validate
+from evotrader.strategies.validation import validate
 
 TSMOM = "momentum/time-series-momentum"
 SEARCH_BARS = 600

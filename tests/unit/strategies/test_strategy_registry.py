@@ -14,9 +14,9 @@ from evotrader.data import generate_synthetic
 from evotrader.strategies.auditor import AuditCheck, AuditLimits, AuditReport, audit
 from evotrader.strategies.registry import SCHEMA_VERSION, Registry, RegistryError
 from evotrader.strategies.screening import screen
-from evotrader.strategies.settings import ScreeningConfig
+from evotrader.strategies.settings import ScreeningConfig, ValidationConfig
 from evotrader.strategies.spec import StrategyResult, StrategySpec
-from evotrader.strategies.validation import ValidationConfig, validate
+from evotrader.strategies.validation import validate
 
 TSMOM = "momentum/time-series-momentum"
 

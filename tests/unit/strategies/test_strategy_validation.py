@@ -21,22 +21,16 @@ from tests.unit.strategies.synthetic_pairs import cointegrated_pair
 from tests.unit.strategies.test_translators import TRADE_KEYS, _holding_bound
 
 from evotrader.backtest import metrics
+from evotrader.backtest.costs import IBCosts
 from evotrader.data import generate_synthetic, load_bars
 from evotrader.env import ExecutionModel
 from evotrader.strategies.backtest_bridge import run_engine
 from evotrader.strategies.runs import SpecRun
 from evotrader.strategies.screening import run_backtesting
+from evotrader.strategies.settings import SP500_REGIMES, ValidationConfig
 from evotrader.strategies.spec import StrategySpec, UniverseSpec
 from evotrader.strategies.templates import SIGNALS
-from evotrader.strategies.validation import (
-    SP500_REGIMES,
-    BrokerCosts,
-    ValidationConfig,
-    capacity_scan,
-    regime_results,
-    run_nautilus,
-    validate,
-)
+from evotrader.strategies.validation import capacity_scan, regime_results, run_nautilus, validate
 
 CASH = 10_000_000.0
 FREE = ExecutionModel(0, 0, 0, fill="close")
@@ -57,7 +51,7 @@ def sp500() -> dict[str, pd.DataFrame]:
 def three_runs(
     spec: StrategySpec, data: dict[str, pd.DataFrame], execution: ExecutionModel, **kw
 ) -> tuple[SpecRun, SpecRun, SpecRun]:
-    nautilus = run_nautilus(spec, data, costs=BrokerCosts.linear(execution), cash=CASH, **kw)
+    nautilus = run_nautilus(spec, data, costs=IBCosts.linear(execution), cash=CASH, **kw)
     ours = run_engine(spec, data, execution=execution, cash=CASH, **kw)
     theirs = run_backtesting(spec, data, execution=execution, cash=CASH, **kw)
     return nautilus, ours, theirs
@@ -113,7 +107,7 @@ def test_a_cointegrated_pair_agrees_and_starts_after_its_history(pair_data) -> N
 
 
 def test_ib_commissions_are_charged_per_fill_by_nautilus(goog) -> None:
-    costs = BrokerCosts()
+    costs = IBCosts()
     assert costs.commission(100, 50.0) == 1.0  # $0.50 by the share: the $1 minimum
     assert costs.commission(1000, 50.0) == pytest.approx(5.0)
     assert costs.commission(100, 0.5) == pytest.approx(0.5)  # capped at 1% of $50
@@ -248,6 +242,6 @@ def test_invalid_validation_config_is_rejected(bad) -> None:
 
 def test_nautilus_cannot_mimic_a_next_open_fill() -> None:
     with pytest.raises(ValueError, match="fill='close'"):
-        BrokerCosts.linear(ExecutionModel())
+        IBCosts.linear(ExecutionModel())
     with pytest.raises(ValueError, match="per_share"):
-        BrokerCosts(per_share=-0.01)
+        IBCosts(per_share=-0.01)
