@@ -38,6 +38,7 @@ from evotrader.live import reconcile, retry
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
 from evotrader.live.journal import Journal
 from evotrader.live.telemetry import EventLog, Expectation, Reporter, RunSummary
+from evotrader.live.window import BarWindow
 from evotrader.risk.circuit_breakers import BreakerKind
 from evotrader.risk.kill_switch import KillSwitch
 from evotrader.risk.risk_engine import DUST, Book, RiskEngine, RiskState
@@ -151,8 +152,7 @@ class LiveRunner:
         self.instrument = config.instrument
         self.summary = RunSummary()
         self.report = Reporter(journal, self.events, console, risk, self.summary, broker.now)
-        self._history = pd.DataFrame()
-        self._last_bar: Bar | None = None
+        self.window = BarWindow(config.symbol, config.history_bars)
         self._target = 0.0
         self._entry_equity = math.nan
         self._expectation: Expectation | None = None
@@ -207,18 +207,18 @@ class LiveRunner:
                 "halt_cleared", {"cleared": cleared.to_dict() if cleared else None}
             )
         self.instrument = self.broker.qualify(self.config.instrument)
-        self._history = self.broker.history(self.instrument, self.config.history_bars)
+        self.window.extend(self.broker.history(self.instrument, self.config.history_bars))
         needed = self.pipeline.warmup + self.env.window + 1
-        if len(self._history) < needed:
+        if len(self.window) < needed:
             raise BrokerError(
-                f"{self.broker.name}: only {len(self._history)} bars of history for "
+                f"{self.broker.name}: only {len(self.window)} bars of history for "
                 f"{self.config.symbol}, the features need {needed}"
             )
         self._restore_bot_state()
         self._reconcile()
         self._check_target()
         self.broker.subscribe(self.instrument)
-        self.events.emit("ready", last_bar=self._history.index[-1], target=self._target)
+        self.events.emit("ready", last_bar=self.window.latest, target=self._target)
 
     def _step(self) -> None:
         reason = self.kill_switch.reason()
@@ -244,18 +244,18 @@ class LiveRunner:
 
     def _idle(self) -> None:
         now = self.broker.now()
-        if self._last_bar is not None:
-            trip = self.risk.check_feed(now, self._last_bar.end)
+        if self.window.last_bar is not None:
+            trip = self.risk.check_feed(now, self.window.last_bar.end)
             if trip:
                 self.report.tripped(trip)
         self._heartbeat(now)
 
     def _on_bar(self, bar: Bar) -> None:
-        problem = self._bar_problem(bar)
+        problem = self.window.problem(bar)
         if problem:
             self.report.error("bad_bar", f"{bar.symbol} {bar.timestamp}: {problem}")
             return
-        self._append(bar)
+        self.window.append(bar)
         self._sync()
         assert self._expectation is not None
         self._expectation.on_bar(bar)
@@ -295,7 +295,7 @@ class LiveRunner:
     ) -> tuple[int, float, float, float, dict[str, Any]]:
         """Ask the policy, order any target change; returns the decision to journal."""
         market = MarketData.build(
-            self._history, self.pipeline, self.env.window, self.execution, self.env.agent_state
+            self.window.frame, self.pipeline, self.env.window, self.execution, self.env.agent_state
         )
         observation = self._observation(market, equity)
         actions = np.asarray(self.policy.act(observation[None])).reshape(-1)
@@ -365,7 +365,7 @@ class LiveRunner:
     ) -> bool:
         """The risk engine's verdict; ``bar_end`` is the close the order was decided on."""
         symbol = self.instrument.symbol
-        price = float(self._history["close"].iloc[-1])
+        price = self.window.close
         book = Book(self._equity(), {symbol: self._units}, {symbol: price})
         verdict = self.risk.check_order(request, book, now, bar_end)
         if not verdict.approved:
@@ -458,7 +458,7 @@ class LiveRunner:
     def _reconcile(self) -> None:
         """Match the journal with the broker (``evotrader.live.reconcile`` decides): orders,
         then fills and positions, the broker's kept."""
-        latest = self._history.index[-1].isoformat()
+        latest = self.window.latest.isoformat()
         resent, dropped, now = [], [], self.broker.now()
         for order in self.journal.open_orders():
             ref = order.request.client_ref
@@ -500,7 +500,7 @@ class LiveRunner:
             return
         positions = self.broker.positions()
         units = positions.get(self.instrument.symbol, Position("", 0.0)).quantity
-        price, equity = float(self._history["close"].iloc[-1]), self._equity()
+        price, equity = self.window.close, self._equity()
         self._entry_equity = equity
         self._expectation = Expectation(self.execution, equity - units * price, units)
 
@@ -509,7 +509,7 @@ class LiveRunner:
         otherwise (a manual trade, an order lost in a crash) adopt the position's."""
         if self.broker.open_orders():
             return
-        equity, price = self._equity(), float(self._history["close"].iloc[-1])
+        equity, price = self._equity(), self.window.close
         adopted = reconcile.adopted_target(self._units, price, equity, self.positions, self._target)
         if adopted is not None:
             self.report.risk_event("target_adopted", adopted)
@@ -528,7 +528,7 @@ class LiveRunner:
                     "target": self._target,
                     "entry_equity": self._entry_equity,
                     "expectation": self._expectation.to_dict(),
-                    "last_bar": self._history.index[-1].isoformat() if len(self._history) else None,
+                    "last_bar": self.window.latest.isoformat() if len(self.window) else None,
                 },
             )
 
@@ -536,25 +536,6 @@ class LiveRunner:
         if self._account is None:
             self._account = self.broker.account()
         return self._account.equity
-
-    def _append(self, bar: Bar) -> None:
-        row = pd.DataFrame(
-            [[bar.open, bar.high, bar.low, bar.close, bar.volume]],
-            columns=["open", "high", "low", "close", "volume"],
-            index=pd.DatetimeIndex([bar.timestamp], name="timestamp"),
-        )
-        self._history = pd.concat([self._history, row]).iloc[-self.config.history_bars :]
-        self._last_bar = bar
-
-    def _bar_problem(self, bar: Bar) -> str | None:
-        if bar.symbol != self.instrument.symbol:
-            return f"bar for {bar.symbol}, trading {self.instrument.symbol}"
-        last = self._history.index[-1]
-        if bar.timestamp == last:
-            return f"duplicate of the bar at {last}"
-        if bar.timestamp < last:
-            return f"out of order: {bar.timestamp} after {last}"
-        return bar.problem()
 
     # -- halts, reconnects, health -----------------------------------------------------
 
@@ -603,13 +584,13 @@ class LiveRunner:
         except BrokerDisconnected as error:
             self._reconnect(error)
             return
-        if bar is not None and self._bar_problem(bar) is None:
-            self._append(bar)
+        if bar is not None and self.window.problem(bar) is None:
+            self.window.append(bar)
             assert self._expectation is not None
             self._expectation.on_bar(bar)
 
     def _send_flatten(self, attempt: int) -> None:
-        bar = self._history.index[-1]
+        bar = self.window.latest
         request = OrderRequest(
             client_ref=self._client_ref(bar, f"flat{attempt}"),
             instrument=self.instrument,
@@ -635,12 +616,10 @@ class LiveRunner:
             self._finish(f"connection lost: {final}; positions are left as they are")
             return
         self._reconcile()
-        fresh = self.broker.history(self.instrument, self.config.history_bars)
-        missed = fresh.loc[fresh.index > self._history.index[-1]]
-        self._history = pd.concat([self._history, missed]).iloc[-self.config.history_bars :]
+        missed = self.window.extend(self.broker.history(self.instrument, self.config.history_bars))
         self.broker.subscribe(self.instrument)
-        self.journal.record_health(self.broker.now(), "reconnected", {"backfilled": len(missed)})
-        self.events.emit("reconnected", backfilled=len(missed))
+        self.journal.record_health(self.broker.now(), "reconnected", {"backfilled": missed})
+        self.events.emit("reconnected", backfilled=missed)
 
     def _connect(self) -> None:
         def failed(attempt: int, error: BrokerDisconnected) -> None:
@@ -651,7 +630,7 @@ class LiveRunner:
     def _heartbeat(self, now: pd.Timestamp) -> None:
         detail = {
             "connected": self.broker.is_connected(),
-            "last_bar": self._last_bar.end.isoformat() if self._last_bar else None,
+            "last_bar": self.window.last_bar.end.isoformat() if self.window.last_bar else None,
             "equity": self._account.equity if self._account else None,
             "units": self._units,
             "target": self._target,
