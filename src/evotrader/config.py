@@ -23,7 +23,7 @@ import pandas as pd
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from evotrader.data import (
@@ -32,7 +32,6 @@ from evotrader.data import (
     FeaturePipeline,
     TimeSplits,
     data_roots,
-    load_bars,
     split_by_time,
 )
 from evotrader.env.spec import EnvSpec
@@ -239,12 +238,14 @@ def register_configs() -> None:
     ConfigStore.instance().store(name="training_schema", node=schema)
 
 
-def _overridable(node: DictConfig) -> None:
-    """Clear the read-only flag that frozen dataclasses set, on ``node`` and every node below."""
+def _overridable(node: DictConfig | ListConfig) -> None:
+    """Clear the read-only flag that frozen dataclasses set, on ``node`` and every node below
+    (list items too: e.g. one regime period of ``strategy_search.validation.regimes``)."""
     OmegaConf.set_readonly(node, None)
-    for key in node:
+    keys = range(len(node)) if isinstance(node, ListConfig) else list(node)
+    for key in keys:
         child = node._get_node(key)
-        if isinstance(child, DictConfig):
+        if isinstance(child, DictConfig | ListConfig):
             _overridable(child)
 
 
@@ -324,12 +325,19 @@ def data_reference(config: DataConfig) -> DataRef:
     """The run's bars as its checkpoints name them: a registered source, its own options and
     files resolved inside the data folders, so run_backtest.py and the live bot, which
     refuse any other reference, can load them again."""
-    raw = {"source": config.source, "symbol": config.symbol, "options": dict(config.options)}
+    raw = {
+        "source": config.source,
+        "symbol": config.symbol,
+        "options": dict(config.options),
+        "start": config.start,
+        "end": config.end,
+    }
     return DataRef.checked(raw, data_roots(PROJECT_ROOT))
 
 
 def bars_from(config: DataConfig) -> pd.DataFrame:
-    return load_bars(config.source, config.symbol, config.start, config.end, **config.options)
+    """The run's bars, read through its data reference (the files checked first)."""
+    return data_reference(config).load()
 
 
 def splits_from(config: DataConfig, bars: pd.DataFrame) -> TimeSplits:

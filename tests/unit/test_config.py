@@ -44,3 +44,10 @@ def test_the_model_section_is_the_shape_the_stages_size() -> None:
     assert config.model.with_input(7).input_dim == 7
     with pytest.raises(ConfigError, match=r"^model: model_dim \(30\) must be divisible"):
         load_training_config(["model.model_dim=30"])
+
+
+def test_an_override_reaches_a_field_inside_a_list_of_frozen_settings() -> None:
+    config = load_training_config(["strategy_search.validation.regimes.0.note=edited"])
+    assert config.strategy_search.validation.regimes[0].note == "edited"
+    with pytest.raises(ConfigError, match="must start before it ends"):
+        load_training_config(["strategy_search.validation.regimes.0.start=2030-01-01"])
