@@ -6,7 +6,9 @@ unrealised return exactly as MarketEnv builds them. A target change becomes one 
 checked by the risk engine, journaled as PENDING, sent with a client reference derived
 from the journal's session, the bar and its purpose, then journaled again with the
 broker's answer. Breakers and the kill switch flatten and stop; a restart reconciles the
-journal with the broker before it trades, so nothing is forgotten or sent twice.
+journal with the broker before it trades (the rules: ``evotrader.live.reconcile``), so
+nothing is forgotten or sent twice. A lost connection is retried with the one backoff
+policy of ``evotrader.live.retry``; what happens is reported through ``telemetry.Reporter``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from evotrader.core.trading import (
     OrderRequest,
     OrderState,
     OrderStatus,
-    Position,
     Side,
 )
 from evotrader.data.features import FeaturePipeline
@@ -450,7 +451,7 @@ class LiveRunner:
         positions = self.broker.positions()
         if positions != self.journal.positions():
             self.journal.set_positions(positions, now)
-        self._units = positions.get(self.instrument.symbol, Position("", 0.0)).quantity
+        self._units = reconcile.quantities(positions).get(self.instrument.symbol, 0.0)
         self._account = self.broker.account()
         if last_fill is not None:  # MarketEnv's entry equity: account at the fill price
             self._entry_equity = self._account.cash + self._units * last_fill.price
@@ -499,7 +500,7 @@ class LiveRunner:
             self._expectation = Expectation.from_dict(self.execution, saved["expectation"])
             return
         positions = self.broker.positions()
-        units = positions.get(self.instrument.symbol, Position("", 0.0)).quantity
+        units = reconcile.quantities(positions).get(self.instrument.symbol, 0.0)
         price, equity = self.window.close, self._equity()
         self._entry_equity = equity
         self._expectation = Expectation(self.execution, equity - units * price, units)

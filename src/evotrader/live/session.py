@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ class BrokerSetup:
     where: str  # "checkpoint <path>", for messages
     env: EnvSpec
     config: RunnerConfig
-    prefs: Preferences = field(repr=False)
+    prefs: Preferences
 
 
 BrokerBuilder = Callable[[BrokerSetup], Broker]
