@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +52,10 @@ def ran_through(summary: RunSummary) -> bool:
     return summary.halt is None and not summary.connection_lost
 
 
-def test_sim_bot_fills_and_equity_match_run_backtest(runs, prefs, tmp_path, capsys) -> None:
+def test_sim_bot_fills_and_equity_match_run_backtest(runs, prefs, tmp_path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="evotrader")
     assert ran_through(bot(runs, tmp_path / "out", prefs, seed=3))
-    printed = capsys.readouterr().out
+    printed = "\n".join(record.getMessage() for record in caplog.records)
     assert "GOOG_stage_1_ppo.pth" in printed and "stopped: feed ended" in printed
 
     expected = TradableCheckpoint.load(find_checkpoint(runs, "GOOG")).backtest()

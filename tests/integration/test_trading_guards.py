@@ -22,14 +22,12 @@ from subprocess import CompletedProcess
 from typing import Any
 
 import pytest
-import run_backtest
 import torch
 import yaml
 from tests.integration.cli import ROOT, run_script, start_script
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
 
 from evotrader.cli import ExitCode
-from evotrader.core.checkpoint import CheckpointError, load_checkpoint
 from evotrader.training.guards import TradableCheckpoint
 
 Edit = Callable[[dict[str, Any]], None]
@@ -85,8 +83,10 @@ def unknown_source(payload: dict[str, Any]) -> None:
     payload["extra"]["data"]["source"] = "ftp"
 
 
-def backtest(checkpoint: Path, tmp_path: Path, *extra: str) -> int:
-    return run_backtest.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path), *extra])
+def backtest(checkpoint: Path, tmp_path: Path, *extra: str) -> CompletedProcess[str]:
+    return run_script(
+        "run_backtest.py", "--checkpoint", str(checkpoint), "--out", str(tmp_path), *extra
+    )
 
 
 def bot(checkpoint: Path, tmp_path: Path, prefs: Path, *extra: str) -> CompletedProcess[str]:
@@ -116,14 +116,14 @@ def one_error_line(stderr: str) -> str:
 )
 @pytest.mark.parametrize("script", ["backtest", "bot"])
 def test_a_damaged_or_edited_checkpoint_is_refused_by_both_scripts(
-    goog, tmp_path, prefs, capsys, edit: Edit, message: str, script: str
+    goog, tmp_path, prefs, edit: Edit, message: str, script: str
 ) -> None:
     checkpoint = edited(goog, tmp_path / "GOOG_stage_1_ppo.pth", edit)
     if script == "backtest":
-        code, err = backtest(checkpoint, tmp_path / "out"), capsys.readouterr().err
+        done = backtest(checkpoint, tmp_path / "out")
     else:
         done = bot(checkpoint, tmp_path, prefs)
-        code, err = done.returncode, done.stderr
+    code, err = done.returncode, done.stderr
     assert code == ExitCode.CHECKPOINT
     assert f"checkpoint {checkpoint}" in one_error_line(err)
     assert re.search(message, err), err
@@ -132,36 +132,37 @@ def test_a_damaged_or_edited_checkpoint_is_refused_by_both_scripts(
 
 def test_debug_lets_the_traceback_through(goog, tmp_path) -> None:
     checkpoint = edited(goog, tmp_path / "nan.pth", nan_weight)
-    with pytest.raises(CheckpointError, match="non-finite"):
-        backtest(checkpoint, tmp_path, "--debug")
+    done = backtest(checkpoint, tmp_path, "--debug")
+    assert done.returncode == ExitCode.INTERNAL
+    assert "Traceback" in done.stderr and "CheckpointError" in done.stderr
+    assert "non-finite" in done.stderr
 
 
 @pytest.mark.parametrize("script", ["backtest", "bot"])
-def test_a_symbol_other_than_the_checkpoints_is_refused(
-    goog, tmp_path, prefs, capsys, script: str
-) -> None:
+def test_a_symbol_other_than_the_checkpoints_is_refused(goog, tmp_path, prefs, script: str) -> None:
     """Before: --symbol AAPL with a GOOG checkpoint traded GOOG's prices under AAPL's name."""
     if script == "backtest":
-        code, err = backtest(goog, tmp_path / "out", "--symbol", "AAPL"), capsys.readouterr().err
+        done = backtest(goog, tmp_path / "out", "--symbol", "AAPL")
     else:
         done = bot(goog, tmp_path, prefs, "--symbol", "AAPL")
-        code, err = done.returncode, done.stderr
+    code, err = done.returncode, done.stderr
     assert code == ExitCode.CHECKPOINT
     line = one_error_line(err)
     assert "was trained on GOOG, not AAPL" in line and "--trade-as AAPL" in line
 
 
-def test_trade_as_backtests_the_policy_on_the_other_symbols_bars(goog, tmp_path, capsys) -> None:
-    assert backtest(goog, tmp_path, "--trade-as", "AAPL") == ExitCode.OK
-    out = capsys.readouterr().out
-    assert out.startswith("note: trading AAPL with a policy trained on GOOG (--trade-as AAPL)")
+def test_trade_as_backtests_the_policy_on_the_other_symbols_bars(goog, tmp_path) -> None:
+    done = backtest(goog, tmp_path, "--trade-as", "AAPL")
+    assert done.returncode == ExitCode.OK, done.stderr
+    assert done.stdout.startswith(
+        "note: trading AAPL with a policy trained on GOOG (--trade-as AAPL)"
+    )
     written = json.loads((tmp_path / "GOOG_stage_1_ppo_as_AAPL_test.json").read_text())
-    checkpoint = load_checkpoint(goog)
-    aapl = run_backtest.checkpoint_bars(checkpoint, "AAPL")
-    expected = run_backtest.backtest_checkpoint(checkpoint, aapl)
+    tradable = TradableCheckpoint.load(goog)
+    expected = tradable.backtest(tradable.bars("AAPL"))
     assert written["buy_and_hold"] == expected.benchmark  # AAPL's buy and hold, not GOOG's
     assert written["strategy"] == expected.metrics
-    own = run_backtest.backtest_checkpoint(checkpoint)
+    own = tradable.backtest()
     assert own.benchmark["total_return"] != expected.benchmark["total_return"]
 
 

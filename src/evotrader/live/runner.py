@@ -13,6 +13,7 @@ policy of ``evotrader.live.retry``; what happens is reported through ``telemetry
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -43,6 +44,8 @@ from evotrader.live.window import BarWindow
 from evotrader.risk.circuit_breakers import BreakerKind
 from evotrader.risk.kill_switch import KillSwitch
 from evotrader.risk.risk_engine import DUST, Book, RiskEngine, RiskState
+
+log = logging.getLogger(__name__)
 
 
 class PolicyError(ValueError):
@@ -133,14 +136,14 @@ class LiveRunner:
         *,
         kill_switch: KillSwitch | None = None,
         events: EventLog | None = None,
-        console: Callable[[str], None] = print,
+        console: Callable[[str], None] | None = None,
         real_money: bool = False,
     ) -> None:
         self.broker, self.policy, self.pipeline, self.env = broker, policy, pipeline, env
         self.risk, self.journal, self.config = risk, journal, config
         self.kill_switch = kill_switch or KillSwitch()
         self.events = events or EventLog(None)
-        self.console = console
+        self.console = console or log.info  # the bot's progress lines, as logging
         self.real_money = real_money  # only the CLI's --live plus its confirmation sets it
         self.execution = env.execution
         self.positions = env.positions
@@ -152,7 +155,7 @@ class LiveRunner:
             )
         self.instrument = config.instrument
         self.summary = RunSummary()
-        self.report = Reporter(journal, self.events, console, risk, self.summary, broker.now)
+        self.report = Reporter(journal, self.events, self.console, risk, self.summary, broker.now)
         self.window = BarWindow(config.symbol, config.history_bars)
         self._target = 0.0
         self._entry_equity = math.nan

@@ -16,6 +16,7 @@ The rules a session enforces live here, not in the script:
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,17 +29,18 @@ import yaml
 
 from evotrader.config import PROJECT_ROOT
 from evotrader.core.atomic import write_atomic
-from evotrader.core.checkpoint import Checkpoint, find_champion, find_checkpoint, load_checkpoint
+from evotrader.core.checkpoint import find_champion, find_checkpoint
 from evotrader.core.policy import Policy
 from evotrader.core.registry import Registry
-from evotrader.env.spec import EnvSpec
 from evotrader.live.broker import Broker
 from evotrader.live.journal import Journal
 from evotrader.live.runner import LiveRunner, RunnerConfig
 from evotrader.live.telemetry import EventLog, RunSummary
 from evotrader.risk import KillSwitch, Preferences, RiskEngine, load_preferences
 from evotrader.training import guards
-from evotrader.training.adaptation import trading_policy
+from evotrader.training.guards import TradableCheckpoint
+
+log = logging.getLogger(__name__)
 
 
 class SetupError(ValueError):
@@ -81,12 +83,10 @@ class LiveOptions:
 
 @dataclass(frozen=True)
 class BrokerSetup:
-    """What a broker builder may use: the options, the checkpoint and its settings."""
+    """What a broker builder may use: the options, the checked checkpoint and its settings."""
 
     options: LiveOptions
-    checkpoint: Checkpoint
-    where: str  # "checkpoint <path>", for messages
-    env: EnvSpec
+    tradable: TradableCheckpoint
     config: RunnerConfig
     prefs: Preferences
 
@@ -164,12 +164,12 @@ def preferences_for(options: LiveOptions, config: RunnerConfig) -> tuple[Prefere
     return human, effective.tightened(tightenings(options.tighten))
 
 
-def live_policy(checkpoint: Checkpoint, broker: Broker, config: RunnerConfig) -> Policy:
+def live_policy(tradable: TradableCheckpoint, broker: Broker, config: RunnerConfig) -> Policy:
     """The policy exactly as run_backtest.py trades it: a MAML checkpoint first adapts on
     the bars just before the first live bar, never on live ones; others trade as saved."""
     broker.connect()
     history = broker.history(broker.qualify(config.instrument), config.history_bars)
-    return trading_policy(checkpoint, history, history.index[-1] + pd.Timedelta(1, "ns"))
+    return tradable.policy(history, history.index[-1] + pd.Timedelta(1, "ns"))
 
 
 def output_dir(options: LiveOptions, symbol: str) -> Path:
@@ -207,24 +207,23 @@ def run(options: LiveOptions) -> RunSummary:
 
 def _run(options: LiveOptions) -> RunSummary:
     path = choose_checkpoint(options)
-    where = f"checkpoint {path}"
-    checkpoint = load_checkpoint(path)
-    symbol = guards.traded_symbol(checkpoint, where, options.symbol, options.trade_as)
+    tradable = TradableCheckpoint.load(path)
+    checkpoint = tradable.checkpoint
+    symbol = guards.traded_symbol(checkpoint, tradable.where, options.symbol, options.trade_as)
     config = runner_config(options, symbol)
     human, prefs = preferences_for(options, config)
-    env, pipeline = guards.trading_setup(checkpoint, where)
-    broker = build_broker(BrokerSetup(options, checkpoint, where, env, config, prefs))
+    broker = build_broker(BrokerSetup(options, tradable, config, prefs))
     out = output_dir(options, symbol)
     journal = Journal(out / "journal.sqlite")
     events = EventLog(out / "events.jsonl")
     try:
         note = guards.mapping_note(checkpoint, symbol)
-        print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); out: {out}")
+        log.info(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); out: {out}")
         if note:
-            print(note)
+            log.info(note)
         if (seen := broker.resume(journal)) is not None:
-            print(f"resuming the replay after {seen}, the last bar in {journal.path}")
-        policy = live_policy(checkpoint, broker, config)
+            log.info(f"resuming the replay after {seen}, the last bar in {journal.path}")
+        policy = live_policy(tradable, broker, config)
         events.emit(
             "checkpoint",
             path=str(path),
@@ -239,14 +238,14 @@ def _run(options: LiveOptions) -> RunSummary:
             effective_sha256=prefs.sha256,
             tightened=human.sha256 != prefs.sha256,
         )
-        print(f"preferences: {options.preferences} sha256 {human.sha256}")
+        log.info(f"preferences: {options.preferences} sha256 {human.sha256}")
         kill = KillSwitch(options.kill_file or out / "KILL")
         try:
             runner = LiveRunner(
                 broker,
                 policy,
-                pipeline,
-                env,
+                tradable.pipeline,
+                tradable.spec,
                 RiskEngine(prefs),
                 journal,
                 config,
@@ -266,10 +265,10 @@ def _run(options: LiveOptions) -> RunSummary:
     extra = {"checkpoint": str(path), "preferences_sha256": prefs.sha256, "seed": options.seed}
     write_summary(out / "summary.json", summary, extra)
     final = summary.equity_series.iloc[-1] if summary.equity else float("nan")
-    print(
+    log.info(
         f"{summary.bars} bars, {summary.decisions} decisions, {summary.orders} orders "
         f"({summary.rejected} refused by risk), {summary.fills} fills, {summary.errors} errors; "
         f"final equity {final:,.2f}"
     )
-    print(f"journal {out / 'journal.sqlite'}, events {out / 'events.jsonl'}")
+    log.info(f"journal {out / 'journal.sqlite'}, events {out / 'events.jsonl'}")
     return summary

@@ -24,7 +24,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from evotrader.config import PROJECT_ROOT
 from evotrader.core.trading import (
     Account,
     Bar,
@@ -37,7 +36,7 @@ from evotrader.core.trading import (
     Position,
     Side,
 )
-from evotrader.data import data_roots, load_bars
+from evotrader.data import load_bars
 from evotrader.data.validation import validate_ohlcv
 from evotrader.env.execution import ExecutionModel, SimAccount
 from evotrader.live.broker import (
@@ -50,7 +49,6 @@ from evotrader.live.broker import (
 from evotrader.live.journal import Journal, JournalError
 from evotrader.live.session import BROKERS, BrokerSetup, SetupError
 from evotrader.risk.preferences import TradingHours, bar_end_times, bar_open_times
-from evotrader.training import guards
 
 
 @dataclass(frozen=True)
@@ -455,17 +453,19 @@ class SimBroker(Broker):
 def from_setup(setup: BrokerSetup) -> SimBroker:
     """The session's replay: the traded symbol's bars from the checkpoint's source (or
     ``bars_source``, or the ``bars_path`` file), from its test split's start to its end."""
-    options, checkpoint, symbol = setup.options, setup.checkpoint, setup.config.symbol
-    data = checkpoint.extra.get("data", {})
+    options, tradable, symbol = setup.options, setup.tradable, setup.config.symbol
+    own_source = tradable.data.source if tradable.data else None
     if options.bars_path:  # the user's own file, named on the command line
         kind = "parquet" if options.bars_path.suffix == ".parquet" else "csv"
         bars = load_bars(kind, symbol, path=options.bars_path)
-    elif options.bars_source and options.bars_source != data.get("source"):
+    elif options.bars_source and options.bars_source != own_source:
         bars = load_bars(options.bars_source, symbol)
-    elif data:
-        bars = guards.checkpoint_bars(checkpoint, setup.where, data_roots(PROJECT_ROOT), symbol)
+    elif tradable.data is not None:
+        bars = tradable.bars(symbol)
     else:
-        raise SetupError(f"{setup.where} does not say where its bars came from; pass --bars-source")
+        where = tradable.where
+        raise SetupError(f"{where} does not say where its bars came from; pass --bars-source")
+    checkpoint = tradable.checkpoint
     start = options.start or checkpoint.data_range.get("test_start")
     end = options.end or checkpoint.data_range.get("test_end")
     bars = bars.loc[:end] if end else bars
@@ -474,8 +474,8 @@ def from_setup(setup: BrokerSetup) -> SimBroker:
             bars,
             setup.config.instrument,
             start=start,
-            execution=setup.env.execution,
-            initial_cash=setup.env.initial_cash,
+            execution=tradable.spec.execution,
+            initial_cash=tradable.spec.initial_cash,
             hours=setup.prefs.trading_hours,
         )
     except ValueError as error:  # bars too short for the replay, a start past the end

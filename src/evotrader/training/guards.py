@@ -60,50 +60,20 @@ def mapping_note(checkpoint: Checkpoint, traded: str) -> str | None:
     )
 
 
-def data_reference(checkpoint: Checkpoint, where: str, roots: Sequence[Path]) -> DataRef:
-    """The checkpoint's checked data reference (``extra["data"]``)."""
-    if "data" not in checkpoint.extra:
-        raise CheckpointError(f"{where}: names no data source (extra['data'] is missing)")
-    try:
-        return DataRef.checked(checkpoint.extra["data"], roots)
-    except DataError as error:
-        raise CheckpointError(f"{where}: {error}") from error
-
-
-def checkpoint_bars(
-    checkpoint: Checkpoint, where: str, roots: Sequence[Path], symbol: str | None = None
-) -> pd.DataFrame:
-    """The bars the checkpoint was trained and split on, or ``symbol``'s from its source."""
-    reference = data_reference(checkpoint, where, roots)
-    try:
-        reference = reference.for_symbol(symbol or checkpoint.symbol)
-    except DataError as error:
-        raise CheckpointError(f"{where}: {error}") from error
-    return reference.load()
-
-
-def trading_setup(checkpoint: Checkpoint, where: str) -> tuple[EnvSpec, FeaturePipeline]:
-    """The env spec and fitted feature pipeline the checkpoint's policy was trained with."""
-    try:
-        env = EnvSpec.from_dict(checkpoint.env)
-        return env, FeaturePipeline.from_state(checkpoint.feature_pipeline)
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{where}: its env or feature state is damaged: {error}") from error
-
-
 @dataclass(frozen=True, eq=False)
 class TradableCheckpoint:
     """A checkpoint checked once, with everything needed to trade its policy again.
 
     ``where`` names it in every error (``checkpoint PATH``); ``spec`` and ``pipeline`` are the
-    env and fitted features it was trained with, ``data`` its checked data reference.
+    env and fitted features it was trained with, ``data`` its checked data reference (``None``
+    when it names none: such a checkpoint trades live bars, or bars the user names, only).
     """
 
     checkpoint: Checkpoint
     where: str
     spec: EnvSpec
     pipeline: FeaturePipeline
-    data: DataRef
+    data: DataRef | None
 
     @classmethod
     def load(cls, path: Path, roots: Sequence[Path] | None = None) -> TradableCheckpoint:
@@ -115,12 +85,28 @@ class TradableCheckpoint:
     def of(
         cls, checkpoint: Checkpoint, where: str, roots: Sequence[Path] | None = None
     ) -> TradableCheckpoint:
-        spec, pipeline = trading_setup(checkpoint, where)
-        reference = data_reference(checkpoint, where, roots or data_roots(PROJECT_ROOT))
+        """Check ``checkpoint``: its env spec, feature state and data reference (which may
+        only name a registered source and files inside ``roots``, by default the project's
+        data roots); every refusal is a ``CheckpointError`` naming ``where``."""
+        try:
+            spec = EnvSpec.from_dict(checkpoint.env)
+            pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
+            raw = checkpoint.extra.get("data")
+            reference = (
+                None if raw is None else DataRef.checked(raw, roots or data_roots(PROJECT_ROOT))
+            )
+        except DataError as error:
+            raise CheckpointError(f"{where}: {error}") from error
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(
+                f"{where}: its env or feature state is damaged: {error}"
+            ) from error
         return cls(checkpoint, where, spec, pipeline, reference)
 
     def bars(self, symbol: str | None = None) -> pd.DataFrame:
         """The bars it was trained and split on, or ``symbol``'s from the same source."""
+        if self.data is None:
+            raise CheckpointError(f"{self.where}: names no data source (extra['data'] is missing)")
         try:
             return self.data.for_symbol(symbol or self.checkpoint.symbol).load()
         except DataError as error:

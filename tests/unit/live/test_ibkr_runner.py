@@ -21,13 +21,12 @@ from tests.integration.cli import ROOT
 from tests.support.tws_server import HistoricalBar, Stock, TwsServer
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint, preferences
 
-from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import load_bars
 from evotrader.live import session
 from evotrader.live.ib.broker import IBKRBroker
 from evotrader.live.retry import Backoff
 from evotrader.live.telemetry import RunSummary
-from evotrader.training.guards import trading_setup
+from evotrader.training.guards import TradableCheckpoint
 
 pytestmark = pytest.mark.timeout(120)
 HISTORY, LIVE = 80, 6  # bars of warm-up history; bars the first run trades
@@ -132,12 +131,9 @@ def test_the_sessions_ibkr_broker_gets_the_preferences_hours(tmp_path: Path) -> 
     hours = {"timezone": "Europe/London", "days": ["Mon"], "start": "08:00", "end": "16:30"}
     prefs = preferences(trading_hours=hours)
     options = session.LiveOptions(broker="ibkr", symbol="GOOG", port=4002)
-    checkpoint = load_checkpoint(make_checkpoint(tmp_path / "GOOG_stage_1_ppo.pth"))
-    env, _ = trading_setup(checkpoint, "here")
+    tradable = TradableCheckpoint.load(make_checkpoint(tmp_path / "GOOG_stage_1_ppo.pth"))
     config = session.runner_config(options, "GOOG")
-    broker = session.build_broker(
-        session.BrokerSetup(options, checkpoint, "here", env, config, prefs)
-    )
+    broker = session.build_broker(session.BrokerSetup(options, tradable, config, prefs))
     assert isinstance(broker, IBKRBroker) and broker.config.port == 4002
     assert broker.hours == prefs.trading_hours  # daily bars close at the human's session end
     assert config.backoff == Backoff(8, 1.0, 60.0)  # the one reconnect policy: the runner's

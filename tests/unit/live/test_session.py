@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from tests.unit.live.helpers import make_checkpoint, preferences
 
-from evotrader.core.checkpoint import load_checkpoint
 from evotrader.live import session
 from evotrader.live.ib.broker import IBKRBroker
 from evotrader.live.session import BrokerSetup, LiveOptions, SetupError
 from evotrader.live.sim_broker import SimBroker
-from evotrader.training.guards import trading_setup
+from evotrader.training.guards import TradableCheckpoint
 
 
 @pytest.fixture(scope="module")
@@ -24,10 +23,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def setup_for(path: Path, **options: object) -> BrokerSetup:
     """What the session hands a broker builder for ``path`` and these options."""
     options = LiveOptions(checkpoint=path, **options)  # type: ignore[arg-type]
-    checkpoint = load_checkpoint(path)
-    env, _ = trading_setup(checkpoint, "here")
     config = session.runner_config(options, "GOOG")
-    return BrokerSetup(options, checkpoint, "here", env, config, preferences())
+    return BrokerSetup(options, TradableCheckpoint.load(path), config, preferences())
 
 
 def test_the_champion_is_traded_exclusively(tmp_path: Path) -> None:

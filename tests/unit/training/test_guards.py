@@ -1,4 +1,5 @@
-"""trading_setup: a checkpoint's env comes back as its EnvSpec, or as an error naming the file."""
+"""TradableCheckpoint.of: a checkpoint's env comes back as its EnvSpec, or as an error naming
+the file; a checkpoint without a data reference has no bars of its own."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from evotrader.core.checkpoint import Checkpoint, CheckpointError
 from evotrader.data import FeaturePipeline, generate_synthetic
 from evotrader.env import EnvSpec
-from evotrader.training.guards import trading_setup
+from evotrader.training.guards import TradableCheckpoint
 
 
 def _checkpoint(env: dict[str, Any]) -> Checkpoint:
@@ -29,8 +30,10 @@ def _checkpoint(env: dict[str, Any]) -> Checkpoint:
 
 def test_the_checkpoints_env_comes_back_as_its_spec() -> None:
     spec = EnvSpec(window=8, positions=(0.0, 1.0), agent_state=False)
-    env, _ = trading_setup(_checkpoint(spec.to_dict()), "runs/x.pth")
-    assert env == spec
+    tradable = TradableCheckpoint.of(_checkpoint(spec.to_dict()), "runs/x.pth")
+    assert tradable.spec == spec and tradable.data is None
+    with pytest.raises(CheckpointError, match=r"^runs/x\.pth: names no data source"):
+        tradable.bars()
 
 
 @pytest.mark.parametrize(
@@ -42,4 +45,4 @@ def test_a_damaged_env_is_a_checkpoint_error_naming_the_file(
 ) -> None:
     damaged = EnvSpec().to_dict() | changes
     with pytest.raises(CheckpointError, match=rf"^runs/x\.pth: its env .*{message}"):
-        trading_setup(_checkpoint(damaged), "runs/x.pth")
+        TradableCheckpoint.of(_checkpoint(damaged), "runs/x.pth")
