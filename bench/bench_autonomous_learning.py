@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from common import ROOT, run_training
 from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import RandomPolicy
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.env import EnvSpec
 
-ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (synthetic symbol, further data overrides)
     "AR1": ("AR1", []),  # planted AR(1) signal (coefficient 0.3): an edge to find
     "RANDOM_WALK": ("RANDOM_WALK", []),  # no drift, no signal
@@ -111,19 +109,13 @@ def main() -> None:
     results = {}
     for case, (symbol, overrides) in CASES.items():
         run_name = f"autonomous-{case}-seed{args.seed}"
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "run_training.py"),
-                f"runs_dir={args.runs_dir}",
-                f"run_name={run_name}",
-                f"seed={args.seed}",
-                f"data.symbol={symbol}",
-                *overrides,
-                *BUDGET,
-            ],
-            cwd=ROOT,
-            check=True,
+        run_training(
+            f"runs_dir={args.runs_dir}",
+            f"run_name={run_name}",
+            f"seed={args.seed}",
+            f"data.symbol={symbol}",
+            *overrides,
+            *BUDGET,
         )
         results[case] = summarise(args.runs_dir / run_name, symbol)
     print("\nAutonomous stage: planted AR(1), random walk, random walk with drift (after costs)")

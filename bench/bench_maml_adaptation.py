@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from common import ROOT, run_training
 from evotrader.agents.loading import policy_from_checkpoint
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.env import EnvSpec, VectorMarketEnv
 from evotrader.training.adaptation import adaptation_curve, maml_settings
 
-ROOT = Path(__file__).resolve().parents[1]
 BLOCK = 250
 OVERRIDES = [
     "data=synthetic",
@@ -87,17 +85,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     run_name = f"maml-adaptation-seed{args.seed}"
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "run_training.py"),
-            f"runs_dir={args.runs_dir}",
-            f"run_name={run_name}",
-            f"seed={args.seed}",
-            *OVERRIDES,
-        ],
-        cwd=ROOT,
-        check=True,
+    run_training(
+        f"runs_dir={args.runs_dir}", f"run_name={run_name}", f"seed={args.seed}", *OVERRIDES
     )
     curves = held_out_curves(args.runs_dir / run_name, args.steps, args.seeds)
     print("\nHeld-out sign-flip tasks: mean episode log return after costs vs inner steps")

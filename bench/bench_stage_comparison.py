@@ -9,17 +9,15 @@ adapts on the bars just before those dates. Each row is next to buy-and-hold on 
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 from pathlib import Path
 
+from common import ROOT, run_training
 from evotrader.core.checkpoint import checkpoint_name, load_checkpoint
 from evotrader.data import FeaturePipeline, load_bars
 from evotrader.env import EnvSpec
 from evotrader.training.adaptation import trading_policy
 from evotrader.training.evaluation import evaluate_on_split, headline
 
-ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("stage_1_ppo", "stage_2_moe", "stage_3_maml")
 
 
@@ -57,17 +55,11 @@ def main() -> None:
             s for s in ("GOOG", "AAPL", "MSFT", "IBM", "SP500", "NASDAQ") if s not in args.held_out
         ]
         run_name = f"stage-comparison-{args.symbol}-seed{args.seed}"
-        subprocess.run(
-            [
-                sys.executable,
-                str(ROOT / "run_training.py"),
-                f"data.symbol={args.symbol}",
-                f"data.universe=[{','.join(universe)}]",
-                f"run_name={run_name}",
-                f"seed={args.seed}",
-            ],
-            cwd=ROOT,
-            check=True,
+        run_training(
+            f"data.symbol={args.symbol}",
+            f"data.universe=[{','.join(universe)}]",
+            f"run_name={run_name}",
+            f"seed={args.seed}",
         )
         run_dir = ROOT / "runs" / run_name
     header = (
