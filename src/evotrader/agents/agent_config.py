@@ -15,9 +15,10 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
+from evotrader.core.checks import require_int
 from evotrader.memory import EpisodicMemoryError, EventConfig, MemoryConfig
 from evotrader.models.core_transformer import TransformerSpec
 from evotrader.models.world_model import DEFAULT_COST_BPS, WorldModelConfig
@@ -74,24 +75,19 @@ class AgentHyperparameters:
     what_if_horizon: int = 1
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type == "int":
-                minimum = 0 if f.name == "memory_epochs" else 1
-                if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-                    raise AgentError(
-                        f"hyperparameter {f.name} must be an int >= {minimum}, got {value!r}"
-                    )
-                object.__setattr__(self, f.name, int(value))
-                continue
+        counts = [f.name for f in fields(self) if f.type == "int" and f.name != "memory_epochs"]
+        require_int("hyperparameter ", self, 1, *counts, error=AgentError)
+        require_int("hyperparameter ", self, 0, "memory_epochs", error=AgentError)
+        for name in (f.name for f in fields(self) if f.type != "int"):
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-                raise AgentError(f"hyperparameter {f.name} must be a finite number, got {value!r}")
-            positive = f.name in ("lr", "policy_lr", "memory_temperature", "risk_scale")
+                raise AgentError(f"hyperparameter {name} must be a finite number, got {value!r}")
+            positive = name in ("lr", "policy_lr", "memory_temperature", "risk_scale")
             if value < 0 or (positive and value == 0):
                 raise AgentError(
-                    f"hyperparameter {f.name} must be {'> 0' if positive else '>= 0'}, got {value}"
+                    f"hyperparameter {name} must be {'> 0' if positive else '>= 0'}, got {value}"
                 )
-            object.__setattr__(self, f.name, float(value))
+            object.__setattr__(self, name, float(value))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,11 +143,8 @@ class AgentArchitecture:
                 f"(the fields {list(CONTEXT_FIELDS)}), got {context}"
             )
         object.__setattr__(self, "world_model", replace(self.world_model, context_dim=CONTEXT_DIM))
-        for name, minimum in (("window", 2), ("return_channel", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-                raise AgentError(f"architecture {name} must be an int >= {minimum}, got {value!r}")
-            object.__setattr__(self, name, int(value))
+        require_int("architecture ", self, 2, "window", error=AgentError)
+        require_int("architecture ", self, 0, "return_channel", error=AgentError)
         if self.window > self.encoder.max_len:
             raise AgentError(
                 f"architecture window {self.window} exceeds the encoder's max_len "

@@ -9,9 +9,9 @@ imports no more than our execution model.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from evotrader.core.checks import require_nonnegative
 from evotrader.env.execution import ExecutionModel
 
 
@@ -30,10 +30,7 @@ class IBCosts:
     slippage_bps: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("per_share", "minimum", "maximum_rate", "slippage_bps"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"costs.{name} must be finite and >= 0, got {value}")
+        require_nonnegative("costs.", self, "per_share", "minimum", "maximum_rate", "slippage_bps")
         if not self.slippage_bps < 1e4:
             raise ValueError(f"costs.slippage_bps must be in [0, 10000), got {self.slippage_bps}")
 

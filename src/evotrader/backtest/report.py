@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from evotrader.backtest import metrics
 from evotrader.backtest.engine import BacktestResult
 from evotrader.core.atomic import write_atomic
+from evotrader.core.checks import require_at_least
 from evotrader.reasoning.market_classifier import (
     REGIME_LABELS,
     RegimeClassifier,
@@ -57,10 +58,8 @@ class ReportConfig:
                 f"report classifier must be one of {available_classifiers()}, "
                 f"got {self.classifier!r}"
             )
-        if self.regime_window < 2:
-            raise ValueError(f"report regime_window must be >= 2, got {self.regime_window}")
-        if self.max_trades < 1:
-            raise ValueError(f"report max_trades must be >= 1, got {self.max_trades}")
+        require_at_least("report ", self, 2, "regime_window")
+        require_at_least("report ", self, 1, "max_trades")
         if not 50 <= self.dpi <= 300:
             raise ValueError(f"report dpi must be in [50, 300], got {self.dpi}")
 

@@ -16,6 +16,8 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from evotrader.core.checks import require_at_least
+
 Number = TypeVar("Number", float, np.ndarray)
 FILL_TIMINGS = ("next_open", "close")
 
@@ -34,11 +36,9 @@ class ExecutionModel:
     def __post_init__(self) -> None:
         if self.fill not in FILL_TIMINGS:
             raise ValueError(f"execution fill must be one of {FILL_TIMINGS}, got {self.fill!r}")
-        for name in ("commission_bps", "half_spread_bps", "slippage_bps", "impact_coef"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"execution {name} must be >= 0, got {getattr(self, name)}")
-        if self.impact_window < 2:
-            raise ValueError(f"execution impact_window must be >= 2, got {self.impact_window}")
+        costs = ("commission_bps", "half_spread_bps", "slippage_bps", "impact_coef")
+        require_at_least("execution ", self, 0, *costs)
+        require_at_least("execution ", self, 2, "impact_window")
 
     @property
     def linear_rate(self) -> float:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from evotrader.core.checks import require_at_least, require_between
 from evotrader.env.execution import ExecutionModel
 from evotrader.env.rewards import REWARDS
 
@@ -44,8 +45,7 @@ class EnvSpec:
         object.__setattr__(self, "sharpe_eta", float(self.sharpe_eta))
         if isinstance(self.execution, Mapping):
             object.__setattr__(self, "execution", ExecutionModel(**self.execution))
-        if self.window < 1:
-            raise ValueError(f"window must be >= 1, got {self.window}")
+        require_at_least("", self, 1, "window")
         if len(self.positions) < 2:
             raise ValueError(f"positions need at least two targets, got {list(self.positions)}")
         if self.reward not in REWARDS:
@@ -54,8 +54,7 @@ class EnvSpec:
             raise ValueError(f"episode_length must be >= 1 or None, got {self.episode_length}")
         if self.initial_cash <= 0:
             raise ValueError(f"initial_cash must be positive, got {self.initial_cash}")
-        if not 0 < self.sharpe_eta < 1:
-            raise ValueError(f"sharpe_eta must lie in (0, 1), got {self.sharpe_eta}")
+        require_between("", self, 0, 1, "sharpe_eta")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form a checkpoint stores (positions as a list, execution as a dict)."""

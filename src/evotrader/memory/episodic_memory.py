@@ -44,6 +44,7 @@ from scipy.stats import rankdata
 
 from evotrader import __version__
 from evotrader.core.atomic import write_atomic
+from evotrader.core.checks import require_int
 
 FORMAT_VERSION = 1
 FORMAT_MARKER = "evotrader-memory"
@@ -92,8 +93,8 @@ class MemoryConfig:
                 raise EpisodicMemoryError(
                     f"memory {name} must be one of {allowed}, got {getattr(self, name)!r}"
                 )
-        for name in ("capacity", "hnsw_m", "ef_construction", "ef_search", "ivf_nlist", "nprobe"):
-            _check_int(f"memory {name}", getattr(self, name), 1)
+        counts = ("capacity", "hnsw_m", "ef_construction", "ef_search", "ivf_nlist", "nprobe")
+        require_int("memory ", self, 1, *counts, error=EpisodicMemoryError)
         if self.hnsw_m < 2:
             raise EpisodicMemoryError(f"memory hnsw_m must be >= 2, got {self.hnsw_m}")
         if self.nprobe > self.ivf_nlist:

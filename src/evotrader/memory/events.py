@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from scipy.special import erfc
 
+from evotrader.core.checks import require_int
 from evotrader.memory.episodic_memory import EpisodicMemoryError
 
 CRITERIA = (
@@ -67,10 +68,7 @@ class EventConfig:
                 f"event criteria must be distinct names from {CRITERIA}, got {self.criteria!r}"
             )
         object.__setattr__(self, "criteria", criteria)
-        for name in ("vol_window", "min_vol_periods"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise EpisodicMemoryError(f"event {name} must be an int >= 2, got {value!r}")
+        require_int("event ", self, 2, "vol_window", "min_vol_periods", error=EpisodicMemoryError)
         if self.min_vol_periods > self.vol_window:
             raise EpisodicMemoryError(
                 f"event min_vol_periods ({self.min_vol_periods}) cannot exceed "

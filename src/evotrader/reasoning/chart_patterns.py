@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evotrader.reasoning.checks import check_fields
+from evotrader.core.checks import check_fields
 
 PATTERNS: tuple[str, ...] = (
     "head_and_shoulders",

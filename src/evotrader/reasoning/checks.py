@@ -1,5 +1,5 @@
 """Checks shared by the reasoning components: batches of paths and config options, clearly
-rejected."""
+rejected. Their configs' own field rules go through ``evotrader.core.checks.check_fields``."""
 
 from __future__ import annotations
 
@@ -39,13 +39,6 @@ def as_series(values: Any, what: str, min_length: int) -> np.ndarray:
     if array.ndim != 1:
         raise ValueError(f"{what}: expected a 1-d array, got shape {array.shape}")
     return as_batch(array[None, :], what, min_length)[0]
-
-
-def check_fields(owner: str, problems: list[tuple[bool, str]]) -> None:
-    """Raise one ValueError naming ``owner`` and every (failed, message) problem that failed."""
-    failed = [message for bad, message in problems if bad]
-    if failed:
-        raise ValueError(f"{owner}: " + "; ".join(failed))
 
 
 def build_config(config_type: type[Any], owner: str, options: dict[str, Any]) -> Any:

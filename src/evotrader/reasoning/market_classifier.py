@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
+from evotrader.core.checks import check_fields
 from evotrader.core.registry import Registry
 from evotrader.data import REGIMES, FeaturePipeline, generate_synthetic
-from evotrader.reasoning.checks import as_batch, as_series, build_config, check_fields
+from evotrader.reasoning.checks import as_batch, as_series, build_config
 
 REGIME_LABELS: tuple[str, ...] = ("trending_up", "trending_down", "ranging", "volatile")
 UP, DOWN, RANGING, VOLATILE = range(len(REGIME_LABELS))

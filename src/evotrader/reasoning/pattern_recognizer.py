@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from torch import Tensor, nn
 
 from evotrader.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from evotrader.core.checks import check_fields
 from evotrader.core.registry import Registry
 from evotrader.reasoning.chart_patterns import (
     NONE,
@@ -36,7 +37,7 @@ from evotrader.reasoning.chart_patterns import (
     normalise_paths,
     template_paths,
 )
-from evotrader.reasoning.checks import as_batch, build_config, check_fields
+from evotrader.reasoning.checks import as_batch, build_config
 
 MIN_PATH_LENGTH = 16
 CACHE_ENV = "EVOTRADER_CACHE"

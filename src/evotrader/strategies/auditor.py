@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from evotrader.core.checks import require_at_least, require_positive
 from evotrader.risk.preferences import Preferences
 from evotrader.strategies.signals import spec_targets
 from evotrader.strategies.spec import StrategyResult, StrategySpec
@@ -37,13 +38,10 @@ class AuditLimits:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("max_sharpe_gap", "max_drawdown", "max_position", "max_trade_share"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"audit {name} must be positive, got {getattr(self, name)}")
-        if self.min_trades < 0:
-            raise ValueError(f"audit min_trades must be >= 0, got {self.min_trades}")
-        if self.look_ahead_cuts < 1:
-            raise ValueError(f"audit look_ahead_cuts must be >= 1, got {self.look_ahead_cuts}")
+        limits = ("max_sharpe_gap", "max_drawdown", "max_position", "max_trade_share")
+        require_positive("audit ", self, *limits)
+        require_at_least("audit ", self, 0, "min_trades")
+        require_at_least("audit ", self, 1, "look_ahead_cuts")
 
     @classmethod
     def from_preferences(cls, preferences: Preferences, min_trades: int, seed: int) -> AuditLimits:

@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from evotrader.backtest.costs import IBCosts
+from evotrader.core.checks import (
+    require_at_least,
+    require_between,
+    require_finite,
+    require_nonnegative,
+    require_positive,
+)
 
 
 @dataclass(frozen=True)
@@ -43,24 +50,15 @@ class ScreeningConfig:
     cash: float = 1_000_000.0
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.max_drawdown <= 1.0:
-            raise ValueError(f"screening.max_drawdown must lie in (0, 1], got {self.max_drawdown}")
-        if not math.isfinite(self.min_sharpe):
-            raise ValueError(f"screening.min_sharpe must be finite, got {self.min_sharpe}")
-        if not 0.0 <= self.min_profit_factor < math.inf:
-            raise ValueError(
-                f"screening.min_profit_factor must be finite and >= 0, got {self.min_profit_factor}"
-            )
-        _at_least("screening", self, 0, "min_trades", "embargo")
-        _at_least("screening", self, 1, "n_folds", "grid_points", "max_combinations")
-        if not 0.0 < self.min_train_fraction < 1.0:
-            raise ValueError(
-                f"screening.min_train_fraction must lie in (0, 1), got {self.min_train_fraction}"
-            )
+        require_between("screening.", self, 0, 1, "max_drawdown", include_high=True)
+        require_finite("screening.", self, "min_sharpe")
+        require_nonnegative("screening.", self, "min_profit_factor")
+        require_at_least("screening.", self, 0, "min_trades", "embargo")
+        require_at_least("screening.", self, 1, "n_folds", "grid_points", "max_combinations")
+        require_between("screening.", self, 0, 1, "min_train_fraction")
         if not self.maximize:
             raise ValueError("screening.maximize must name a backtesting.py statistic")
-        if not self.cash > 0:
-            raise ValueError(f"screening.cash must be positive, got {self.cash}")
+        require_positive("screening.", self, "cash")
 
     def failures(self, summary: Mapping[str, float]) -> list[str]:
         """The pass criteria ``summary`` misses, each as '<metric> <value> <limit>'."""
@@ -137,29 +135,20 @@ class ValidationConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "regimes", tuple(self.regimes))
         object.__setattr__(self, "capacity_grid", tuple(map(float, self.capacity_grid)))
-        if not math.isfinite(self.min_sharpe):
-            raise ValueError(f"validation.min_sharpe must be finite, got {self.min_sharpe}")
-        if not 0.0 < self.max_drawdown <= 1.0:
-            raise ValueError(f"validation.max_drawdown must lie in (0, 1], got {self.max_drawdown}")
+        require_finite("validation.", self, "min_sharpe")
+        require_between("validation.", self, 0, 1, "max_drawdown", include_high=True)
         names = sorted({p.regime for p in self.regimes})
         if not 0 <= self.min_positive_regimes <= len(names):
             raise ValueError(
                 f"validation.min_positive_regimes must lie in [0, {len(names)}] (regimes "
                 f"{names}), got {self.min_positive_regimes}"
             )
-        if not 0 < self.cash < math.inf:
-            raise ValueError(f"validation.cash must be positive, got {self.cash}")
-        if not self.min_capacity >= 0:
+        require_positive("validation.", self, "cash", finite=True)
+        if not self.min_capacity >= 0:  # by hand: NaN fails here, infinity passes
             raise ValueError(f"validation.min_capacity must be >= 0, got {self.min_capacity}")
-        _at_least("validation", self, 2, "min_regime_bars", "impact_window")
-        if not 0 <= self.impact_coef < math.inf:
-            raise ValueError(
-                f"validation.impact_coef must be finite and >= 0, got {self.impact_coef}"
-            )
-        if not 0.0 < self.capacity_keep < 1.0:
-            raise ValueError(
-                f"validation.capacity_keep must lie in (0, 1), got {self.capacity_keep}"
-            )
+        require_at_least("validation.", self, 2, "min_regime_bars", "impact_window")
+        require_nonnegative("validation.", self, "impact_coef")
+        require_between("validation.", self, 0, 1, "capacity_keep")
         grid = self.capacity_grid
         if not grid or any(not 0 < c < math.inf for c in grid) or list(grid) != sorted(set(grid)):
             raise ValueError(
@@ -202,12 +191,12 @@ class EvolverConfig:
     history_size: int = 10  # most recent evaluated specs shown to the generator
 
     def __post_init__(self) -> None:
-        _at_least(
-            "evolver", self, 1, "batch_size", "top_n_screen", "exhaustion_cycles", "max_cycles"
+        counts = ("batch_size", "top_n_screen", "exhaustion_cycles", "max_cycles")
+        require_at_least("evolver.", self, 1, *counts)
+        require_at_least("evolver.", self, 0, "history_size")
+        require_between(
+            "evolver.", self, 0, 1, "explore_ratio", include_low=True, include_high=True
         )
-        _at_least("evolver", self, 0, "history_size")
-        if not 0.0 <= self.explore_ratio <= 1.0:
-            raise ValueError(f"evolver.explore_ratio must lie in [0, 1], got {self.explore_ratio}")
 
 
 @dataclass(frozen=True)
@@ -229,14 +218,6 @@ class LLMConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("llm.model must name a Claude model")
-        _at_least("llm", self, 256, "max_tokens")
-        _at_least("llm", self, 0, "retries", "http_retries")
-        if not 0 < self.timeout_s < math.inf:
-            raise ValueError(f"llm.timeout_s must be positive, got {self.timeout_s}")
-
-
-def _at_least(section: str, settings: object, minimum: int, *names: str) -> None:
-    for name in names:
-        value = getattr(settings, name)
-        if value < minimum:
-            raise ValueError(f"{section}.{name} must be >= {minimum}, got {value}")
+        require_at_least("llm.", self, 256, "max_tokens")
+        require_at_least("llm.", self, 0, "retries", "http_retries")
+        require_positive("llm.", self, "timeout_s", finite=True)
