@@ -14,13 +14,15 @@ import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from evotrader.core.checks import require_int
 
 POSITIONAL_KINDS = ("sinusoidal", "learned", "none")
 POOLING_KINDS = ("last", "mean", "attention")
@@ -55,13 +57,7 @@ class TransformerShape:
     def __post_init__(self) -> None:
         # Normalise numeric types (numpy / OmegaConf values) to plain int / float so that
         # ``to_dict`` is JSON-able and equality survives the JSON round trip.
-        for name in (f.name for f in fields(self) if f.name in _INT_FIELDS):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Integral):
-                raise ValueError(f"{name} must be an int, got {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be positive, got {value}")
-            object.__setattr__(self, name, int(value))
+        require_int("", self, 1, *(f.name for f in fields(self) if f.name in _INT_FIELDS))
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, Real):
             raise ValueError(f"dropout must be a float, got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.stats import spearmanr
 from torch import Tensor
 
+from evotrader.core.checks import require_int
 from evotrader.data.features import FeaturePipeline
 from evotrader.data.sources.synthetic import REGIMES
 from evotrader.env.execution import ExecutionModel
@@ -46,11 +47,7 @@ class WorldModelTrainingConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-            object.__setattr__(self, name, int(value))
+        require_int("", self, 1, "epochs", "batch_size")
         for name in ("lr", "weight_decay", "volatility_weight", "regime_weight", "grad_clip"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, Real) or not float(value) >= 0:
