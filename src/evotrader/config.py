@@ -209,6 +209,7 @@ def small_model() -> TransformerShape:
 class TrainingConfig:
     run_name: str = "default"
     runs_dir: str = "runs"
+    registry_url: str = ""  # the model registry; empty: <runs_dir>/registry.sqlite
     seed: int = 0
     profile: str = "quick"
     data: DataConfig = field(default_factory=DataConfig)

@@ -53,6 +53,8 @@ def test_run_writes_config_state_checkpoint_and_summary(trained_run) -> None:
     assert (run_dir / "AR1_stage_1_ppo.pth").exists()
     assert "iter 3/3" in stdout
     assert "Summary, validation split (used for selection), after costs" in stdout
+    assert "entries 1 stage_1_ppo (candidate)" in stdout  # runs/registry.sqlite indexes it
+    assert (run_dir.parent / "registry.sqlite").exists()
 
 
 def test_tensorboard_holds_training_and_validation_scalars(trained_run) -> None:

@@ -11,8 +11,9 @@ layer and the layers below it, never a layer above:
     3 components     models/, memory/, reasoning/
     4 agents         agents/, nas/
     5 evaluation     backtest/, risk/
-    6 orchestration  training/, strategies/, live/, config.py (the run configuration)
-    7 entry          cli.py (and the run_*.py scripts outside the package)
+    6 orchestration  training/, strategies/, live/, lifecycle/ (the model registry),
+                     config.py (the run configuration)
+    7 entry          cli.py, __main__.py (and the run_*.py scripts outside the package)
 
 Both imports at module level and inside functions count for the layer rule (a deferred import
 still runs upward); imports under ``if TYPE_CHECKING:`` count too, since they are still a
@@ -44,8 +45,10 @@ LAYERS: dict[str, int] = {
     "training": 6,
     "strategies": 6,
     "live": 6,
+    "lifecycle": 6,
     "config": 6,
     "cli": 7,
+    "__main__": 7,
 }
 LAYER_NAMES = (
     "core",

@@ -127,10 +127,14 @@ class TradableCheckpoint:
         """The policy ready to trade from ``start``; a MAML policy adapts on the bars before."""
         return trading_policy(self.checkpoint, bars, start)
 
-    def backtest(self, bars: pd.DataFrame | None = None) -> BacktestResult:
-        """The policy over the test split of ``bars`` (default: its own), earlier bars serving
-        as history only, with its own features, env spec and costs."""
+    def backtest(
+        self, bars: pd.DataFrame | None = None, period: pd.DataFrame | None = None
+    ) -> BacktestResult:
+        """The policy over ``period`` (default: the test split of ``bars``, its own bars by
+        default), earlier bars serving as history only, with its own features, env spec and
+        costs. A period after the test split is how the model registry compares two
+        checkpoints on bars neither was selected on."""
         bars = self.bars() if bars is None else bars
-        test = self.test_split(bars)
-        policy = self.policy(bars, test.index[0])
-        return evaluate_on_split(policy, bars, test, self.pipeline, self.spec)
+        period = self.test_split(bars) if period is None else period
+        policy = self.policy(bars, period.index[0])
+        return evaluate_on_split(policy, bars, period, self.pipeline, self.spec)

@@ -5,7 +5,8 @@ settings by the classes that will use them) and the data (loaded, validated, spl
 then is the run folder opened (``run_folder``: locked, bound to a fingerprint of settings and
 data). It holds the resolved config, the fingerprint, one TensorBoard log dir per stage, the
 stage checkpoints and ``state.json``. Rerunning the same run skips completed stages; a stage
-that was interrupted resumes from its own last checkpoint.
+that was interrupted resumes from its own last checkpoint. A finished run's stage checkpoints
+and champion are recorded as candidates in the model registry (``evotrader.lifecycle``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 import ray
+from sqlalchemy.exc import SQLAlchemyError
 
 from evotrader.backtest.significance import TEST, VALIDATION
 from evotrader.config import (
@@ -34,9 +36,11 @@ from evotrader.config import (
     splits_from,
 )
 from evotrader.core.atomic import write_atomic
-from evotrader.core.checkpoint import Checkpoint, checkpoint_name
+from evotrader.core.checkpoint import Checkpoint, CheckpointError, checkpoint_name
 from evotrader.data import FeaturePipeline, TimeSplits
 from evotrader.env import VectorMarketEnv
+from evotrader.lifecycle.states import LifecycleError
+from evotrader.lifecycle.store import REGISTRY_FILE, ModelRegistry, shown_url
 from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, RunFolderError, open_run
 from evotrader.training.stages import STAGES, stage
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
@@ -244,7 +248,32 @@ def run_pipeline(config: TrainingConfig, *, new_run: bool = False) -> dict[str, 
             state.completed[name] = result
             state.save(state_path)
         log.info(summary_table(state.completed))
+        record_run(config, state.completed)
     return state.completed
+
+
+def record_run(config: TrainingConfig, results: dict[str, StageResult]) -> None:
+    """Index the run's stage checkpoints and champion as candidates in the model registry
+    (``registry_url``, default ``<runs_dir>/registry.sqlite``); a file recorded before is a
+    no-op. The run's files are its results: a registry that cannot take them costs the run
+    one warning line, saying how to record them later, never the run."""
+    url = config.registry_url or str(Path(config.runs_dir) / REGISTRY_FILE)
+    paths = [done.checkpoint for done in results.values() if done.checkpoint.endswith(".pth")]
+    try:
+        with ModelRegistry(url) as registry:
+            entries = [
+                registry.record_checkpoint(path, f"recorded by run {config.run_name}")
+                for path in paths
+            ]
+    except (LifecycleError, CheckpointError, SQLAlchemyError, OSError) as error:
+        log.warning(
+            f"model registry {shown_url(url)}: run {config.run_name} not recorded: "
+            f"{' '.join(str(error).split())}; record its checkpoints later with "
+            "`python -m evotrader registry record PATH`"
+        )
+        return
+    listed = ", ".join(f"{entry.id} {entry.stage} ({entry.state})" for entry in entries)
+    log.info(f"model registry {shown_url(url)}: entries {listed or 'none'}")
 
 
 class RayStartError(RuntimeError):

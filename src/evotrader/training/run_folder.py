@@ -45,11 +45,12 @@ FINGERPRINT_FILE = "fingerprint.json"
 CONFIG_FILE = "config.yaml"
 LOCK_FILE = ".lock"
 FINGERPRINT_VERSION = 1
-# Top-level keys that cannot change a result: the run's name and place, the profile's name
+# Top-level keys that cannot change a result: the run's name and place, where the model
+# registry indexes its checkpoints, the profile's name
 # (the values it selects are fingerprinted), which stages this command runs (a finished stage
 # is never rerun, so its result does not depend on the list) and where Ray runs (every stage
 # seeds its work so that results do not depend on the cluster).
-UNBOUND_KEYS = frozenset({"run_name", "runs_dir", "profile", "stages", "ray"})
+UNBOUND_KEYS = frozenset({"run_name", "runs_dir", "registry_url", "profile", "stages", "ray"})
 
 log = logging.getLogger(__name__)
 

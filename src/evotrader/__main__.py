@@ -1,0 +1,89 @@
+"""``python -m evotrader registry ...``: the operator's view of the model registry.
+
+argparse and one call (``evotrader.lifecycle.commands.execute``) through ``cli.run_guarded``,
+so a refused request ends in one ``error:`` line and the usual exit codes: 2 for a request
+the lifecycle refuses (an unknown entry, a transition not allowed, a promotion without a
+passing comparison), 5 bad bars, 6 a checkpoint that cannot be read, 7 a database that is
+not a model registry of this version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from evotrader.cli import ExitCode, run_guarded
+from evotrader.lifecycle.commands import Command, execute
+from evotrader.lifecycle.states import CANDIDATE, CHAMPION, PAPER, RETIRED, LifecycleError
+from evotrader.lifecycle.store import REGISTRY_FILE, RegistryStateError
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="python -m evotrader")
+    tools = main.add_subparsers(dest="tool", required=True)
+    registry = tools.add_parser("registry", help="the model registry and champion lifecycle")
+    registry.add_argument(
+        "--registry",
+        default=str(Path("runs") / REGISTRY_FILE),
+        help="database path or SQLAlchemy URL (default: runs/registry.sqlite)",
+    )
+    registry.add_argument("--debug", action="store_true", help="show tracebacks")
+    actions = registry.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="every entry, its state and figures")
+    listing.add_argument("--symbol")
+    actions.add_parser("show", help="one entry's whole record").add_argument("entry", type=int)
+    promote = actions.add_parser("promote", help="one step up: candidate->paper->champion")
+    promote.add_argument("entry", type=int)
+    promote.add_argument("--to", required=True, choices=(PAPER, CHAMPION))
+    promote.add_argument("--why", default="", help="the reason, recorded with the change")
+    demote = actions.add_parser("demote", help="one step down: paper->candidate, ->retired")
+    demote.add_argument("entry", type=int)
+    demote.add_argument("--why", required=True, help="the reason, recorded with the change")
+    demote.add_argument("--to", choices=(CANDIDATE, RETIRED), help="default: one step down")
+    history = actions.add_parser("history", help="every state change (of one entry)")
+    history.add_argument("entry", type=int, nargs="?")
+    record = actions.add_parser("record", help="record a checkpoint file as a candidate")
+    record.add_argument("path", type=Path)
+    compare = actions.add_parser(
+        "compare", help="challenger vs champion on bars after both test splits"
+    )
+    compare.add_argument("entry", type=int)
+    compare.add_argument("--against", type=int, help="default: the symbol's champion")
+    compare.add_argument("--start", help="the holdout's first bar (after both test splits)")
+    return main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    command = Command(
+        action=args.action,
+        registry=args.registry,
+        entry=getattr(args, "entry", None),
+        to=getattr(args, "to", None),
+        why=getattr(args, "why", ""),
+        path=getattr(args, "path", None),
+        against=getattr(args, "against", None),
+        symbol=getattr(args, "symbol", None),
+        start=getattr(args, "start", None),
+    )
+
+    def work() -> int:
+        print(execute(command))
+        return ExitCode.OK
+
+    return run_guarded(
+        work,
+        debug=args.debug,
+        failures=(
+            ((RegistryStateError, SQLAlchemyError), ExitCode.RUN),
+            (LifecycleError, ExitCode.USAGE),
+        ),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
