@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 
 from common import ROOT, run_training
-from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import RandomPolicy
 from evotrader.core.checkpoint import load_checkpoint
-from evotrader.data import FeaturePipeline, load_bars
-from evotrader.env import EnvSpec
+from evotrader.training.evaluation import evaluate_on_split
+from evotrader.training.guards import TradableCheckpoint
 
 CASES = {  # name: (synthetic symbol, further data overrides)
     "AR1": ("AR1", []),  # planted AR(1) signal (coefficient 0.3): an edge to find
@@ -83,17 +82,16 @@ def summarise(run_dir: Path, symbol: str) -> dict[str, Any]:
 
 def random_sharpe(champion: Any, seeds: int = 5) -> float:
     """Mean test Sharpe of a uniformly random policy on the champion's bars and costs."""
-    data = champion.extra["data"]
-    bars = load_bars(data["source"], data["symbol"], **data["options"])
-    test = champion.data_range
-    env = EnvSpec.from_dict(champion.env)
+    tradable = TradableCheckpoint.of(champion, "champion")
+    bars = tradable.bars()
+    test = tradable.test_split(bars)
     sharpes = [
-        run_backtest(
-            RandomPolicy(len(env.positions), seed=seed),
-            bars.loc[: test["test_end"]],
-            start=test["test_start"],
-            pipeline=FeaturePipeline.from_state(champion.feature_pipeline),
-            spec=env,
+        evaluate_on_split(
+            RandomPolicy(len(tradable.spec.positions), seed=seed),
+            bars,
+            test,
+            tradable.pipeline,
+            tradable.spec,
         ).metrics["sharpe"]
         for seed in range(seeds)
     ]

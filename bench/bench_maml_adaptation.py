@@ -20,9 +20,9 @@ import numpy as np
 from common import ROOT, run_training
 from evotrader.agents.loading import policy_from_checkpoint
 from evotrader.core.checkpoint import load_checkpoint
-from evotrader.data import FeaturePipeline, load_bars
-from evotrader.env import EnvSpec, VectorMarketEnv
+from evotrader.env import VectorMarketEnv
 from evotrader.training.adaptation import adaptation_curve, maml_settings
+from evotrader.training.guards import TradableCheckpoint
 
 BLOCK = 250
 OVERRIDES = [
@@ -57,13 +57,13 @@ OVERRIDES = [
 def held_out_curves(run_dir: Path, steps: int, seeds: int) -> dict[str, list[float]]:
     """Both stages' mean adaptation curves over the held-out blocks and ``seeds`` seeds."""
     ppo = load_checkpoint(run_dir / "SIGN_SWITCH_stage_1_ppo.pth")
-    maml = load_checkpoint(run_dir / "SIGN_SWITCH_stage_3_maml.pth")
-    data = maml.extra["data"]
-    bars = load_bars(data["source"], data["symbol"], **data["options"])
+    tradable = TradableCheckpoint.load(run_dir / "SIGN_SWITCH_stage_3_maml.pth")
+    maml = tradable.checkpoint
+    bars = tradable.bars()
     train_end = bars.index.get_loc(bars.loc[: maml.data_range["train_end"]].index[-1])
     first_block = -(-(train_end + 1) // BLOCK) * BLOCK  # the first block MAML never saw
-    pipeline = FeaturePipeline.from_state(maml.feature_pipeline)
-    env = replace(EnvSpec.from_dict(maml.env), episode_length=32)
+    pipeline = tradable.pipeline
+    env = replace(tradable.spec, episode_length=32)
     settings = replace(maml_settings(maml.hyperparameters), inner_steps=steps, num_envs=64)
     curves: dict[str, list[list[float]]] = {"ppo": [], "maml": []}
     for start in range(first_block, len(bars) - BLOCK + 1, BLOCK):

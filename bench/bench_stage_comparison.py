@@ -12,11 +12,9 @@ import argparse
 from pathlib import Path
 
 from common import ROOT, run_training
-from evotrader.core.checkpoint import checkpoint_name, load_checkpoint
-from evotrader.data import FeaturePipeline, load_bars
-from evotrader.env import EnvSpec
-from evotrader.training.adaptation import trading_policy
-from evotrader.training.evaluation import evaluate_on_split, headline
+from evotrader.core.checkpoint import checkpoint_name
+from evotrader.training.evaluation import headline
+from evotrader.training.guards import TradableCheckpoint
 
 STAGES = ("stage_1_ppo", "stage_2_moe", "stage_3_maml")
 
@@ -26,14 +24,8 @@ def compare(run_dir: Path, symbol: str, held_out: list[str]) -> list[str]:
     rows = []
     for other in held_out:
         for stage in STAGES:
-            checkpoint = load_checkpoint(run_dir / checkpoint_name(symbol, stage))
-            bars = load_bars(checkpoint.extra["data"]["source"], other)
-            dates = checkpoint.data_range
-            split = bars.loc[dates["test_start"] : dates["test_end"]]
-            policy = trading_policy(checkpoint, bars, split.index[0])
-            pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
-            env = EnvSpec.from_dict(checkpoint.env)
-            v = headline(evaluate_on_split(policy, bars, split, pipeline, env))
+            tradable = TradableCheckpoint.load(run_dir / checkpoint_name(symbol, stage))
+            v = headline(tradable.backtest(tradable.bars(other)))
             rows.append(
                 f"{other:<8}{stage:<14}{v['sharpe']:>8.2f}{v['buy_hold_sharpe']:>8.2f}"
                 f"{v['total_return']:>10.2%}{v['buy_hold_return']:>10.2%}"
