@@ -314,14 +314,6 @@ def config_errors(where: str) -> Iterator[None]:
         raise ConfigError(f"{where}: {error}") from error
 
 
-def require_at_least(section: str, settings: object, minimum: int, *names: str) -> None:
-    """Stop on a count below ``minimum``, e.g. ``stage_1_ppo.iterations must be >= 1, got 0``."""
-    for name in names:
-        value = getattr(settings, name)
-        if value < minimum:
-            raise ConfigError(f"{section}.{name} must be >= {minimum}, got {value}")
-
-
 def data_reference(config: DataConfig) -> DataRef:
     """The run's bars as its checkpoints name them: a registered source, its own options and
     files resolved inside the data folders, so run_backtest.py and the live bot, which

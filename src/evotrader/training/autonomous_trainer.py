@@ -50,7 +50,6 @@ from evotrader.config import (
     ConfigError,
     FitnessConfig,
     data_reference,
-    require_at_least,
 )
 from evotrader.core.checkpoint import (
     CHAMPION_STAGE,
@@ -59,6 +58,7 @@ from evotrader.core.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from evotrader.core.checks import require_at_least
 from evotrader.data import DataRef, FeaturePipeline
 from evotrader.env import EnvSpec
 from evotrader.nas import Individual, SearchSpace, inherit_weights, make_controller
@@ -173,7 +173,7 @@ def check_settings(ctx: StageContext) -> None:
     """The population's counts, then the search space, controller, augmentations, thresholds
     and fixed agent settings as the classes that use them check them."""
     settings = ctx.config.stage_4_autonomous
-    require_at_least(ctx.name, settings, 1, "population", "generations")
+    require_at_least(f"{ctx.name}.", settings, 1, "population", "generations", error=ConfigError)
     unknown = sorted(set(settings.augmentation) - set(augmentation.KINDS))
     if unknown:
         raise ConfigError(f"augmentation {unknown} unknown; known: {augmentation.KINDS}")

@@ -19,8 +19,9 @@ import pandas as pd
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from evotrader.config import MAMLStageConfig, data_reference, require_at_least
+from evotrader.config import ConfigError, MAMLStageConfig, data_reference
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.core.checks import require_at_least
 from evotrader.data import FeaturePipeline
 from evotrader.env import EnvSpec, VectorMarketEnv
 from evotrader.models import math_attention
@@ -56,7 +57,7 @@ class MetaStep:
 def check_settings(ctx: StageContext) -> None:
     """The loop's counts, and at least one task (which loads and checks every universe symbol)."""
     require_at_least(
-        ctx.name,
+        f"{ctx.name}.",
         ctx.config.stage_3_maml,
         1,
         "meta_iterations",
@@ -67,6 +68,7 @@ def check_settings(ctx: StageContext) -> None:
         "task_bars",
         "adapt_bars",
         "eval_interval",
+        error=ConfigError,
     )
     build_tasks(ctx)
 

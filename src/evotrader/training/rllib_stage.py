@@ -25,8 +25,9 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.tune.registry import register_env
 from torch.utils.tensorboard import SummaryWriter
 
-from evotrader.config import PPOStageConfig, require_at_least
+from evotrader.config import ConfigError, PPOStageConfig
 from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.core.checks import require_at_least
 from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.evaluation import validate
@@ -118,7 +119,7 @@ def run_rllib_stage(
 def check_rllib_settings(ctx: StageContext, stage: RLlibStage) -> None:
     """Settings this loop or RLlib's own validation refuses, found before the run starts."""
     require_at_least(
-        ctx.name,
+        f"{ctx.name}.",
         stage.settings,
         1,
         "iterations",
@@ -127,8 +128,9 @@ def check_rllib_settings(ctx: StageContext, stage: RLlibStage) -> None:
         "num_epochs",
         "num_envs_per_env_runner",
         "eval_interval",
+        error=ConfigError,
     )
-    require_at_least(ctx.name, stage.settings, 0, "num_env_runners")
+    require_at_least(f"{ctx.name}.", stage.settings, 0, "num_env_runners", error=ConfigError)
     ppo_config(ctx, stage, ctx.config.seed).validate()
 
 
