@@ -3,13 +3,14 @@
 argparse and one call (``evotrader.lifecycle.commands.execute``) through ``cli.run_guarded``,
 so a refused request ends in one ``error:`` line and the usual exit codes: 2 for a request
 the lifecycle refuses (an unknown entry, a transition not allowed, a promotion without a
-passing comparison), 5 bad bars, 6 a checkpoint that cannot be read, 7 a database that is
-not a model registry of this version.
+passing comparison, a bot folder that is not the entry's paper bot), 5 bad bars, 6 a
+checkpoint that cannot be read, 7 a database that is not a model registry of this version.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,7 +55,26 @@ def parser() -> argparse.ArgumentParser:
     compare.add_argument("entry", type=int)
     compare.add_argument("--against", type=int, help="default: the symbol's champion")
     compare.add_argument("--start", help="the holdout's first bar (after both test splits)")
+    watch = actions.add_parser(
+        "monitor", help="judge a paper entry on its bot's days; promote, keep watching, demote"
+    )
+    watch.add_argument("entry", type=int)
+    watch.add_argument("--bot-dir", type=Path, required=True, help="the paper bot's --out")
+    watch.add_argument("--days", type=int, help="trading days before a verdict (default 20)")
+    watch.add_argument("--z", type=float, help="band half-width in sigmas (default 2)")
+    watch.add_argument(
+        "--breach-action", choices=("flag", "demote"), help="before the verdict (default flag)"
+    )
+    watch.add_argument("--alert-command", help="run on an alert (split like a shell, no shell)")
+    watch.add_argument("--webhook", help="POST each alert as JSON to this URL")
     return main
+
+
+def _monitor_settings(args: argparse.Namespace) -> dict[str, object] | None:
+    if args.action != "monitor":
+        return None
+    given = {"days": args.days, "z": args.z, "breach_action": args.breach_action}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,6 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         against=getattr(args, "against", None),
         symbol=getattr(args, "symbol", None),
         start=getattr(args, "start", None),
+        bot_dir=getattr(args, "bot_dir", None),
+        settings=_monitor_settings(args),
+        alert_command=tuple(shlex.split(args.alert_command))
+        if getattr(args, "alert_command", None)
+        else None,
+        webhook=getattr(args, "webhook", None),
     )
 
     def work() -> int:

@@ -12,7 +12,7 @@ from typing import Any
 from evotrader.lifecycle.states import CHAMPION, LifecycleError
 from evotrader.lifecycle.store import Comparison, Entry, ModelRegistry, Transition
 
-ACTIONS = ("list", "show", "promote", "demote", "history", "record", "compare")
+ACTIONS = ("list", "show", "promote", "demote", "history", "record", "compare", "monitor")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class Command:
     against: int | None = None  # compare: the champion to beat (default: its symbol's)
     symbol: str | None = None  # list: only this symbol
     start: str | None = None  # compare: the holdout's first bar (default: after both tests)
+    bot_dir: Path | None = None  # monitor: the paper bot's folder (its --out)
+    settings: dict[str, Any] | None = None  # monitor: MonitorSettings fields given
+    alert_command: tuple[str, ...] | None = None  # monitor: argv run on an alert
+    webhook: str | None = None  # monitor: URL an alert is POSTed to
 
 
 def execute(command: Command) -> str:
@@ -54,6 +58,8 @@ def execute(command: Command) -> str:
             return history_table(registry.promote(entry_id, command.to, command.why))
         if command.action == "demote":
             return history_table([registry.demote(entry_id, command.why, command.to)])
+        if command.action == "monitor":
+            return _monitor(registry, entry_id, command)
         return describe_comparison(_compare(registry, entry_id, command))
 
 
@@ -75,6 +81,25 @@ def _compare(registry: ModelRegistry, entry_id: int, command: Command) -> Compar
         against = champion.id
     bars = TradableCheckpoint.load(registry.verify(challenger)).bars()
     return compare_on_holdout(registry, entry_id, against, bars, command.start)
+
+
+def _monitor(registry: ModelRegistry, entry_id: int, command: Command) -> str:
+    """The paper monitor's verdict on ``entry_id`` from its bot's folder, carried out, with
+    alerts written to the bot's event log (backtest machinery imported only for this)."""
+    from evotrader.lifecycle.alerts import Alerts
+    from evotrader.lifecycle.monitor import MonitorSettings, monitor, verdict_table
+    from evotrader.live.telemetry import EventLog
+
+    if command.bot_dir is None:
+        raise LifecycleError("monitor needs the paper bot's folder (--bot-dir)")
+    settings = MonitorSettings(**(command.settings or {}))
+    events = EventLog(command.bot_dir / "events.jsonl")
+    try:
+        alerts = Alerts(events, command.alert_command, command.webhook)
+        verdict, changes = monitor(registry, entry_id, command.bot_dir, settings, alerts)
+    finally:
+        events.close()
+    return "\n\n".join([verdict_table(verdict), history_table(changes)])
 
 
 def _needs_entry(command: Command) -> int:

@@ -253,7 +253,8 @@ class ModelRegistry:
         verdict: str,
     ) -> Comparison:
         """Store a challenger-vs-champion comparison; ``holdout.compare_on_holdout`` calls it
-        with basis HOLDOUT, and the paper monitor (not yet written) will with FORWARD."""
+        with basis HOLDOUT; a forward (paper) comparison of both will with FORWARD (the paper
+        monitor does not record one yet)."""
         if basis not in (HOLDOUT, FORWARD):
             raise LifecycleError(f"a comparison is on {HOLDOUT} or {FORWARD} bars, not {basis!r}")
         if challenger_id == champion_id:
@@ -284,10 +285,17 @@ class ModelRegistry:
 
     # --- state changes -------------------------------------------------------------------
 
-    def promote(self, entry_id: int, to: str, reason: str = "") -> list[Transition]:
+    def promote(
+        self,
+        entry_id: int,
+        to: str,
+        reason: str = "",
+        evidence: dict[str, Any] | None = None,
+    ) -> list[Transition]:
         """Move ``entry_id`` one step up. Replacing a champion needs the latest comparison
         of the pair, on bars neither was selected on, to have passed; the old champion
-        retires in the same transaction. Returns the changes made, oldest first."""
+        retires in the same transaction. ``evidence`` (the paper monitor's figures) is
+        stored with the change. Returns the changes made, oldest first."""
         with Session(self.engine) as session, session.begin():
             row = self._row(session, entry_id)
             check_promotion(entry_id, row.state, to)
@@ -311,18 +319,30 @@ class ModelRegistry:
                         )
                     )
                     session.flush()  # the old champion leaves before the new one arrives
+            if evidence:
+                figures = figures | {"evidence": evidence}
             changes.append(self._move(session, row, to, reason or f"promoted to {to}", figures))
             return changes
 
-    def demote(self, entry_id: int, reason: str, to: str | None = None) -> Transition:
+    def demote(
+        self,
+        entry_id: int,
+        reason: str,
+        to: str | None = None,
+        evidence: dict[str, Any] | None = None,
+    ) -> Transition:
         """Move ``entry_id`` one step down (or to ``to`` where that is allowed); a reason is
-        required, since a demotion is a judgement the figures alone do not record."""
+        required, since a demotion is a judgement the figures alone do not record.
+        ``evidence`` (the paper monitor's figures) is stored with the change."""
         if not reason.strip():
             raise TransitionError(f"demoting entry {entry_id} needs a reason (--why TEXT)")
         with Session(self.engine) as session, session.begin():
             row = self._row(session, entry_id)
             target = demotion_target(entry_id, row.state, to)
-            return self._move(session, row, target, reason, _entry(row).figures())
+            figures = _entry(row).figures()
+            if evidence:
+                figures = figures | {"evidence": evidence}
+            return self._move(session, row, target, reason, figures)
 
     # --- queries -------------------------------------------------------------------------
 
