@@ -8,6 +8,8 @@ does; `ibkr` trades through TWS / IB Gateway, paper unless `--live` and
 `--i-understand-this-is-real-money`; its settings come from IBKR_HOST, IBKR_PORT,
 IBKR_CLIENT_ID, IBKR_ACCOUNT or the flags. The kill file (default <out>/KILL), SIGTERM or
 SIGINT flattens and halts; a bot restarted on the same --out reconciles with the broker.
+`--strategy ID` trades a registered strategy (validated; see evotrader.live.strategy_policy)
+instead of a checkpoint; the sim replays its search's test split, as run_backtest.py does.
 Exit codes (evotrader.cli.ExitCode): 0 done, 2 bad set-up, 3 halted, 4 broker, 5 data,
 6 checkpoint, 7 journal (unreadable, or another bot's). --debug shows tracebacks.
 """
@@ -41,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     add("--checkpoint", type=Path, help="checkpoint to trade when no champion")
     add("--trade-as", metavar="SYMBOL", help=TRADE_AS_HELP)
     add("--runs-dir", type=Path, help="where champions and stage checkpoints are (runs)")
+    add("--strategy", metavar="ID", help="trade a registered strategy instead of a checkpoint")
+    add("--registry", type=Path, help="its strategies.sqlite (default: newest under --runs-dir)")
+    add("--allow-unvalidated", action="store_true", help="trade a strategy that only screened")
     add("--broker", choices=session.BROKERS.names(), help="default: ibkr")
     add("--live", action="store_true", help="trade real money (needs confirming)")
     add(CONFIRM_FLAG, dest="confirmed", action="store_true")
@@ -65,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     ibkr("--bar-size", help='IB bar size, e.g. "1 day", "5 mins"')
     args = vars(parser.parse_args(argv))
     debug, confirmed = args.pop("debug"), args.pop("confirmed")
-    if not args["symbol"] and not args["checkpoint"]:
-        parser.error("give --symbol or --checkpoint")
+    if not args["symbol"] and not args["checkpoint"] and not args["strategy"]:
+        parser.error("give --symbol, --checkpoint or --strategy")
     if args["live"] and not confirmed:
         parser.error(f"--live trades real money; add {CONFIRM_FLAG} to confirm")
     if args["live"] and args["broker"] == "sim":

@@ -9,6 +9,8 @@ broker's answer. Breakers and the kill switch flatten and stop; a restart reconc
 journal with the broker before it trades (the rules: ``evotrader.live.reconcile``), so
 nothing is forgotten or sent twice. A lost connection is retried with the one backoff
 policy of ``evotrader.live.retry``; what happens is reported through ``telemetry.Reporter``.
+A ``BarPolicy`` (a rule-based strategy) decides from the bars themselves instead, and needs
+no feature pipeline.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -53,6 +55,14 @@ class PolicyError(ValueError):
 
 
 INSTRUMENT_KEYS = ("asset_class", "exchange", "currency")
+
+
+@runtime_checkable
+class BarPolicy(Protocol):
+    """Decides from the bars themselves, not from feature windows (a rule-based strategy):
+    the bars the runner holds, newest last, to an index into the env's positions."""
+
+    def decide(self, bars: pd.DataFrame) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -127,8 +137,8 @@ class LiveRunner:
     def __init__(
         self,
         broker: Broker,
-        policy: Policy,
-        pipeline: FeaturePipeline,
+        policy: Policy | BarPolicy,
+        pipeline: FeaturePipeline | None,
         env: EnvSpec,
         risk: RiskEngine,
         journal: Journal,
@@ -147,11 +157,12 @@ class LiveRunner:
         self.real_money = real_money  # only the CLI's --live plus its confirmation sets it
         self.execution = env.execution
         self.positions = env.positions
-        needed = pipeline.warmup + env.window + 1
-        if config.history_bars < needed:
+        if pipeline is None and not isinstance(policy, BarPolicy):
+            raise ValueError("a policy that acts on observations needs a feature pipeline")
+        if config.history_bars < self._needed:
             raise ValueError(
-                f"runner history_bars {config.history_bars} < {needed} needed for feature "
-                f"warm-up {pipeline.warmup} and window {env.window}"
+                f"runner history_bars {config.history_bars} < {self._needed} needed for "
+                f"feature warm-up {pipeline.warmup if pipeline else 0} and window {env.window}"
             )
         self.instrument = config.instrument
         self.summary = RunSummary()
@@ -212,11 +223,10 @@ class LiveRunner:
             )
         self.instrument = self.broker.qualify(self.config.instrument)
         self.window.extend(self.broker.history(self.instrument, self.config.history_bars))
-        needed = self.pipeline.warmup + self.env.window + 1
-        if len(self.window) < needed:
+        if len(self.window) < self._needed:
             raise BrokerError(
                 f"{self.broker.name}: only {len(self.window)} bars of history for "
-                f"{self.config.symbol}, the features need {needed}"
+                f"{self.config.symbol}, the features need {self._needed}"
             )
         self._restore_bot_state()
         self._reconcile()
@@ -298,14 +308,23 @@ class LiveRunner:
         self, bar: Bar, now: pd.Timestamp, equity: float
     ) -> tuple[int, float, float, float, dict[str, Any]]:
         """Ask the policy, order any target change; returns the decision to journal."""
-        market = MarketData.build(
-            self.window.frame, self.pipeline, self.env.window, self.execution, self.env.agent_state
-        )
-        observation = self._observation(market, equity)
-        actions = np.asarray(self.policy.act(observation[None])).reshape(-1)
-        if len(actions) != 1 or not np.issubdtype(actions.dtype, np.integer):
-            raise PolicyError(f"policy returned {actions!r} for one observation")
-        action = int(actions[0])
+        if isinstance(self.policy, BarPolicy):
+            action = self.policy.decide(self.window.frame)
+            impact = float(self.execution.prices(self.window.frame).impact[-1])
+        else:
+            assert self.pipeline is not None  # __init__ refuses an observation policy without
+            market = MarketData.build(
+                self.window.frame,
+                self.pipeline,
+                self.env.window,
+                self.execution,
+                self.env.agent_state,
+            )
+            observation = self._observation(market, equity)
+            actions = np.asarray(self.policy.act(observation[None])).reshape(-1)
+            if len(actions) != 1 or not np.issubdtype(actions.dtype, np.integer):
+                raise PolicyError(f"policy returned {actions!r} for one observation")
+            action, impact = int(actions[0]), float(market.prices.impact[-1])
         if not 0 <= action < len(self.positions):
             raise PolicyError(f"policy action {action} outside [0, {len(self.positions)})")
         target, why = self.positions[action], "policy"
@@ -314,8 +333,16 @@ class LiveRunner:
         self.summary.decisions += 1
         detail = {"why": why, "previous_target": self._target}
         if target != self._target:
-            detail["order"] = self._change_target(bar, now, target, float(market.prices.impact[-1]))
+            detail["order"] = self._change_target(bar, now, target, impact)
         return action, target, bar.close, equity, detail
+
+    @property
+    def _needed(self) -> int:
+        """Bars of history the first decision reads: the feature warm-up and one window
+        (a bar policy keeps its own, longer history: two bars do here)."""
+        if self.pipeline is None:
+            return 2
+        return self.pipeline.warmup + self.env.window + 1
 
     def _observation(self, market: MarketData, equity: float) -> np.ndarray:
         """The window ending at the newest bar, with position and unrealised return

@@ -11,6 +11,9 @@ The rules a session enforces live here, not in the script:
   its own builder and is imported only when asked for.
 - A restarted bot on the same output folder reconciles its journal with the broker; the sim
   rebuilds its replay from the journal (``Broker.resume``).
+- ``--strategy ID`` trades a registered strategy instead of a checkpoint, through the same
+  runner, risk engine, journal and brokers (``evotrader.live.strategy_policy`` holds which
+  strategies it trades and how they decide).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
@@ -32,13 +35,18 @@ from evotrader.core.atomic import write_atomic
 from evotrader.core.checkpoint import find_champion, find_checkpoint
 from evotrader.core.policy import Policy
 from evotrader.core.registry import Registry
+from evotrader.data.features import FeaturePipeline
+from evotrader.env.spec import EnvSpec
 from evotrader.live.broker import Broker
 from evotrader.live.journal import Journal
-from evotrader.live.runner import LiveRunner, RunnerConfig
+from evotrader.live.runner import BarPolicy, LiveRunner, RunnerConfig
 from evotrader.live.telemetry import EventLog, RunSummary
 from evotrader.risk import KillSwitch, Preferences, RiskEngine, load_preferences
 from evotrader.training import guards
 from evotrader.training.guards import TradableCheckpoint
+
+if TYPE_CHECKING:  # loaded only when a strategy is traded: SQLAlchemy and the knowledge base
+    from evotrader.live.strategy_policy import TradableStrategy
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +81,31 @@ class LiveOptions:
     port: int | None = None
     client_id: int | None = None
     bar_size: str | None = None
+    strategy: str | None = None  # a registered strategy's id, traded instead of a checkpoint
+    registry: Path | None = None  # its registry (default: the newest under runs_dir holding it)
+    allow_unvalidated: bool = False  # trade a strategy that was only screened (never --live)
 
     def __post_init__(self) -> None:
-        if not self.symbol and not self.checkpoint:
-            raise SetupError("give a symbol or a checkpoint")
+        if not self.symbol and not self.checkpoint and not self.strategy:
+            raise SetupError("give a symbol or a checkpoint (or a strategy id)")
+        if self.strategy and (self.checkpoint or self.trade_as):
+            raise SetupError(
+                "--strategy trades a registered strategy on its own symbol: "
+                "drop --checkpoint and --trade-as"
+            )
+        if self.allow_unvalidated and self.live:
+            raise SetupError("--allow-unvalidated never trades real money: drop --live")
         if self.live and self.broker == "sim":
             raise SetupError("--live needs --broker ibkr; the sim never trades real money")
 
 
 @dataclass(frozen=True)
 class BrokerSetup:
-    """What a broker builder may use: the options, the checked checkpoint and its settings."""
+    """What a broker builder may use: the options, the checked checkpoint (or registered
+    strategy) and its settings."""
 
     options: LiveOptions
-    tradable: TradableCheckpoint
+    tradable: TradableCheckpoint | TradableStrategy
     config: RunnerConfig
     prefs: Preferences
 
@@ -205,32 +224,100 @@ def run(options: LiveOptions) -> RunSummary:
         torch.set_num_threads(threads)
 
 
-def _run(options: LiveOptions) -> RunSummary:
+@dataclass(frozen=True)
+class Trading:
+    """What a session trades, whichever kind: the symbol, how to build its policy once the
+    broker is connected, the runner's pipeline and env, and what to record of it."""
+
+    tradable: TradableCheckpoint | TradableStrategy
+    symbol: str
+    pipeline: FeaturePipeline | None
+    env: EnvSpec
+    make_policy: Callable[[Broker, RunnerConfig], Policy | BarPolicy]
+    event: str  # the event recording it: "checkpoint" or "strategy"
+    detail: dict[str, Any]
+    notes: tuple[str, ...] = ()
+
+
+def checkpoint_trading(options: LiveOptions) -> Trading:
+    """The checkpoint ``choose_checkpoint`` picks, traded as run_backtest.py trades it."""
     path = choose_checkpoint(options)
     tradable = TradableCheckpoint.load(path)
     checkpoint = tradable.checkpoint
     symbol = guards.traded_symbol(checkpoint, tradable.where, options.symbol, options.trade_as)
+    note = guards.mapping_note(checkpoint, symbol)
+    detail = {"path": str(path), "kind": checkpoint.kind, "symbol": checkpoint.symbol}
+    return Trading(
+        tradable,
+        symbol,
+        tradable.pipeline,
+        tradable.spec,
+        lambda broker, config: live_policy(tradable, broker, config),
+        "checkpoint",
+        detail | {"traded": symbol},
+        (f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol})", *([note] if note else [])),
+    )
+
+
+def strategy_trading(options: LiveOptions) -> Trading:
+    """The registered strategy ``--strategy`` names, traded as run_backtest.py trades it."""
+    from evotrader.live.strategy_policy import STRATEGY_HISTORY_BARS, TradableStrategy
+
+    assert options.strategy
+    strategy = TradableStrategy.load(
+        options.strategy,
+        options.registry,
+        options.runs_dir,
+        allow_unvalidated=options.allow_unvalidated,
+        real_money=options.live,
+    )
+    if options.symbol and options.symbol != strategy.symbol:
+        raise SetupError(f"--symbol {options.symbol}: {strategy.where} trades {strategy.symbol}")
+
+    def make_policy(broker: Broker, config: RunnerConfig) -> BarPolicy:
+        broker.connect()
+        history = broker.history(broker.qualify(config.instrument), STRATEGY_HISTORY_BARS)
+        return strategy.policy(history)
+
+    template, where = strategy.spec.template, strategy.registry
+    notes = [f"strategy: {strategy.spec_id} ({template} on {strategy.symbol}) in {where}"]
+    if not strategy.validated:
+        notes.append(
+            f"note: strategy {strategy.spec_id} did not pass validation (--allow-unvalidated)"
+        )
+    return Trading(
+        strategy,
+        strategy.symbol,
+        None,
+        strategy.env,
+        make_policy,
+        "strategy",
+        strategy.describe(),
+        tuple(notes),
+    )
+
+
+def _run(options: LiveOptions) -> RunSummary:
+    trading = strategy_trading(options) if options.strategy else checkpoint_trading(options)
+    symbol = trading.symbol
     config = runner_config(options, symbol)
     human, prefs = preferences_for(options, config)
-    broker = build_broker(BrokerSetup(options, tradable, config, prefs))
+    broker = build_broker(BrokerSetup(options, trading.tradable, config, prefs))
     out = output_dir(options, symbol)
     journal = Journal(out / "journal.sqlite")
     events = EventLog(out / "events.jsonl")
     try:
-        note = guards.mapping_note(checkpoint, symbol)
-        log.info(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol}); out: {out}")
-        if note:
+        first, *notes = trading.notes
+        log.info(f"{first}; out: {out}")
+        for note in notes:
             log.info(note)
         if (seen := broker.resume(journal)) is not None:
             log.info(f"resuming the replay after {seen}, the last bar in {journal.path}")
-        policy = live_policy(tradable, broker, config)
-        events.emit(
-            "checkpoint",
-            path=str(path),
-            kind=checkpoint.kind,
-            symbol=checkpoint.symbol,
-            traded=symbol,
-        )
+        policy = trading.make_policy(broker, config)
+        events.emit(trading.event, **trading.detail)
+        if trading.event == "strategy":
+            with journal.transaction():
+                journal.set_state("strategy", trading.detail)
         events.emit(
             "preferences",
             file=str(options.preferences),
@@ -244,8 +331,8 @@ def _run(options: LiveOptions) -> RunSummary:
             runner = LiveRunner(
                 broker,
                 policy,
-                tradable.pipeline,
-                tradable.spec,
+                trading.pipeline,
+                trading.env,
                 RiskEngine(prefs),
                 journal,
                 config,
@@ -262,7 +349,12 @@ def _run(options: LiveOptions) -> RunSummary:
         events.close()
         if broker.is_connected():
             broker.disconnect()
-    extra = {"checkpoint": str(path), "preferences_sha256": prefs.sha256, "seed": options.seed}
+    traded = (
+        {"strategy": trading.detail["strategy"]}
+        if trading.event == "strategy"
+        else {"checkpoint": trading.detail["path"]}
+    )
+    extra = traded | {"preferences_sha256": prefs.sha256, "seed": options.seed}
     write_summary(out / "summary.json", summary, extra)
     final = summary.equity_series.iloc[-1] if summary.equity else float("nan")
     log.info(

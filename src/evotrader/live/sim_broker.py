@@ -49,6 +49,7 @@ from evotrader.live.broker import (
 from evotrader.live.journal import Journal, JournalError
 from evotrader.live.session import BROKERS, BrokerSetup, SetupError
 from evotrader.risk.preferences import TradingHours, bar_end_times, bar_open_times
+from evotrader.training.guards import TradableCheckpoint
 
 
 @dataclass(frozen=True)
@@ -452,30 +453,39 @@ class SimBroker(Broker):
 
 def from_setup(setup: BrokerSetup) -> SimBroker:
     """The session's replay: the traded symbol's bars from the checkpoint's source (or
-    ``bars_source``, or the ``bars_path`` file), from its test split's start to its end."""
+    ``bars_source``, or the ``bars_path`` file), from its test split's start to its end;
+    for a registered strategy, its search's source and test split, costs and cash."""
     options, tradable, symbol = setup.options, setup.tradable, setup.config.symbol
-    own_source = tradable.data.source if tradable.data else None
+    if isinstance(tradable, TradableCheckpoint):
+        own_source = tradable.data.source if tradable.data else None
+        split = tradable.checkpoint.data_range
+        start, end = options.start or split.get("test_start"), options.end or split.get("test_end")
+        execution, cash = tradable.spec.execution, tradable.spec.initial_cash
+    else:
+        own_source = tradable.spec.universe.source
+        start = options.start or tradable.windows.test_start
+        end = options.end or tradable.windows.test_end
+        execution, cash = tradable.execution, tradable.cash
     if options.bars_path:  # the user's own file, named on the command line
         kind = "parquet" if options.bars_path.suffix == ".parquet" else "csv"
         bars = load_bars(kind, symbol, path=options.bars_path)
     elif options.bars_source and options.bars_source != own_source:
         bars = load_bars(options.bars_source, symbol)
+    elif not isinstance(tradable, TradableCheckpoint):
+        bars = tradable.bars(end)
     elif tradable.data is not None:
         bars = tradable.bars(symbol)
     else:
         where = tradable.where
         raise SetupError(f"{where} does not say where its bars came from; pass --bars-source")
-    checkpoint = tradable.checkpoint
-    start = options.start or checkpoint.data_range.get("test_start")
-    end = options.end or checkpoint.data_range.get("test_end")
     bars = bars.loc[:end] if end else bars
     try:
         return SimBroker(
             bars,
             setup.config.instrument,
             start=start,
-            execution=tradable.spec.execution,
-            initial_cash=tradable.spec.initial_cash,
+            execution=execution,
+            initial_cash=cash,
             hours=setup.prefs.trading_hours,
         )
     except ValueError as error:  # bars too short for the replay, a start past the end

@@ -91,3 +91,52 @@ def make_checkpoint(
         },
     )
     return save_checkpoint(checkpoint, path)
+
+
+def make_strategy_registry(
+    path: Path,
+    spec: Any,
+    *,
+    validated: bool | None = True,
+    symbol: str = "GOOG",
+    cash: float = 100_000.0,
+) -> Path:
+    """A strategy registry as strategy_search leaves one, without the search: ``spec``
+    registered with a validation verdict (passed or not; ``None``: only screened) and the
+    search's windows (embedded ``symbol``'s splits), data, default costs and cash."""
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from evotrader.env.execution import ExecutionModel
+    from evotrader.strategies.registry import Registry
+    from evotrader.strategies.spec import StrategyResult
+    from evotrader.training.strategy_stage import SEARCH_META, Windows
+
+    splits = split_by_time(load_bars("embedded", symbol), embargo=5)
+    with Registry(path) as registry:
+        registry.set_meta(
+            SEARCH_META,
+            {
+                "windows": Windows.from_splits(splits).to_dict(),
+                "data": {"source": "embedded", "start": None, "options": {}},
+                "execution": asdict(ExecutionModel()),
+                "cash": cash,
+            },
+        )
+        registry.add_spec(spec)
+        phases = {"screen": True} | ({} if validated is None else {"validate": validated})
+        for phase, passed in phases.items():
+            registry.record(
+                StrategyResult(
+                    spec_id=spec.spec_id,
+                    phase=phase,
+                    passed=passed,
+                    metrics={},
+                    benchmark={},
+                    parameters=dict(spec.parameters),
+                    equity=pd.Series(dtype="float64"),
+                    trades=pd.DataFrame(),
+                )
+            )
+    return path

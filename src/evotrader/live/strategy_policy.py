@@ -1,0 +1,211 @@
+"""A registered strategy traded by the live bot: its spec, decided bar by bar.
+
+``run_live_bot.py --strategy ID`` trades a ``StrategySpec`` from a strategy search's
+registry through the same runner, risk engine, journal and brokers as a checkpoint. Its
+decision at each closed bar is the one ``run_backtest.py --strategy ID`` trades: the same
+``spec_targets`` (template signal, sizing, shorting rule, exits) with the registered
+parameters, run on the bars up to and including that bar only, so a later bar can never
+change an earlier decision. The policy keeps its own history from the start of the data
+(``STRATEGY_HISTORY_BARS`` at most), because path-dependent rules (hysteresis, exits)
+depend on where their history starts; the sim replays the search's test split with the
+search's costs and cash, so the bot's fills and equity equal the backtest's.
+
+Which strategies it trades: one that passed validation (``--allow-unvalidated`` lets the
+bot trade one that was only screened, never with real money); real money only a
+live-ready one (it passed the audit too). Single-instrument specs only for now.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evotrader.env.execution import ExecutionModel
+from evotrader.env.spec import EnvSpec
+from evotrader.live.runner import PolicyError
+from evotrader.live.session import SetupError
+from evotrader.live.window import COLUMNS
+from evotrader.strategies.registry import Registry, RegistryError
+from evotrader.strategies.signals import spec_targets
+from evotrader.strategies.spec import StrategySpec
+from evotrader.strategies.universe import resolve_books
+from evotrader.training.strategy_stage import SEARCH_META, Windows, find_registry, load_symbol
+
+log = logging.getLogger(__name__)
+
+STRATEGY_HISTORY_BARS = 5000  # about 20 years of daily bars: the history a decision reads
+MULTI_LEG = "multi-leg strategies are not traded live yet"
+QUARTERS = 4  # template targets are multiples of 1/4 in [-1, 1] (templates/_indicators.py)
+
+
+def positions_of(spec: StrategySpec) -> tuple[float, ...]:
+    """Every target the spec can decide: quarter steps of its position size, shorts too
+    when it may short (``spec_targets`` computes each the same way, so they match exactly)."""
+    low = -QUARTERS if spec.risk.allow_short else 0
+    return tuple(step / QUARTERS * spec.risk.position_size for step in range(low, QUARTERS + 1))
+
+
+class StrategyPolicy:
+    """A single-instrument spec deciding at each closed bar from the bars up to it.
+
+    ``history`` seeds the bars the decisions read; each ``decide`` adds the runner's newer
+    bars (the bar just closed, or a back-fill after a reconnect) and returns the index of
+    ``spec_targets``'s target at the newest bar in ``positions``.
+    """
+
+    def __init__(
+        self,
+        spec: StrategySpec,
+        parameters: dict[str, int | float],
+        history: pd.DataFrame,
+    ) -> None:
+        if spec.info.legs != 1 or len(spec.universe.symbols) != 1:
+            raise SetupError(f"strategy {spec.spec_id}: {MULTI_LEG}")
+        self.spec, self.parameters = spec, dict(parameters)
+        self.positions = positions_of(spec)
+        self.bars = history[COLUMNS].astype("float64")
+
+    def decide(self, bars: pd.DataFrame) -> int:
+        if len(self.bars):
+            bars = bars.loc[bars.index > self.bars.index[-1]]
+        if len(bars):
+            self.bars = pd.concat([self.bars, bars[COLUMNS].astype("float64")])
+        target = self.target(self.bars)
+        try:
+            return self.positions.index(target)
+        except ValueError:
+            raise PolicyError(
+                f"strategy {self.spec.spec_id} decided {target!r}, not one of {self.positions}"
+            ) from None
+
+    def target(self, bars: pd.DataFrame) -> float:
+        """The spec's target at the last of ``bars``, from those bars only."""
+        return float(spec_targets(self.spec, (bars,), self.parameters)[-1, 0])
+
+
+@dataclass(frozen=True)
+class TradableStrategy:
+    """A registered spec with what trading it needs: the parameters its verdict settled
+    on, and its search's windows, data, costs and cash (as ``backtest_registered`` reads
+    them)."""
+
+    spec: StrategySpec
+    parameters: dict[str, int | float]
+    registry: Path
+    windows: Windows
+    data: dict[str, Any]
+    execution: ExecutionModel
+    cash: float
+    validated: bool
+    live_ready: bool
+
+    @property
+    def spec_id(self) -> str:
+        return self.spec.spec_id
+
+    @property
+    def symbol(self) -> str:
+        return self.spec.universe.symbols[0]
+
+    @property
+    def where(self) -> str:
+        return f"strategy {self.spec_id} in {self.registry}"
+
+    @property
+    def env(self) -> EnvSpec:
+        """What the runner needs of an env: the spec's targets, the search's costs and cash."""
+        return EnvSpec(
+            window=1,
+            positions=positions_of(self.spec),
+            initial_cash=self.cash,
+            agent_state=False,
+            execution=self.execution,
+        )
+
+    @classmethod
+    def load(
+        cls,
+        spec_id: str,
+        registry: Path | None,
+        runs_dir: Path,
+        *,
+        allow_unvalidated: bool = False,
+        real_money: bool = False,
+    ) -> TradableStrategy:
+        """The strategy ``spec_id`` from ``registry`` (default: the newest registry under
+        ``runs_dir`` holding it); one ``SetupError`` for anything that makes it untradable."""
+        try:
+            path = registry or find_registry(runs_dir, spec_id)
+        except FileNotFoundError as error:
+            raise SetupError(f"{error}; pass --registry PATH") from error
+        if not path.is_file():
+            raise SetupError(f"--registry {path}: no such file")
+        try:
+            with Registry(path) as found:
+                if spec_id not in found:
+                    raise SetupError(f"strategy {spec_id} is not in the registry {path}")
+                spec = found.spec(spec_id)
+                validation = found.result(spec_id, "validate")
+                verdict = validation or found.result(spec_id, "screen")
+                live_ready = any(s.spec_id == spec_id for s in found.live_ready())
+                meta = found.meta(SEARCH_META)
+        except RegistryError as error:
+            raise SetupError(f"registry {path}: {error}") from error
+        if spec.info.legs != 1 or len(spec.universe.symbols) != 1:
+            raise SetupError(f"strategy {spec_id} ({spec.template}): {MULTI_LEG}")
+        validated = validation is not None and validation.passed
+        if real_money and not live_ready:
+            raise SetupError(
+                f"strategy {spec_id} is not live-ready (it has not passed the audit); "
+                "real money trades only live-ready strategies"
+            )
+        if not validated and not allow_unvalidated:
+            raise SetupError(
+                f"strategy {spec_id} did not pass validation; the bot trades validated "
+                "strategies only (--allow-unvalidated trades it anyway, never with --live)"
+            )
+        if verdict is None:
+            raise SetupError(f"strategy {spec_id} was never screened: it has no parameters")
+        return cls(
+            spec=spec,
+            parameters=dict(verdict.parameters),
+            registry=path,
+            windows=Windows.from_dict(meta["windows"]),
+            data=dict(meta["data"]),
+            execution=ExecutionModel(**meta["execution"]),
+            cash=float(meta["cash"]),
+            validated=validated,
+            live_ready=live_ready,
+        )
+
+    def bars(self, end: str | pd.Timestamp | None = None) -> pd.DataFrame:
+        """The symbol's bars from its search's source, up to ``end`` (default: the end of
+        the test split), exactly as ``backtest_registered`` loads them."""
+        stop = pd.Timestamp(end) if end is not None else self.windows.test_end
+        return load_symbol(self.data, self.spec.universe.source, self.symbol, stop)
+
+    def policy(self, history: pd.DataFrame) -> StrategyPolicy:
+        """The policy deciding after ``history``; a universe filter that rejects the symbol
+        on that history (as the backtest resolves it before its first bar) is refused."""
+        if not resolve_books(self.spec, {self.symbol: history}):
+            raise SetupError(
+                f"{self.where}: its universe filters reject {self.symbol} on the bars "
+                f"before {history.index[-1]}: nothing to trade"
+            )
+        return StrategyPolicy(self.spec, self.parameters, history)
+
+    def describe(self) -> dict[str, Any]:
+        """What the journal and the event log record of the strategy traded."""
+        return {
+            "strategy": self.spec_id,
+            "template": self.spec.template,
+            "symbol": self.symbol,
+            "parameters": self.parameters,
+            "registry": str(self.registry),
+            "validated": self.validated,
+            "live_ready": self.live_ready,
+        }

@@ -1,0 +1,98 @@
+"""The live strategy policy decides causally, as the backtest does, and refuses what it must."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.unit.live.helpers import make_strategy_registry
+
+from evotrader.data import load_bars
+from evotrader.live.session import LiveOptions, SetupError
+from evotrader.live.strategy_policy import (
+    MULTI_LEG,
+    StrategyPolicy,
+    TradableStrategy,
+    positions_of,
+)
+from evotrader.strategies.signals import spec_targets
+from evotrader.strategies.spec import RiskParams, StrategySpec
+
+SPEC = StrategySpec.build(
+    "momentum/volatility-scaled-momentum",
+    ["GOOG"],
+    risk=RiskParams(position_size=0.8, stop_loss=0.08),
+)
+
+
+@pytest.fixture(scope="module")
+def bars() -> pd.DataFrame:
+    return load_bars("embedded", "GOOG").iloc[:700]
+
+
+def decisions(policy: StrategyPolicy, bars: pd.DataFrame, first: int) -> list[float]:
+    """Feed ``bars`` from ``first`` on one at a time, as the runner does."""
+    return [policy.positions[policy.decide(bars.iloc[: t + 1])] for t in range(first, len(bars))]
+
+
+def test_decisions_equal_the_vectorised_targets_and_ignore_the_future(bars) -> None:
+    first = 400
+    live = decisions(StrategyPolicy(SPEC, SPEC.parameters, bars.iloc[:first]), bars, first)
+    backtest = spec_targets(SPEC, (bars,), SPEC.parameters)[first:, 0]
+    assert live == list(backtest)
+    assert len(set(live)) > 3  # quarter steps, long and short, and stopped-out flats
+
+    cut = 550  # the bars after it are rewritten wildly: no decision up to it may change
+    perturbed = bars.copy()
+    rng = np.random.default_rng(0)
+    scale = rng.uniform(0.5, 2.0, size=len(bars) - cut - 1)
+    for column in ("open", "high", "low", "close"):
+        perturbed.iloc[cut + 1 :, perturbed.columns.get_loc(column)] *= scale
+    again = decisions(
+        StrategyPolicy(SPEC, SPEC.parameters, perturbed.iloc[:first]), perturbed, first
+    )
+    assert again[: cut - first + 1] == live[: cut - first + 1]
+    assert again != live  # the perturbation did reach the later decisions
+
+
+def test_positions_cover_every_target_a_spec_can_decide() -> None:
+    assert positions_of(SPEC) == tuple(k / 4 * 0.8 for k in range(-4, 5))
+    long_only = StrategySpec.build(
+        "trend-following/macd", ["GOOG"], risk=RiskParams(allow_short=False)
+    )
+    assert positions_of(long_only) == (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def test_unknown_and_unvalidated_strategies_are_refused(tmp_path: Path) -> None:
+    registry = make_strategy_registry(tmp_path / "s.sqlite", SPEC, validated=False)
+    with pytest.raises(SetupError, match="strategy 0123456789abcdef is not in the registry"):
+        TradableStrategy.load("0123456789abcdef", registry, tmp_path)
+    with pytest.raises(SetupError, match=r"no registry under .* holds strategy"):
+        TradableStrategy.load(SPEC.spec_id, None, tmp_path / "empty")
+    with pytest.raises(SetupError, match=r"--registry .*: no such file"):
+        TradableStrategy.load(SPEC.spec_id, tmp_path / "missing.sqlite", tmp_path)
+    with pytest.raises(SetupError, match=r"did not pass validation.*--allow-unvalidated"):
+        TradableStrategy.load(SPEC.spec_id, registry, tmp_path)
+    allowed = TradableStrategy.load(SPEC.spec_id, registry, tmp_path, allow_unvalidated=True)
+    assert not allowed.validated and allowed.symbol == "GOOG"
+    validated = make_strategy_registry(tmp_path / "v.sqlite", SPEC)
+    assert TradableStrategy.load(SPEC.spec_id, validated, tmp_path).validated
+    with pytest.raises(SetupError, match="not live-ready"):  # validated, but not audited
+        TradableStrategy.load(SPEC.spec_id, validated, tmp_path, real_money=True)
+    with pytest.raises(SetupError, match="never trades real money"):
+        LiveOptions(strategy=SPEC.spec_id, allow_unvalidated=True, live=True)
+    with pytest.raises(SetupError, match="drop --checkpoint"):
+        LiveOptions(strategy=SPEC.spec_id, checkpoint=tmp_path / "x.pth")
+
+
+def test_a_multi_leg_strategy_is_refused(tmp_path: Path) -> None:
+    pair = StrategySpec.build("pairs/distance-zscore", ["GOOG", "AAPL"])
+    registry = make_strategy_registry(tmp_path / "s.sqlite", pair)
+    with pytest.raises(SetupError, match=MULTI_LEG):
+        TradableStrategy.load(pair.spec_id, registry, tmp_path)
+    two = StrategySpec.build("trend-following/macd", ["GOOG", "AAPL"])
+    registry = make_strategy_registry(tmp_path / "t.sqlite", two)
+    with pytest.raises(SetupError, match=MULTI_LEG):
+        TradableStrategy.load(two.spec_id, registry, tmp_path)
