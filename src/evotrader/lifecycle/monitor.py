@@ -19,11 +19,12 @@ not cover the paper days). On those days it measures
 After ``days`` trading days (default 20) the verdict is *promote* (paper -> champion), *keep
 watching* or *demote* (paper -> candidate), with its reasons and figures; a breach before
 then flags (an alert, the entry stays in paper) or demotes, as ``breach_action`` says. Every
-change goes through the registry with its reason and figures. This first version promotes
-only where the registry allows it without a comparison (the symbol has no champion); with
-a champion in place the verdict stays *keep watching* and says why, since replacing it needs
-a forward comparison of both on the paper days (``record_comparison`` with basis
-``forward``), not yet written.
+change goes through the registry with its reason and figures. Where the symbol already has
+a champion, a promotion first needs a forward comparison (``against_champion``): the paper
+entry's realised days against the champion's backtest on the same bars and days, by the
+holdout's rule (excess over buy-and-hold), stored with basis ``forward``; the registry's
+promotion reads it and retires the old champion. Without bars covering the paper days, or
+without beating the champion, the verdict stays *keep watching*.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evotrader.backtest.significance import edge_on_test, excess_returns
 from evotrader.core.atomic import write_atomic
 from evotrader.core.checks import (
     require_between,
@@ -48,7 +50,7 @@ from evotrader.core.checks import (
 from evotrader.core.trading import Fill
 from evotrader.lifecycle.alerts import BREACH, DEMOTION, Alerts
 from evotrader.lifecycle.states import CANDIDATE, CHAMPION, PAPER, LifecycleError
-from evotrader.lifecycle.store import Entry, ModelRegistry, Transition
+from evotrader.lifecycle.store import FORWARD, Entry, ModelRegistry, Transition
 from evotrader.live.journal import Journal
 from evotrader.training.guards import TradableCheckpoint
 
@@ -60,6 +62,11 @@ BREACH_ACTIONS = (FLAG, DEMOTE)
 TRADING_DAYS = 252  # annualises the daily tracking error
 FLAT = 1e-12  # a daily return this small is a flat day (sign 0)
 VERDICT_FILE = "monitor.json"  # written into the bot's folder
+FORWARD_RULE = (
+    "paper days, after costs: the challenger's realised excess over buy-and-hold (annualised "
+    "Sharpe of the daily excess) must be positive and above the champion's, backtested on the "
+    "same bars and days"
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ class Expected:
     fills: pd.DataFrame  # price, units, cost per fill day (empty: fills not known)
     daily_sigma: float  # std of the backtest's daily returns over the checkpoint's test split
     source: str  # where ``equity`` came from
+    bars: pd.DataFrame | None = None  # the bars backtested (None: the bot's own expectation)
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,7 @@ def expectation_for(
     result = tradable.backtest(bars, bars.loc[days[0] : days[-1]])
     own = tradable.backtest(bars)  # its test split: the distribution it was judged on
     sigma = float(np.std(_daily_returns(own.equity), ddof=1))
-    return Expected(result.equity, result.fills, sigma, "backtest on the checkpoint's bars")
+    return Expected(result.equity, result.fills, sigma, "backtest on the checkpoint's bars", bars)
 
 
 def judge_paper(
@@ -274,19 +282,11 @@ def monitor(
             f"the bot in {bot_dir} traded {record.checkpoint}, not entry {entry_id}'s {path}"
         )
     tradable = TradableCheckpoint.load(path)
-    verdict = judge_paper(entry, record, expectation_for(tradable, record, bars), settings)
+    expected = expectation_for(tradable, record, bars)
+    verdict = judge_paper(entry, record, expected, settings)
     champion = registry.champion(entry.symbol)
     if verdict.decision == PROMOTE and champion is not None:
-        verdict = replace(
-            verdict,
-            decision=WATCH,
-            reasons=(
-                *verdict.reasons,
-                f"{entry.symbol} has champion entry {champion.id}: replacing it needs a forward "
-                "comparison of both on these days (not yet in the monitor) or "
-                f"`registry compare {entry_id}`",
-            ),
-        )
+        verdict = against_champion(registry, verdict, record, expected, champion)
     changes = apply_verdict(registry, verdict, alerts)
     if alerts is not None:
         alerts.events.emit(
@@ -295,6 +295,80 @@ def monitor(
     write_atomic(bot_dir / VERDICT_FILE, json.dumps(verdict.to_dict(), indent=1, default=str))
     log.info(f"entry {entry_id}: {verdict.decision} ({verdict.reason})")
     return verdict, changes
+
+
+def against_champion(
+    registry: ModelRegistry,
+    verdict: MonitorVerdict,
+    record: PaperRecord,
+    expected: Expected,
+    champion: Entry,
+) -> MonitorVerdict:
+    """A paper entry fit to promote, against the symbol's champion on the paper days: its
+    realised days against the champion's backtest on the same bars and days, judged by
+    ``FORWARD_RULE`` and stored as a ``forward`` comparison (which the promotion reads). A
+    verdict that does not beat the champion, or that has no bars to backtest it on, stays
+    *keep watching*."""
+    if expected.bars is None:
+        return replace(
+            verdict,
+            decision=WATCH,
+            reasons=(
+                *verdict.reasons,
+                f"{champion.symbol} has champion entry {champion.id} and the paper days are not "
+                "in the checkpoint's bars, so it cannot be backtested on them: "
+                f"`registry compare {verdict.entry_id}` on a holdout instead",
+            ),
+        )
+    ours = _day_ends(record.equity)
+    days = ours.index
+    old = TradableCheckpoint.load(registry.verify(champion)).backtest(
+        expected.bars, expected.bars.loc[days[0] : days[-1]]
+    )
+    theirs = _day_ends(old.equity).loc[days]
+    buy_hold = _day_ends(old.benchmark_equity).loc[days]
+    edges = {
+        name: edge_on_test(excess_returns(curve, buy_hold))
+        for name, curve in (("challenger", ours), ("champion", theirs))
+    }
+    sharpe = {name: float(edge.sharpe * math.sqrt(TRADING_DAYS)) for name, edge in edges.items()}
+    passed = sharpe["challenger"] > 0 and sharpe["challenger"] > sharpe["champion"]
+    first, last = str(days[0]), str(days[-1])
+    text = (
+        f"entry {verdict.entry_id} {'beats' if passed else 'does not beat'} champion entry "
+        f"{champion.id} on the paper days {first} -> {last} ({len(days)} days): excess over "
+        f"buy-and-hold Sharpe {sharpe['challenger']:.2f} (realised) vs "
+        f"{sharpe['champion']:.2f} (backtested), after costs"
+    )
+    comparison = registry.record_comparison(
+        verdict.entry_id,
+        champion.id,
+        basis=FORWARD,
+        rule=FORWARD_RULE,
+        period=(first, last),
+        figures={
+            "days": len(days),
+            "challenger": {
+                "excess_sharpe": sharpe["challenger"],
+                "excess_psr": float(edges["challenger"].probability),
+                "total_return": float(ours.iloc[-1] / ours.iloc[0] - 1),
+            },
+            "champion": {
+                "excess_sharpe": sharpe["champion"],
+                "excess_psr": float(edges["champion"].probability),
+                "total_return": float(theirs.iloc[-1] / theirs.iloc[0] - 1),
+            },
+            "buy_hold_return": float(buy_hold.iloc[-1] / buy_hold.iloc[0] - 1),
+        },
+        passed=passed,
+        verdict=text,
+    )
+    log.info(text)
+    reason = f"forward comparison {comparison.id}: {text}"
+    figures = verdict.figures | {"forward_comparison": comparison.id}
+    if passed:
+        return replace(verdict, reasons=(*verdict.reasons, reason), figures=figures)
+    return replace(verdict, decision=WATCH, reasons=(*verdict.reasons, reason), figures=figures)
 
 
 def apply_verdict(

@@ -253,8 +253,7 @@ class ModelRegistry:
         verdict: str,
     ) -> Comparison:
         """Store a challenger-vs-champion comparison; ``holdout.compare_on_holdout`` calls it
-        with basis HOLDOUT; a forward (paper) comparison of both will with FORWARD (the paper
-        monitor does not record one yet)."""
+        with basis HOLDOUT, the paper monitor (``monitor.against_champion``) with FORWARD."""
         if basis not in (HOLDOUT, FORWARD):
             raise LifecycleError(f"a comparison is on {HOLDOUT} or {FORWARD} bars, not {basis!r}")
         if challenger_id == champion_id:
