@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from evotrader.backtest.significance import edge_on_test, excess_returns
 from evotrader.core.atomic import write_atomic
@@ -270,8 +271,24 @@ def monitor(
     bars: pd.DataFrame | None = None,
 ) -> tuple[MonitorVerdict, list[Transition]]:
     """Judge paper entry ``entry_id`` on the bot in ``bot_dir``, carry the verdict out
-    through the registry, alert, and write it to ``bot_dir/monitor.json``."""
-    settings = settings or MonitorSettings()
+    through the registry, alert, and write it to ``bot_dir/monitor.json``. Backtests run on
+    one torch thread, as the bot does: one observation per bar gains nothing from more."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _monitor(registry, entry_id, bot_dir, settings or MonitorSettings(), alerts, bars)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _monitor(
+    registry: ModelRegistry,
+    entry_id: int,
+    bot_dir: Path,
+    settings: MonitorSettings,
+    alerts: Alerts | None,
+    bars: pd.DataFrame | None,
+) -> tuple[MonitorVerdict, list[Transition]]:
     entry = registry.entry(entry_id)
     if entry.state != PAPER:
         raise LifecycleError(f"entry {entry_id} is {entry.state}: only a paper entry is monitored")
