@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import run_backtest
 import yaml
 
 from evotrader.core.checkpoint import load_checkpoint
+from evotrader.training.guards import TradableCheckpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("stage_1_ppo", "stage_2_moe", "stage_3_maml", "stage_4_autonomous", "strategy_search")
@@ -107,7 +107,7 @@ def test_sim_bot_trades_the_result_like_the_backtest(trained, tmp_path: Path) ->
     )
     assert CHAMPION in done.stdout
     summary = json.loads((out / "summary.json").read_text())
-    expected = run_backtest.backtest_checkpoint(load_checkpoint(runs / "e2e" / CHAMPION))
+    expected = TradableCheckpoint.load(runs / "e2e" / CHAMPION).backtest()
     equity = np.asarray(list(summary["equity"].values()), dtype=float)
     np.testing.assert_allclose(equity, expected.equity.to_numpy(), rtol=1e-9)
     assert len(expected.fills) > 0  # the champion trades: the comparison is not of two flat lines

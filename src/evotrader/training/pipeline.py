@@ -247,8 +247,8 @@ def run_pipeline(config: TrainingConfig, *, new_run: bool = False) -> dict[str, 
             result.seconds = time.perf_counter() - started
             state.completed[name] = result
             state.save(state_path)
-        log.info(summary_table(state.completed))
         record_run(config, state.completed)
+        log.info(summary_table(state.completed))  # last: the run ends with its verdict
     return state.completed
 
 
