@@ -36,13 +36,15 @@ def training_config(*overrides: str) -> TrainingConfig:
 def stage_context(tmp_path: Path) -> Callable[..., StageContext]:
     """Build the context one stage would get from the pipeline, for ``overrides``."""
 
-    def make(name: str, *overrides: str) -> StageContext:
+    def make(name: str, *overrides: str, run_dir: Path | None = None) -> StageContext:
         config = training_config(*overrides)
         bars = bars_from(config.data)
         splits = splits_from(config.data, bars)
         pipeline = pipeline_from(config.features).fit(splits.train)
+        run_dir = run_dir or tmp_path
+        run_dir.mkdir(parents=True, exist_ok=True)
         # the pipeline binds a run folder to its settings before any stage writes
-        Fingerprint(fingerprint_values(config, bars), [name]).save(tmp_path / FINGERPRINT_FILE)
-        return StageContext(name, config, tmp_path, bars, splits, pipeline, {})
+        Fingerprint(fingerprint_values(config, bars), [name]).save(run_dir / FINGERPRINT_FILE)
+        return StageContext(name, config, run_dir, bars, splits, pipeline, {})
 
     return make

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from evotrader.core.checkpoint import load_checkpoint
@@ -21,7 +20,7 @@ def test_same_seed_runs_give_byte_identical_champion_tensors(
     ray_session, stage_context, tmp_path: Path
 ) -> None:
     first = stage_context("stage_4_autonomous", *TINY)
-    second = replace(first, run_dir=tmp_path / "again")
+    second = stage_context("stage_4_autonomous", *TINY, run_dir=tmp_path / "again")
     champions = [load_checkpoint(run_autonomous_stage(ctx).checkpoint) for ctx in (first, second)]
     a, b = (champion.state_dict for champion in champions)
     assert list(a) == list(b) and "memory.archive" in a

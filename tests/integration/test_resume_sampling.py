@@ -3,9 +3,9 @@ first iterations saw."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -54,14 +54,14 @@ def _meta_iteration(logged: str, iteration: int) -> str:
 
 
 def test_a_resumed_maml_stage_meets_the_tasks_of_an_uninterrupted_one(
-    stage_context, caplog
+    stage_context, caplog, tmp_path: Path
 ) -> None:
-    def maml(iterations: int) -> StageContext:
-        return stage_context("stage_3_maml", *SMALL, f"stage_3_maml.meta_iterations={iterations}")
+    def maml(iterations: int, run_dir: Path | None = None) -> StageContext:
+        overrides = (*SMALL, f"stage_3_maml.meta_iterations={iterations}")
+        return stage_context("stage_3_maml", *overrides, run_dir=run_dir)
 
     caplog.set_level(logging.INFO, logger="evotrader")
-    whole = maml(2)
-    run_maml_stage(dataclasses.replace(whole, run_dir=whole.run_dir / "whole"))
+    run_maml_stage(maml(2, run_dir=tmp_path / "whole"))
     uninterrupted = caplog.text
     caplog.clear()
     run_maml_stage(maml(1))
