@@ -155,11 +155,23 @@ def test_a_second_run_of_a_held_folder_is_refused_naming_the_holder(trained: Pat
     _assert_one_error(done, ExitCode.RUN, f"in use by process {os.getpid()}")
 
 
+def _as_from_a_terminal() -> None:
+    """SIGINT as a shell hands it to a foreground command: unblocked, default action. A child
+    inherits its parent's blocked-signal mask and an ignored SIGINT, and earlier tests' native
+    libraries may leave either on the test process, which would make the run deaf to Ctrl-C."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_with_one_error_line_and_a_rerun_resumes(tmp_path: Path) -> None:
     # enough iterations that a busy machine still signals mid-training, not after the run
     args = (f"runs_dir={tmp_path}", "run_name=stopped", *PPO, "stage_1_ppo.iterations=12")
     process = start_script(
-        "run_training.py", *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        "run_training.py",
+        *args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=_as_from_a_terminal,
     )
     last = tmp_path / "stopped" / "stage_1_ppo" / "last.pth"
     deadline = time.monotonic() + 300
