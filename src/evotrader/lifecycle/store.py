@@ -33,17 +33,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     inspect,
     select,
     text,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from evotrader.core.checkpoint import Checkpoint, load_checkpoint
+from evotrader.core.sql import database_url, open_engine, shown_url
 from evotrader.lifecycle.states import (
     CANDIDATE,
     CHAMPION,
@@ -201,10 +198,8 @@ class ModelRegistry:
     means SQLite)."""
 
     def __init__(self, url: str | Path) -> None:
-        self.url = _url(url)
-        self.engine: Engine = create_engine(self.url)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_foreign_keys)
+        self.url = database_url(url, LifecycleError)
+        self.engine: Engine = open_engine(self.url)
         self._check_schema()
 
     def __enter__(self) -> ModelRegistry:
@@ -467,16 +462,6 @@ def _change(
     )
 
 
-def shown_url(url: str | Path) -> str:
-    """``url`` with any password masked (safe for messages and logs); a path as it is."""
-    if isinstance(url, Path) or "://" not in str(url):
-        return str(url)
-    try:
-        return make_url(str(url)).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):
-        return "(not a database URL)"
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
@@ -579,21 +564,3 @@ def _json(value: Any) -> str:
 def _utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; every time stored here is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _url(url: str | Path) -> str:
-    if isinstance(url, Path) or "://" not in str(url):
-        path = Path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
-    try:
-        make_url(str(url))
-    except (ArgumentError, ValueError):  # the message repeats the URL, password included
-        raise LifecycleError("not a database URL: expected dialect[+driver]://...") from None
-    return str(url)
-
-
-def _sqlite_foreign_keys(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()

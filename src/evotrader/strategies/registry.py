@@ -28,16 +28,13 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
-    create_engine,
-    event,
     func,
     inspect,
     select,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from evotrader.core.sql import database_url, open_engine, shown_url
 from evotrader.strategies.auditor import AuditCheck, AuditReport
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 
@@ -108,10 +105,8 @@ class Registry:
     """Specs, lineage and verdicts in the database at ``url`` (a path means SQLite)."""
 
     def __init__(self, url: str | Path) -> None:
-        self.url = _url(url)
-        self.engine: Engine = create_engine(self.url)
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_foreign_keys)
+        self.url = database_url(url, RegistryError)
+        self.engine: Engine = open_engine(self.url)
         self._check_schema()
 
     def __enter__(self) -> Registry:
@@ -126,7 +121,7 @@ class Registry:
     @property
     def shown_url(self) -> str:
         """The URL with any password masked (safe for messages and logs)."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return shown_url(self.url)
 
     # --- specs and lineage ---------------------------------------------------------------
 
@@ -376,24 +371,6 @@ class Registry:
                     recorded_at=datetime.now(UTC),
                 )
             )
-
-
-def _url(url: str | Path) -> str:
-    if isinstance(url, Path) or "://" not in str(url):
-        path = Path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{path}"
-    try:
-        make_url(str(url))
-    except (ArgumentError, ValueError):  # the message repeats the URL, password included
-        raise RegistryError("not a database URL: expected dialect[+driver]://...") from None
-    return str(url)
-
-
-def _sqlite_foreign_keys(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 def _finite(value: float | None) -> float | None:

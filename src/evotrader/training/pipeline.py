@@ -37,10 +37,11 @@ from evotrader.config import (
 )
 from evotrader.core.atomic import write_atomic
 from evotrader.core.checkpoint import Checkpoint, CheckpointError, checkpoint_name
+from evotrader.core.sql import shown_url
 from evotrader.data import FeaturePipeline, TimeSplits
 from evotrader.env import VectorMarketEnv
 from evotrader.lifecycle.states import LifecycleError
-from evotrader.lifecycle.store import REGISTRY_FILE, ModelRegistry, shown_url
+from evotrader.lifecycle.store import REGISTRY_FILE, ModelRegistry
 from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, RunFolderError, open_run
 from evotrader.training.stages import STAGES, stage
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
