@@ -92,6 +92,28 @@ def rebalance(
     return cash, new_units, cost
 
 
+def rebalance_portfolio(
+    cash: float,
+    units: np.ndarray,
+    target: np.ndarray,
+    price: np.ndarray,
+    linear_rate: float,
+    impact: np.ndarray,
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Trade every asset to ``target[i]`` x portfolio equity at ``price[i]`` from one cash
+    balance; returns (cash, units, cost per asset).
+
+    Per asset this is ``rebalance``'s arithmetic with the portfolio's equity in place of a
+    single account's, so a one-asset portfolio moves exactly as a one-symbol account does.
+    """
+    equity = cash + float((units * price).sum())
+    new_units = target * equity / price
+    traded = np.abs(new_units - units)
+    cost = traded * price * (linear_rate + impact * traded**0.5)
+    cash = cash - float(((new_units - units) * price).sum()) - float(cost.sum())
+    return cash, new_units, cost
+
+
 @dataclass
 class SimAccount:
     """One symbol's cash and units, traded with the shared ``rebalance`` arithmetic (the sim

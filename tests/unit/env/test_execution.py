@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from evotrader.env import ExecutionModel, rebalance
+from evotrader.env.execution import rebalance_portfolio
 
 
 def test_rebalance_charges_every_cost_component_on_traded_notional() -> None:
@@ -54,3 +55,26 @@ def test_fill_timing_and_causal_impact(bars: pd.DataFrame) -> None:
 def test_invalid_execution_settings_are_refused(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field.split("_")[0]):
         ExecutionModel(**{field: value})
+
+
+def test_a_one_asset_portfolio_rebalances_exactly_as_one_account() -> None:
+    for cash, units, target, price, impact in [
+        (1e5, 0.0, 0.7, 101.3, 0.001),
+        (53_000.2, 312.7, -0.4, 97.1, 0.0),
+        (1e5, 10.0, 1.0, 55.5, 0.02),
+    ]:
+        single = rebalance(cash, units, target, price, 3e-4, impact)
+        many = rebalance_portfolio(
+            cash, np.array([units]), np.array([target]), np.array([price]), 3e-4, np.array([impact])
+        )
+        assert (many[0], many[1][0], many[2][0]) == single
+
+
+def test_a_portfolio_rebalance_spends_one_cash_balance_and_charges_each_asset() -> None:
+    price = np.array([50.0, 200.0])
+    cash, units, cost = rebalance_portfolio(
+        1e4, np.zeros(2), np.array([0.5, 0.25]), price, 1e-3, np.zeros(2)
+    )
+    assert units == pytest.approx([100.0, 12.5])
+    assert cost == pytest.approx([5.0, 2.5])
+    assert cash == pytest.approx(1e4 - 5000 - 2500 - 7.5)
