@@ -7,7 +7,9 @@ the registry is their index and the source of truth for what is traded.
 
 An entry is one checkpoint file, recorded by path and content hash (recording it again is a
 no-op; an overwritten file becomes a new entry) with its run, settings digest, data range,
-validation and test figures, DSR/PBO/verdict and lineage, as the checkpoint itself says.
+validation and test figures, DSR/PBO/verdict and lineage, as the checkpoint itself says; or
+one validated strategy of a strategy search's registry (``kind`` "strategy"), recorded by
+that registry's path, its spec id and a hash of the spec and its validated parameters.
 Every state change is a row of ``lifecycle_transitions`` with its time, reason and figures;
 every challenger-vs-champion comparison a row of ``lifecycle_comparisons``. The database
 holds at most one champion per symbol (a unique partial index, not only this code).
@@ -50,10 +52,13 @@ from evotrader.lifecycle.states import (
     check_promotion,
     demotion_target,
 )
+from evotrader.strategies.registry import SEARCH_META, RegistryError
+from evotrader.strategies.registry import Registry as StrategyRegistry
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2 added strategy entries (``strategy_id``); 1 is migrated in place
 REGISTRY_FILE = "registry.sqlite"  # under runs_dir
 HOLDOUT, FORWARD = "holdout", "forward"  # what a comparison was run on
+CHECKPOINT, STRATEGY = "checkpoint", "strategy"  # what an entry is
 
 
 class RegistryStateError(LifecycleError):
@@ -82,7 +87,7 @@ class _Entry(_Base):
         ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(20))  # checkpoint (strategies: not yet)
+    kind: Mapped[str] = mapped_column(String(20))  # CHECKPOINT or STRATEGY
     stage: Mapped[str] = mapped_column(String(100))
     symbol: Mapped[str] = mapped_column(String(100), index=True)
     path: Mapped[str] = mapped_column(Text)
@@ -100,6 +105,7 @@ class _Entry(_Base):
     created_at: Mapped[str] = mapped_column(String(40))  # the checkpoint's own timestamp
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     state: Mapped[str] = mapped_column(String(20), index=True)
+    strategy_id: Mapped[str | None] = mapped_column(String(100))  # a STRATEGY entry's spec id
 
 
 class _Transition(_Base):
@@ -151,6 +157,12 @@ class Entry:
     created_at: str
     recorded_at: datetime
     state: str
+    strategy_id: str | None = None  # a STRATEGY entry's spec id in the registry at ``path``
+
+    @property
+    def name(self) -> str:
+        """How the operator and the bot name it: the file, or the strategy and its registry."""
+        return f"strategy {self.strategy_id} in {self.path}" if self.strategy_id else self.path
 
     def figures(self) -> dict[str, Any]:
         """What a promotion records as the evidence it was taken on."""
@@ -234,6 +246,38 @@ class ModelRegistry:
             session.flush()
             session.add(_change(row.id, None, CANDIDATE, reason, _entry(row).figures()))
             return _entry(row)
+
+    def record_strategy(
+        self, strategies: str | Path, spec_id: str, reason: str = "recorded"
+    ) -> Entry:
+        """Record strategy ``spec_id`` of the strategy registry at ``strategies`` as a
+        candidate, if it passed validation; the entry already there when this spec with these
+        parameters was recorded from that registry before."""
+        path = Path(strategies).resolve()
+        row = _strategy_row(path, spec_id)
+        with Session(self.engine) as session, session.begin():
+            found = session.scalar(
+                select(_Entry).where(_Entry.path == row.path, _Entry.sha256 == row.sha256)
+            )
+            if found is not None:
+                return _entry(found)
+            session.add(row)
+            session.flush()
+            session.add(_change(row.id, None, CANDIDATE, reason, _entry(row).figures()))
+            return _entry(row)
+
+    def find(self, path: str | Path, strategy_id: str | None = None) -> Entry | None:
+        """The entry of the checkpoint file at ``path`` as its bytes are now (or of strategy
+        ``strategy_id`` in the strategy registry at ``path``), if it was recorded."""
+        path = Path(path).resolve()
+        query = select(_Entry).where(_Entry.path == str(path)).order_by(_Entry.id.desc())
+        if strategy_id is not None:
+            query = query.where(_Entry.strategy_id == strategy_id)
+        else:
+            query = query.where(_Entry.sha256 == file_sha256(path))
+        with Session(self.engine) as session:
+            found = session.scalar(query)
+            return _entry(found) if found is not None else None
 
     def record_comparison(
         self,
@@ -380,10 +424,18 @@ class ModelRegistry:
             return [_comparison(row) for row in session.scalars(query)]
 
     def verify(self, entry: Entry) -> Path:
-        """The entry's file, refused when its bytes are no longer the ones recorded."""
+        """The entry's file, refused when its bytes (a strategy: its spec and validated
+        parameters) are no longer the ones recorded."""
         path = Path(entry.path)
         if not path.is_file():
             raise LifecycleError(f"entry {entry.id}: its file {path} is gone")
+        if entry.strategy_id is not None:
+            if _strategy_row(path, entry.strategy_id).sha256 != entry.sha256:
+                raise LifecycleError(
+                    f"entry {entry.id}: strategy {entry.strategy_id} in {path} changed since "
+                    "it was recorded; record it again as a new entry"
+                )
+            return path
         if file_sha256(path) != entry.sha256:
             raise LifecycleError(
                 f"entry {entry.id}: {path} changed since it was recorded (sha256 differs); "
@@ -394,10 +446,18 @@ class ModelRegistry:
     # --- internals -----------------------------------------------------------------------
 
     def _check_schema(self) -> None:
-        """Refuse another layout version before creating anything; stamp a new database."""
+        """Refuse another layout version before creating anything; migrate version 1 (it
+        lacks strategy entries' one column); stamp a new database."""
         if inspect(self.engine).has_table(_SchemaVersion.__tablename__):
             with Session(self.engine) as session:
                 version = max(session.scalars(select(_SchemaVersion.version)), default=None)
+            if version == 1:
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        text("ALTER TABLE lifecycle_entries ADD COLUMN strategy_id VARCHAR(100)")
+                    )
+                    connection.execute(text("DELETE FROM lifecycle_schema_version"))
+                version = None
             if version is not None and version != SCHEMA_VERSION:
                 raise RegistryStateError(
                     f"model registry {self.shown_url} has schema version {version}, this "
@@ -483,7 +543,7 @@ def _row_of(checkpoint: Checkpoint, path: Path, digest: str) -> _Entry:
         k.removeprefix("validation_"): v for k, v in metrics.items() if not k.startswith("test_")
     }
     return _Entry(
-        kind="checkpoint",
+        kind=CHECKPOINT,
         stage=str(extra.get("stage", checkpoint.kind)),
         symbol=checkpoint.symbol,
         path=str(path),
@@ -501,6 +561,52 @@ def _row_of(checkpoint: Checkpoint, path: Path, digest: str) -> _Entry:
         created_at=checkpoint.created_at,
         recorded_at=datetime.now(UTC),
         state=CANDIDATE,
+    )
+
+
+def _strategy_row(path: Path, spec_id: str) -> _Entry:
+    """A new candidate entry from what the strategy registry at ``path`` holds of
+    ``spec_id``: refused unless it passed validation (only validated strategies trade)."""
+    if not path.is_file():
+        raise LifecycleError(f"strategy registry {path}: no such file")
+    try:
+        with StrategyRegistry(path) as strategies:
+            if spec_id not in strategies:
+                raise LifecycleError(f"strategy {spec_id} is not in the registry {path}")
+            spec = strategies.spec(spec_id)
+            validation = strategies.result(spec_id, "validate")
+            meta = strategies.meta(SEARCH_META) or {}
+            lineage = [parent.spec_id for parent in strategies.ancestors(spec_id)]
+    except RegistryError as error:
+        raise LifecycleError(f"strategy registry {path}: {error}") from error
+    if validation is None or not validation.passed:
+        raise LifecycleError(
+            f"strategy {spec_id} in {path} did not pass validation; only validated "
+            "strategies are recorded in the model registry"
+        )
+    content = {"spec": spec.to_dict(), "parameters": dict(validation.parameters)}
+    digest = hashlib.sha256(_json(content).encode()).hexdigest()
+    windows = meta.get("windows", {})
+    return _Entry(
+        kind=STRATEGY,
+        stage=f"strategy {spec.template}",
+        symbol=",".join(spec.universe.symbols),
+        path=str(path),
+        sha256=digest,
+        run_name=path.parent.name,
+        settings_digest="",
+        data_range=_json(windows),
+        data=_json(meta.get("data", {})),
+        validation=_json(dict(validation.metrics)),
+        test=_json({}),
+        dsr=validation.metrics.get("dsr"),
+        pbo=validation.metrics.get("pbo"),
+        verdict="passed validation",
+        lineage=_json(lineage),
+        created_at=str(windows.get("test_end", "")),
+        recorded_at=datetime.now(UTC),
+        state=CANDIDATE,
+        strategy_id=spec_id,
     )
 
 
@@ -525,6 +631,7 @@ def _entry(row: _Entry) -> Entry:
         created_at=row.created_at,
         recorded_at=_utc(row.recorded_at),
         state=row.state,
+        strategy_id=row.strategy_id,
     )
 
 

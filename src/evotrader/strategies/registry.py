@@ -39,6 +39,7 @@ from evotrader.strategies.auditor import AuditCheck, AuditReport
 from evotrader.strategies.spec import StrategyResult, StrategySpec
 
 SCHEMA_VERSION = 1
+SEARCH_META = "search"  # the meta key a search records its windows, data, costs and cash under
 PHASES: tuple[str, ...] = ("screen", "validate", "audit")
 
 

@@ -35,7 +35,7 @@ from evotrader.strategies.auditor import AuditLimits, AuditReport, audit
 from evotrader.strategies.backtest_bridge import run_engine
 from evotrader.strategies.evolver import CycleReport, Evolver, Judges
 from evotrader.strategies.generator import Evaluated, UniverseChoice, make_generator
-from evotrader.strategies.registry import LeaderboardRow, Registry, RegistryError
+from evotrader.strategies.registry import SEARCH_META, LeaderboardRow, Registry, RegistryError
 from evotrader.strategies.runs import SpecRun
 from evotrader.strategies.screening import screen
 from evotrader.strategies.spec import StrategyResult, StrategySpec
@@ -46,7 +46,6 @@ from evotrader.training.stages import register_stage
 log = logging.getLogger(__name__)
 
 REGISTRY_FILE = "strategies.sqlite"
-SEARCH_META = "search"
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from tests.unit.lifecycle.helpers import DATA_RANGE, lifecycle_checkpoint
+from tests.unit.live.helpers import make_strategy_registry
 
 from evotrader.lifecycle.states import (
     CANDIDATE,
@@ -16,7 +18,9 @@ from evotrader.lifecycle.states import (
     LifecycleError,
     TransitionError,
 )
-from evotrader.lifecycle.store import HOLDOUT, ModelRegistry, RegistryStateError
+from evotrader.lifecycle.store import HOLDOUT, STRATEGY, ModelRegistry, RegistryStateError
+from evotrader.strategies.registry import Registry as StrategyRegistry
+from evotrader.strategies.spec import StrategySpec
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +191,51 @@ def test_another_schema_version_is_refused(tmp_path: Path) -> None:
         raw.execute("UPDATE lifecycle_schema_version SET version = 99")
     with pytest.raises(RegistryStateError, match=r"schema version 99.*upgrade evotrader"):
         ModelRegistry(path)
+
+
+def test_a_validated_strategy_is_an_entry_an_unvalidated_one_is_refused(tmp_path, registry) -> None:
+    spec = StrategySpec.build("momentum/volatility-scaled-momentum", ["GOOG"])
+    validated = make_strategy_registry(tmp_path / "a" / "strategies.sqlite", spec)
+    entry = registry.record_strategy(validated, spec.spec_id)
+    assert (entry.kind, entry.strategy_id, entry.symbol, entry.state) == (
+        STRATEGY,
+        spec.spec_id,
+        "GOOG",
+        CANDIDATE,
+    )
+    assert registry.record_strategy(validated, spec.spec_id) == entry  # idempotent
+    assert registry.find(validated, spec.spec_id) == entry
+    assert registry.verify(entry) == validated.resolve()
+    registry.promote(entry.id, PAPER, "validated on its own split")
+    assert registry.entries("GOOG", PAPER)[0].name == f"strategy {spec.spec_id} in {validated}"
+    screened = make_strategy_registry(tmp_path / "b" / "s.sqlite", spec, validated=False)
+    with pytest.raises(LifecycleError, match="did not pass validation"):
+        registry.record_strategy(screened, spec.spec_id)
+    with pytest.raises(LifecycleError, match="is not in the registry"):
+        registry.record_strategy(validated, "0123456789abcdef")
+
+
+def test_a_strategy_whose_parameters_changed_is_not_the_recorded_entry(tmp_path, registry) -> None:
+    spec = StrategySpec.build("momentum/volatility-scaled-momentum", ["GOOG"])
+    path = make_strategy_registry(tmp_path / "strategies.sqlite", spec)
+    entry = registry.record_strategy(path, spec.spec_id)
+    with StrategyRegistry(path) as strategies:  # a later validation settled on other values
+        again = strategies.result(spec.spec_id, "validate")
+        assert again is not None
+        strategies.record(replace(again, parameters={**again.parameters, "lookback": 99}))
+    with pytest.raises(LifecycleError, match="changed since it was recorded"):
+        registry.verify(entry)
+
+
+def test_a_version_1_registry_is_migrated_in_place(files, tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite"
+    with ModelRegistry(path) as registry:
+        entry = registry.record_checkpoint(files["a"])
+    with sqlite3.connect(path) as raw:  # the layout session 4 wrote
+        raw.execute("ALTER TABLE lifecycle_entries DROP COLUMN strategy_id")
+        raw.execute("UPDATE lifecycle_schema_version SET version = 1")
+    with ModelRegistry(path) as registry:
+        assert registry.entry(entry.id) == entry
+        assert registry.find(files["a"]) == entry
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT version FROM lifecycle_schema_version").fetchall() == [(2,)]
