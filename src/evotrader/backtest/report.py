@@ -204,7 +204,7 @@ def write_report(
     }
     pngs, images = [], []
     for name, (caption, figure) in charts.items():
-        png = _png(figure, config.dpi)
+        png = png_bytes(figure, config.dpi)
         path = out_dir / f"{stem}_{name}.png"
         write_atomic(path, png)
         pngs.append(path)
@@ -259,7 +259,7 @@ def _equity_figure(result: BacktestResult, labels: pd.Series) -> Figure:
     axis.plot(result.benchmark_equity, color="#424242", linewidth=1.0, label=BUY_AND_HOLD)
     axis.set_ylabel("equity")
     axis.legend(loc="upper left", ncol=3, fontsize=8, frameon=False)
-    return _tidy(figure, axis)
+    return tidy(figure, axis)
 
 
 def _drawdown_figure(result: BacktestResult) -> Figure:
@@ -273,7 +273,7 @@ def _drawdown_figure(result: BacktestResult) -> Figure:
     axis.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
     axis.set_ylabel("drawdown")
     axis.legend(loc="lower left", fontsize=8, frameon=False)
-    return _tidy(figure, axis)
+    return tidy(figure, axis)
 
 
 def _positions_figure(result: BacktestResult) -> Figure:
@@ -281,17 +281,19 @@ def _positions_figure(result: BacktestResult) -> Figure:
     axis.step(result.positions.index, result.positions, where="post", color="#1565c0")
     axis.axhline(0.0, color="#9e9e9e", linewidth=0.8)
     axis.set_ylabel("position")
-    return _tidy(figure, axis)
+    return tidy(figure, axis)
 
 
-def _tidy(figure: Figure, axis: Axes) -> Figure:
+def tidy(figure: Figure, axis: Axes) -> Figure:
+    """The reports' chart style: light grid, no top or right spine, tight layout."""
     axis.grid(alpha=0.3)
     axis.spines[["top", "right"]].set_visible(False)
     figure.tight_layout()
     return figure
 
 
-def _png(figure: Figure, dpi: int) -> bytes:
+def png_bytes(figure: Figure, dpi: int) -> bytes:
+    """The figure as PNG bytes (to embed as base64 and write beside a page); closes it."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     plt.close(figure)
@@ -301,7 +303,8 @@ def _png(figure: Figure, dpi: int) -> bytes:
 # -- the page --------------------------------------------------------------------------
 
 _PROMISE = "Out of sample (test split), after costs, next to buy-and-hold on the same bars."
-_CSS = """
+# The reports' shared style sheet (inline: the pages load nothing).
+PAGE_CSS = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "Liberation Sans", sans-serif;
        color: #212121; margin: 24px auto; max-width: 1180px; padding: 0 16px; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 8px; }
@@ -341,7 +344,7 @@ def _page(
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(title)}</title><style>{_CSS}</style></head>
+<title>{esc(title)}</title><style>{PAGE_CSS}</style></head>
 <body>
 <h1>{esc(title)}</h1>
 <div class="tag">{_PROMISE}</div>
@@ -360,7 +363,11 @@ def _page(
 """
 
 
-def _table(head: list[str], rows: list[list[str]], classes: list[list[str]] | None = None) -> str:
+def html_table(
+    head: list[str], rows: list[list[str]], classes: list[list[str]] | None = None
+) -> str:
+    """A table for the reports' pages: ``head`` escaped, cells as given (already HTML),
+    ``classes`` a CSS class per cell (e.g. ``sign_class``)."""
     esc = html.escape
     classes = classes or [[""] * len(row) for row in rows]
     body = "".join(
@@ -378,7 +385,7 @@ def _table(head: list[str], rows: list[list[str]], classes: list[list[str]] | No
 
 def _metrics_table(columns: Mapping[str, Mapping[str, float]]) -> str:
     rows = [[html.escape(cell) for cell in row] for row in metric_rows(columns)]
-    return _table(["", *columns], rows)
+    return html_table(["", *columns], rows)
 
 
 def _regime_table(breakdown: pd.DataFrame) -> str:
@@ -406,10 +413,10 @@ def _regime_table(breakdown: pd.DataFrame) -> str:
                 f"{row['buy_and_hold_sharpe']:.2f}",
             ]
         )
-        signs = [_sign_class(v) for v in values]
+        signs = [sign_class(v) for v in values]
         classes.append(["", "", "", signs[0], signs[1], "", signs[2], signs[3]])
     head = ["regime", "bars", "share", "return", "Sharpe", "exposure", "B&H return", "B&H Sharpe"]
-    return _table(head, rows, classes)
+    return html_table(head, rows, classes)
 
 
 def _trades_table(trades: pd.DataFrame, max_trades: int) -> str:
@@ -431,16 +438,17 @@ def _trades_table(trades: pd.DataFrame, max_trades: int) -> str:
                 "n/a" if math.isnan(trade["return"]) else f"{trade['return']:.2%}",
             ]
         )
-        sign = _sign_class(trade["pnl"])
+        sign = sign_class(trade["pnl"])
         classes.append(["", "", "", "", "", "", sign, sign])
     head = ["entry", "exit", "side", "entry price", "exit price", "bars", "P&L", "return"]
     note = ""
     if len(trades) > len(shown):
         note = f'<p class="note">The latest {len(shown)} of {len(trades)} trades.</p>'
-    return f'{note}<div class="scroll">{_table(head, rows, classes)}</div>'
+    return f'{note}<div class="scroll">{html_table(head, rows, classes)}</div>'
 
 
-def _sign_class(value: float) -> str:
+def sign_class(value: float) -> str:
+    """The CSS class colouring a number by its sign (``pos``, ``neg``, or none)."""
     if not math.isfinite(value) or value == 0:
         return ""
     return "pos" if value > 0 else "neg"

@@ -3,16 +3,13 @@ bars only, a self-contained page, and a headless-Chromium screenshot of it."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
-import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from tests.support.chromium import screenshot
 
 from evotrader.backtest.engine import BacktestResult, run_backtest
 from evotrader.backtest.policies import MovingAverageCrossover
@@ -29,19 +26,6 @@ from evotrader.env import EnvSpec
 from evotrader.reasoning.market_classifier import REGIME_LABELS
 
 TEST_START = 400  # bars 0..299 train (the conftest pipeline's fit), 400.. the test split
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--enable-logging=stderr",
-    "--v=0",
-    "--window-size=1280,2000",
-)
 
 
 @pytest.fixture(scope="module")
@@ -185,39 +169,9 @@ def test_a_window_below_the_forecasters_minimum_is_refused(result, bars, data_ra
         regime_labels(result, bars, rules, 20)
 
 
-def chromium() -> str:
-    """The headless browser, or skip (never in CI, where `make browser` installs it)."""
-    found = next(
-        (shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)),
-        None,
-    )
-    if found:
-        return found
-    message = "chromium not found; `make browser` installs Debian's chromium"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{message} (it must run in CI)")
-    pytest.skip(message)
-
-
 def test_the_report_renders_in_headless_chromium(report, tmp_path: Path) -> None:
-    browser = chromium()
     files, _ = report
-    shot = tmp_path / "report.png"
-    run = subprocess.run(
-        [
-            browser,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            files.html.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "Uncaught" not in run.stderr and "Failed to load resource" not in run.stderr
-    pixels = matplotlib.image.imread(shot)[..., :3]
+    pixels = screenshot(files.html, tmp_path)
     assert pixels.shape[:2] == (2000, 1280)
     grey = pixels.mean(axis=2)
     assert grey.std() > 0.05  # not blank: text, tables and charts on a white page
