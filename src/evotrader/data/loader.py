@@ -11,7 +11,7 @@ import pandas as pd
 
 from evotrader.core.registry import Registry
 from evotrader.data.errors import DataError
-from evotrader.data.sources import embedded, files, synthetic, yahoo
+from evotrader.data.sources import embedded, files, sp500, synthetic, yahoo
 from evotrader.data.validation import validate_ohlcv
 
 TimeBound: TypeAlias = str | pd.Timestamp | None
@@ -42,6 +42,7 @@ _FILE = frozenset({"path"})
 
 SOURCES: Registry[_Source] = Registry("data source", error=DataError)
 SOURCES.register("embedded", _Source(embedded.load_embedded, embedded.SYMBOLS))
+SOURCES.register("sp500", _Source(sp500.load_sp500, sp500.SYMBOLS))  # close-only, see sp500
 SOURCES.register(
     "synthetic",
     _Source(synthetic.load_synthetic, tuple(synthetic.SYMBOLS), options=_SYNTHETIC_OPTIONS),

@@ -123,7 +123,7 @@ def test_list_symbols() -> None:
 
 
 def test_unknown_source_lists_the_sources() -> None:
-    available = "available: csv, embedded, parquet, synthetic, yfinance"
+    available = "available: csv, embedded, parquet, sp500, synthetic, yfinance"
     with pytest.raises(DataError, match=f"unknown data source 'bloomberg'; {available}"):
         load_bars("bloomberg", "GOOG")
     with pytest.raises(DataError, match=available):
