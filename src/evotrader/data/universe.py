@@ -15,6 +15,7 @@ what they are, fills at the next close.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,11 +27,13 @@ import pandas as pd
 
 from evotrader.data.errors import DataError
 from evotrader.data.loader import TimeBound, _naive_utc, list_symbols, load_bars
+from evotrader.data.sources.synthetic_universe import generate_universe
 from evotrader.data.validation import validate_ohlcv
 
 logger = logging.getLogger(__name__)
 
 MISSING_POLICIES: tuple[str, ...] = ("drop", "error")
+SYNTHETIC_UNIVERSE = "synthetic_universe"  # generated as a whole, so no per-symbol source
 DEFAULT_MAX_DROP_SHARE = 0.05  # a symbol losing more than this to others' holes is refused
 CLOSE_ONLY_NOTE = (
     "close-only data: open, high and low equal the close and volume is unknown (0), "
@@ -248,17 +251,45 @@ def load_universe(
     **options: Any,
 ) -> Universe:
     """The aligned universe of ``symbols`` (default: every symbol ``source`` lists) from one
-    registered source, each sliced to [start, end] before aligning.
+    registered source, or from ``"synthetic_universe"`` (``generate_universe``'s options),
+    each sliced to [start, end] before aligning.
 
     ``options`` go to the source as in ``load_bars``; an option given as a mapping keyed by
     symbol is passed per symbol (e.g. ``path={"AAA": "a.csv", "BBB": "b.csv"}`` for files).
     """
-    chosen = _symbols(source, symbols)
-    bars = {
-        symbol: load_bars(source, symbol, start, end, **_options_for(symbol, options))
-        for symbol in chosen
-    }
+    if source.lower() == SYNTHETIC_UNIVERSE:
+        bars = _generated(symbols, start, end, options)
+    else:
+        bars = {
+            symbol: load_bars(source, symbol, start, end, **_options_for(symbol, options))
+            for symbol in _symbols(source, symbols)
+        }
     return Universe.from_bars(bars, source.lower(), missing, max_drop_share)
+
+
+def generator_options() -> frozenset[str]:
+    """The options ``load_universe("synthetic_universe", ...)`` takes: generate_universe's."""
+    return frozenset(inspect.signature(generate_universe).parameters)
+
+
+def _generated(
+    symbols: Sequence[str] | None, start: TimeBound, end: TimeBound, options: Mapping[str, Any]
+) -> dict[str, pd.DataFrame]:
+    """A synthetic universe's bars: the chosen symbols, each sliced to [start, end]."""
+    unknown = sorted(set(options) - generator_options())
+    if unknown:
+        raise DataError(
+            f"data source {SYNTHETIC_UNIVERSE!r} takes no option {unknown}; "
+            f"it takes {sorted(generator_options())}"
+        )
+    bars = generate_universe(**options).bars
+    chosen = tuple(bars) if symbols is None else _symbols(SYNTHETIC_UNIVERSE, symbols)
+    absent = [s for s in chosen if s not in bars]
+    if absent:
+        raise DataError(
+            f"unknown {SYNTHETIC_UNIVERSE} symbol(s) {absent}; available: {', '.join(bars)}"
+        )
+    return {s: bars[s].loc[_naive_utc(start) : _naive_utc(end)] for s in chosen}
 
 
 def _symbols(source: str, symbols: Sequence[str] | None) -> tuple[str, ...]:
@@ -298,7 +329,9 @@ __all__ = [
     "CLOSE_ONLY_NOTE",
     "DEFAULT_MAX_DROP_SHARE",
     "MISSING_POLICIES",
+    "SYNTHETIC_UNIVERSE",
     "Universe",
     "align",
+    "generator_options",
     "load_universe",
 ]
