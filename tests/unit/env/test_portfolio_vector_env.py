@@ -1,0 +1,102 @@
+"""VectorPortfolioEnv: each sub-environment is a PortfolioEnv; autoreset; seeding; input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evotrader.data import DataError, FeaturePipeline
+from evotrader.env import EnvSpec, ExecutionModel, PortfolioEnv, PortfolioSpec, VectorPortfolioEnv
+
+Universe = dict[str, pd.DataFrame]
+NUM_ENVS = 4
+
+
+@pytest.mark.parametrize(
+    "portfolio",
+    [PortfolioSpec("long_only"), PortfolioSpec("long_short", 1.5), PortfolioSpec("discrete")],
+    ids=lambda p: p.action,
+)
+@pytest.mark.parametrize("reward", ["log_return", "differential_sharpe"])
+def test_equals_one_portfolio_env_per_sub_environment(
+    portfolio: PortfolioSpec, reward: str, universe: Universe, universe_pipeline: FeaturePipeline
+) -> None:
+    """Different actions per sub-environment, some repeated (no trade): all figures equal."""
+    spec = EnvSpec(
+        window=8, episode_length=None, reward=reward, execution=ExecutionModel(impact_coef=0.5)
+    )
+    vector = VectorPortfolioEnv(
+        universe, NUM_ENVS, universe_pipeline, spec, portfolio, random_start=False
+    )
+    singles = [
+        PortfolioEnv(universe, universe_pipeline, spec, portfolio, random_start=False)
+        for _ in range(NUM_ENVS)
+    ]
+    batch, _ = vector.reset(seed=0)
+    for env, obs in zip(singles, batch, strict=True):
+        assert np.array_equal(env.reset()[0], obs)
+    vector.single_action_space.seed(2)
+    actions = np.stack([vector.single_action_space.sample() for _ in range(NUM_ENVS)])
+    for step in range(250):
+        if step % 3:  # two steps in three, a new target; otherwise the same one (drift)
+            actions = np.stack([vector.single_action_space.sample() for _ in range(NUM_ENVS)])
+        batch, rewards, terminated, truncated, infos = vector.step(actions)
+        for i, env in enumerate(singles):
+            obs, reward_i, *ends, info = env.step(actions[i])
+            assert np.array_equal(batch[i], obs)
+            assert infos["equity"][i] == info["equity"]
+            assert infos["cost"][i] == info["cost"]
+            # numpy's vectorised log and power may differ from scalar math in the last bit.
+            assert rewards[i] == pytest.approx(reward_i, rel=0, abs=1e-15)
+            assert [terminated[i], truncated[i]] == ends == [False, False]
+    assert len(set(infos["equity"])) == NUM_ENVS  # the accounts went their own ways
+
+
+def test_next_step_autoreset(universe: Universe, universe_pipeline: FeaturePipeline) -> None:
+    spec = EnvSpec(window=8, episode_length=5)
+    vector = VectorPortfolioEnv(universe, NUM_ENVS, universe_pipeline, spec)
+    vector.reset(seed=0)
+    buy = np.tile([0.5, 0.5, 0.0, 0.0], (NUM_ENVS, 1))
+    for _ in range(4):
+        _, _, terminated, truncated, _ = vector.step(buy)
+        assert not (terminated | truncated).any()
+    obs, _, _, truncated, _ = vector.step(buy)
+    assert truncated.all() and obs[:, :2, :, -2].all()
+    obs, rewards, _, truncated, infos = vector.step(buy)  # ignored: the reset step
+    assert not truncated.any() and not rewards.any() and not infos["cost"].any()
+    assert np.all(infos["equity"] == spec.initial_cash)
+    assert not obs[..., -2:].any()  # all cash again
+
+
+def test_starts_are_seeded_and_inside_the_data(
+    universe: Universe, universe_pipeline: FeaturePipeline
+) -> None:
+    spec = EnvSpec(window=8, episode_length=30)
+
+    def rollout(seed: int) -> tuple[np.ndarray, np.ndarray]:
+        vector = VectorPortfolioEnv(universe, 16, universe_pipeline, spec)
+        vector.reset(seed=seed)
+        starts = vector._t.copy()
+        equities = [vector.step(np.full((16, 4), 0.25))[4]["equity"] for _ in range(60)]
+        return starts, np.array(equities)
+
+    starts, equities = rollout(5)
+    again, equities_again = rollout(5)
+    assert np.array_equal(starts, again) and np.array_equal(equities, equities_again)
+    assert len(set(starts)) > 8 and not np.array_equal(starts, rollout(6)[0])
+    first = VectorPortfolioEnv(universe, 1, universe_pipeline, spec).market.first_decision
+    assert starts.min() >= first and starts.max() <= 500 - 2 - 30 + 1
+
+
+def test_bad_input_is_refused(universe: Universe, universe_pipeline: FeaturePipeline) -> None:
+    with pytest.raises(ValueError, match="num_envs must be >= 1, got 0"):
+        VectorPortfolioEnv(universe, 0, universe_pipeline)
+    with pytest.raises(DataError, match="bars for CCC are not aligned"):
+        VectorPortfolioEnv({**universe, "CCC": universe["CCC"].iloc[1:]}, 2, universe_pipeline)
+    vector = VectorPortfolioEnv(universe, 2, universe_pipeline, EnvSpec(window=8))
+    vector.reset(seed=0)
+    with pytest.raises(ValueError, match=r"one action per sub-environment \(2\), got 3"):
+        vector.step(np.full((3, 4), 0.25))
+    with pytest.raises(ValueError, match="long_only action for 3 assets needs 4 values"):
+        vector.step(np.full((2, 3), 0.25))
