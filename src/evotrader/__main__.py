@@ -5,6 +5,8 @@ so a refused request ends in one ``error:`` line and the usual exit codes: 2 for
 the lifecycle refuses (an unknown entry, a transition not allowed, a promotion without a
 passing comparison, a bot folder that is not the entry's paper bot), 5 bad bars, 6 a
 checkpoint that cannot be read, 7 a database that is not a model registry of this version.
+``python -m evotrader report BOT_DIR`` writes a bot's daily and weekly reports
+(``evotrader.live.report``) and prints their paths; a folder that is not a bot's exits 2.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from evotrader.cli import ExitCode, run_guarded
 from evotrader.lifecycle.commands import Command, execute
 from evotrader.lifecycle.states import CANDIDATE, CHAMPION, PAPER, RETIRED, LifecycleError
 from evotrader.lifecycle.store import REGISTRY_FILE, RegistryStateError
+from evotrader.live import report as bot_report
 
 
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="python -m evotrader")
     tools = main.add_subparsers(dest="tool", required=True)
+    bot_report.add_parser(tools)
     registry = tools.add_parser("registry", help="the model registry and champion lifecycle")
     registry.add_argument(
         "--registry",
@@ -79,6 +83,8 @@ def _monitor_settings(args: argparse.Namespace) -> dict[str, object] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.tool == "report":
+        return _report(args)
     command = Command(
         action=args.action,
         registry=args.registry,
@@ -108,6 +114,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             ((RegistryStateError, SQLAlchemyError), ExitCode.RUN),
             (LifecycleError, ExitCode.USAGE),
         ),
+    )
+
+
+def _report(args: argparse.Namespace) -> int:
+    def work() -> int:
+        print("\n".join(str(path) for path in bot_report.from_args(args)))
+        return ExitCode.OK
+
+    return run_guarded(
+        work, debug=args.debug, failures=((bot_report.BotFolderError, ExitCode.USAGE),)
     )
 
 
