@@ -19,7 +19,6 @@ import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -145,12 +144,13 @@ def _check_loss(
     logger.info("%s", detail)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Universe:
     """Symbols and their aligned bars (same index, bars contract), where they came from, and
     whether they are close-only. Build one with ``Universe.from_bars`` or ``load_universe``;
     the constructor checks that the bars are aligned and the flag is true. The frames are
-    validated copies; treat them as read-only."""
+    validated copies held in a plain dict (so a universe pickles to Ray workers); treat them
+    as read-only. Equality is identity: compare ``closes()`` to compare contents."""
 
     symbols: tuple[str, ...]
     bars: Mapping[str, pd.DataFrame]
@@ -177,7 +177,7 @@ class Universe:
             if self.close_only and not _is_close_only(frame):
                 raise DataError(f"{symbol}: close_only=True but open/high/low differ from close")
         object.__setattr__(self, "symbols", symbols)
-        object.__setattr__(self, "bars", MappingProxyType(frames))
+        object.__setattr__(self, "bars", frames)
 
     @classmethod
     def from_bars(
@@ -200,7 +200,21 @@ class Universe:
     @property
     def has_volume(self) -> bool:
         """Whether every symbol reports some volume; volume-scaled costs and features need it."""
-        return all(bool((self.bars[s]["volume"] > 0).any()) for s in self.symbols)
+        return not self._without_volume()
+
+    def require_volume(self, what: str) -> None:
+        """Refuse ``what`` (e.g. "square-root impact") on a universe without volume, where it
+        would silently see none: volume-scaled costs would charge nothing, volume features
+        would be constant."""
+        lacking = self._without_volume()
+        if lacking:
+            raise DataError(
+                f"{what} needs traded volume, but universe {self.source} has none for "
+                f"{', '.join(lacking)}" + (" (close-only data)" if self.close_only else "")
+            )
+
+    def _without_volume(self) -> list[str]:
+        return [s for s in self.symbols if not (self.bars[s]["volume"] > 0).any()]
 
     @property
     def note(self) -> str:

@@ -4,6 +4,7 @@ slicing, and one clear error per bad input."""
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,10 @@ def test_closes_returns_and_between() -> None:
     with pytest.raises(DataError, match="universe test: no bars between start=2030"):
         universe.between("2030", None)
     assert universe.note == "" and universe.has_volume
+    universe.require_volume("impact")  # has volume: no error
+    restored = pickle.loads(pickle.dumps(universe))  # Ray ships universes to workers
+    pd.testing.assert_frame_equal(restored.closes(), closes)
+    assert restored.symbols == universe.symbols and restored.source == "test"
 
 
 def test_sp500_source_loads_offline_with_20_symbols_close_only() -> None:
@@ -142,6 +147,8 @@ def test_sp500_source_loads_offline_with_20_symbols_close_only() -> None:
     assert universe.symbols == sp500.SYMBOLS == tuple(load_sp500_dataset().columns)
     assert len(universe.symbols) == 20 and list_symbols("sp500") == list(sp500.SYMBOLS)
     assert universe.close_only and not universe.has_volume
+    with pytest.raises(DataError, match=r"impact needs traded volume, .* \(close-only data\)"):
+        universe.require_volume("impact")
     assert CLOSE_ONLY_NOTE in universe.note and universe.note.startswith("sp500:")
     assert universe.index[0] == pd.Timestamp("2020-01-02")
     assert universe.index[-1] == pd.Timestamp("2022-12-28")
