@@ -187,10 +187,21 @@ class Universe:
         missing: str = "drop",
         max_drop_share: float = DEFAULT_MAX_DROP_SHARE,
     ) -> Universe:
-        """Align ``bars`` (see ``align``); close-only when every bar has open=high=low=close."""
+        """Align ``bars`` (see ``align``); close-only when every bar has open=high=low=close.
+
+        Close-only symbols beside symbols with real opens are refused: a "next open" fill
+        would then happen at the open for some assets and at the close for others.
+        """
         aligned = align(bars, missing, max_drop_share)
-        close_only = all(_is_close_only(frame) for frame in aligned.values())
-        return cls(tuple(aligned), aligned, source, close_only)
+        flags = {symbol: _is_close_only(frame) for symbol, frame in aligned.items()}
+        if len(set(flags.values())) > 1:
+            closes_only = [s for s, flag in flags.items() if flag]
+            with_opens = [s for s, flag in flags.items() if not flag]
+            raise DataError(
+                f"{', '.join(closes_only)} close-only but {', '.join(with_opens)} with opens: "
+                "fills would happen at different times across assets; use one kind of bars"
+            )
+        return cls(tuple(aligned), aligned, source, all(flags.values()))
 
     @property
     def index(self) -> pd.DatetimeIndex:

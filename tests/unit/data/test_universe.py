@@ -114,6 +114,11 @@ def test_universe_refuses_unaligned_bars_and_a_false_close_only_flag() -> None:
         Universe(("AAA", "CCC"), {"AAA": bars["AAA"]})
     with pytest.raises(DataError, match="AAA: close_only=True but"):
         Universe(("AAA",), {"AAA": bars["AAA"]}, close_only=True)
+    closes = bars["BBB"].assign(open=bars["BBB"]["close"])
+    closes = closes.assign(high=closes["close"], low=closes["close"])
+    assert Universe.from_bars({"BBB": closes}).close_only
+    with pytest.raises(DataError, match="BBB close-only but AAA, CCC with opens"):
+        Universe.from_bars({"AAA": bars["AAA"], "BBB": closes, "CCC": bars["CCC"]})
 
 
 def test_closes_returns_and_between() -> None:

@@ -2,7 +2,10 @@
 
 The dataset ships inside the skfolio wheel (``skfolio.datasets.load_sp500_dataset``), so it
 needs no network. It holds adjusted closing prices only, rounded to three decimals (so early,
-low-priced rows such as AAPL near $0.26 move in ticks of about 0.4%). To keep the bars
+low-priced rows such as AAPL near $0.26 move in ticks of about 0.4%), and some early prices
+look stale: RRC is unchanged on 55% of its 1990-1995 days, once for 68 days running (other
+stocks: 2-5% unchanged days, runs of at most 5). The calendar has no holes, so aligning drops
+nothing; slice with ``start`` to skip the stale years where they matter. To keep the bars
 contract, each close becomes a bar whose open, high and low equal the close: such bars are
 *close-only*, and a decision can only be filled at a later close, never at an "open" that
 was never observed (``Universe.close_only`` / ``Universe.note`` say so to the caller).
