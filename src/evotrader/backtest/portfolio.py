@@ -143,9 +143,10 @@ def run_portfolio(
     held = np.zeros((marks, len(symbols)))
     value = np.zeros((marks, len(symbols)))
     spent_at = np.zeros((marks, len(symbols)))
-    targets: list[np.ndarray] = []
-    target_times: list[pd.Timestamp] = []
-    fills: list[dict[str, object]] = []
+    decided = np.zeros(marks, dtype=bool)  # per mark: did the policy set targets there
+    targets = np.zeros((marks, len(symbols)))
+    traded = np.zeros((marks, len(symbols)))  # units, at the fill of the decision at mark k
+    costs = np.zeros((marks, len(symbols)))
     ruined = False
     for k, t in enumerate(range(first, len(index))):
         value[k] = units * close[t]
@@ -155,34 +156,23 @@ def run_portfolio(
         spent_at[k] = spent
         if ruined or t > last or not rebalance_at[t]:
             continue
+        bars = market.bars
         history = History(
             closes=market.closes.iloc[: t + 1],
-            bars=None
-            if market.bars is None
-            else {s: b.iloc[: t + 1] for s, b in market.bars.items()},
+            bars=None if bars is None else {s: b.iloc[: t + 1] for s, b in bars.items()},
             weights=pd.Series(held[k], index=symbols, name="weight"),
         )
-        decided = policy(history)
-        if decided is None:
+        weights = policy(history)
+        if weights is None:
             continue
-        target = _checked_weights(decided, symbols, settings, history.timestamp)
-        targets.append(target)
-        target_times.append(history.timestamp)
+        decided[k] = True
+        targets[k] = _checked_weights(weights, symbols, settings, index[t])
         price, impact = market.fill[t], market.impact[t]
-        new_cash, new_units, cost = rebalance_portfolio(cash, units, target, price, rate, impact)
-        traded = new_units - units
-        spent += traded * price + cost
-        for i in np.flatnonzero(traded):
-            fills.append(
-                {
-                    "timestamp": index[t + market.fill_offset],
-                    "symbol": symbols[i],
-                    "units": float(traded[i]),
-                    "price": float(price[i]),
-                    "notional": float(abs(traded[i]) * price[i]),
-                    "cost": float(cost[i]),
-                }
-            )
+        new_cash, new_units, costs[k] = rebalance_portfolio(
+            cash, units, targets[k], price, rate, impact
+        )
+        traded[k] = new_units - units
+        spent += traded[k] * price + costs[k]
         cash, units = new_cash, new_units
     marks_index = pd.DatetimeIndex(index[first:], name="timestamp")
     return _result(
@@ -191,8 +181,8 @@ def run_portfolio(
         equity,
         held,
         value - spent_at,
-        (targets, target_times),
-        fills,
+        pd.DataFrame(targets[decided], index=marks_index[decided], columns=symbols),
+        _fills(symbols, market, first, traded, costs),
         settings,
         periods_per_year or metrics.periods_per_year(marks_index),
         market.note,
@@ -205,15 +195,13 @@ def _result(
     equity: np.ndarray,
     held: np.ndarray,
     pnl: np.ndarray,
-    decided: tuple[list[np.ndarray], list[pd.Timestamp]],
-    fill_rows: list[dict[str, object]],
+    targets: pd.DataFrame,
+    fills: pd.DataFrame,
     settings: PortfolioSettings,
     ppy: float,
     note: str,
 ) -> PortfolioResult:
     equity_series = pd.Series(equity, index=index, name="equity")
-    columns = ["timestamp", "symbol", "units", "price", "notional", "cost"]
-    fills = pd.DataFrame(fill_rows, columns=columns)
     by_asset = fills.groupby("symbol")[["notional", "cost"]].sum().reindex(symbols, fill_value=0.0)
     counts = fills.groupby("symbol").size().reindex(symbols, fill_value=0)
     mean_equity = float(equity_series.mean())
@@ -236,12 +224,6 @@ def _result(
     summary["fees"] = float(per_asset["costs"].sum())
     summary["turnover"] = float(per_asset["traded_notional"].sum() / mean_equity * ppy / len(index))
     summary["final_equity"] = float(equity[-1])
-    targets, times = decided
-    target_frame = pd.DataFrame(
-        np.asarray(targets).reshape(len(targets), len(symbols)),
-        index=pd.DatetimeIndex(times, name="timestamp"),
-        columns=symbols,
-    )
     notes = (
         note,
         f"rebalanced {settings.rebalance}, "
@@ -252,12 +234,35 @@ def _result(
     return PortfolioResult(
         equity=equity_series,
         weights=pd.DataFrame(held, index=index, columns=symbols),
-        targets=target_frame,
+        targets=targets,
         fills=fills,
         attribution=attribution,
         per_asset=per_asset,
         metrics=summary,
         notes=notes,
+    )
+
+
+def _fills(
+    symbols: list[str],
+    market: _Market,
+    first: int,
+    traded: np.ndarray,
+    costs: np.ndarray,
+) -> pd.DataFrame:
+    """One row per asset traded, at its fill bar, in time then symbol order."""
+    k, asset = np.nonzero(traded)
+    units = traded[k, asset]
+    price = market.fill[first + k, asset]
+    return pd.DataFrame(
+        {
+            "timestamp": market.closes.index[first + k + market.fill_offset],
+            "symbol": np.asarray(symbols, dtype=object)[asset],
+            "units": units,
+            "price": price,
+            "notional": np.abs(units) * price,
+            "cost": costs[k, asset],
+        }
     )
 
 
