@@ -128,25 +128,49 @@ def run_portfolio(
     """
     settings = settings or PortfolioSettings()
     market = _market(data, settings.execution, close_only)
-    index = market.closes.index
-    first = _first_decision(index, start)
-    last = len(index) - 2  # the last decision still has a next bar to fill on
-    close = market.closes.to_numpy(np.float64)
+    first = _first_decision(market.closes.index, start)
+    book = _simulate(policy, market, settings, first)
+    marks = pd.DatetimeIndex(market.closes.index[first:], name="timestamp")
     symbols = list(market.closes.columns)
+    return _result(
+        marks,
+        symbols,
+        book,
+        _fills(symbols, market, first, book.traded, book.costs),
+        settings,
+        periods_per_year or metrics.periods_per_year(marks),
+        market.note,
+    )
+
+
+@dataclass(frozen=True)
+class _Book:
+    """The account per mark (rows) and asset (columns), and what each decision did."""
+
+    equity: np.ndarray
+    held: np.ndarray  # weights at each close
+    pnl: np.ndarray  # cumulative P&L per asset: value less cash paid into it, costs included
+    decided: np.ndarray  # did the policy set targets at this mark
+    targets: np.ndarray
+    traded: np.ndarray  # units traded at the fill of the decision at this mark
+    costs: np.ndarray
+
+
+def _simulate(
+    policy: WeightsPolicy, market: _Market, settings: PortfolioSettings, first: int
+) -> _Book:
+    """Mark every close from ``first``; at each rebalance date ask the policy (history up to
+    that close only) and trade to its targets at the decision's fill prices."""
+    index, symbols = market.closes.index, list(market.closes.columns)
+    close = market.closes.to_numpy(np.float64)
+    last = len(index) - 2  # the last decision still has a next bar to fill on
     rebalance_at = _rebalance_dates(index, first, last, settings.rebalance)
     rate = settings.execution.linear_rate
-    marks = len(index) - first
-    cash = settings.initial_cash
-    units = np.zeros(len(symbols))
-    spent = np.zeros(len(symbols))  # cash paid into each asset so far, costs included
-    equity = np.zeros(marks)
-    held = np.zeros((marks, len(symbols)))
-    value = np.zeros((marks, len(symbols)))
-    spent_at = np.zeros((marks, len(symbols)))
-    decided = np.zeros(marks, dtype=bool)  # per mark: did the policy set targets there
-    targets = np.zeros((marks, len(symbols)))
-    traded = np.zeros((marks, len(symbols)))  # units, at the fill of the decision at mark k
-    costs = np.zeros((marks, len(symbols)))
+    shape = (len(index) - first, len(symbols))
+    cash, units = settings.initial_cash, np.zeros(shape[1])
+    spent = np.zeros(shape[1])  # cash paid into each asset so far, costs included
+    equity, decided = np.zeros(shape[0]), np.zeros(shape[0], dtype=bool)
+    held, value, spent_at, targets, traded, costs = (np.zeros(shape) for _ in range(6))
     ruined = False
     for k, t in enumerate(range(first, len(index))):
         value[k] = units * close[t]
@@ -174,38 +198,24 @@ def run_portfolio(
         traded[k] = new_units - units
         spent += traded[k] * price + costs[k]
         cash, units = new_cash, new_units
-    marks_index = pd.DatetimeIndex(index[first:], name="timestamp")
-    return _result(
-        marks_index,
-        symbols,
-        equity,
-        held,
-        value - spent_at,
-        pd.DataFrame(targets[decided], index=marks_index[decided], columns=symbols),
-        _fills(symbols, market, first, traded, costs),
-        settings,
-        periods_per_year or metrics.periods_per_year(marks_index),
-        market.note,
-    )
+    return _Book(equity, held, value - spent_at, decided, targets, traded, costs)
 
 
 def _result(
     index: pd.DatetimeIndex,
     symbols: list[str],
-    equity: np.ndarray,
-    held: np.ndarray,
-    pnl: np.ndarray,
-    targets: pd.DataFrame,
+    book: _Book,
     fills: pd.DataFrame,
     settings: PortfolioSettings,
     ppy: float,
     note: str,
 ) -> PortfolioResult:
-    equity_series = pd.Series(equity, index=index, name="equity")
+    """Frames, per-asset totals, metrics and notes of one simulated book."""
+    equity_series = pd.Series(book.equity, index=index, name="equity")
     by_asset = fills.groupby("symbol")[["notional", "cost"]].sum().reindex(symbols, fill_value=0.0)
     counts = fills.groupby("symbol").size().reindex(symbols, fill_value=0)
     mean_equity = float(equity_series.mean())
-    attribution = pd.DataFrame(pnl, index=index, columns=symbols)
+    attribution = pd.DataFrame(book.pnl, index=index, columns=symbols)
     per_asset = pd.DataFrame(
         {
             "fills": counts.astype(float),
@@ -213,28 +223,31 @@ def _result(
             "turnover": by_asset["notional"] / mean_equity * ppy / len(index),
             "costs": by_asset["cost"],
             "pnl": attribution.iloc[-1],
-            "mean_weight": pd.Series(held.mean(axis=0), index=symbols),
+            "mean_weight": pd.Series(book.held.mean(axis=0), index=symbols),
         }
     )
     per_asset.index.name = "symbol"
     summary = metrics.performance_metrics(equity_series, ppy)
     # exposure, fees, turnover and final_equity as metrics.summarize defines them, with
     # exposure the mean gross weight (a portfolio has no single position to count)
-    summary["exposure"] = float(np.abs(held).sum(axis=1).mean())
+    summary["exposure"] = float(np.abs(book.held).sum(axis=1).mean())
     summary["fees"] = float(per_asset["costs"].sum())
     summary["turnover"] = float(per_asset["traded_notional"].sum() / mean_equity * ppy / len(index))
-    summary["final_equity"] = float(equity[-1])
+    summary["final_equity"] = float(book.equity[-1])
     notes = (
         note,
         f"rebalanced {settings.rebalance}, "
         + ("long-only" if settings.long_only else "long-short")
         + f", gross exposure <= {settings.max_gross:g}; costs per asset after "
-        f"{settings.execution.linear_rate * 1e4:g} bps of traded notional",
+        f"{settings.execution.linear_rate * 1e4:g} bps of traded notional"
+        + (" plus square-root impact" if settings.execution.impact_coef > 0 else ""),
     )
     return PortfolioResult(
         equity=equity_series,
-        weights=pd.DataFrame(held, index=index, columns=symbols),
-        targets=targets,
+        weights=pd.DataFrame(book.held, index=index, columns=symbols),
+        targets=pd.DataFrame(
+            book.targets[book.decided], index=index[book.decided], columns=symbols
+        ),
         fills=fills,
         attribution=attribution,
         per_asset=per_asset,
