@@ -162,6 +162,8 @@ def test_sp500_source_loads_offline_with_20_symbols_close_only() -> None:
     assert (aapl["open"] == aapl["close"]).all() and (aapl["high"] == aapl["close"]).all()
     raw = load_sp500_dataset()["AAPL"].loc["2020-01-02":]
     np.testing.assert_array_equal(aapl["close"].to_numpy(), raw.to_numpy())
+    # the same bars through the single-asset loader (so a DataRef can name one sp500 stock)
+    pd.testing.assert_frame_equal(load_bars("sp500", "aapl", start="2020-01-01"), aapl)
 
 
 def test_sp500_bad_symbol_names_it() -> None:
