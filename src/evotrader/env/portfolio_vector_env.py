@@ -145,16 +145,14 @@ class VectorPortfolioEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray
         self._needs_reset[mask] = False
 
     def _observations(self) -> np.ndarray:
-        obs = np.ascontiguousarray(self._windows[self._t - self.env_spec.window + 1])
+        # The gathered windows keep the view's strides: copying them to C order costs more
+        # than the gather, and nothing downstream needs it.
+        obs: np.ndarray = self._windows[self._t - self.env_spec.window + 1]
         if self.env_spec.agent_state:
             weights = self._units * self.market.mark[self._t] / self._equity[:, None]
+            weights = np.clip(weights, -MAX_WEIGHT, MAX_WEIGHT)
             held = self._target.any(axis=1)
             unrealised = np.where(held, self._equity / self._entry_equity - 1.0, 0.0)
-            # One row per (env, asset): the channels as fill_agent_state writes a batch.
-            n, assets, window, channels = obs.shape
-            fill_agent_state(
-                obs.reshape(n * assets, window, channels),
-                np.clip(weights, -MAX_WEIGHT, MAX_WEIGHT).reshape(-1),
-                np.repeat(unrealised, assets),
-            )
+            for asset in range(self.num_assets):  # each (envs, window, channels) slice
+                fill_agent_state(obs[:, asset], weights[:, asset], unrealised)
         return obs

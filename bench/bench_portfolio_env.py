@@ -1,0 +1,232 @@
+"""PortfolioEnv and VectorPortfolioEnv env-steps/s and asset-steps/s on a 20-asset universe.
+
+Data: skfolio's bundled S&P 500 daily closes (20 stocks, no network), close-only (open =
+high = low = close, no volume, so a "next open" fill is the next close), or ``--data
+synthetic`` aligned OHLCV bars. Rows: the 1-asset MarketEnv and VectorMarketEnv (one
+asset-step per step, the per-asset-step reference), PortfolioEnv and VectorPortfolioEnv
+with random long-only targets (every step rebalances every asset, the slowest case), and
+FinRL's StockPortfolioEnv on the same closes when its wheel is at hand (``pip download
+finrl --no-deps -d /tmp/finrl``); that env is only imported here, never a dependency.
+FinRL's env charges no costs and observes a covariance matrix plus indicators, so its row
+is a speed peer, not the same work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import sys
+import tempfile
+import types
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from common import best_seconds
+from evotrader.data import FeaturePipeline, generate_synthetic
+from evotrader.data.features import DEFAULT_FEATURES
+from evotrader.env import (
+    EnvSpec,
+    MarketEnv,
+    PortfolioEnv,
+    VectorMarketEnv,
+    VectorPortfolioEnv,
+)
+
+FINRL_MODULE = "finrl/meta/env_portfolio_allocation/env_portfolio.py"
+CLOSE_FEATURES = ("log_return", "volatility", "trend")  # what close-only bars can carry
+
+
+def sp500_bars() -> dict[str, pd.DataFrame]:
+    """skfolio's 20 S&P 500 closes as close-only bars (open = high = low = close)."""
+    from skfolio.datasets import load_sp500_dataset
+
+    closes = load_sp500_dataset()
+    index = pd.DatetimeIndex(closes.index, name="timestamp")
+    return {
+        str(symbol): pd.DataFrame(
+            {"open": c, "high": c, "low": c, "close": c, "volume": 0.0}, index=index
+        )
+        for symbol, c in ((s, closes[s].to_numpy(np.float64)) for s in closes.columns)
+    }
+
+
+def synthetic_bars(assets: int, bars: int) -> dict[str, pd.DataFrame]:
+    return {f"S{i:02d}": generate_synthetic(bars, seed=i).bars for i in range(assets)}
+
+
+def single_rate(env: MarketEnv | PortfolioEnv, actions: list, seed: int, repeats: int) -> float:
+    """Steps per second over ``actions`` from a seeded reset, best of ``repeats``."""
+
+    def run() -> None:
+        env.reset(seed=seed)
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+
+    return len(actions) / best_seconds(run, repeats)
+
+
+def vector_rate(
+    env: VectorMarketEnv | VectorPortfolioEnv, actions: np.ndarray, seed: int, repeats: int
+) -> float:
+    """Env-steps per second: batch steps per second times the sub-environments."""
+
+    def run() -> None:
+        env.reset(seed=seed)
+        for batch in actions:
+            env.step(batch)
+
+    return len(actions) * env.num_envs / best_seconds(run, repeats)
+
+
+def load_finrl(wheel_glob: str) -> tuple[type | None, str]:
+    """FinRL's StockPortfolioEnv class from a downloaded wheel, or None and the reason."""
+    wheels = sorted(glob.glob(wheel_glob))
+    if not wheels:
+        return None, f"no FinRL wheel matches {wheel_glob} (pip download finrl --no-deps)"
+    folder = Path(tempfile.mkdtemp(prefix="finrl_"))
+    with zipfile.ZipFile(wheels[-1]) as wheel:
+        wheel.extract(FINRL_MODULE, folder)
+    note = f"{Path(wheels[-1]).name}"
+    if importlib.util.find_spec("stable_baselines3") is None:
+        # The module imports DummyVecEnv for its get_sb_env helper only, which is not timed.
+        vec_env = types.ModuleType("stable_baselines3.common.vec_env")
+        vec_env.DummyVecEnv = object  # type: ignore[attr-defined]
+        for name in ("stable_baselines3", "stable_baselines3.common"):
+            sys.modules.setdefault(name, types.ModuleType(name))
+        sys.modules["stable_baselines3.common.vec_env"] = vec_env
+        note += ", stable_baselines3 absent: its unused DummyVecEnv import stubbed"
+    spec = importlib.util.spec_from_file_location("finrl_env_portfolio", folder / FINRL_MODULE)
+    if spec is None or spec.loader is None:
+        return None, f"cannot load {FINRL_MODULE} from {wheels[-1]}"
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as error:
+        return None, f"FinRL env module needs {error.name}, not installed"
+    return module.StockPortfolioEnv, note
+
+
+def finrl_frame(bars: dict[str, pd.DataFrame], days: int, lookback: int) -> pd.DataFrame:
+    """FinRL's long format (one row per day and ticker, index = day number) with its rolling
+    covariance matrix and two indicators, over the first ``days`` days after ``lookback``."""
+    closes = pd.DataFrame({s: b["close"] for s, b in bars.items()})
+    returns = closes.pct_change()
+    covariance = returns.rolling(lookback).cov()
+    rows = []
+    for day, date in enumerate(closes.index[lookback : lookback + days]):
+        matrix = covariance.loc[date].to_numpy()
+        for symbol in closes.columns:
+            rows.append(
+                {
+                    "day": day,
+                    "date": date,
+                    "tic": symbol,
+                    "close": closes.at[date, symbol],
+                    "cov_list": matrix,
+                    "return_1": returns.at[date, symbol],
+                    "return_mean": returns[symbol].loc[:date].tail(lookback).mean(),
+                }
+            )
+    return pd.DataFrame(rows).set_index("day")
+
+
+def finrl_rate(
+    env_class: type, bars: dict[str, pd.DataFrame], steps: int, seed: int, repeats: int
+) -> float:
+    assets, lookback = len(bars), 63
+    frame = finrl_frame(bars, steps + 2, lookback)
+    indicators = ["return_1", "return_mean"]
+    env = env_class(
+        df=frame,
+        stock_dim=assets,
+        hmax=100,
+        initial_amount=100_000,
+        transaction_cost_pct=0.0,
+        reward_scaling=1e-4,
+        state_space=assets,
+        action_space=assets,
+        tech_indicator_list=indicators,
+        lookback=lookback,
+    )
+    actions = np.random.default_rng(seed).normal(size=(steps, assets))
+
+    def run() -> None:  # stops before the last day, where the env plots and prints
+        env.reset()
+        for action in actions:
+            env.step(action)
+
+    return steps / best_seconds(run, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", choices=["sp500", "synthetic"], default="sp500")
+    parser.add_argument("--assets", type=int, default=20, help="synthetic data only")
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=3_000)
+    parser.add_argument("--num-envs", type=int, default=256)
+    parser.add_argument("--vector-steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3, help="each figure is the best run")
+    parser.add_argument("--finrl-wheel", default="/tmp/finrl/FinRL-*.whl")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    universe = sp500_bars() if args.data == "sp500" else synthetic_bars(args.assets, 4000)
+    first = next(iter(universe.values()))
+    features = CLOSE_FEATURES if args.data == "sp500" else DEFAULT_FEATURES
+    pipeline = FeaturePipeline(features).fit([b.iloc[: len(b) // 2] for b in universe.values()])
+    spec = EnvSpec(window=args.window)
+    rng = np.random.default_rng(args.seed)
+    assets = len(universe)
+
+    market = MarketEnv(first, pipeline, spec)
+    market_actions = rng.integers(3, size=args.steps * 4).tolist()
+    market_rate = single_rate(market, market_actions, args.seed, args.repeats)
+    vector_market = VectorMarketEnv(first, args.num_envs, pipeline, spec)
+    vector_market_rate = vector_rate(
+        vector_market,
+        rng.integers(3, size=(args.vector_steps, args.num_envs)),
+        args.seed,
+        args.repeats,
+    )
+    portfolio = PortfolioEnv(universe, pipeline, spec)
+    portfolio_actions = list(rng.random((args.steps, assets + 1)))
+    portfolio_rate = single_rate(portfolio, portfolio_actions, args.seed, args.repeats)
+    vector = VectorPortfolioEnv(universe, args.num_envs, pipeline, spec)
+    vector_actions = rng.random((args.vector_steps, args.num_envs, assets + 1))
+    vector_portfolio_rate = vector_rate(vector, vector_actions, args.seed, args.repeats)
+
+    print(
+        f"data={args.data} assets={assets} bars={len(first):,} window={args.window} "
+        f"obs={portfolio.observation_space.shape} (close-only: fills at the next close)"
+        if args.data == "sp500"
+        else f"data=synthetic assets={assets} bars={len(first):,} window={args.window}"
+    )
+    print(f"{'env':<26}{'env-steps/s':>14}{'asset-steps/s':>16}")
+    rows = [
+        ("MarketEnv (1 asset)", market_rate, 1),
+        (f"VectorMarketEnv x{args.num_envs}", vector_market_rate, 1),
+        (f"PortfolioEnv ({assets})", portfolio_rate, assets),
+        (f"VectorPortfolioEnv x{args.num_envs}", vector_portfolio_rate, assets),
+    ]
+    for name, steps_per_s, width in rows:
+        print(f"{name:<26}{steps_per_s:>14,.0f}{steps_per_s * width:>16,.0f}")
+    per_asset = portfolio_rate * assets / market_rate
+    print(f"PortfolioEnv asset-steps/s = {per_asset:.2f} x MarketEnv steps/s")
+    finrl_class, note = load_finrl(args.finrl_wheel)
+    if finrl_class is None:
+        print(f"{'FinRL StockPortfolioEnv':<26}{'skipped':>14}  ({note})")
+        return
+    finrl = finrl_rate(finrl_class, universe, min(args.steps, 500), args.seed, args.repeats)
+    print(f"{'FinRL StockPortfolioEnv':<26}{finrl:>14,.0f}{finrl * assets:>16,.0f}  ({note})")
+    print(f"PortfolioEnv env-steps/s = {portfolio_rate / finrl:.1f} x FinRL StockPortfolioEnv")
+
+
+if __name__ == "__main__":
+    main()
