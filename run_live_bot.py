@@ -1,8 +1,11 @@
-"""Trade a checkpoint live: `python run_live_bot.py --broker sim --symbol GOOG`.
+"""Trade what the model registry promoted: `python run_live_bot.py --broker sim --symbol GOOG`.
 
-Trades the champion (`{symbol}_autonomous_final.pth` under --runs-dir) when one exists, else
-`--checkpoint PATH`; risk limits come from the human-owned preferences file, which --tighten
-and the runner config may only make stricter (evotrader.live.session holds these rules).
+The model registry (runs/registry.sqlite) says what is traded: `--symbol` trades the symbol's
+paper entry on paper and in the sim, else its champion; real money only the champion;
+`--entry ID` one paper or champion entry. `--checkpoint PATH` or `--strategy ID` names
+something else for paper and the sim, recorded as chosen by the flag
+(evotrader.lifecycle.choice). Risk limits come from the human-owned preferences file, which
+--tighten and the runner config may only make stricter (evotrader.live.session).
 Brokers: `sim` replays the checkpoint's own bars offline, filling them as run_backtest.py
 does; `ibkr` trades through TWS / IB Gateway, paper unless `--live` and
 `--i-understand-this-is-real-money`; its settings come from IBKR_HOST, IBKR_PORT,
@@ -10,6 +13,7 @@ IBKR_CLIENT_ID, IBKR_ACCOUNT or the flags. The kill file (default <out>/KILL), S
 SIGINT flattens and halts; a bot restarted on the same --out reconciles with the broker.
 `--strategy ID` trades a registered strategy (validated; see evotrader.live.strategy_policy)
 instead of a checkpoint; the sim replays its search's test split, as run_backtest.py does.
+A halt is an alert: a line in events.jsonl, plus --alert-command and --alert-webhook.
 Exit codes (evotrader.cli.ExitCode): 0 done, 2 bad set-up, 3 halted, 4 broker, 5 data,
 6 checkpoint, 7 journal (unreadable, or another bot's). --debug shows tracebacks.
 """
@@ -17,6 +21,7 @@ Exit codes (evotrader.cli.ExitCode): 0 done, 2 bad set-up, 3 halted, 4 broker, 5
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -39,10 +44,12 @@ FAILURES: Failures = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--symbol", help="symbol whose champion to trade (the checkpoint's)")
-    add("--checkpoint", type=Path, help="checkpoint to trade when no champion")
+    add("--symbol", help="trade its registry entry: paper (paper, sim), else champion")
+    add("--entry", type=int, help="trade this model registry entry (paper or champion)")
+    add("--checkpoint", type=Path, help="trade this file (paper and sim; recorded as chosen)")
     add("--trade-as", metavar="SYMBOL", help=TRADE_AS_HELP)
-    add("--runs-dir", type=Path, help="where champions and stage checkpoints are (runs)")
+    add("--runs-dir", type=Path, help="where runs and the model registry are (runs)")
+    add("--model-registry", help="path or SQLAlchemy URL (default: <runs-dir>/registry.sqlite)")
     add("--strategy", metavar="ID", help="trade a registered strategy instead of a checkpoint")
     add("--registry", type=Path, help="its strategies.sqlite (default: newest under --runs-dir)")
     add("--allow-unvalidated", action="store_true", help="trade a strategy that only screened")
@@ -54,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--tighten", action="append", metavar="LIMIT=VALUE", help=TIGHTEN_HELP)
     add("--out", type=Path, help="journal, event log and summary folder")
     add("--kill-file", type=Path, help="its existence flattens and halts")
+    add("--alert-command", type=shlex.split, help="run on a halt, the alert as JSON on stdin")
+    add("--alert-webhook", help="POST the alert as JSON to this URL on a halt")
     add("--seed", type=int)
     add("--max-bars", type=int, help="stop after this many live bars")
     add("--clear-halt", action="store_true", help="resume after a breaker")
@@ -70,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     ibkr("--bar-size", help='IB bar size, e.g. "1 day", "5 mins"')
     args = vars(parser.parse_args(argv))
     debug, confirmed = args.pop("debug"), args.pop("confirmed")
-    if not args["symbol"] and not args["checkpoint"] and not args["strategy"]:
-        parser.error("give --symbol, --checkpoint or --strategy")
+    if not any(args[name] is not None for name in ("symbol", "entry", "checkpoint", "strategy")):
+        parser.error("give --symbol, --entry, --checkpoint or --strategy")
     if args["live"] and not confirmed:
         parser.error(f"--live trades real money; add {CONFIRM_FLAG} to confirm")
     if args["live"] and args["broker"] == "sim":

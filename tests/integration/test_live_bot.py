@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 from tests.integration.cli import run_script
-from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
+from tests.unit.lifecycle.alert_server import webhook
+from tests.unit.live.helpers import LOOSE_PREFERENCES, in_paper, make_checkpoint
 
 from evotrader.cli import ExitCode
 from evotrader.core.checkpoint import find_checkpoint
@@ -26,9 +27,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A runs/ folder with one trained-format GOOG checkpoint (a small TransformerPolicy)."""
+    """A runs/ folder with one trained-format GOOG checkpoint (a small TransformerPolicy),
+    recorded in its model registry and promoted to paper, so ``--symbol GOOG`` trades it."""
     runs = tmp_path_factory.mktemp("runs")
-    make_checkpoint(runs / "GOOG-quick-seed0" / "GOOG_stage_1_ppo.pth")
+    in_paper(runs, make_checkpoint(runs / "GOOG-quick-seed0" / "GOOG_stage_1_ppo.pth"))
     return runs
 
 
@@ -77,6 +79,12 @@ def test_sim_bot_fills_and_equity_match_run_backtest(runs, prefs, tmp_path, capl
         assert [d.tz_localize(None) for d in fill_days] == list(expected.fills.index)
         assert len(journal.decisions()) == len(expected.equity)
     events = (tmp_path / "out" / "events.jsonl").read_text().splitlines()
+    traded = json.loads(events[0])  # what it traded, and that the registry chose it
+    assert (traded["event"], traded["chosen_by"], traded["state"]) == (
+        "checkpoint",
+        "registry",
+        "paper",
+    )
     logged = json.loads(events[1])
     assert logged["event"] == "preferences" and not logged["tightened"]
     start = json.loads(events[2])
@@ -91,6 +99,7 @@ def test_a_maml_checkpoint_adapts_before_trading_as_in_run_backtest(prefs, tmp_p
     path = make_checkpoint(
         tmp_path / "runs" / "r" / "GOOG_stage_3_maml.pth", kind="maml", hyperparameters=settings
     )
+    in_paper(tmp_path / "runs", path)
     assert ran_through(bot(tmp_path / "runs", tmp_path / "out", prefs))
     expected = TradableCheckpoint.load(path).backtest()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -105,6 +114,19 @@ def test_a_tripped_breaker_halts(runs, prefs, tmp_path) -> None:
     assert halted is not None and halted.kind == "daily_loss"
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["halt"]["kind"] == "daily_loss"
+
+
+def test_a_halt_is_an_alert_posted_to_the_webhook(runs, prefs, tmp_path) -> None:
+    out = tmp_path / "out"
+    with webhook() as hook:
+        halted = bot(runs, out, prefs, tighten=["max_daily_loss_pct=0.5"], alert_webhook=hook.url)
+    assert halted.halt is not None
+    [posted] = hook.received
+    assert posted["kind"] == "halt" and posted["halt"]["kind"] == "daily_loss"
+    assert (posted["bot"], posted["symbol"], posted["chosen_by"]) == (str(out), "GOOG", "registry")
+    lines = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    [alert] = [line for line in lines if line["event"] == "alert"]
+    assert alert["delivered"] == {"webhook": True} and alert["halt"] == posted["halt"]
 
 
 def test_run_time_settings_cannot_loosen_the_preferences(runs, prefs, tmp_path) -> None:

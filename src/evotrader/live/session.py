@@ -2,9 +2,10 @@
 
 The rules a session enforces live here, not in the script:
 
-- Live trades only the champion. ``{symbol}_autonomous_final.pth`` under the runs folder is
-  traded when it exists, exclusively for paper and live; without one, ``--checkpoint``; the
-  sim may also fall back to the latest stage checkpoint, as run_backtest.py does.
+- The model registry says what is traded (``evotrader.lifecycle.choice``): ``--symbol``
+  trades the symbol's paper entry on paper and in the sim, else its champion; real money
+  only the champion. ``--checkpoint`` / ``--strategy`` name something else for paper and the
+  sim, and the bot records that the flag chose it.
 - Preferences are the human's file, tightened by the runner config, then by ``--tighten``;
   nothing may loosen them.
 - Brokers come from the ``BROKERS`` registry (``sim``, ``ibkr``); each broker module registers
@@ -14,6 +15,8 @@ The rules a session enforces live here, not in the script:
 - ``--strategy ID`` trades a registered strategy instead of a checkpoint, through the same
   runner, risk engine, journal and brokers (``evotrader.live.strategy_policy`` holds which
   strategies it trades and how they decide).
+- A halt is an alert (``evotrader.lifecycle.alerts``): a line in ``events.jsonl``, and the
+  optional alert command and webhook.
 """
 
 from __future__ import annotations
@@ -32,11 +35,14 @@ import yaml
 
 from evotrader.config import PROJECT_ROOT
 from evotrader.core.atomic import write_atomic
-from evotrader.core.checkpoint import find_champion, find_checkpoint
 from evotrader.core.policy import Policy
 from evotrader.core.registry import Registry
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.spec import EnvSpec
+from evotrader.lifecycle.alerts import Alerts
+from evotrader.lifecycle.choice import Choice, choose
+from evotrader.lifecycle.states import LifecycleError
+from evotrader.lifecycle.store import REGISTRY_FILE
 from evotrader.live.broker import Broker
 from evotrader.live.journal import Journal
 from evotrader.live.runner import BarPolicy, LiveRunner, RunnerConfig
@@ -60,6 +66,7 @@ class LiveOptions:
     """What a session is asked to do: run_live_bot.py's flags, by their names."""
 
     symbol: str | None = None
+    entry: int | None = None  # a model registry entry, traded if paper or champion
     checkpoint: Path | None = None
     trade_as: str | None = None
     runs_dir: Path = Path("runs")
@@ -84,10 +91,15 @@ class LiveOptions:
     strategy: str | None = None  # a registered strategy's id, traded instead of a checkpoint
     registry: Path | None = None  # its registry (default: the newest under runs_dir holding it)
     allow_unvalidated: bool = False  # trade a strategy that was only screened (never --live)
+    model_registry: str | None = None  # default: <runs_dir>/registry.sqlite
+    alert_command: Sequence[str] | None = None  # run on a halt, the alert as JSON on stdin
+    alert_webhook: str | None = None  # POSTed the alert as JSON on a halt
 
     def __post_init__(self) -> None:
-        if not self.symbol and not self.checkpoint and not self.strategy:
-            raise SetupError("give a symbol or a checkpoint (or a strategy id)")
+        if not (self.symbol or self.checkpoint or self.strategy or self.entry is not None):
+            raise SetupError("give a symbol, an entry, a checkpoint or a strategy id")
+        if sum(x is not None for x in (self.entry, self.checkpoint, self.strategy)) > 1:
+            raise SetupError("--entry, --checkpoint and --strategy each name what to trade: one")
         if self.strategy and (self.checkpoint or self.trade_as):
             raise SetupError(
                 "--strategy trades a registered strategy on its own symbol: "
@@ -124,27 +136,21 @@ def build_broker(setup: BrokerSetup) -> Broker:
     return BROKERS.get(setup.options.broker)(setup)
 
 
-def choose_checkpoint(options: LiveOptions) -> Path:
-    """The champion when one exists (exclusively, for paper and live), else the given
-    checkpoint; the sim may also fall back to the latest stage checkpoint."""
-    champion = find_champion(options.runs_dir, options.symbol) if options.symbol else None
-    sim = options.broker == "sim"
-    if options.checkpoint:
-        if champion and not sim and champion.resolve() != options.checkpoint.resolve():
-            raise SetupError(
-                f"a champion exists at {champion}; the live bot trades only the champion "
-                "(drop --checkpoint, or move the champion away to trade another checkpoint)"
-            )
-        return options.checkpoint
-    if champion:
-        return champion
-    assert options.symbol  # LiveOptions has a symbol or a checkpoint
-    if sim:
-        return find_checkpoint(options.runs_dir, options.symbol)
-    raise SetupError(
-        f"no champion {options.symbol}_autonomous_final.pth under {options.runs_dir}/; "
-        "pass --checkpoint PATH to trade another checkpoint"
-    )
+def choose_for(options: LiveOptions) -> Choice:
+    """What the model registry (or an explicit flag) says this session trades."""
+    try:
+        return choose(
+            options.model_registry or options.runs_dir / REGISTRY_FILE,
+            symbol=options.symbol,
+            entry_id=options.entry,
+            checkpoint=options.checkpoint,
+            strategy=options.strategy,
+            strategies=options.registry,
+            runs_dir=options.runs_dir,
+            real_money=options.live,
+        )
+    except LifecycleError as error:
+        raise SetupError(str(error)) from error
 
 
 def runner_config(options: LiveOptions, symbol: str) -> RunnerConfig:
@@ -239,9 +245,10 @@ class Trading:
     notes: tuple[str, ...] = ()
 
 
-def checkpoint_trading(options: LiveOptions) -> Trading:
-    """The checkpoint ``choose_checkpoint`` picks, traded as run_backtest.py trades it."""
-    path = choose_checkpoint(options)
+def checkpoint_trading(options: LiveOptions, choice: Choice) -> Trading:
+    """The chosen checkpoint, traded as run_backtest.py trades it."""
+    assert choice.checkpoint is not None
+    path = choice.checkpoint
     tradable = TradableCheckpoint.load(path)
     checkpoint = tradable.checkpoint
     symbol = guards.traded_symbol(checkpoint, tradable.where, options.symbol, options.trade_as)
@@ -259,14 +266,14 @@ def checkpoint_trading(options: LiveOptions) -> Trading:
     )
 
 
-def strategy_trading(options: LiveOptions) -> Trading:
-    """The registered strategy ``--strategy`` names, traded as run_backtest.py trades it."""
+def strategy_trading(options: LiveOptions, choice: Choice) -> Trading:
+    """The chosen registered strategy, traded as run_backtest.py trades it."""
     from evotrader.live.strategy_policy import STRATEGY_HISTORY_BARS, TradableStrategy
 
-    assert options.strategy
+    assert choice.strategy is not None
     strategy = TradableStrategy.load(
-        options.strategy,
-        options.registry,
+        choice.strategy,
+        choice.strategies,
         options.runs_dir,
         allow_unvalidated=options.allow_unvalidated,
         real_money=options.live,
@@ -298,7 +305,12 @@ def strategy_trading(options: LiveOptions) -> Trading:
 
 
 def _run(options: LiveOptions) -> RunSummary:
-    trading = strategy_trading(options) if options.strategy else checkpoint_trading(options)
+    choice = choose_for(options)
+    trading = (
+        strategy_trading(options, choice)
+        if choice.strategy
+        else checkpoint_trading(options, choice)
+    )
     symbol = trading.symbol
     config = runner_config(options, symbol)
     human, prefs = preferences_for(options, config)
@@ -307,16 +319,21 @@ def _run(options: LiveOptions) -> RunSummary:
     journal = Journal(out / "journal.sqlite")
     events = EventLog(out / "events.jsonl")
     try:
+        alerts = Alerts(events, options.alert_command, options.alert_webhook)
+    except LifecycleError as error:
+        raise SetupError(str(error)) from error
+    try:
         first, *notes = trading.notes
         log.info(f"{first}; out: {out}")
-        for note in notes:
+        for note in [*notes, *filter(None, [choice.note()])]:
             log.info(note)
         if (seen := broker.resume(journal)) is not None:
             log.info(f"resuming the replay after {seen}, the last bar in {journal.path}")
         policy = trading.make_policy(broker, config)
-        events.emit(trading.event, **trading.detail)
-        if trading.event == "strategy":
-            with journal.transaction():
+        events.emit(trading.event, **trading.detail, **choice.record())
+        with journal.transaction():
+            journal.set_state("choice", choice.record())
+            if trading.event == "strategy":
                 journal.set_state("strategy", trading.detail)
         events.emit(
             "preferences",
@@ -344,6 +361,8 @@ def _run(options: LiveOptions) -> RunSummary:
             raise SetupError(f"runner config {options.config}: {error}") from error
         with kill:
             summary = runner.run()
+        if summary.halt is not None:
+            alerts.halt(summary.halt.to_dict(), bot=str(out), symbol=symbol, **choice.record())
     finally:
         journal.close()
         events.close()
@@ -354,7 +373,8 @@ def _run(options: LiveOptions) -> RunSummary:
         if trading.event == "strategy"
         else {"checkpoint": trading.detail["path"]}
     )
-    extra = traded | {"preferences_sha256": prefs.sha256, "seed": options.seed}
+    extra = traded | {"choice": choice.record()}
+    extra |= {"preferences_sha256": prefs.sha256, "seed": options.seed}
     write_summary(out / "summary.json", summary, extra)
     final = summary.equity_series.iloc[-1] if summary.equity else float("nan")
     log.info(

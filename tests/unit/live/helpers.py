@@ -140,3 +140,15 @@ def make_strategy_registry(
                 )
             )
     return path
+
+
+def in_paper(runs: Path, path: Path) -> int:
+    """Record ``path`` in ``runs``'s model registry and promote it to paper, as an operator
+    would before a paper (or sim) bot trades it by its symbol; returns the entry id."""
+    from evotrader.lifecycle.states import PAPER
+    from evotrader.lifecycle.store import REGISTRY_FILE, ModelRegistry
+
+    with ModelRegistry(runs / REGISTRY_FILE) as registry:
+        entry = registry.record_checkpoint(path)
+        registry.promote(entry.id, PAPER, "a test's paper bot")
+        return entry.id

@@ -1,5 +1,5 @@
-"""The session's rules: only the champion trades live, brokers come from one registry,
-preferences only tighten, IBKR settings come from the environment and default to paper."""
+"""The session's rules: brokers come from one registry, preferences only tighten, IBKR
+settings come from the environment and default to paper (what is traded: test_choice.py)."""
 
 from __future__ import annotations
 
@@ -27,30 +27,11 @@ def setup_for(path: Path, **options: object) -> BrokerSetup:
     return BrokerSetup(options, TradableCheckpoint.load(path), config, preferences())
 
 
-def test_the_champion_is_traded_exclusively(tmp_path: Path) -> None:
-    run = tmp_path / "runs" / "GOOG-full-seed0"
-    run.mkdir(parents=True)
-    stage, champion = run / "GOOG_stage_1_ppo.pth", run / "GOOG_autonomous_final.pth"
-    stage.touch()
-    champion.touch()
-    options = LiveOptions(symbol="GOOG", runs_dir=tmp_path / "runs")
-    assert session.choose_checkpoint(options) == champion
-    given = LiveOptions(symbol="GOOG", runs_dir=tmp_path / "runs", checkpoint=stage)
-    with pytest.raises(SetupError, match="trades only the champion"):
-        session.choose_checkpoint(given)
-    sim = LiveOptions(symbol="GOOG", runs_dir=tmp_path / "runs", broker="sim", checkpoint=stage)
-    assert session.choose_checkpoint(sim) == stage  # the sim may replay any checkpoint
-    champion.unlink()
-    assert session.choose_checkpoint(given) == stage
-    with pytest.raises(SetupError, match="no champion"):
-        session.choose_checkpoint(options)  # paper and live never fall back to a stage
-    fallback = LiveOptions(symbol="GOOG", runs_dir=tmp_path / "runs", broker="sim")
-    assert session.choose_checkpoint(fallback) == stage
-
-
 def test_options_need_a_checkpoint_and_never_send_the_sim_real_money() -> None:
-    with pytest.raises(SetupError, match="symbol or a checkpoint"):
+    with pytest.raises(SetupError, match="give a symbol, an entry, a checkpoint or a strategy"):
         LiveOptions()
+    with pytest.raises(SetupError, match="one"):
+        LiveOptions(entry=1, checkpoint=Path("x.pth"))
     with pytest.raises(SetupError, match="--live needs --broker ibkr"):
         LiveOptions(symbol="GOOG", broker="sim", live=True)
 

@@ -83,8 +83,10 @@ def test_unknown_and_unvalidated_strategies_are_refused(tmp_path: Path) -> None:
         TradableStrategy.load(SPEC.spec_id, validated, tmp_path, real_money=True)
     with pytest.raises(SetupError, match="never trades real money"):
         LiveOptions(strategy=SPEC.spec_id, allow_unvalidated=True, live=True)
-    with pytest.raises(SetupError, match="drop --checkpoint"):
+    with pytest.raises(SetupError, match="each name what to trade: one"):
         LiveOptions(strategy=SPEC.spec_id, checkpoint=tmp_path / "x.pth")
+    with pytest.raises(SetupError, match="drop --checkpoint and --trade-as"):
+        LiveOptions(strategy=SPEC.spec_id, trade_as="AAPL")
 
 
 def test_a_multi_leg_strategy_is_refused(tmp_path: Path) -> None:
