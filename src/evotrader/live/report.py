@@ -336,7 +336,7 @@ def render_page(report: PeriodReport) -> str:
         else (f"{report.first_day} .. {report.last_day}")
     )
     chart = ""
-    if not report.curve.empty:
+    if len(report.curve) > 1:  # the opening mark and at least one bar of the period
         data = base64.b64encode(png_bytes(_equity_figure(report), DPI)).decode("ascii")
         caption = "Realised equity (the bot's account) vs expected (the backtest's, same targets)"
         chart = (
@@ -344,17 +344,21 @@ def render_page(report: PeriodReport) -> str:
             f"<figcaption>{esc(caption)}</figcaption></figure>"
         )
     notes = "".join(f'<p class="note">{esc(note)}</p>' for note in report.notes)
+    bars = (
+        f"{_iso(report.first_bar)} .. {_iso(report.last_bar)}"
+        if report.bars
+        else "no bars in this period"
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{esc(title)}</title><style>{PAGE_CSS}</style></head>
+<title>{esc(title)}</title><style>{PAGE_CSS}{_CSS}</style></head>
 <body>
 <h1>{esc(title)}</h1>
 <div class="tag">{esc(_KIND_NAMES.get(report.account, report.account))}: realised results
 next to the same policy's backtest expectation, after costs. Exchange-local times.</div>
 <dl><dt>period</dt><dd>{esc(span)}</dd>
-<dt>bars</dt><dd>{esc(_iso(report.first_bar) or "none")} .. {esc(_iso(report.last_bar) or "none")}
-</dd></dl>
+<dt>bars</dt><dd>{esc(bars)}</dd></dl>
 {notes}
 {chart}
 <h2>Figures</h2>
@@ -367,6 +371,7 @@ next to the same policy's backtest expectation, after costs. Exchange-local time
 """
 
 
+_CSS = "td.note { text-align: left; }"
 _PERCENT = ("realised_return", "expected_return", "tracking_difference", "max_drawdown")
 _MONEY = ("start_equity", "end_equity", "expected_start_equity", "expected_end_equity")
 
