@@ -1,10 +1,11 @@
-"""Portfolio engine speed and the classic baselines on skfolio's embedded S&P 500 closes.
+"""Portfolio engine speed and the classic baselines on the embedded S&P 500 universe.
 
-Offline: skfolio ships 20 large US stocks' daily closes (1990-2022). The bars before
-``--test-start`` are history only (the optimisers' first fit sees them alone); every figure
-is on the test split, after costs, and the data are close-only, so fills are at the next
-close. The example policy is a plain 12-1 month momentum tilt (top quarter, equal weights),
-shown only to have something to put next to the baselines.
+Offline: the ``sp500`` universe is the 20 large US stocks' daily closes (1990-2022) that ship
+inside skfolio. The bars before ``--test-start`` are history only (the optimisers' first fit
+sees them alone); every figure is on the test split, after costs, and the data are
+close-only, so fills are at the next close. The example policy is a plain 12-1 month
+momentum tilt (top quarter, equal weights), shown only to have something to put next to the
+baselines.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import argparse
 import time
 
 import numpy as np
-from skfolio.datasets import load_sp500_dataset
 
 from evotrader.backtest.baselines import (
     EQUAL_WEIGHT,
@@ -22,6 +22,7 @@ from evotrader.backtest.baselines import (
     equal_weight,
 )
 from evotrader.backtest.portfolio import History, PortfolioSettings, run_portfolio
+from evotrader.data.universe import load_universe
 
 
 def momentum_top_quarter(history: History) -> np.ndarray:
@@ -45,25 +46,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    closes = load_sp500_dataset().loc[args.history_start :]
+    universe = load_universe("sp500", start=args.history_start)
+    bars, close_only = universe.bars, universe.close_only
     settings = PortfolioSettings(args.rebalance)
     every_bar = PortfolioSettings("bar")
     best = float("inf")
     for _ in range(args.repeats):
         began = time.perf_counter()
-        run_portfolio(equal_weight, closes, every_bar)
+        run_portfolio(equal_weight, bars, every_bar, close_only=close_only)
         best = min(best, time.perf_counter() - began)
-    steps = len(closes) * closes.shape[1]
+    n_bars, n_assets = len(universe.index), len(universe.symbols)
     print(
-        f"engine: {len(closes):,} bars x {closes.shape[1]} assets, equal weight rebalanced "
-        f"every bar: best {best * 1e3:.0f} ms -> {len(closes) / best:,.0f} bars/s, "
-        f"{steps / best:,.0f} asset-bars/s"
+        f"engine: {n_bars:,} bars x {n_assets} assets, equal weight rebalanced every bar: "
+        f"best {best * 1e3:.0f} ms -> {n_bars / best:,.0f} bars/s, "
+        f"{n_bars * n_assets / best:,.0f} asset-bars/s"
     )
     began = time.perf_counter()
     comparison = compare_with_baselines(
         momentum_top_quarter,
-        closes,
+        bars,
         settings,
+        close_only=close_only,
         name="momentum",
         split="test",
         start=args.test_start,

@@ -58,12 +58,13 @@ class PortfolioSettings:
 class History:
     """What a policy may read at a decision: bars up to and including that bar's close.
 
-    ``bars`` is None for close-only data. ``weights`` are the held weights at this close
-    (drifted since the last fill), indexed by symbol.
+    ``bars`` has (symbol, field) columns, so ``bars["AAPL"]`` is that symbol's OHLCV frame
+    (one slice per decision however many symbols); None for close-only data. ``weights`` are
+    the held weights at this close (drifted since the last fill), indexed by symbol.
     """
 
     closes: pd.DataFrame
-    bars: Mapping[str, pd.DataFrame] | None
+    bars: pd.DataFrame | None
     weights: pd.Series
 
     @property
@@ -103,7 +104,7 @@ class PortfolioResult:
 @dataclass(frozen=True)
 class _Market:
     closes: pd.DataFrame
-    bars: dict[str, pd.DataFrame] | None
+    panel: pd.DataFrame | None  # every symbol's bars side by side, (symbol, field) columns
     fill: np.ndarray  # (bars, assets): where a decision at bar t executes
     impact: np.ndarray  # (bars, assets): trailing impact scale
     fill_offset: int  # bars from a decision to its fill: 1, or 0 for same-close fills
@@ -180,10 +181,9 @@ def _simulate(
         spent_at[k] = spent
         if ruined or t > last or not rebalance_at[t]:
             continue
-        bars = market.bars
         history = History(
             closes=market.closes.iloc[: t + 1],
-            bars=None if bars is None else {s: b.iloc[: t + 1] for s, b in bars.items()},
+            bars=None if market.panel is None else market.panel.iloc[: t + 1],
             weights=pd.Series(held[k], index=symbols, name="weight"),
         )
         weights = policy(history)
@@ -299,7 +299,8 @@ def _market(
         values = closes.to_numpy(np.float64)
         fill = np.vstack([values[1:], np.full((1, values.shape[1]), np.nan)])
         note = "close-only: a decision at bar t's close fills at bar t+1's close"
-        return _Market(closes, bars, fill, np.zeros_like(values), 1, note)
+        panel = None if bars is None else pd.concat(bars, axis=1)
+        return _Market(closes, panel, fill, np.zeros_like(values), 1, note)
     assert bars is not None  # close_only is False only for OHLCV input
     prices = [execution.prices(frame) for frame in bars.values()]
     fill = np.column_stack([p.fill for p in prices])
@@ -307,7 +308,7 @@ def _market(
     next_open = execution.fill == "next_open"
     when = "bar t+1's open" if next_open else "bar t's close"
     note = f"a decision at bar t's close fills at {when}"
-    return _Market(closes, bars, fill, impact, int(next_open), note)
+    return _Market(closes, pd.concat(bars, axis=1), fill, impact, int(next_open), note)
 
 
 def _checked_bars(data: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

@@ -95,7 +95,8 @@ def test_policy_only_ever_sees_history_up_to_its_bar() -> None:
 
     def spy(history: History) -> np.ndarray:
         assert history.bars is not None
-        last_bar = max(frame.index[-1] for frame in history.bars.values())
+        last_bar = max(history.bars[symbol].index[-1] for symbol in universe)
+        assert list(history.bars["S1"].columns) == ["open", "high", "low", "close", "volume"]
         seen.append((history.timestamp, last_bar, len(history.closes)))
         return np.array([0.5, 0.5])
 
