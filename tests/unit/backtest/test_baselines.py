@@ -76,6 +76,18 @@ def test_minimum_variance_gives_the_planted_calm_asset_the_largest_weight(calm) 
     assert (result.targets[f"A{calm}"] > 0.5).all()
 
 
+def test_minimum_variance_spreads_weight_when_no_asset_is_calmer() -> None:
+    closes = _closes(np.full(5, 0.02), seed=11)  # the control: same volatility everywhere
+    result = run_portfolio(
+        default_baselines()[MIN_VARIANCE],
+        closes,
+        PortfolioSettings("monthly"),
+        start=_start(closes),
+    )
+    assert result.targets.to_numpy().max() < 0.4
+    assert result.targets.to_numpy().min() > 0.05
+
+
 def test_a_trailing_window_follows_a_change_an_expanding_one_averages_it() -> None:
     early, late = np.array([0.004, 0.02]), np.array([0.02, 0.004])
     vols = np.vstack([np.tile(early, (199, 1)), np.tile(late, (100, 1))])
