@@ -1,19 +1,37 @@
-"""Fixtures of the env tests: a small aligned universe made by the tests themselves."""
+"""Fixtures of the env tests: small aligned bars made by the tests themselves."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from evotrader.data import FeaturePipeline, generate_synthetic
 
 
+def with_gaps(bars: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The bars with overnight gaps: synthetic bars open at the previous close, which would
+    let a next-open fill pass for the last close in a test."""
+    gap = np.exp(np.random.default_rng(seed).normal(0.0, 0.003, len(bars)))
+    gapped = bars.assign(open=bars["open"] * gap)
+    return gapped.assign(
+        high=np.maximum(gapped["high"], gapped["open"]),
+        low=np.minimum(gapped["low"], gapped["open"]),
+    )
+
+
+@pytest.fixture(scope="session")
+def gapped_bars(bars: pd.DataFrame) -> pd.DataFrame:
+    """The shared 600 regime bars with overnight gaps."""
+    return with_gaps(bars, seed=1)
+
+
 @pytest.fixture(scope="session")
 def universe() -> dict[str, pd.DataFrame]:
-    """Three symbols, 500 seeded synthetic bars each, on one business-day calendar."""
+    """Three symbols, 500 seeded synthetic bars each with gaps, on one business-day calendar."""
     kinds = {"AAA": ("regimes", 11), "BBB": ("random_walk", 12), "CCC": ("momentum", 13)}
     return {
-        symbol: generate_synthetic(500, seed=seed, kind=kind).bars
+        symbol: with_gaps(generate_synthetic(500, seed=seed, kind=kind).bars, seed)
         for symbol, (kind, seed) in kinds.items()
     }
 

@@ -53,8 +53,11 @@ PAIRS = [
 
 
 @pytest.mark.parametrize(("form", "case"), PAIRS, ids=[f"{f}: {c}" for f, c in PAIRS])
-def test_one_asset_portfolio_equals_market_env(form: str, case: str, bars) -> None:
+def test_one_asset_portfolio_equals_market_env(
+    form: str, case: str, gapped_bars: pd.DataFrame
+) -> None:
     """Same positions, same bars: every figure equal with ==, over a whole episode."""
+    bars = gapped_bars
     spec = CASES[case]
     random_start = spec.episode_length is not None
     market = MarketEnv(bars, spec=spec, random_start=random_start, fit_bars=150)

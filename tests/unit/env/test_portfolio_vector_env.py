@@ -48,7 +48,7 @@ def test_equals_one_portfolio_env_per_sub_environment(
             assert infos["equity"][i] == info["equity"]
             assert infos["cost"][i] == info["cost"]
             # numpy's vectorised log and power may differ from scalar math in the last bit.
-            assert rewards[i] == pytest.approx(reward_i, rel=0, abs=1e-15)
+            assert rewards[i] == pytest.approx(reward_i, rel=1e-14, abs=1e-15)
             assert [terminated[i], truncated[i]] == ends == [False, False]
     assert len(set(infos["equity"])) == NUM_ENVS  # the accounts went their own ways
 
