@@ -143,7 +143,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         truncated = not terminated and t >= self._end
         info = {
             "equity": equity,
-            "weights": target,
+            "weights": target.copy(),
             "cost": float(costs.sum()),
             "costs": costs,
             "t": t,

@@ -17,14 +17,15 @@ for the same choice, which is what makes a one-asset portfolio equal MarketEnv.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import cast
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 
 from evotrader.core.checks import require_positive
+from evotrader.env.spec import _check_keys
 
 ACTIONS = ("long_only", "long_short", "discrete")
 
@@ -41,6 +42,16 @@ class PortfolioSpec:
         if self.action not in ACTIONS:
             raise ValueError(f"portfolio action must be one of {ACTIONS}, got {self.action!r}")
         require_positive("portfolio ", self, "max_gross", finite=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form a checkpoint stores beside the EnvSpec."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, settings: Mapping[str, Any]) -> PortfolioSpec:
+        """The spec ``to_dict`` wrote; an unknown or missing key is a ``ValueError`` naming it."""
+        _check_keys("portfolio settings", settings, cls)
+        return cls(**settings)
 
     def action_space(self, assets: int, positions: Sequence[float]) -> gym.Space[np.ndarray]:
         """The space an agent acts in for ``assets`` assets."""

@@ -93,3 +93,11 @@ def test_bad_settings_and_actions_are_named() -> None:
         PortfolioSpec("discrete").weights(np.array([1, 3]), 2, POSITIONS)
     with pytest.raises(ValueError, match="integer indices"):
         PortfolioSpec("discrete").weights(np.array([0.0, 1.0]), 2, POSITIONS)
+
+
+def test_settings_round_trip_and_unknown_keys_are_named() -> None:
+    spec = PortfolioSpec("long_short", max_gross=2)
+    assert PortfolioSpec.from_dict(spec.to_dict()) == spec
+    assert spec.to_dict() == {"action": "long_short", "max_gross": 2.0}
+    with pytest.raises(ValueError, match=r"unknown keys \['gross'\], missing keys \['max_gross'\]"):
+        PortfolioSpec.from_dict({"action": "long_only", "gross": 1.0})
