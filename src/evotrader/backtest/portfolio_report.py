@@ -51,17 +51,26 @@ def attribution_frame(result: PortfolioResult) -> pd.DataFrame:
 def weights_figure(result: PortfolioResult) -> Figure:
     """Held weights per close: stacked areas when long-only, one line per asset otherwise."""
     weights = result.weights
-    figure, axis = plt.subplots(figsize=(11, 3.2))
+    figure, axis = plt.subplots(figsize=(11, 3.6))
+    palette = plt.get_cmap("tab20" if len(weights.columns) > 10 else "tab10")
+    colours = [palette(i % palette.N) for i in range(len(weights.columns))]
+    axis.set_prop_cycle(color=colours)
     if (weights.to_numpy() >= 0).all():
-        axis.stackplot(weights.index, weights.to_numpy().T, labels=weights.columns, alpha=0.85)
+        axis.stackplot(weights.index, weights.to_numpy().T, labels=weights.columns, alpha=0.9)
         axis.set_ylim(0.0, max(1.0, float(weights.sum(axis=1).max())))
     else:
         for symbol in weights.columns:
             axis.plot(weights.index, weights[symbol], linewidth=1.0, label=symbol)
         axis.axhline(0.0, color="#9e9e9e", linewidth=0.8)
     axis.set_ylabel("weight (of equity)")
-    if len(weights.columns) <= 20:
-        axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    if len(weights.columns) <= 20:  # more would be unreadable: the attribution table names them
+        axis.legend(
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+            fontsize=7,
+            frameon=False,
+            ncol=1 + len(weights.columns) // 11,
+        )
     return tidy(figure, axis)
 
 
