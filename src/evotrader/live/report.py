@@ -29,6 +29,7 @@ import pandas as pd
 
 from evotrader.backtest.report import PAGE_CSS, html_table, png_bytes, sign_class, tidy
 from evotrader.core.atomic import write_atomic
+from evotrader.core.trading import Fill
 from evotrader.live.bot_record import BotEvent, BotFolderError, BotRecord, read_bot
 from evotrader.risk.circuit_breakers import BreakerKind
 from evotrader.risk.preferences import TradingHours
@@ -260,7 +261,8 @@ def _period(record: BotRecord, period: str, label: str, first: date, last: date)
 
 
 def _ends(series: pd.Series) -> tuple[float, float]:
-    """The opening and closing marks; with no mark at all, the last one before (or NaN)."""
+    """The first and last marks of a period's curve (its opening mark, then its bars);
+    NaN before the bot's first mark."""
     if series.empty:
         return math.nan, math.nan
     return float(series.iloc[0]), float(series.iloc[-1])
@@ -297,7 +299,7 @@ def _bars_expected(record: BotRecord, first: date, last: date) -> int:
     return total
 
 
-def _trade(record: BotRecord, fill: Any) -> dict[str, Any]:
+def _trade(record: BotRecord, fill: Fill) -> dict[str, Any]:
     return {
         "time": _iso(record.local(fill.timestamp)),
         "symbol": fill.symbol,

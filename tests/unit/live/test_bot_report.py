@@ -18,6 +18,7 @@ import pytest
 import yaml
 from tests.support.chromium import screenshot
 from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint
+from tests.unit.live.test_runner import trade_faulty
 
 from evotrader.__main__ import main
 from evotrader.cli import ExitCode
@@ -25,7 +26,8 @@ from evotrader.lifecycle.alerts import Alerts
 from evotrader.live.bot_record import BotFolderError
 from evotrader.live.journal import Journal
 from evotrader.live.report import write_reports
-from evotrader.live.session import LiveOptions, run
+from evotrader.live.session import LiveOptions, run, write_summary
+from evotrader.live.sim_broker import Faults
 from evotrader.live.telemetry import EventLog
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -246,3 +248,27 @@ def test_the_weekly_page_renders_in_headless_chromium(folders, reports, tmp_path
     colours = np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0)
     assert len(colours) > 50  # the equity chart renders (anti-aliased lines)
     assert math.isfinite(week["figures"]["realised_return"])
+
+
+def test_disconnects_and_bad_bars_show_as_health_on_their_days(tmp_path, bars, pipeline) -> None:
+    """The runner on a sim that drops the connection once (one reconnect attempt fails) and
+    sends one bad bar; the reports count each on the day the journal stamped it."""
+    faults = Faults(disconnects=frozenset({5}), failed_reconnects=1, bad_bars=frozenset({10}))
+    summary, journal, events, _ = trade_faulty(tmp_path, bars, pipeline, faults, max_bars=BARS)
+    health = journal.health()
+    journal.close()
+    events.close()
+    write_summary(tmp_path / "summary.json", summary, {})
+    written = write_reports(tmp_path, ("daily",))
+    daily = [json.loads(path.read_text()) for path in written if path.suffix == ".json"]
+
+    def days(figure: str) -> dict[str, int]:
+        return {r["label"]: r["figures"][figure] for r in daily if r["figures"][figure]}
+
+    dropped = [row for row in health if row["status"] == "disconnected"]
+    assert len(dropped) == 1
+    assert days("disconnects") == {f"{pd.Timestamp(dropped[0]['at']):%Y-%m-%d}": 1}
+    assert sum(days("reconnects").values()) == 1 and sum(days("connect_failures").values()) == 1
+    assert sum(days("stale_or_bad_bars").values()) == 1
+    assert sum(days("errors").values()) == summary.errors == 2  # the drop and the bad bar
+    assert sum(r["figures"]["bars"] for r in daily) == summary.bars
