@@ -99,20 +99,20 @@ class VectorPortfolioEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray
                 f"need one action per sub-environment ({self.num_envs}), got {len(target)}"
             )
         costs = np.zeros((self.num_envs, self.num_assets))
-        for i in np.flatnonzero(active & (target != self._target).any(axis=1)):
-            t = self._t[i]
-            fill = self.market.fill[t]
-            cash, self._units[i], costs[i] = rebalance_portfolio(
+        trading = np.flatnonzero(active & (target != self._target).any(axis=1))
+        fill, impact = self.market.fill[self._t], self.market.impact[self._t]
+        for i in trading:  # rebalance_portfolio is per account: one call each
+            self._cash[i], self._units[i], costs[i] = rebalance_portfolio(
                 float(self._cash[i]),
                 self._units[i],
                 target[i],
-                fill,
+                fill[i],
                 self._linear_rate,
-                self.market.impact[t],
+                impact[i],
             )
-            self._cash[i] = cash
-            self._target[i] = target[i]
-            self._entry_equity[i] = cash + float((self._units[i] * fill).sum())
+        self._target[trading] = target[trading]
+        entry = self._cash[trading] + (self._units[trading] * fill[trading]).sum(axis=1)
+        self._entry_equity[trading] = entry
         self._t += active
         previous = self._equity
         equity = self._cash + (self._units * self.market.mark[self._t]).sum(axis=1)
