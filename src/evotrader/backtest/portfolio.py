@@ -84,7 +84,8 @@ class PortfolioResult:
     ``weights``: held weights per mark; ``targets``: the weights decided per rebalance date;
     ``fills``: one row per asset traded (fill bar, symbol, units, price, notional, cost);
     ``attribution``: cumulative P&L per asset per mark (position value less cash spent on it,
-    costs included), whose row sums equal equity less initial cash; ``per_asset``: totals.
+    costs included), whose row sums equal equity less initial cash (after a ruin, where equity
+    is floored at 0, they show the unfloored loss); ``per_asset``: totals.
     """
 
     equity: pd.Series
@@ -175,7 +176,7 @@ def _simulate(
     ruined = False
     for k, t in enumerate(range(first, len(index))):
         value[k] = units * close[t]
-        equity[k] = 0.0 if ruined else cash + value[k].sum()
+        equity[k] = 0.0 if ruined else max(0.0, cash + value[k].sum())  # ruin: 0 for good
         ruined = ruined or equity[k] <= 0.0
         held[k] = value[k] / equity[k] if equity[k] > 0 else 0.0
         spent_at[k] = spent

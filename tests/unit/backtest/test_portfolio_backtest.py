@@ -231,3 +231,22 @@ def test_bad_inputs_get_one_clear_error() -> None:
         run_portfolio(_momentum, universe, PortfolioSettings(execution=COSTLY), close_only=True)
     with pytest.raises(DataError, match="leaves no bar"):
         run_portfolio(_momentum, universe, start="2030-01-01")
+
+
+def test_ruin_ends_trading_and_equity_stays_at_zero() -> None:
+    index = pd.bdate_range("2020-01-01", periods=60)
+    squeezed = np.where(np.arange(60) < 30, 100.0, 300.0)  # the shorted asset triples
+    closes = pd.DataFrame({"UP": squeezed, "FLAT": np.full(60, 50.0)}, index=index)
+    calls: list[pd.Timestamp] = []
+
+    def short_up(history: History) -> np.ndarray:
+        calls.append(history.timestamp)
+        return np.array([-1.0, 0.0])
+
+    settings = PortfolioSettings("bar", long_only=False, execution=FREE)
+    result = run_portfolio(short_up, closes, settings)
+    assert (result.equity.iloc[30:] == 0.0).all()
+    assert (result.equity.iloc[:30] > 0).all()
+    assert calls[-1] == index[29]  # no decision after the ruin
+    assert result.metrics["max_drawdown"] == -1.0
+    assert result.per_asset.loc["UP", "pnl"] == pytest.approx(-200_000.0)  # the unfloored loss
