@@ -202,11 +202,10 @@ def main() -> None:
     vector_actions = rng.random((args.vector_steps, args.num_envs, assets + 1))
     vector_portfolio_rate = vector_rate(vector, vector_actions, args.seed, args.repeats)
 
+    close_only = " (close-only: fills at the next close)" if args.data == "sp500" else ""
     print(
         f"data={args.data} assets={assets} bars={len(first):,} window={args.window} "
-        f"obs={portfolio.observation_space.shape} (close-only: fills at the next close)"
-        if args.data == "sp500"
-        else f"data=synthetic assets={assets} bars={len(first):,} window={args.window}"
+        f"obs={portfolio.observation_space.shape} long-only random targets{close_only}"
     )
     print(f"{'env':<26}{'env-steps/s':>14}{'asset-steps/s':>16}")
     rows = [
@@ -219,6 +218,8 @@ def main() -> None:
         print(f"{name:<26}{steps_per_s:>14,.0f}{steps_per_s * width:>16,.0f}")
     per_asset = portfolio_rate * assets / market_rate
     print(f"PortfolioEnv asset-steps/s = {per_asset:.2f} x MarketEnv steps/s")
+    per_asset = vector_portfolio_rate * assets / vector_market_rate
+    print(f"VectorPortfolioEnv asset-steps/s = {per_asset:.2f} x VectorMarketEnv env-steps/s")
     finrl_class, note = load_finrl(args.finrl_wheel)
     if finrl_class is None:
         print(f"{'FinRL StockPortfolioEnv':<26}{'skipped':>14}  ({note})")
