@@ -40,3 +40,21 @@ def universe() -> dict[str, pd.DataFrame]:
 def universe_pipeline(universe: dict[str, pd.DataFrame]) -> FeaturePipeline:
     """Features fitted on the first 200 bars of every symbol, as training would."""
     return FeaturePipeline().fit([frame.iloc[:200] for frame in universe.values()])
+
+
+@pytest.fixture(scope="session")
+def crash_bars() -> pd.DataFrame:
+    """300 flat-ish bars that lose 40% over the five bars after bar 200."""
+    n, at = 300, 200
+    close = 100.0 * np.exp(0.0005 * np.sin(np.arange(n)))
+    close[at:] *= np.r_[np.linspace(1.0, 0.6, 5), np.full(n - at - 5, 0.6)]
+    return pd.DataFrame(
+        {
+            "open": close,
+            "high": close * 1.001,
+            "low": close * 0.999,
+            "close": close,
+            "volume": 1e6 + np.arange(n) % 7,
+        },
+        index=pd.date_range("2020-01-01", periods=n, freq="B", name="timestamp"),
+    )

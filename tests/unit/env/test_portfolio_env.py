@@ -147,11 +147,16 @@ def test_permuting_the_symbols_permutes_the_observation(
 
 
 @pytest.mark.filterwarnings("ignore:.*symmetric and normalized space")
-def test_observations_stay_in_the_space_and_the_env_checker_passes(universe: Universe) -> None:
+@pytest.mark.parametrize(
+    "portfolio",
+    [PortfolioSpec("long_only"), PortfolioSpec("long_short", 1.5), PortfolioSpec("discrete")],
+    ids=lambda p: p.action,
+)
+def test_observations_stay_in_the_space_and_the_env_checker_passes(
+    portfolio: PortfolioSpec, universe: Universe
+) -> None:
     spec = EnvSpec(window=8, episode_length=200)
-    env = PortfolioEnv(
-        universe, spec=spec, portfolio=PortfolioSpec("long_short", 1.5), fit_bars=100
-    )
+    env = PortfolioEnv(universe, spec=spec, portfolio=portfolio, fit_bars=100)
     check_env(env, skip_render_check=True)
     obs, _ = env.reset(seed=1)
     env.action_space.seed(1)
@@ -161,6 +166,53 @@ def test_observations_stay_in_the_space_and_the_env_checker_passes(universe: Uni
         if terminated or truncated:
             break
     assert truncated
+
+
+def test_a_bust_terminates_as_market_env_does(crash_bars: pd.DataFrame) -> None:
+    """Five times leveraged into a 40% fall: equity goes below zero on the same bar."""
+    bars, spec = crash_bars, EnvSpec(window=4, positions=(0.0, 5.0), episode_length=None)
+    market = MarketEnv(bars, spec=spec, random_start=False, fit_bars=100)
+    portfolio = PortfolioEnv(
+        {"X": bars},
+        spec=spec,
+        portfolio=PortfolioSpec("discrete", 5.0),
+        random_start=False,
+        fit_bars=100,
+    )
+    market.reset()
+    portfolio.reset()
+    for _ in range(200):
+        _, reward, terminated, _, info = market.step(1)
+        _, portfolio_reward, portfolio_terminated, _, portfolio_info = portfolio.step(np.array([1]))
+        assert (portfolio_reward, portfolio_terminated) == (reward, terminated)
+        assert portfolio_info["equity"] == info["equity"]
+        if terminated:
+            break
+    assert terminated and info["equity"] == 1e-12 * spec.initial_cash and 200 < info["t"] <= 205
+
+
+def test_close_only_bars_fill_at_the_next_close() -> None:
+    """Close-only bars (open = high = low = close, no volume) with close-only features: the
+    default next-open fill is the next close, which the equity shows."""
+    close = 100.0 * np.exp(np.cumsum(np.random.default_rng(3).normal(0, 0.01, (300, 2)), axis=0))
+    index = pd.date_range("2020-01-01", periods=300, freq="B", name="timestamp")
+    bars = {
+        symbol: pd.DataFrame(
+            {"open": c, "high": c, "low": c, "close": c, "volume": 0.0}, index=index
+        )
+        for symbol, c in zip(("A", "B"), close.T, strict=True)
+    }
+    pipeline = FeaturePipeline(("log_return", "volatility", "trend")).fit(
+        [frame.iloc[:150] for frame in bars.values()]
+    )
+    spec = EnvSpec(window=8, episode_length=None, execution=ExecutionModel(0.0, 0.0, 0.0))
+    env = PortfolioEnv(bars, pipeline, spec, random_start=False)
+    _, info = env.reset()
+    t = info["t"]
+    _, _, _, _, info = env.step(np.array([1.0, 0.0, 0.0]))  # all in A at bar t + 1's close
+    assert info["equity"] == pytest.approx(100_000.0)  # bought and marked at the same close
+    _, _, _, _, info = env.step(np.array([1.0, 0.0, 0.0]))
+    assert info["equity"] == pytest.approx(100_000.0 * close[t + 2, 0] / close[t + 1, 0])
 
 
 def test_gym_make_and_render(universe: Universe) -> None:

@@ -53,6 +53,32 @@ def test_equals_one_portfolio_env_per_sub_environment(
     assert len(set(infos["equity"])) == NUM_ENVS  # the accounts went their own ways
 
 
+def test_a_bust_terminates_each_account_as_its_portfolio_env_does(
+    crash_bars: pd.DataFrame,
+) -> None:
+    """Four times and once leveraged into a 40% fall: only the first account goes bust."""
+    spec = EnvSpec(window=4, episode_length=None)
+    portfolio = PortfolioSpec("long_short", 4.0)
+    vector = VectorPortfolioEnv(
+        {"X": crash_bars}, 2, spec=spec, portfolio=portfolio, random_start=False, fit_bars=100
+    )
+    single = PortfolioEnv(
+        {"X": crash_bars}, spec=spec, portfolio=portfolio, random_start=False, fit_bars=100
+    )
+    vector.reset(seed=0)
+    single.reset()
+    actions = np.array([[4.0], [1.0]])
+    for _ in range(200):
+        _, _, terminated, _, infos = vector.step(actions)
+        _, _, single_terminated, _, info = single.step(actions[0])
+        assert terminated[0] == single_terminated and infos["equity"][0] == info["equity"]
+        if single_terminated:
+            break
+    assert terminated.tolist() == [True, False]
+    assert infos["equity"][0] == 1e-12 * spec.initial_cash
+    assert 0 < infos["equity"][1] < 0.7 * spec.initial_cash
+
+
 def test_next_step_autoreset(universe: Universe, universe_pipeline: FeaturePipeline) -> None:
     spec = EnvSpec(window=8, episode_length=5)
     vector = VectorPortfolioEnv(universe, NUM_ENVS, universe_pipeline, spec)
