@@ -338,7 +338,7 @@ def render_page(report: PeriodReport) -> str:
         else (f"{report.first_day} .. {report.last_day}")
     )
     chart = ""
-    if len(report.curve) > 1:  # the opening mark and at least one bar of the period
+    if report.bars > 1:  # one step (a day of daily bars) says no more than the figures
         data = base64.b64encode(png_bytes(_equity_figure(report), DPI)).decode("ascii")
         caption = "Realised equity (the bot's account) vs expected (the backtest's, same targets)"
         chart = (
