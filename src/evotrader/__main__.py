@@ -51,8 +51,11 @@ def parser() -> argparse.ArgumentParser:
     demote.add_argument("--to", choices=(CANDIDATE, RETIRED), help="default: one step down")
     history = actions.add_parser("history", help="every state change (of one entry)")
     history.add_argument("entry", type=int, nargs="?")
-    record = actions.add_parser("record", help="record a checkpoint file as a candidate")
-    record.add_argument("path", type=Path)
+    record = actions.add_parser(
+        "record", help="record a checkpoint, or a search's validated strategies, as candidates"
+    )
+    record.add_argument("path", type=Path, help="a .pth checkpoint or a strategies.sqlite")
+    record.add_argument("--strategy", metavar="ID", help="only this strategy of the search")
     compare = actions.add_parser(
         "compare", help="challenger vs champion on bars after both test splits"
     )
@@ -92,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         to=getattr(args, "to", None),
         why=getattr(args, "why", ""),
         path=getattr(args, "path", None),
+        strategy=getattr(args, "strategy", None),
         against=getattr(args, "against", None),
         symbol=getattr(args, "symbol", None),
         start=getattr(args, "start", None),

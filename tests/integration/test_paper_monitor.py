@@ -13,7 +13,7 @@ import pytest
 import yaml
 from tests.unit.lifecycle.alert_server import webhook
 from tests.unit.lifecycle.helpers import lifecycle_checkpoint
-from tests.unit.live.helpers import LOOSE_PREFERENCES
+from tests.unit.live.helpers import LOOSE_PREFERENCES, make_strategy_registry
 
 from evotrader.__main__ import main
 from evotrader.cli import ExitCode
@@ -24,6 +24,7 @@ from evotrader.lifecycle.states import CANDIDATE, CHAMPION, PAPER, RETIRED, Life
 from evotrader.lifecycle.store import FORWARD, ModelRegistry
 from evotrader.live.session import LiveOptions, run
 from evotrader.live.telemetry import EventLog, RunSummary
+from evotrader.strategies.spec import RiskParams, StrategySpec
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -104,7 +105,7 @@ def test_a_paper_bot_that_matches_its_backtest_is_promoted(files, registry, tmp_
     assert change.reason.startswith(f"paper monitor: {DAYS} days, realised -2.83% vs expected")
     figures = change.figures["evidence"]["monitor"]
     assert figures["tracking_error_daily"] == 0 and figures["breaches"] == 0
-    assert figures["expectation"] == "backtest on the checkpoint's bars"
+    assert figures["expectation"] == "backtest on its own bars"
     assert figures["period"] == ["2011-01-03 00:00:00", "2011-01-31 00:00:00"]
     assert hook.received == []  # nothing to alert on
     assert json.loads((bot / "monitor.json").read_text())["decision"] == PROMOTE
@@ -190,3 +191,58 @@ def test_only_a_paper_entry_is_monitored_on_its_own_bot(files, registry, tmp_pat
         monitor(registry, fresh.id, bot)
     with pytest.raises(LifecycleError, match=r"summary\.json is missing"):
         monitor(registry, 1, tmp_path)
+
+
+# Not volatility-scaled: a volatility target would size the perturbed (4x) moves back to
+# about the expected P&L, and the perturbation would go unseen.
+STRATEGY_SPEC = StrategySpec.build(
+    "trend-following/macd", ["GOOG"], risk=RiskParams(position_size=0.8)
+)
+
+
+def strategy_on_paper(files: dict[str, Path], folder: Path, **options: object) -> Path:
+    """A validated strategy recorded and promoted to paper in ``folder``'s model registry,
+    then traded by the sim bot over ``DAYS`` days as ``--strategy ID`` names it."""
+    strategies = make_strategy_registry(folder / "search" / "strategies.sqlite", STRATEGY_SPEC)
+    with ModelRegistry(folder / "registry.sqlite") as opened:
+        entry = opened.record_strategy(strategies, STRATEGY_SPEC.spec_id)
+        opened.promote(entry.id, PAPER, "passed validation")
+    bot = folder / "bot"
+    summary = run(
+        LiveOptions(
+            broker="sim",
+            strategy=STRATEGY_SPEC.spec_id,
+            registry=strategies,
+            runs_dir=folder,
+            out=bot,
+            preferences=files["prefs"],
+            start=PAPER_START,
+            end=PAPER_END,
+            max_bars=DAYS,
+            **options,
+        )  # type: ignore[arg-type]
+    )
+    assert summary.bars == DAYS and summary.fills > 0
+    traded = json.loads((bot / "summary.json").read_text())["choice"]
+    assert traded == {"chosen_by": "--strategy", "entry": entry.id, "state": PAPER}
+    return bot
+
+
+def test_a_strategy_that_matches_its_backtest_on_paper_is_promoted(files, tmp_path):
+    bot = strategy_on_paper(files, tmp_path)
+    with ModelRegistry(tmp_path / "registry.sqlite") as opened:
+        verdict, changes = monitor(opened, 1, bot)
+        assert verdict.decision == PROMOTE and verdict.days == DAYS
+        assert verdict.figures["tracking_error_daily"] == 0 and verdict.figures["hit_rate"] == 1
+        assert verdict.figures["expectation"] == "backtest on its own bars"
+        assert [change.to_state for change in changes] == [CHAMPION]
+        assert opened.entry(1).state == CHAMPION and opened.champion("GOOG") == opened.entry(1)
+
+
+def test_a_strategy_whose_live_bars_are_perturbed_is_demoted(files, tmp_path):
+    bot = strategy_on_paper(files, tmp_path, bars_path=files["perturbed"])
+    with ModelRegistry(tmp_path / "registry.sqlite") as opened:
+        verdict, _ = monitor(opened, 1, bot)
+        assert verdict.decision == DEMOTE and verdict.breaches
+        assert opened.entry(1).state == CANDIDATE
+        assert "outside the band" in opened.history(1)[-1].reason

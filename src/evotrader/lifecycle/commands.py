@@ -24,7 +24,8 @@ class Command:
     entry: int | None = None
     to: str | None = None
     why: str = ""
-    path: Path | None = None
+    path: Path | None = None  # record: a checkpoint, or a strategy search's strategies.sqlite
+    strategy: str | None = None  # record: only this strategy of the search
     against: int | None = None  # compare: the champion to beat (default: its symbol's)
     symbol: str | None = None  # list: only this symbol
     start: str | None = None  # compare: the holdout's first bar (default: after both tests)
@@ -42,10 +43,7 @@ def execute(command: Command) -> str:
         if command.action == "list":
             return entries_table(registry.entries(command.symbol))
         if command.action == "record":
-            if command.path is None:
-                raise LifecycleError("record needs the checkpoint's PATH")
-            entry = registry.record_checkpoint(command.path, command.why or "recorded by hand")
-            return entries_table([entry])
+            return entries_table(_record(registry, command))
         if command.action == "history":
             return history_table(registry.history(command.entry))
         entry_id = _needs_entry(command)
@@ -61,6 +59,18 @@ def execute(command: Command) -> str:
         if command.action == "monitor":
             return _monitor(registry, entry_id, command)
         return describe_comparison(_compare(registry, entry_id, command))
+
+
+def _record(registry: ModelRegistry, command: Command) -> list[Entry]:
+    """A checkpoint file; or a strategy registry's validated strategies (or ``strategy``)."""
+    if command.path is None:
+        raise LifecycleError("record needs a checkpoint's or a strategies.sqlite's PATH")
+    reason = command.why or "recorded by hand"
+    if command.strategy is not None:
+        return [registry.record_strategy(command.path, command.strategy, reason)]
+    if command.path.suffix == ".sqlite":
+        return registry.record_strategies(command.path, reason)
+    return [registry.record_checkpoint(command.path, reason)]
 
 
 def _compare(registry: ModelRegistry, entry_id: int, command: Command) -> Comparison:

@@ -34,7 +34,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,7 @@ from evotrader.core.checks import (
 from evotrader.core.trading import Fill
 from evotrader.lifecycle.alerts import BREACH, DEMOTION, Alerts
 from evotrader.lifecycle.states import CANDIDATE, CHAMPION, PAPER, LifecycleError
-from evotrader.lifecycle.store import FORWARD, Entry, ModelRegistry, Transition
+from evotrader.lifecycle.store import FORWARD, STRATEGY, Entry, ModelRegistry, Transition
 from evotrader.live.journal import Journal
 from evotrader.training.guards import TradableCheckpoint
 
@@ -95,12 +95,47 @@ class MonitorSettings:
             )
 
 
+class Backtested(Protocol):
+    """What the monitor reads of a backtest: ``BacktestResult`` or ``StrategyBacktest``."""
+
+    @property
+    def equity(self) -> pd.Series: ...
+    @property
+    def benchmark_equity(self) -> pd.Series: ...
+    @property
+    def fills(self) -> pd.DataFrame: ...
+
+
+class Tradable(Protocol):
+    """A checkpoint (``TradableCheckpoint``) or a strategy (``TradableStrategy``)."""
+
+    def bars(self) -> pd.DataFrame: ...
+    def backtest(
+        self, bars: pd.DataFrame | None = None, period: pd.DataFrame | None = None
+    ) -> Backtested: ...
+
+
+def tradable_of(registry: ModelRegistry, entry: Entry) -> Tradable:
+    """The entry's checkpoint or strategy, refused when it changed since it was recorded."""
+    path = registry.verify(entry)
+    if entry.kind != STRATEGY:
+        return TradableCheckpoint.load(path)
+    from evotrader.live.strategy_policy import TradableStrategy  # the knowledge base
+
+    assert entry.strategy_id is not None
+    try:
+        return TradableStrategy.load(entry.strategy_id, path, path.parent)
+    except ValueError as error:  # SetupError: the strategy cannot be traded
+        raise LifecycleError(f"entry {entry.id}: {error}") from error
+
+
 @dataclass(frozen=True)
 class PaperRecord:
     """What a paper bot's folder says it did: equity marks, its own expectation, fills."""
 
     bot_dir: Path
     checkpoint: Path | None
+    strategy: str | None  # the spec id a strategy bot traded
     equity: pd.Series  # marked at every bar's close
     expected: pd.Series  # the bot's telemetry: the backtest account stepped with its targets
     fills: tuple[Fill, ...]
@@ -169,6 +204,7 @@ def read_paper(bot_dir: Path) -> PaperRecord:
     return PaperRecord(
         bot_dir=bot_dir,
         checkpoint=Path(checkpoint) if checkpoint else None,
+        strategy=summary.get("strategy"),
         equity=equity,
         expected=expected,
         fills=fills,
@@ -178,7 +214,7 @@ def read_paper(bot_dir: Path) -> PaperRecord:
 
 
 def expectation_for(
-    tradable: TradableCheckpoint, record: PaperRecord, bars: pd.DataFrame | None = None
+    tradable: Tradable, record: PaperRecord, bars: pd.DataFrame | None = None
 ) -> Expected:
     """The backtest of ``tradable`` over the paper days, on ``bars`` (default: its own data
     reference), with sigma from its test split. Where the bars cannot be loaded or do not
@@ -199,7 +235,7 @@ def expectation_for(
     result = tradable.backtest(bars, bars.loc[days[0] : days[-1]])
     own = tradable.backtest(bars)  # its test split: the distribution it was judged on
     sigma = float(np.std(_daily_returns(own.equity), ddof=1))
-    return Expected(result.equity, result.fills, sigma, "backtest on the checkpoint's bars", bars)
+    return Expected(result.equity, result.fills, sigma, "backtest on its own bars", bars)
 
 
 def judge_paper(
@@ -292,13 +328,17 @@ def _monitor(
     entry = registry.entry(entry_id)
     if entry.state != PAPER:
         raise LifecycleError(f"entry {entry_id} is {entry.state}: only a paper entry is monitored")
-    path = registry.verify(entry)
+    tradable = tradable_of(registry, entry)
     record = read_paper(bot_dir)
-    if record.checkpoint is None or record.checkpoint.resolve() != path:
+    traded = record.strategy if entry.strategy_id else record.checkpoint
+    if entry.strategy_id:
+        same = record.strategy == entry.strategy_id
+    else:
+        same = record.checkpoint is not None and record.checkpoint.resolve() == Path(entry.path)
+    if not same:
         raise LifecycleError(
-            f"the bot in {bot_dir} traded {record.checkpoint}, not entry {entry_id}'s {path}"
+            f"the bot in {bot_dir} traded {traded}, not entry {entry_id}'s {entry.name}"
         )
-    tradable = TradableCheckpoint.load(path)
     expected = expectation_for(tradable, record, bars)
     verdict = judge_paper(entry, record, expected, settings)
     champion = registry.champion(entry.symbol)
@@ -339,7 +379,7 @@ def against_champion(
         )
     ours = _day_ends(record.equity)
     days = ours.index
-    old = TradableCheckpoint.load(registry.verify(champion)).backtest(
+    old = tradable_of(registry, champion).backtest(
         expected.bars, expected.bars.loc[days[0] : days[-1]]
     )
     theirs = _day_ends(old.equity).loc[days]

@@ -266,6 +266,21 @@ class ModelRegistry:
             session.add(_change(row.id, None, CANDIDATE, reason, _entry(row).figures()))
             return _entry(row)
 
+    def record_strategies(self, strategies: str | Path, reason: str = "recorded") -> list[Entry]:
+        """Record every strategy that passed validation in the strategy registry at
+        ``strategies`` (a strategy search's ``strategies.sqlite``), in registration order."""
+        path = Path(strategies)
+        try:
+            with StrategyRegistry(path) as found:
+                validated = [
+                    spec.spec_id
+                    for spec in found.specs()
+                    if (result := found.result(spec.spec_id, "validate")) and result.passed
+                ]
+        except RegistryError as error:
+            raise LifecycleError(f"strategy registry {path}: {error}") from error
+        return [self.record_strategy(path, spec_id, reason) for spec_id in validated]
+
     def find(self, path: str | Path, strategy_id: str | None = None) -> Entry | None:
         """The entry of the checkpoint file at ``path`` as its bytes are now (or of strategy
         ``strategy_id`` in the strategy registry at ``path``), if it was recorded."""

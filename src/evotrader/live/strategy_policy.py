@@ -29,6 +29,7 @@ from evotrader.env.spec import EnvSpec
 from evotrader.live.runner import PolicyError
 from evotrader.live.session import SetupError
 from evotrader.live.window import COLUMNS
+from evotrader.strategies.backtest_bridge import run_engine
 from evotrader.strategies.registry import Registry, RegistryError
 from evotrader.strategies.signals import spec_targets
 from evotrader.strategies.spec import StrategySpec
@@ -85,6 +86,17 @@ class StrategyPolicy:
     def target(self, bars: pd.DataFrame) -> float:
         """The spec's target at the last of ``bars``, from those bars only."""
         return float(spec_targets(self.spec, (bars,), self.parameters)[-1, 0])
+
+
+@dataclass(frozen=True)
+class StrategyBacktest:
+    """A strategy's backtest as the paper monitor reads a checkpoint's ``BacktestResult``:
+    equity and buy-and-hold marked at each close, and its fills (price, units, cost by fill
+    day; empty: the strategy engine reports costs per run, not per fill)."""
+
+    equity: pd.Series
+    benchmark_equity: pd.Series
+    fills: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -183,10 +195,33 @@ class TradableStrategy:
         )
 
     def bars(self, end: str | pd.Timestamp | None = None) -> pd.DataFrame:
-        """The symbol's bars from its search's source, up to ``end`` (default: the end of
-        the test split), exactly as ``backtest_registered`` loads them."""
-        stop = pd.Timestamp(end) if end is not None else self.windows.test_end
+        """The symbol's bars from its search's source, up to ``end`` (default: all, the
+        days after the test split too, where a paper period is judged), exactly as
+        ``backtest_registered`` loads them."""
+        stop = pd.Timestamp(end) if end is not None else pd.Timestamp.max
         return load_symbol(self.data, self.spec.universe.source, self.symbol, stop)
+
+    def backtest(
+        self, bars: pd.DataFrame | None = None, period: pd.DataFrame | None = None
+    ) -> StrategyBacktest:
+        """The strategy traded over ``period`` (default: its search's test split) on
+        ``bars`` (default: its own), earlier bars serving as history, with the search's
+        costs and cash, as ``run_backtest.py --strategy`` and the sim bot trade it."""
+        bars = self.bars() if bars is None else bars
+        start, end = (
+            (self.windows.test_start, self.windows.test_end)
+            if period is None
+            else (period.index[0], period.index[-1])
+        )
+        run = run_engine(
+            self.spec,
+            {self.symbol: bars.loc[:end]},
+            parameters=self.parameters,
+            start=start,
+            execution=self.execution,
+            cash=self.cash,
+        )
+        return StrategyBacktest(run.equity, run.benchmark_equity, pd.DataFrame())
 
     def policy(self, history: pd.DataFrame) -> StrategyPolicy:
         """The policy deciding after ``history``; a universe filter that rejects the symbol

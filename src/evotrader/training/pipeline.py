@@ -254,18 +254,20 @@ def run_pipeline(config: TrainingConfig, *, new_run: bool = False) -> dict[str, 
 
 
 def record_run(config: TrainingConfig, results: dict[str, StageResult]) -> None:
-    """Index the run's stage checkpoints and champion as candidates in the model registry
-    (``registry_url``, default ``<runs_dir>/registry.sqlite``); a file recorded before is a
-    no-op. The run's files are its results: a registry that cannot take them costs the run
-    one warning line, saying how to record them later, never the run."""
+    """Index the run's stage checkpoints, champion and validated strategies as candidates
+    in the model registry (``registry_url``, default ``<runs_dir>/registry.sqlite``); what
+    was recorded before is a no-op. The run's files are its results: a registry that
+    cannot take them costs the run one warning line, saying how to record them later,
+    never the run."""
     url = config.registry_url or str(Path(config.runs_dir) / REGISTRY_FILE)
     paths = [done.checkpoint for done in results.values() if done.checkpoint.endswith(".pth")]
+    searches = [done.checkpoint for done in results.values() if done.checkpoint.endswith(".sqlite")]
+    reason = f"recorded by run {config.run_name}"
     try:
         with ModelRegistry(url) as registry:
-            entries = [
-                registry.record_checkpoint(path, f"recorded by run {config.run_name}")
-                for path in paths
-            ]
+            entries = [registry.record_checkpoint(path, reason) for path in paths]
+            for search in searches:  # its strategies that passed validation
+                entries += registry.record_strategies(search, reason)
     except (LifecycleError, CheckpointError, SQLAlchemyError, OSError) as error:
         log.warning(
             f"model registry {shown_url(url)}: run {config.run_name} not recorded: "

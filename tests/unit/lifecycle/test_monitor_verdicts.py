@@ -44,7 +44,7 @@ def expected_returns(days: int = 20) -> np.ndarray:
 
 
 def record(realised: pd.Series, fills: tuple[Fill, ...] = (), halt=None) -> PaperRecord:
-    return PaperRecord(Path("bot"), None, realised, realised, fills, halt, "feed ended")
+    return PaperRecord(Path("bot"), None, None, realised, realised, fills, halt, "feed ended")
 
 
 def expected(days: int = 20, fills: pd.DataFrame | None = None) -> Expected:

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 from tests.unit.lifecycle.helpers import lifecycle_checkpoint
+from tests.unit.live.helpers import make_strategy_registry
 
 from evotrader.__main__ import main
 from evotrader.cli import ExitCode
+from evotrader.lifecycle.states import CANDIDATE
+from evotrader.lifecycle.store import ModelRegistry
+from evotrader.strategies.spec import StrategySpec
 
 
 def test_record_promote_demote_and_history(tmp_path: Path, capsys) -> None:
@@ -61,3 +65,19 @@ def test_bad_arguments_exit_2(tmp_path: Path, action: list[str]) -> None:
     with pytest.raises(SystemExit) as stopped:
         main(["registry", "--registry", str(tmp_path / "r.sqlite"), *action])
     assert stopped.value.code == ExitCode.USAGE
+
+
+def test_a_search_s_validated_strategies_are_recorded_from_the_command_line(
+    tmp_path: Path, capsys
+) -> None:
+    spec = StrategySpec.build("trend-following/macd", ["GOOG"])
+    strategies = make_strategy_registry(tmp_path / "search" / "strategies.sqlite", spec)
+    registry = ["registry", "--registry", str(tmp_path / "registry.sqlite")]
+    assert main([*registry, "record", str(strategies)]) == ExitCode.OK
+    assert main([*registry, "record", str(strategies), "--strategy", spec.spec_id]) == 0
+    assert main([*registry, "list"]) == ExitCode.OK
+    printed = capsys.readouterr().out
+    assert printed.count("strategy trend-following/macd") == 3  # recorded once, shown thrice
+    with ModelRegistry(tmp_path / "registry.sqlite") as opened:
+        (entry,) = opened.entries()
+    assert (entry.kind, entry.strategy_id, entry.state) == ("strategy", spec.spec_id, CANDIDATE)
