@@ -37,8 +37,8 @@ BARS = 15  # three ISO weeks of daily bars, with trades in them
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two sim bots on one checkpoint, as run_live_bot.py runs them: one runs its bars, one
-    is halted by a tight daily-loss breaker."""
+    """Three sim bots on one checkpoint, as run_live_bot.py runs them: one runs its bars, one
+    is halted by a tight daily-loss breaker, one has its orders refused (10% position cap)."""
     root = tmp_path_factory.mktemp("bots")
     runs = root / "runs"
     checkpoint = make_checkpoint(runs / "GOOG-quick-seed0" / "GOOG_stage_1_ppo.pth")
@@ -62,6 +62,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "ran": bot("ran", seed=3, max_bars=BARS),
         "halted": bot("halted", max_bars=BARS, tighten=["max_daily_loss_pct=0.5"]),
+        "refused": bot("refused", max_bars=BARS, tighten=["max_position_pct=10"]),
     }
 
 
@@ -154,6 +155,19 @@ def test_a_halt_shows_as_a_risk_event_on_its_day(folders, reports) -> None:
     assert of_kind(reports["ran"], "daily")[0]["figures"]["halts"] == 0  # the control
     page = (folders["halted"] / "reports" / f"daily-{day}.html").read_text()
     assert "daily_loss" in page and "halts" in page
+
+
+def test_refused_orders_count_on_the_day_the_journal_stamped_them(folders, reports) -> None:
+    summary = json.loads((folders["refused"] / "summary.json").read_text())
+    with Journal(folders["refused"] / "journal.sqlite") as journal:
+        refused = [row for row in journal.risk_events() if row["kind"] == "order_refused"]
+    assert summary["rejected"] == len(refused) > 0
+    days = Counter(f"{pd.Timestamp(row['at']).tz_convert(NEW_YORK):%Y-%m-%d}" for row in refused)
+    daily = of_kind(reports["refused"], "daily")
+    assert {r["label"]: r["figures"]["refusals"] for r in daily if r["figures"]["refusals"]} == (
+        dict(days)
+    )
+    assert sum(r["figures"]["refusals"] for r in of_kind(reports["ran"], "daily")) == 0
 
 
 def test_an_alert_in_the_event_log_lands_on_its_wall_clock_day(folders, tmp_path) -> None:
