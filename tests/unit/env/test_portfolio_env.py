@@ -221,7 +221,8 @@ def test_gym_make_and_render(universe: Universe) -> None:
     )
     env.reset(seed=0)
     env.step(np.array([1.0, 0.0, 0.0, 0.0]))
-    text = env.render()
+    text: object = env.render()
+    assert isinstance(text, str)
     assert "AAA=+1.00" in text and "BBB=+0.00" in text and "equity=" in text
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -75,8 +76,10 @@ def test_a_batch_projects_as_its_rows_do(action: str) -> None:
 def test_action_spaces() -> None:
     assert PortfolioSpec("long_only").action_space(3, [0.0, 1.0]).shape == (4,)
     box = PortfolioSpec("long_short", max_gross=2).action_space(3, [0.0, 1.0])
+    assert isinstance(box, gym.spaces.Box)
     assert box.shape == (3,) and box.low.min() == -2.0 and box.high.max() == 2.0
     discrete = PortfolioSpec("discrete").action_space(3, [-1.0, 0.0, 0.5, 1.0])
+    assert isinstance(discrete, gym.spaces.MultiDiscrete)
     assert discrete.nvec.tolist() == [4, 4, 4]
 
 
