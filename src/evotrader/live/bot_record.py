@@ -14,6 +14,7 @@ are (the sim and the data sources label bars in exchange time), aware ones are c
 from __future__ import annotations
 
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,7 +172,7 @@ def _journal(path: Path, hours: TradingHours) -> tuple[tuple[Fill, ...], list[Bo
         with Journal(path) as journal:
             fills = tuple(journal.fills())
             risk, health = journal.risk_events(), journal.health()
-    except (JournalError, ValueError, KeyError) as error:
+    except (JournalError, sqlite3.Error, ValueError, KeyError) as error:
         raise BotFolderError(f"{path}: unreadable journal: {error}") from error
     events = [
         BotEvent(local_time(row["at"], hours.timezone), "journal", row["kind"], _detail(row))
