@@ -64,10 +64,11 @@ class Alerts:
         return self.events.emit("alert", **alert, delivered=delivered)
 
     def halt(self, halt: dict[str, Any], **details: Any) -> dict[str, Any]:
-        """A breaker or the kill switch halted the bot (``Trip.to_dict()``); the runner's
-        halt path can call this, and the paper monitor does when a summary shows a halt."""
+        """A breaker or the kill switch halted the bot (``Trip.to_dict()``): the session
+        calls this when its runner halts, the paper monitor for a halt not alerted yet (the
+        alert's ``at`` is the halt's, so either finds the other's)."""
         message = f"halted by {halt.get('kind', '?')}: {halt.get('reason', '')}".rstrip(": ")
-        return self.fire(HALT, message, halt=halt, **details)
+        return self.fire(HALT, message, halt=halt, at=str(halt.get("at")), **details)
 
     def _run_command(self, alert: dict[str, Any]) -> bool:
         assert self.command is not None

@@ -444,7 +444,7 @@ def apply_verdict(
         return changes
     halt = verdict.figures.get("halt")
     if isinstance(halt, dict) and not _alerted(alerts, "halt", str(halt.get("at"))):
-        alerts.halt(halt, entry=verdict.entry_id, at=str(halt.get("at")))
+        alerts.halt(halt, entry=verdict.entry_id)
     if verdict.decision == DEMOTE:
         alerts.fire(
             DEMOTION, verdict.reason, entry=verdict.entry_id, breaches=list(verdict.breaches)
@@ -550,7 +550,10 @@ def _slippage(fills: tuple[Fill, ...], assumed: pd.DataFrame, timezone: str) -> 
 
 
 def _alerted(alerts: Alerts, kind: str, at: str) -> bool:
-    """Whether the event log already holds an alert of ``kind`` for the moment ``at``."""
+    """Whether the event log already holds an alert of ``kind`` for the moment ``at`` that
+    reached a hook (or, with no hooks here, any such alert): a bot without hooks logs its
+    halt, and the monitor's hooks still hear of it, once."""
+    hooked = alerts.command is not None or alerts.webhook is not None
     path = alerts.events.path
     if path is None or not path.is_file():
         return False
@@ -560,7 +563,8 @@ def _alerted(alerts: Alerts, kind: str, at: str) -> bool:
         except ValueError:
             continue
         if event.get("event") == "alert" and event.get("kind") == kind and event.get("at") == at:
-            return True
+            if not hooked or any((event.get("delivered") or {}).values()):
+                return True
     return False
 
 
