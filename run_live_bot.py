@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--kill-file", type=Path, help="its existence flattens and halts")
     add("--alert-command", type=shlex.split, help="run on a halt, the alert as JSON on stdin")
     add("--alert-webhook", help="POST the alert as JSON to this URL on a halt")
+    add("--reports", action=argparse.BooleanOptionalAction, help="daily/weekly (not in sim)")
     add("--seed", type=int)
     add("--max-bars", type=int, help="stop after this many live bars")
     add("--clear-halt", action="store_true", help="resume after a breaker")

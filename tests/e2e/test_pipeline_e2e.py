@@ -1,7 +1,8 @@
 """The whole pipeline, every stage, with the tiny profile; then run_backtest and the sim bot.
 
-This is what a user does in a day: train, read the test-split report, move the result
-into the live bot. The sim bot's equity must equal the backtest's on the same bars.
+This is what a user does in a day: train, read the test-split report, promote the result
+to paper in the model registry, trade it in the sim bot, and let the paper monitor promote
+it to champion. The sim bot's equity must equal the backtest's on the same bars.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import pytest
 import yaml
 
 from evotrader.core.checkpoint import load_checkpoint
+from evotrader.lifecycle.states import CHAMPION as CHAMPION_STATE
+from evotrader.lifecycle.states import PAPER
+from evotrader.lifecycle.store import REGISTRY_FILE, ModelRegistry
 from evotrader.training.guards import TradableCheckpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,9 +85,16 @@ def test_run_backtest_reports_the_champion_on_test(trained) -> None:
     assert (runs / "e2e" / "AR1_autonomous_final_test.json").exists()
 
 
-def test_sim_bot_trades_the_result_like_the_backtest(trained, tmp_path: Path) -> None:
+def test_the_champion_goes_to_paper_trades_like_the_backtest_and_is_promoted(
+    trained, tmp_path: Path
+) -> None:
     runs, _ = trained
     out = tmp_path / "bot"
+    registry = ["-m", "evotrader", "registry", "--registry", str(runs / REGISTRY_FILE)]
+    with ModelRegistry(runs / REGISTRY_FILE) as opened:  # the run recorded its checkpoints
+        entry = opened.find(runs / "e2e" / CHAMPION)
+    assert entry is not None and entry.state == "candidate"
+    _run(*registry, "promote", str(entry.id), "--to", PAPER, "--why", "e2e: paper first")
     # The human's preferences, allowing the synthetic symbol and wide enough that no breaker
     # trips on it, so the bot must trade exactly as the backtest does.
     preferences = yaml.safe_load((ROOT / "configs" / "preferences.yaml").read_text())
@@ -111,3 +122,16 @@ def test_sim_bot_trades_the_result_like_the_backtest(trained, tmp_path: Path) ->
     equity = np.asarray(list(summary["equity"].values()), dtype=float)
     np.testing.assert_allclose(equity, expected.equity.to_numpy(), rtol=1e-9)
     assert len(expected.fills) > 0  # the champion trades: the comparison is not of two flat lines
+    assert summary["choice"] == {"chosen_by": "registry", "entry": entry.id, "state": PAPER}
+
+    # The paper monitor holds the paper days against the backtest on the same days: they
+    # match, so after 20 days it promotes the entry to champion, with its figures recorded.
+    done = _run(*registry, "monitor", str(entry.id), "--bot-dir", str(out))
+    assert "promote" in done.stdout
+    with ModelRegistry(runs / REGISTRY_FILE) as opened:
+        assert opened.entry(entry.id).state == CHAMPION_STATE
+        promoted = opened.history(entry.id)[-1]
+    assert (
+        promoted.to_state == CHAMPION_STATE
+        and promoted.figures["evidence"]["monitor"]["days"] >= 20
+    )

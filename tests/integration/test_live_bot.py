@@ -119,7 +119,10 @@ def test_a_tripped_breaker_halts(runs, prefs, tmp_path) -> None:
 def test_a_halt_is_an_alert_posted_to_the_webhook(runs, prefs, tmp_path) -> None:
     out = tmp_path / "out"
     with webhook() as hook:
-        halted = bot(runs, out, prefs, tighten=["max_daily_loss_pct=0.5"], alert_webhook=hook.url)
+        halted = bot(
+            runs, out, prefs, tighten=["max_daily_loss_pct=0.5"], alert_webhook=hook.url,
+            max_bars=40, reports=True,
+        )  # fmt: skip
     assert halted.halt is not None
     [posted] = hook.received
     assert posted["kind"] == "halt" and posted["halt"]["kind"] == "daily_loss"
@@ -127,6 +130,10 @@ def test_a_halt_is_an_alert_posted_to_the_webhook(runs, prefs, tmp_path) -> None
     lines = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     [alert] = [line for line in lines if line["event"] == "alert"]
     assert alert["delivered"] == {"webhook": True} and alert["halt"] == posted["halt"]
+    # the session ends with its reports: the halt is a risk event on its own day's page
+    halt_day = pd.Timestamp(posted["halt"]["at"]).tz_convert("America/New_York").date()
+    daily = json.loads((out / "reports" / f"daily-{halt_day}.json").read_text())
+    assert daily["figures"]["halts"] == 1 and (out / "reports" / f"daily-{halt_day}.html").is_file()
 
 
 def test_run_time_settings_cannot_loosen_the_preferences(runs, prefs, tmp_path) -> None:

@@ -17,6 +17,8 @@ The rules a session enforces live here, not in the script:
   strategies it trades and how they decide).
 - A halt is an alert (``evotrader.lifecycle.alerts``): a line in ``events.jsonl``, and the
   optional alert command and webhook.
+- Paper and live bots end each session by writing their daily and weekly reports
+  (``evotrader.live.report``); a sim replay does when asked (``reports=True``).
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class LiveOptions:
     model_registry: str | None = None  # default: <runs_dir>/registry.sqlite
     alert_command: Sequence[str] | None = None  # run on a halt, the alert as JSON on stdin
     alert_webhook: str | None = None  # POSTed the alert as JSON on a halt
+    reports: bool | None = None  # daily and weekly reports (None: paper and live, not the sim)
 
     def __post_init__(self) -> None:
         if not (self.symbol or self.checkpoint or self.strategy or self.entry is not None):
@@ -383,4 +386,19 @@ def _run(options: LiveOptions) -> RunSummary:
         f"final equity {final:,.2f}"
     )
     log.info(f"journal {out / 'journal.sqlite'}, events {out / 'events.jsonl'}")
+    if options.reports if options.reports is not None else options.broker != "sim":
+        write_bot_reports(out)
     return summary
+
+
+def write_bot_reports(out: Path) -> None:
+    """The bot's daily and weekly reports; one that cannot be written costs a warning line,
+    never the finished session."""
+    from evotrader.live.report import BotFolderError, write_reports  # matplotlib
+
+    try:
+        written = write_reports(out)
+    except BotFolderError as error:
+        log.warning(f"reports not written: {error}")
+        return
+    log.info(f"reports: {len(written)} files in {out / 'reports'}")

@@ -261,7 +261,9 @@ def record_run(config: TrainingConfig, results: dict[str, StageResult]) -> None:
     never the run."""
     url = config.registry_url or str(Path(config.runs_dir) / REGISTRY_FILE)
     paths = [done.checkpoint for done in results.values() if done.checkpoint.endswith(".pth")]
-    searches = [done.checkpoint for done in results.values() if done.checkpoint.endswith(".sqlite")]
+    # a strategy search's registry file (one behind a database URL is recorded by hand)
+    searches = [done.checkpoint for done in results.values() if Path(done.checkpoint).is_file()]
+    searches = [search for search in searches if not search.endswith(".pth")]
     reason = f"recorded by run {config.run_name}"
     try:
         with ModelRegistry(url) as registry:
