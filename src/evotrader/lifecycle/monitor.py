@@ -562,9 +562,13 @@ def _alerted(alerts: Alerts, kind: str, at: str) -> bool:
             event = json.loads(line)
         except ValueError:
             continue
-        if event.get("event") == "alert" and event.get("kind") == kind and event.get("at") == at:
-            if not hooked or any((event.get("delivered") or {}).values()):
-                return True
+        same = event.get("event") == "alert" and event.get("kind") == kind
+        if (
+            same
+            and event.get("at") == at
+            and (not hooked or any((event.get("delivered") or {}).values()))
+        ):
+            return True
     return False
 
 
