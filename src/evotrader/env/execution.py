@@ -93,25 +93,68 @@ def rebalance(
 
 
 def rebalance_portfolio(
-    cash: float,
+    cash: Number,
     units: np.ndarray,
     target: np.ndarray,
     price: np.ndarray,
-    linear_rate: float,
+    linear_rate: float | np.ndarray,
     impact: np.ndarray,
-) -> tuple[float, np.ndarray, np.ndarray]:
-    """Trade every asset to ``target[i]`` x portfolio equity at ``price[i]`` from one cash
-    balance; returns (cash, units, cost per asset).
+) -> tuple[Number, np.ndarray, np.ndarray]:
+    """Trade every asset to ``target[..., i]`` x its portfolio's equity at ``price[..., i]``
+    from that portfolio's one cash balance; returns (cash, units, cost per asset).
 
-    Per asset this is ``rebalance``'s arithmetic with the portfolio's equity in place of a
-    single account's, so a one-asset portfolio moves exactly as a one-symbol account does.
+    One portfolio (cash a float, the rest of shape (assets,)) or a batch (cash of shape
+    (...), the rest (..., assets)) in one call, with the same arithmetic per portfolio, so a
+    vector env's accounts move exactly as single envs do. ``linear_rate`` is one rate or one
+    per asset (per-asset commission + spread + slippage). Per asset this is ``rebalance``'s
+    arithmetic with the portfolio's equity in place of a single account's, so a one-asset
+    portfolio moves exactly as a one-symbol account does.
     """
-    equity = cash + float((units * price).sum())
-    new_units = target * equity / price
+    accounts = cash.shape if isinstance(cash, np.ndarray) else ()
+    _check_portfolio_shapes(accounts, units, target, price, linear_rate, impact)
+    equity = cash + (units * price).sum(axis=-1)
+    new_units = target * (equity[..., None] if accounts else equity) / price
     traded = np.abs(new_units - units)
     cost = traded * price * (linear_rate + impact * traded**0.5)
-    cash = cash - float(((new_units - units) * price).sum()) - float(cost.sum())
-    return cash, new_units, cost
+    new_cash = cash - ((new_units - units) * price).sum(axis=-1) - cost.sum(axis=-1)
+    if isinstance(cash, np.ndarray):
+        return np.asarray(new_cash), new_units, cost
+    return float(new_cash), new_units, cost
+
+
+def _check_portfolio_shapes(
+    accounts: tuple[int, ...],
+    units: np.ndarray,
+    target: np.ndarray,
+    price: np.ndarray,
+    linear_rate: float | np.ndarray,
+    impact: np.ndarray,
+) -> None:
+    """One clear error when the arrays of ``rebalance_portfolio`` do not line up (cheap when
+    they do: it runs on every step of the portfolio envs)."""
+    expected = units.shape
+    rate_shape = linear_rate.shape if isinstance(linear_rate, np.ndarray) else ()
+    if (
+        expected[:-1] == accounts
+        and len(expected) == len(accounts) + 1
+        and target.shape == price.shape == impact.shape == expected
+        and (rate_shape == () or rate_shape == expected[-1:])
+    ):
+        return
+    if len(expected) != len(accounts) + 1 or expected[:-1] != accounts:
+        raise ValueError(
+            f"rebalance_portfolio: units of shape {expected} do not match cash of shape "
+            f"{accounts}; units need the shape (*cash.shape, assets)"
+        )
+    for name, array in (("target", target), ("price", price), ("impact", impact)):
+        if array.shape != expected:
+            raise ValueError(
+                f"rebalance_portfolio: {name} has shape {array.shape}, units {expected}"
+            )
+    raise ValueError(
+        f"rebalance_portfolio: linear_rate must be one rate or one per asset "
+        f"({expected[-1]}), got shape {rate_shape}"
+    )
 
 
 @dataclass

@@ -1,9 +1,10 @@
 """VectorPortfolioEnv: many PortfolioEnv accounts over one universe, stepped together.
 
 Every sub-environment trades all the assets from its own start bar with PortfolioEnv's
-arithmetic: observations, marks and rewards are computed for the batch with numpy, while
-each account that trades calls ``rebalance_portfolio`` itself, the one rebalancing there
-is, so a sub-environment moves exactly as a PortfolioEnv does. Autoreset follows
+arithmetic: observations, marks and rewards are computed for the batch with numpy, and
+the accounts that trade rebalance in one batched ``rebalance_portfolio`` call, whose
+arithmetic per account is PortfolioEnv's, so a sub-environment moves exactly as a
+PortfolioEnv does. Autoreset follows
 Gymnasium's default NEXT_STEP mode, as VectorMarketEnv's does.
 """
 
@@ -101,15 +102,14 @@ class VectorPortfolioEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray
         costs = np.zeros((self.num_envs, self.num_assets))
         trading = np.flatnonzero(active & (target != self._target).any(axis=1))
         fill, impact = self.market.fill[self._t], self.market.impact[self._t]
-        for i in trading:  # rebalance_portfolio is per account: one call each
-            self._cash[i], self._units[i], costs[i] = rebalance_portfolio(
-                float(self._cash[i]),
-                self._units[i],
-                target[i],
-                fill[i],
-                self._linear_rate,
-                impact[i],
-            )
+        self._cash[trading], self._units[trading], costs[trading] = rebalance_portfolio(
+            self._cash[trading],
+            self._units[trading],
+            target[trading],
+            fill[trading],
+            self._linear_rate,
+            impact[trading],
+        )
         self._target[trading] = target[trading]
         entry = self._cash[trading] + (self._units[trading] * fill[trading]).sum(axis=1)
         self._entry_equity[trading] = entry

@@ -78,3 +78,75 @@ def test_a_portfolio_rebalance_spends_one_cash_balance_and_charges_each_asset() 
     assert units == pytest.approx([100.0, 12.5])
     assert cost == pytest.approx([5.0, 2.5])
     assert cash == pytest.approx(1e4 - 5000 - 2500 - 7.5)
+
+
+def _accounts(rng: np.random.Generator, batch: tuple[int, ...], assets: int) -> dict:
+    shape = (*batch, assets)
+    return {
+        "cash": rng.uniform(-2e4, 1e5, batch),
+        "units": rng.uniform(-300.0, 300.0, shape),
+        "target": rng.dirichlet(np.ones(assets), batch) * rng.choice([-1.0, 1.0], shape),
+        "price": rng.uniform(5.0, 500.0, shape),
+        "impact": rng.uniform(0.0, 1e-3, shape),
+    }
+
+
+@pytest.mark.parametrize("batch", [(7,), (2, 3)])
+@pytest.mark.parametrize("per_asset_rate", [False, True])
+def test_a_batched_rebalance_equals_one_call_per_account(
+    batch: tuple[int, ...], per_asset_rate: bool
+) -> None:
+    """20 assets (numpy's unrolled sums), one rate or one per asset: every account of the
+    batch ends bit-for-bit where its own call puts it."""
+    rng = np.random.default_rng(3)
+    assets = 20
+    a = _accounts(rng, batch, assets)
+    rate = rng.uniform(0.0, 2e-3, assets) if per_asset_rate else 3e-4
+    cash, units, cost = rebalance_portfolio(
+        a["cash"], a["units"], a["target"], a["price"], rate, a["impact"]
+    )
+    assert cash.shape == batch and units.shape == cost.shape == (*batch, assets)
+    for i in np.ndindex(*batch):
+        one = rebalance_portfolio(
+            float(a["cash"][i]), a["units"][i], a["target"][i], a["price"][i], rate, a["impact"][i]
+        )
+        assert isinstance(one[0], float) and one[0] == cash[i]
+        assert np.array_equal(one[1], units[i]) and np.array_equal(one[2], cost[i])
+    assert len(set(cash.ravel())) == cash.size  # the accounts really differ
+
+
+def test_per_asset_rates_charge_each_asset_its_own_rate() -> None:
+    price = np.array([50.0, 200.0])
+    rates = np.array([1e-3, 4e-3])
+    cash, _, cost = rebalance_portfolio(
+        1e4, np.zeros(2), np.array([0.5, 0.25]), price, rates, np.zeros(2)
+    )
+    assert cost == pytest.approx([5.0, 10.0])
+    assert cash == pytest.approx(1e4 - 5000 - 2500 - 15.0)
+    # each asset's cost is the one-account cost at that asset's rate
+    for i in range(2):
+        single = rebalance(1e4, 0.0, [0.5, 0.25][i], price[i], float(rates[i]), 0.0)
+        assert cost[i] == single[2]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"cash": np.zeros(3)}, r"units of shape \(2, 4\) do not match cash of shape \(3,\)"),
+        ({"price": np.ones((2, 3))}, r"price has shape \(2, 3\), units \(2, 4\)"),
+        ({"rate": np.ones(3)}, r"linear_rate must be one rate or one per asset \(4\)"),
+    ],
+)
+def test_misshapen_portfolio_arrays_are_refused(change: dict, message: str) -> None:
+    args = {
+        "cash": np.full(2, 1e4),
+        "units": np.zeros((2, 4)),
+        "target": np.full((2, 4), 0.25),
+        "price": np.ones((2, 4)),
+        "rate": 1e-4,
+        "impact": np.zeros((2, 4)),
+    } | change
+    with pytest.raises(ValueError, match=message):
+        rebalance_portfolio(
+            args["cash"], args["units"], args["target"], args["price"], args["rate"], args["impact"]
+        )

@@ -53,6 +53,40 @@ def test_equals_one_portfolio_env_per_sub_environment(
     assert len(set(infos["equity"])) == NUM_ENVS  # the accounts went their own ways
 
 
+def test_twelve_assets_equal_one_portfolio_env_each(universe: Universe) -> None:
+    """Past numpy's unrolled sums (8+ assets), the one batched rebalance still leaves every
+    account bit-for-bit where its PortfolioEnv is, trading or drifting."""
+    frames = list(universe.values())
+    bars = {
+        f"S{i:02d}": frames[i % 3].assign(
+            **{c: frames[i % 3][c] * (1.0 + 0.01 * i) for c in ("open", "high", "low", "close")}
+        )
+        for i in range(12)
+    }
+    spec = EnvSpec(window=4, episode_length=None, execution=ExecutionModel(impact_coef=0.5))
+    portfolio = PortfolioSpec("long_short", 2.0)
+    vector = VectorPortfolioEnv(
+        bars, 3, spec=spec, portfolio=portfolio, random_start=False, fit_bars=100
+    )
+    singles = [
+        PortfolioEnv(bars, spec=spec, portfolio=portfolio, random_start=False, fit_bars=100)
+        for _ in range(3)
+    ]
+    vector.reset(seed=0)
+    for env in singles:
+        env.reset()
+    rng = np.random.default_rng(4)
+    actions = rng.uniform(-1.0, 1.0, (3, 12))
+    for step in range(60):
+        actions[step % 3] = rng.uniform(-1.0, 1.0, 12)  # one account at a time holds
+        batch, _, _, _, infos = vector.step(actions)
+        for i, env in enumerate(singles):
+            obs, _, _, _, info = env.step(actions[i])
+            assert np.array_equal(batch[i], obs)
+            assert infos["equity"][i] == info["equity"] and infos["cost"][i] == info["cost"]
+    assert np.array_equal(vector._units, np.stack([env._units for env in singles]))
+
+
 def test_a_bust_terminates_each_account_as_its_portfolio_env_does(
     crash_bars: pd.DataFrame,
 ) -> None:
