@@ -5,7 +5,10 @@ A policy is called at each rebalance date with only the history up to that bar's
 rest is cash. Targets fill at the next bar's open (OHLCV) or the next bar's close
 (close-only data, or ``close_only=True``), through ``rebalance_portfolio``: the same
 per-asset cost arithmetic as every other account in the project. A decision at bar t
-changes holdings from mark t + 1 on, as in the single-asset engine.
+changes holdings from mark t + 1 on, as in the single-asset engine. With ``risk`` (a
+``PortfolioRisk``, the checker a basket bot calls too) every target is checked against the
+portfolio limits, on returns up to its decision bar only, before it fills; the result lists
+each adjustment and counts them per limit.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from evotrader.core.checks import require_positive
 from evotrader.data.errors import DataError
 from evotrader.data.validation import validate_ohlcv
 from evotrader.env.execution import ExecutionModel, rebalance_portfolio
+from evotrader.env.portfolio_data import aligned_frames
+from evotrader.risk.portfolio import LIMITS, Adjustment, PortfolioRisk
 
 REBALANCE_FREQUENCIES = ("bar", "weekly", "monthly")
 _PERIOD_CODES = {"weekly": "W", "monthly": "M"}
@@ -85,7 +90,9 @@ class PortfolioResult:
     ``fills``: one row per asset traded (fill bar, symbol, units, price, notional, cost);
     ``attribution``: cumulative P&L per asset per mark (position value less cash spent on it,
     costs included), whose row sums equal equity less initial cash (after a ruin, where equity
-    is floored at 0, they show the unfloored loss); ``per_asset``: totals.
+    is floored at 0, they show the unfloored loss); ``per_asset``: totals; ``risk``: one row
+    per risk adjustment (decision timestamp, limit, symbols, value, cap, reason), empty
+    without a risk check. ``targets`` are the weights that traded (after the risk check).
     """
 
     equity: pd.Series
@@ -96,6 +103,7 @@ class PortfolioResult:
     per_asset: pd.DataFrame
     metrics: dict[str, float]
     notes: tuple[str, ...]
+    risk: pd.DataFrame = field(default_factory=lambda: _risk_frame([]))
 
     @property
     def symbols(self) -> list[str]:
@@ -120,18 +128,20 @@ def run_portfolio(
     close_only: bool = False,
     start: str | pd.Timestamp | None = None,
     periods_per_year: float | None = None,
+    risk: PortfolioRisk | None = None,
 ) -> PortfolioResult:
     """Run ``policy`` over ``data`` after costs.
 
     ``data`` is either OHLCV frames per symbol on one DatetimeIndex, or a DataFrame of closes
     (one column per symbol: close-only, fills at the next close). ``start`` makes earlier bars
     history only (an optimiser's training window): the first decision is at the first bar at
-    or after it, and every reported number begins there.
+    or after it, and every reported number begins there. ``risk`` checks every target against
+    the portfolio limits before it fills (see ``evotrader.risk.portfolio``).
     """
     settings = settings or PortfolioSettings()
     market = _market(data, settings.execution, close_only)
     first = _first_decision(market.closes.index, start)
-    book = _simulate(policy, market, settings, first)
+    book = _simulate(policy, market, settings, first, risk)
     marks = pd.DatetimeIndex(market.closes.index[first:], name="timestamp")
     symbols = list(market.closes.columns)
     return _result(
@@ -142,6 +152,7 @@ def run_portfolio(
         settings,
         periods_per_year or metrics.periods_per_year(marks),
         market.note,
+        risk,
     )
 
 
@@ -156,13 +167,19 @@ class _Book:
     targets: np.ndarray
     traded: np.ndarray  # units traded at the fill of the decision at this mark
     costs: np.ndarray
+    adjustments: list[tuple[pd.Timestamp, Adjustment]]  # the risk check's, per decision
 
 
 def _simulate(
-    policy: WeightsPolicy, market: _Market, settings: PortfolioSettings, first: int
+    policy: WeightsPolicy,
+    market: _Market,
+    settings: PortfolioSettings,
+    first: int,
+    risk: PortfolioRisk | None,
 ) -> _Book:
     """Mark every close from ``first``; at each rebalance date ask the policy (history up to
-    that close only) and trade to its targets at the decision's fill prices."""
+    that close only), pass its targets through the risk check if any, and trade to them at
+    the decision's fill prices."""
     index, symbols = market.closes.index, list(market.closes.columns)
     close = market.closes.to_numpy(np.float64)
     last = len(index) - 2  # the last decision still has a next bar to fill on
@@ -174,6 +191,8 @@ def _simulate(
     equity, decided = np.zeros(shape[0]), np.zeros(shape[0], dtype=bool)
     held, value, spent_at, targets, traded, costs = (np.zeros(shape) for _ in range(6))
     ruined = False
+    returns = market.closes.pct_change().iloc[1:]  # return at bar t is known at t's close
+    adjustments: list[tuple[pd.Timestamp, Adjustment]] = []
     for k, t in enumerate(range(first, len(index))):
         value[k] = units * close[t]
         equity[k] = 0.0 if ruined else max(0.0, cash + value[k].sum())  # ruin: 0 for good
@@ -192,6 +211,10 @@ def _simulate(
             continue
         decided[k] = True
         targets[k] = _checked_weights(weights, symbols, settings, index[t])
+        if risk is not None:
+            check = risk.check(pd.Series(targets[k], index=symbols), returns, index[t])
+            targets[k] = check.approved.to_numpy(np.float64)
+            adjustments += [(pd.Timestamp(index[t]), note) for note in check.adjustments]
         price, impact = market.fill[t], market.impact[t]
         new_cash, new_units, costs[k] = rebalance_portfolio(
             cash, units, targets[k], price, rate, impact
@@ -199,7 +222,7 @@ def _simulate(
         traded[k] = new_units - units
         spent += traded[k] * price + costs[k]
         cash, units = new_cash, new_units
-    return _Book(equity, held, value - spent_at, decided, targets, traded, costs)
+    return _Book(equity, held, value - spent_at, decided, targets, traded, costs, adjustments)
 
 
 def _result(
@@ -210,6 +233,7 @@ def _result(
     settings: PortfolioSettings,
     ppy: float,
     note: str,
+    risk: PortfolioRisk | None,
 ) -> PortfolioResult:
     """Frames, per-asset totals, metrics and notes of one simulated book."""
     equity_series = pd.Series(book.equity, index=index, name="equity")
@@ -235,7 +259,10 @@ def _result(
     summary["fees"] = float(per_asset["costs"].sum())
     summary["turnover"] = float(per_asset["traded_notional"].sum() / mean_equity * ppy / len(index))
     summary["final_equity"] = float(book.equity[-1])
-    notes = (
+    risk_frame = _risk_frame(book.adjustments)
+    if risk is not None:
+        summary |= _risk_counts(risk_frame, int(book.decided.sum()))
+    notes: tuple[str, ...] = (
         note,
         f"rebalanced {settings.rebalance}, "
         + ("long-only" if settings.long_only else "long-short")
@@ -243,6 +270,8 @@ def _result(
         f"{settings.execution.linear_rate * 1e4:g} bps of traded notional"
         + (" plus square-root impact" if settings.execution.impact_coef > 0 else ""),
     )
+    if risk is not None:
+        notes += (_risk_note(summary),)
     return PortfolioResult(
         equity=equity_series,
         weights=pd.DataFrame(book.held, index=index, columns=symbols),
@@ -254,6 +283,35 @@ def _result(
         per_asset=per_asset,
         metrics=summary,
         notes=notes,
+        risk=risk_frame,
+    )
+
+
+def _risk_frame(adjustments: Sequence[tuple[pd.Timestamp, Adjustment]]) -> pd.DataFrame:
+    """One row per adjustment the risk check made, in decision order."""
+    columns = ["timestamp", "limit", "symbols", "value", "cap", "reason"]
+    rows = [
+        (when, a.limit, ",".join(a.symbols), a.value, a.cap, a.reason) for when, a in adjustments
+    ]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _risk_counts(frame: pd.DataFrame, decisions: int) -> dict[str, float]:
+    """Decisions the risk check changed, and adjustments per limit (every limit, zeros too)."""
+    counts = frame["limit"].value_counts()
+    figures = {f"risk_{limit}": float(counts.get(limit, 0)) for limit in LIMITS}
+    figures["risk_adjusted_decisions"] = float(frame["timestamp"].nunique())
+    figures["risk_decisions"] = float(decisions)
+    return figures
+
+
+def _risk_note(summary: Mapping[str, float]) -> str:
+    binding = [f"{limit} {summary[f'risk_{limit}']:g}" for limit in LIMITS]
+    binding = [text for text in binding if not text.endswith(" 0")]
+    return (
+        f"risk: {summary['risk_adjusted_decisions']:g} of {summary['risk_decisions']:g} targets "
+        "adjusted by the portfolio limits before filling"
+        + (f" ({', '.join(binding)})" if binding else "")
     )
 
 
@@ -313,17 +371,13 @@ def _market(
 
 
 def _checked_bars(data: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    if not isinstance(data, Mapping) or not data:
-        raise DataError("portfolio data needs at least one symbol's bars")
-    bars = {str(symbol): validate_ohlcv(frame, str(symbol), 2) for symbol, frame in data.items()}
-    reference_symbol, reference = next(iter(bars.items()))
-    for symbol, frame in bars.items():
-        if not frame.index.equals(reference.index):
-            raise DataError(
-                f"{symbol}: its {len(frame)} bars are not on {reference_symbol}'s calendar "
-                f"({len(reference)} bars); align the universe first"
-            )
-    return bars
+    """Each symbol's bars validated, then on one calendar (the portfolio env's own check)."""
+    if isinstance(data, Mapping):
+        data = {
+            str(symbol): validate_ohlcv(frame, str(symbol), 2) for symbol, frame in data.items()
+        }
+    symbols, frames = aligned_frames(data)
+    return dict(zip(symbols, frames, strict=True))
 
 
 def _checked_closes(closes: pd.DataFrame) -> pd.DataFrame:

@@ -2,6 +2,12 @@
 
 from evotrader.risk.circuit_breakers import BreakerKind, Trip
 from evotrader.risk.kill_switch import KillSwitch
+from evotrader.risk.portfolio import (
+    Adjustment,
+    PortfolioCheck,
+    PortfolioRisk,
+    PortfolioRiskError,
+)
 from evotrader.risk.preferences import (
     LooseningError,
     Preferences,
@@ -14,10 +20,14 @@ from evotrader.risk.preferences import (
 from evotrader.risk.risk_engine import Book, RiskEngine, RiskState, RiskVerdict
 
 __all__ = [
+    "Adjustment",
     "Book",
     "BreakerKind",
     "KillSwitch",
     "LooseningError",
+    "PortfolioCheck",
+    "PortfolioRisk",
+    "PortfolioRiskError",
     "Preferences",
     "PreferencesError",
     "RiskEngine",

@@ -1,7 +1,9 @@
 """The human-owned risk preferences: loaded once, frozen, hashed, and only ever tightened.
 
 ``configs/preferences.yaml`` is written by a person, not by the bot. ``load_preferences``
-requires every key (a safety file is explicit or it is refused), turns it into a frozen
+requires every key (a safety file is explicit or it is refused) except the portfolio limits,
+which default to off so that single-asset files written before them still load and mean
+exactly what they meant; it turns the file into a frozen
 ``Preferences`` and fingerprints it (sha256 of its canonical JSON), which the runner logs at
 start. Run-time settings (runner config, CLI flags) go through ``Preferences.tightened``,
 which refuses any value looser than the file's, so nothing the bot reads at run time can
@@ -14,7 +16,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from datetime import time
 from pathlib import Path
 from typing import Any
@@ -160,6 +162,15 @@ class Preferences:
     stale_data_seconds: float
     error_burst_count: int
     error_burst_seconds: float
+    # Portfolio limits (``risk.portfolio``); None is off. Weights are fractions of equity.
+    max_net_exposure: float | None = None
+    max_positions: int | None = None
+    max_cluster_weight: float | None = None
+    cluster_correlation: float = 0.7
+    max_var_pct: float | None = None
+    max_cvar_pct: float | None = None
+    var_confidence: float = 0.95
+    risk_lookback: int = 250
 
     def __post_init__(self) -> None:
         for name in ("max_position_pct", "max_leverage", "stale_data_seconds"):
@@ -178,6 +189,31 @@ class Preferences:
             value = getattr(self, name)
             if not value or not all(isinstance(v, str) and v for v in value):
                 raise PreferencesError(f"{name}: must be a non-empty list of names, got {value}")
+        self._check_portfolio_limits()
+
+    def _check_portfolio_limits(self) -> None:
+        for name in ("max_net_exposure", "max_cluster_weight", "max_var_pct", "max_cvar_pct"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(name, value)
+        for name in ("max_var_pct", "max_cvar_pct"):
+            value = getattr(self, name)
+            if value is not None and value > 100:
+                raise PreferencesError(f"{name}: must be <= 100 (a percentage), got {value}")
+        for name, low in (("max_positions", 1), ("risk_lookback", 2)):
+            value = getattr(self, name)
+            if value is None and name == "max_positions":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise PreferencesError(f"{name}: must be an integer >= {low}, got {value!r}")
+        if not 0 < self.cluster_correlation <= 1:
+            raise PreferencesError(
+                f"cluster_correlation: must lie in (0, 1], got {self.cluster_correlation}"
+            )
+        if not 0.5 <= self.var_confidence < 1:
+            raise PreferencesError(
+                f"var_confidence: must lie in [0.5, 1), got {self.var_confidence}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical JSON-able content (what the hash covers)."""
@@ -196,8 +232,8 @@ class Preferences:
     def from_dict(cls, raw: Any, where: str = "preferences") -> Preferences:
         if not isinstance(raw, Mapping):
             raise PreferencesError(f"{where}: expected a mapping of limits, got {type(raw)}")
-        _exact_keys(where, raw, _FIELD_NAMES)
-        values = {name: _parse(name, raw[name]) for name in _FIELD_NAMES}
+        _exact_keys(where, raw, _REQUIRED, _FIELD_NAMES)
+        values = {name: _parse(name, raw[name]) for name in _FIELD_NAMES if name in raw}
         try:
             return cls(**values)
         except PreferencesError as error:
@@ -213,6 +249,12 @@ class Preferences:
         for name, raw in overrides.items():
             value = _parse(name, raw)
             current = getattr(self, name)
+            if name in _FIXED and value != current:
+                raise LooseningError(
+                    f"{name}: {_show(value)} would change the human-set {_show(current)}; "
+                    "neither a shorter nor a longer window is stricter, so only "
+                    "configs/preferences.yaml may change it"
+                )
             if not _as_strict(name, value, current):
                 raise LooseningError(
                     f"{name}: {_show(value)} would loosen the human-set {_show(current)}; "
@@ -223,6 +265,15 @@ class Preferences:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Preferences))
+_REQUIRED = tuple(f.name for f in fields(Preferences) if f.default is MISSING)
+_OPTIONAL_LIMITS = (  # None switches these off
+    "max_net_exposure",
+    "max_positions",
+    "max_cluster_weight",
+    "max_var_pct",
+    "max_cvar_pct",
+)
+_FIXED = ("risk_lookback",)
 _HIGHER_IS_LOOSER = (
     "max_position_pct",
     "max_leverage",
@@ -231,6 +282,7 @@ _HIGHER_IS_LOOSER = (
     "max_orders_per_minute",
     "stale_data_seconds",
     "error_burst_count",
+    *_OPTIONAL_LIMITS,
 )
 
 
@@ -247,10 +299,18 @@ def load_preferences(path: str | Path) -> Preferences:
 
 
 def _as_strict(name: str, new: Any, old: Any) -> bool:
+    if name in _OPTIONAL_LIMITS and (new is None or old is None):
+        return old is None  # switching a limit on is stricter; switching it off never is
     if name in _HIGHER_IS_LOOSER:
         return bool(new <= old)
     if name == "error_burst_seconds":  # a longer window counts more errors: stricter
         return bool(new >= old)
+    if name == "var_confidence":  # a deeper tail quantile is a larger loss: stricter
+        return bool(new >= old)
+    if name == "cluster_correlation":  # a lower threshold merges more assets: stricter
+        return bool(new <= old)
+    if name == "risk_lookback":
+        return bool(new == old)
     if name == "trading_hours":
         return bool(new.within(old))
     return set(new) <= set(old)  # allowed instruments and asset classes
@@ -265,7 +325,9 @@ def _parse(name: str, value: Any) -> Any:
         if not isinstance(value, list | tuple):
             raise PreferencesError(f"{name}: expected a list of names, got {value!r}")
         return tuple(str(item) for item in value)
-    if name in ("max_orders_per_minute", "error_burst_count"):
+    if name in _OPTIONAL_LIMITS and (value is None or str(value).lower() in ("none", "off")):
+        return None
+    if name in ("max_orders_per_minute", "error_burst_count", "max_positions", "risk_lookback"):
         number = _number(name, value)
         if number != int(number):
             raise PreferencesError(f"{name}: must be an integer, got {value!r}")
@@ -290,8 +352,15 @@ def _positive(name: str, value: float) -> None:
         raise PreferencesError(f"{name}: must be > 0, got {value}")
 
 
-def _exact_keys(where: str, raw: Mapping[str, Any], expected: tuple[str, ...]) -> None:
-    missing, unknown = set(expected) - set(raw), set(raw) - set(expected)
+def _exact_keys(
+    where: str,
+    raw: Mapping[str, Any],
+    expected: tuple[str, ...],
+    allowed: tuple[str, ...] | None = None,
+) -> None:
+    """Every ``expected`` key present; nothing beyond ``allowed`` (default: ``expected``)."""
+    missing = set(expected) - set(raw)
+    unknown = set(raw) - set(expected if allowed is None else allowed)
     if missing:
         raise PreferencesError(f"{where}: missing keys {sorted(missing)} (all are required)")
     if unknown:

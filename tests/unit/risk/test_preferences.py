@@ -23,6 +23,15 @@ from evotrader.risk import (
 REPO = Path(__file__).resolve().parents[3]
 RAW = yaml.safe_load((REPO / "configs" / "preferences.yaml").read_text())
 BASE = RAW | {"allowed_asset_classes": ["STK", "CASH"]}
+# The portfolio limits ship off (null); switched on here so each has a looser value too.
+PORTFOLIO_ON = {
+    "max_net_exposure": 0.8,
+    "max_positions": 10,
+    "max_cluster_weight": 0.5,
+    "max_var_pct": 2.0,
+    "max_cvar_pct": 3.0,
+}
+BASE |= PORTFOLIO_ON
 
 # For every limit: a stricter and a looser run-time value than the file's.
 STRICTER_AND_LOOSER = {
@@ -40,7 +49,16 @@ STRICTER_AND_LOOSER = {
     "stale_data_seconds": (3600, 10**6),
     "error_burst_count": (3, 10),
     "error_burst_seconds": (600, 60),
+    "max_net_exposure": (0.5, 1.0),
+    "max_positions": (5, 20),
+    "max_cluster_weight": (0.3, 0.6),
+    "cluster_correlation": (0.5, 0.9),
+    "max_var_pct": (1.0, 3.0),
+    "max_cvar_pct": (2.0, None),  # switching a limit off is loosening it
+    "var_confidence": (0.99, 0.9),
 }
+# Neither direction is stricter: run time may not change these at all.
+FIXED = {"risk_lookback": (100, 500)}
 
 
 def test_the_shipped_file_loads_frozen_and_hashed() -> None:
@@ -53,7 +71,32 @@ def test_the_shipped_file_loads_frozen_and_hashed() -> None:
 
 
 def test_every_limit_in_the_schema_is_covered_by_these_tests() -> None:
-    assert set(STRICTER_AND_LOOSER) == {f.name for f in dataclasses.fields(Preferences)}
+    assert set(STRICTER_AND_LOOSER) | set(FIXED) == {
+        f.name for f in dataclasses.fields(Preferences)
+    }
+
+
+@pytest.mark.parametrize("name", sorted(FIXED))
+def test_a_window_no_direction_of_which_is_stricter_is_fixed_at_run_time(name: str) -> None:
+    prefs = Preferences.from_dict(BASE)
+    assert prefs.tightened({name: getattr(prefs, name)}) == prefs
+    for value in FIXED[name]:
+        with pytest.raises(LooseningError, match=f"{name}: {value} would change"):
+            prefs.tightened({name: value})
+
+
+def test_portfolio_limits_may_be_absent_and_are_then_off() -> None:
+    prefs = Preferences.from_dict(RAW)  # the shipped file leaves them null
+    portfolio_keys = {*PORTFOLIO_ON, *FIXED, "cluster_correlation", "var_confidence"}
+    old_file = {k: v for k, v in RAW.items() if k not in portfolio_keys}  # before the limits
+    assert len(old_file) == len(RAW) - 8
+    assert Preferences.from_dict(old_file) == prefs
+    for name in PORTFOLIO_ON:
+        assert getattr(prefs, name) is None
+        switched_on = prefs.tightened({name: PORTFOLIO_ON[name]})  # turning one on is stricter
+        assert getattr(switched_on, name) == PORTFOLIO_ON[name]
+        with pytest.raises(LooseningError, match=name):
+            switched_on.tightened({name: "off"})
 
 
 def test_hash_follows_content_not_formatting(tmp_path: Path) -> None:
@@ -104,6 +147,13 @@ def test_unknown_override_is_refused() -> None:
         ({"trading_hours": {**RAW["trading_hours"], "days": ["Funday"]}}, "Funday"),
         ({"trading_hours": {**RAW["trading_hours"], "end": "09:00"}}, "must be before end"),
         ({"trading_hours": {**RAW["trading_hours"], "start": "nine"}}, "expected HH:MM"),
+        ({"max_positions": 0}, "max_positions: must be an integer >= 1"),
+        ({"max_positions": 2.5}, "max_positions: must be an integer"),
+        ({"max_var_pct": 150}, "max_var_pct: must be <= 100"),
+        ({"max_cluster_weight": -0.1}, "max_cluster_weight: must be > 0"),
+        ({"cluster_correlation": 1.5}, r"cluster_correlation: must lie in \(0, 1\]"),
+        ({"var_confidence": 1.0}, r"var_confidence: must lie in \[0.5, 1\)"),
+        ({"risk_lookback": 1}, "risk_lookback: must be an integer >= 2"),
     ],
 )
 def test_bad_values_are_named(change: dict, message: str) -> None:
