@@ -9,15 +9,15 @@ the environments, once per trade, and marks equity at every close with numpy.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
-import torch
 
 from evotrader.backtest import metrics
-from evotrader.core.policy import Policy, as_policy
 from evotrader.core.trading import Instrument
 from evotrader.data.errors import DataError
 from evotrader.data.features import FeaturePipeline
@@ -27,6 +27,11 @@ from evotrader.env.market_env import MarketEnv
 from evotrader.env.spec import EnvSpec
 from evotrader.risk.guard import RiskGuard
 from evotrader.risk.risk_engine import RiskEngine
+
+if TYPE_CHECKING:  # core.policy imports torch: loaded only when a policy needs wrapping
+    import torch
+
+    from evotrader.core.policy import Policy
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ def run_backtest(
     risk engine: refused target changes keep the old target and a tripped breaker goes
     flat for good, as the bot would; ``risk_events`` lists what happened.
     """
-    policy = as_policy(policy)
+    policy = _as_policy(policy)
     execution, positions, initial_cash = spec.execution, spec.positions, spec.initial_cash
     market = MarketData.build(bars, pipeline, spec.window, execution, spec.agent_state)
     first = _first_decision(market, start)
@@ -167,6 +172,19 @@ def run_backtest(
         benchmark=benchmark.metrics,
         risk_events=guard.events_frame() if guard is not None else None,
     )
+
+
+def _as_policy(policy: Policy | torch.nn.Module | Callable[[np.ndarray], np.ndarray]) -> Policy:
+    """``as_policy``, without importing torch for a policy that already has ``act``.
+
+    Without torch loaded nothing can be a torch module, so ``as_policy`` would return such a
+    policy as it is; modules and plain callables go through ``as_policy`` itself.
+    """
+    if "torch" not in sys.modules and hasattr(policy, "act"):
+        return cast("Policy", policy)
+    from evotrader.core.policy import as_policy
+
+    return as_policy(policy)
 
 
 def _first_decision(market: MarketData, start: str | pd.Timestamp | None) -> int:

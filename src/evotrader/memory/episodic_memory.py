@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 from typing import Any, BinaryIO, Literal, cast
 
 import faiss
 import numpy as np
-import torch
 from scipy.stats import rankdata
 
 from evotrader import __version__
@@ -58,6 +59,7 @@ _ARRAYS = {"ids": np.int64, "outcomes": np.float64, "kinds": np.int32, "graph_sl
 _MEMBERS = frozenset((_HEADER, "index.faiss", *(f"{name}.npy" for name in _ARRAYS)))
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest zip date: no wall clock in the bytes
 _ZIP_MODE = 0o644 << 16  # rw-r--r--, not the writer's umask
+_NO_METADATA = np.array(None, object)  # a padding entry's metadata
 
 
 class EpisodicMemoryError(ValueError):
@@ -123,22 +125,35 @@ class Retrieval:
     """The k nearest stored events for each of B queries, nearest first.
 
     ``ids`` (B, k) int64, ``scores`` (B, k) float32 (higher is nearer: cosine similarity, or
-    minus the squared L2 distance), ``outcomes`` (B, k) float64, ``kinds`` and ``metadata``
-    B tuples of k. When fewer than k events are found a row is padded at its end with id -1,
-    score -inf, outcome NaN, kind ``""`` and metadata ``None``. Metadata mappings are the
-    memory's own, read-only.
+    minus the squared L2 distance), ``outcomes`` (B, k) float64, ``kind_array`` and
+    ``metadata_array`` (B, k) object arrays of the kind names and metadata. When fewer than k
+    events are found a row is padded at its end with id -1, score -inf, outcome NaN, kind ``""``
+    and metadata ``None``. Metadata mappings are the memory's own, read-only.
+
+    ``kinds`` and ``metadata`` are the same as B tuples of k, built on first access: a search
+    that reads only ids, scores and outcomes (the agent's) pays for no per-result objects.
     """
 
     ids: np.ndarray
     scores: np.ndarray
     outcomes: np.ndarray
-    kinds: tuple[tuple[str, ...], ...]
-    metadata: tuple[tuple[Mapping[str, Any] | None, ...], ...]
+    kind_array: np.ndarray
+    metadata_array: np.ndarray
 
     @property
     def found(self) -> np.ndarray:
         """(B, k) bool: which entries are real events rather than padding."""
         return self.ids >= 0
+
+    @cached_property
+    def kinds(self) -> tuple[tuple[str, ...], ...]:
+        """B tuples of k kind names (``""`` for padding)."""
+        return tuple(map(tuple, self.kind_array.tolist()))
+
+    @cached_property
+    def metadata(self) -> tuple[tuple[Mapping[str, Any] | None, ...], ...]:
+        """B tuples of k metadata mappings (``None`` for padding)."""
+        return tuple(map(tuple, self.metadata_array.tolist()))
 
 
 class ExternalMemory:
@@ -156,8 +171,9 @@ class ExternalMemory:
         self._ids = np.full(capacity, -1, np.int64)  # public id per slot, -1 = free
         self._outcomes = np.full(capacity, np.nan)
         self._kinds = np.full(capacity, -1, np.int32)  # code into _kind_names
-        self._metadata: list[Mapping[str, Any] | None] = [None] * capacity
+        self._metadata = np.full(capacity, None, object)  # Mapping per slot, None = free
         self._kind_names: list[str] = []
+        self._kind_table = np.array([""], object)  # kind names by code, then "" for code -1
         self._next_id = 0
         self._size = 0  # events held; counted, as retrieve must not scan all slots
         self._graph_slots = np.empty(0, np.int64)  # HNSW node -> slot, -1 = tombstone
@@ -231,14 +247,13 @@ class ExternalMemory:
             raw, slots = self._search(queries, k)
         found = slots >= 0
         scores = raw if self._inner_product else -raw
-        rows = slots.tolist()
-        names, kinds, metadata = self._kind_names, self._kinds, self._metadata
+        # Whole-array gathers; a missing slot (-1) reads the last slot, then is masked.
         return Retrieval(
             ids=np.where(found, self._ids[slots], -1),
             scores=np.where(found, scores, -np.inf).astype(np.float32),
             outcomes=np.where(found, self._outcomes[slots], np.nan),
-            kinds=tuple(tuple(names[kinds[s]] if s >= 0 else "" for s in row) for row in rows),
-            metadata=tuple(tuple(metadata[s] if s >= 0 else None for s in row) for row in rows),
+            kind_array=self._kind_table[np.where(found, self._kinds[slots], -1)],
+            metadata_array=np.where(found, self._metadata[slots], _NO_METADATA),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -344,7 +359,7 @@ class ExternalMemory:
 
     def _matrix(self, value: Any, name: str) -> np.ndarray:
         """(N, D) contiguous float32, finite, unit-norm under cosine."""
-        if isinstance(value, torch.Tensor):
+        if (torch := torch_of(value)) is not None:
             value = value.detach().to("cpu", torch.float32).numpy()
         try:
             array = np.array(value, dtype=np.float32)
@@ -373,6 +388,7 @@ class ExternalMemory:
     def _kind_code(self, name: str) -> int:
         if name not in self._kind_names:
             self._kind_names.append(name)
+            self._kind_table = np.array([*self._kind_names, ""], object)
         return self._kind_names.index(name)
 
     def _victims(self, count: int, codes: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
@@ -406,8 +422,7 @@ class ExternalMemory:
     def _evict(self, slots: np.ndarray) -> None:
         self._ids[slots], self._outcomes[slots], self._kinds[slots] = -1, np.nan, -1
         self._size -= len(slots)
-        for slot in slots.tolist():
-            self._metadata[slot] = None
+        self._metadata[slots] = None
         if self.config.index != "hnsw":
             # faiss's Python wrapper takes an id array; its stubs only list an IDSelector.
             removed = self._index.remove_ids(slots.astype(np.int64))  # type: ignore[arg-type]
@@ -514,6 +529,7 @@ class ExternalMemory:
         self._size = int(live.sum())
         self._outcomes, self._kinds = arrays["outcomes"].copy(), arrays["kinds"].copy()
         self._kind_names = list(names)
+        self._kind_table = np.array([*names, ""], object)
         self._graph_slots = graph_slots.copy()
         if self.config.index == "hnsw":
             nodes = np.flatnonzero(graph_slots >= 0)
@@ -627,13 +643,20 @@ def _single_thread() -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
+def torch_of(value: Any) -> ModuleType | None:
+    """torch, when ``value`` is a torch tensor; else None. Never imports torch: without it
+    loaded nothing is a tensor, so a numpy-only caller does not pay its start-up."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(value, torch.Tensor) else None
+
+
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise EpisodicMemoryError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _outcomes(outcome: Any, n: int) -> np.ndarray:
-    if isinstance(outcome, torch.Tensor):
+    if torch_of(outcome) is not None:
         outcome = outcome.detach().cpu().numpy()
     try:
         values = np.array(outcome, dtype=np.float64).reshape(-1)

@@ -25,11 +25,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy.special import erfc
 
 from evotrader.core.checks import require_int
-from evotrader.memory.episodic_memory import EpisodicMemoryError
+from evotrader.memory.episodic_memory import EpisodicMemoryError, torch_of
 
 CRITERIA = (
     "flash_crash",
@@ -173,7 +172,7 @@ class EventDetector:
 
 
 def _vector(name: str, value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
+    if torch_of(value) is not None:
         value = value.detach().cpu().numpy()
     array = np.asarray(value)
     if array.ndim != 1 or len(array) == 0:
