@@ -1,25 +1,29 @@
 """Portfolio risk: target weights checked against the human's limits before they trade.
 
 ``PortfolioRisk.check`` is a plain function of (target weights, trailing returns, decision
-time) with no backtest or broker in it, so the portfolio backtest (``run_portfolio(risk=...)``)
-and a basket bot call the very same code and a backtest shows what the bot would really do.
+time) with no backtest, broker or clock in it, so the portfolio backtest
+(``run_portfolio(risk=...)``) and the basket bot the live runner does not have yet call the
+very same code, and a backtest shows what the bot would really do. (The bot will check each
+target vector here, then its orders still pass ``RiskEngine.check_order`` one by one.)
+Weights are fractions of equity, as in the engine's position and leverage limits.
 
-Policy, in order; every step is recorded as an ``Adjustment`` with its figures:
+Policy, in order; every step that changes the target is recorded as an ``Adjustment`` with
+its figures:
 
-1. ``instrument``: a symbol outside ``allowed_instruments`` goes to 0 (the live engine would
+1. ``history``: with a cluster or VaR/CVaR limit on and fewer than ``risk_lookback`` returns
+   up to the decision bar, the risk cannot be measured, so the target is refused: all cash.
+2. ``instrument``: a symbol outside ``allowed_instruments`` goes to 0 (the live engine would
    refuse its orders anyway).
-2. ``positions``: beyond ``max_positions``, the smallest targets (by |weight|; ties by symbol
+3. ``positions``: beyond ``max_positions``, the smallest targets (by |weight|; ties by symbol
    order) go to 0: the policy's strongest views survive.
-3. ``asset_weight``: each |weight| is clipped to ``max_position_pct`` / 100, sign kept.
-4. ``cluster``: a correlation cluster whose gross weight is over ``max_cluster_weight`` has its
+4. ``asset_weight``: each |weight| is clipped to ``max_position_pct`` / 100, sign kept.
+5. ``cluster``: a correlation cluster whose gross weight is over ``max_cluster_weight`` has its
    members scaled down together to the cap (only the concentrated bet shrinks).
-5. ``gross`` (``max_leverage``), ``net`` (``max_net_exposure``), ``var`` and ``cvar``
+6. ``gross`` (``max_leverage``), ``net`` (``max_net_exposure``), ``var`` and ``cvar``
    (``max_var_pct`` / ``max_cvar_pct``): the whole book is scaled by the smallest factor that
    meets all four. Each is positively homogeneous (historical VaR and CVaR of ``s * w`` are
    ``s`` times those of ``w``), so one scale meets them exactly, and scaling never undoes
-   steps 1 to 4.
-6. ``history``: with a cluster or VaR/CVaR limit on and fewer than ``risk_lookback`` returns
-   up to the decision bar, the risk cannot be measured, so the target is refused: all cash.
+   steps 2 to 5.
 
 Nothing else is refused: every limit above is repaired by shrinking, so approved weights
 always meet every enabled limit. Only returns dated at or before the decision time are read.

@@ -223,4 +223,4 @@ def test_bad_input_gets_one_clear_error() -> None:
     with pytest.raises(PortfolioRiskError, match=f"return of C at {broken.index[-3]} is inf"):
         risk.check(_targets(0.1, 0, 0, 0), broken, at)
     with pytest.raises(PortfolioRiskError, match="must be a Series by symbol"):
-        risk.check([0.1, 0, 0, 0], returns, at)  # type: ignore[arg-type]
+        risk.check([0.1, 0, 0, 0], returns, at)
