@@ -3,15 +3,22 @@
 Every feature at bar t is computed from bars <= t only (trailing windows, no centring,
 no back-filling). Normalisation statistics are fitted on the training split alone and
 travel inside checkpoints as a plain dict, so live trading sees exactly what training saw.
+
+Close-only bars (open = high = low = close, no volume: skfolio's S&P 500 closes) carry no
+gap, body, range or volume information, so ``fit`` refuses those features on them, naming
+the features, rather than fitting constants and NaNs; ``CLOSE_ONLY_FEATURES`` is what such
+bars can carry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
+
+from evotrader.data.errors import DataError
 
 STATE_VERSION = 1
 
@@ -56,6 +63,42 @@ FEATURES: dict[str, Callable[[pd.DataFrame, int], pd.Series]] = {
     "volume_z": _volume_z,
 }
 DEFAULT_FEATURES = ("log_return", "gap", "body", "range", "volatility", "volume_z")
+RANGE_FEATURES = frozenset({"gap", "body", "range"})  # need opens, highs and lows of their own
+VOLUME_FEATURES = frozenset({"volume_z"})  # need traded volume
+CLOSE_ONLY_FEATURES = tuple(f for f in FEATURES if f not in RANGE_FEATURES | VOLUME_FEATURES)
+
+
+def is_close_only(bars: pd.DataFrame) -> bool:
+    """Whether every bar has open = high = low = close (a close-only source)."""
+    close = bars["close"].to_numpy()
+    return all(np.array_equal(bars[c].to_numpy(), close) for c in ("open", "high", "low"))
+
+
+def has_volume(bars: pd.DataFrame) -> bool:
+    """Whether any bar reports traded volume (volume-scaled features and costs need some)."""
+    return bool((bars["volume"] > 0).any())
+
+
+def require_carried(features: Sequence[str], bars: pd.DataFrame, where: str) -> None:
+    """Refuse ``features`` that ``bars`` cannot carry (range features on close-only bars,
+    volume features on bars without volume): one ``DataError`` naming the features, ``where``
+    the bars are, and ``CLOSE_ONLY_FEATURES``."""
+    close_only = is_close_only(bars)
+    needs = {
+        "opens, highs and lows apart from the close": RANGE_FEATURES if close_only else set(),
+        "traded volume": set() if has_volume(bars) else VOLUME_FEATURES,
+    }
+    problems = []
+    for need, refused in needs.items():
+        lacking = [f for f in features if f in refused]
+        if lacking:
+            problems.append(f"{', '.join(lacking)} need{'s' * (len(lacking) == 1)} {need}")
+    if problems:
+        kind = "close-only (open = high = low = close)" if close_only else "without volume"
+        raise DataError(
+            f"FeaturePipeline.fit: {'; '.join(problems)}, but {where} are {kind}; such bars carry "
+            f"CLOSE_ONLY_FEATURES {CLOSE_ONLY_FEATURES}: use FeaturePipeline(CLOSE_ONLY_FEATURES)"
+        )
 
 
 class FeaturePipeline:
@@ -103,10 +146,16 @@ class FeaturePipeline:
         raw[: self.warmup] = np.nan
         return raw
 
-    def fit(self, bars: pd.DataFrame | Sequence[pd.DataFrame]) -> FeaturePipeline:
-        """Fit mean and std on training bars (one frame, or several symbols pooled)."""
-        frames = [bars] if isinstance(bars, pd.DataFrame) else list(bars)
-        rows = np.concatenate([self.raw(frame)[self.warmup :] for frame in frames])
+    def fit(
+        self, bars: pd.DataFrame | Sequence[pd.DataFrame] | Mapping[str, pd.DataFrame]
+    ) -> FeaturePipeline:
+        """Fit mean and std on training bars (one frame, or several symbols pooled; a
+        mapping names each symbol in errors). ``DataError`` for a feature the bars cannot
+        carry (see ``require_carried``)."""
+        frames = _labelled(bars)
+        for where, frame in frames.items():
+            require_carried(self.features, frame, where)
+        rows = np.concatenate([self.raw(frame)[self.warmup :] for frame in frames.values()])
         rows = rows[np.isfinite(rows).all(axis=1)]
         if len(rows) < 2:
             raise ValueError(
@@ -159,3 +208,17 @@ class FeaturePipeline:
             )
         pipeline.mean, pipeline.std = mean, std
         return pipeline
+
+
+def _labelled(
+    bars: pd.DataFrame | Sequence[pd.DataFrame] | Mapping[str, pd.DataFrame],
+) -> dict[str, pd.DataFrame]:
+    """Each frame under the words an error would use for it."""
+    if isinstance(bars, pd.DataFrame):
+        return {"the bars": bars}
+    if isinstance(bars, Mapping):
+        return {f"the bars of {symbol}": frame for symbol, frame in bars.items()}
+    frames = list(bars)
+    if len(frames) == 1:
+        return {"the bars": frames[0]}
+    return {f"bars #{i + 1} of {len(frames)}": frame for i, frame in enumerate(frames)}

@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from evotrader.data.errors import DataError
+from evotrader.data.features import has_volume, is_close_only
 from evotrader.data.loader import TimeBound, _naive_utc, list_symbols, load_bars
 from evotrader.data.sources.synthetic_universe import generate_universe
 from evotrader.data.validation import validate_ohlcv
@@ -174,7 +174,7 @@ class Universe:
                 raise DataError(
                     f"{symbol}: bars are not on {symbols[0]}'s calendar; align them first"
                 )
-            if self.close_only and not _is_close_only(frame):
+            if self.close_only and not is_close_only(frame):
                 raise DataError(f"{symbol}: close_only=True but open/high/low differ from close")
         object.__setattr__(self, "symbols", symbols)
         object.__setattr__(self, "bars", frames)
@@ -193,7 +193,7 @@ class Universe:
         would then happen at the open for some assets and at the close for others.
         """
         aligned = align(bars, missing, max_drop_share)
-        flags = {symbol: _is_close_only(frame) for symbol, frame in aligned.items()}
+        flags = {symbol: is_close_only(frame) for symbol, frame in aligned.items()}
         if len(set(flags.values())) > 1:
             closes_only = [s for s, flag in flags.items() if flag]
             with_opens = [s for s, flag in flags.items() if not flag]
@@ -225,7 +225,7 @@ class Universe:
             )
 
     def _without_volume(self) -> list[str]:
-        return [s for s in self.symbols if not (self.bars[s]["volume"] > 0).any()]
+        return [s for s in self.symbols if not has_volume(self.bars[s])]
 
     @property
     def note(self) -> str:
@@ -259,11 +259,6 @@ class Universe:
             )
         bars = {s: self.bars[s].loc[window] for s in self.symbols}
         return Universe(self.symbols, bars, self.source, self.close_only)
-
-
-def _is_close_only(frame: pd.DataFrame) -> bool:
-    close = frame["close"].to_numpy()
-    return all(np.array_equal(frame[c].to_numpy(), close) for c in ("open", "high", "low"))
 
 
 def load_universe(

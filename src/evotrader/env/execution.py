@@ -6,6 +6,7 @@ current units to ``target * equity / price`` units and pays, on the traded notio
 commission + half-spread + slippage (all in basis points) plus an optional square-root
 market impact ``impact_coef * sigma * sqrt(shares / average_volume)`` whose sigma and
 average volume are trailing (bars <= t), so even the cost model cannot see the future.
+Impact on bars without any volume (close-only data) is refused, not silently zero.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from evotrader.core.checks import require_at_least
+from evotrader.data.errors import DataError
+from evotrader.data.features import has_volume
 
 Number = TypeVar("Number", float, np.ndarray)
 FILL_TIMINGS = ("next_open", "close")
@@ -54,11 +57,22 @@ class ExecutionModel:
             fill = close.copy()
         impact = np.zeros(len(bars))
         if self.impact_coef > 0:
+            self._require_volume(bars)
             sigma = np.log(bars["close"]).diff().rolling(self.impact_window, min_periods=2).std()
             volume = bars["volume"].rolling(self.impact_window, min_periods=1).mean()
             scale = self.impact_coef * sigma / np.sqrt(volume.where(volume > 0))
             impact = np.nan_to_num(scale.to_numpy(np.float64), nan=0.0)
         return ExecutionPrices(fill=fill, mark=close, impact=impact)
+
+    def _require_volume(self, bars: pd.DataFrame) -> None:
+        """Refuse impact on bars without volume, where it would silently charge nothing."""
+        if not has_volume(bars):
+            span = f"{bars.index[0]} to {bars.index[-1]}" if len(bars) else "no bars"
+            raise DataError(
+                f"execution impact_coef={self.impact_coef:g} needs traded volume, but the "
+                f"{len(bars)} bars ({span}) have none (close-only data?): square-root impact "
+                "would charge nothing; set impact_coef=0 for bars without volume"
+            )
 
 
 @dataclass(frozen=True)

@@ -76,10 +76,14 @@ class PortfolioData:
         first_bar: int = 0,
     ) -> PortfolioData:
         symbols, frames = aligned_frames(bars)
-        markets = [
-            MarketData.build(frame, pipeline, window, execution, agent_state, first_bar)
-            for frame in frames
-        ]
+        markets = []
+        for symbol, frame in zip(symbols, frames, strict=True):
+            try:
+                markets.append(
+                    MarketData.build(frame, pipeline, window, execution, agent_state, first_bar)
+                )
+            except DataError as error:  # the bars do not carry a feature or the impact
+                raise DataError(f"{symbol}: {error}") from error
         return cls(
             symbols=symbols,
             timestamps=markets[0].timestamps,

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evotrader.data import DataError
 from evotrader.env import ExecutionModel, rebalance
 from evotrader.env.execution import rebalance_portfolio
 
@@ -150,3 +151,12 @@ def test_misshapen_portfolio_arrays_are_refused(change: dict, message: str) -> N
         rebalance_portfolio(
             args["cash"], args["units"], args["target"], args["price"], args["rate"], args["impact"]
         )
+
+
+def test_impact_on_bars_without_volume_is_refused_not_zero(bars: pd.DataFrame) -> None:
+    no_volume = bars.assign(volume=0.0)
+    with pytest.raises(DataError, match=r"impact_coef=0.1 needs traded volume, but the 600 bars"):
+        ExecutionModel(impact_coef=0.1).prices(no_volume)
+    free = ExecutionModel().prices(no_volume)  # no impact asked: nothing to refuse
+    assert not free.impact.any()
+    np.testing.assert_array_equal(free.fill, ExecutionModel().prices(bars).fill)
