@@ -35,6 +35,7 @@ from evotrader.backtest.portfolio import (
     run_portfolio,
 )
 from evotrader.backtest.report import format_columns
+from evotrader.risk.portfolio import PortfolioRisk
 
 EQUAL_WEIGHT, BUY_AND_HOLD = "equal weight", "buy & hold"
 MIN_VARIANCE, MAX_SHARPE, HRP, RISK_PARITY = "min variance", "max Sharpe", "HRP", "risk parity"
@@ -151,16 +152,19 @@ def compare_with_baselines(
     start: str | pd.Timestamp | None = None,
     close_only: bool = False,
     baselines: Mapping[str, WeightsPolicy] | None = None,
+    risk: PortfolioRisk | None = None,
 ) -> Comparison:
     """Run ``policy`` and every baseline (``default_baselines()`` unless given) over the same
-    bars from ``start`` with the same settings; the bars before ``start`` are history only."""
+    bars from ``start`` with the same settings; the bars before ``start`` are history only.
+    ``risk`` checks every run's targets under the same limits, so a policy is never compared
+    with baselines that were allowed more."""
     runs: dict[str, WeightsPolicy] = {name: policy}
     for baseline, run in (baselines if baselines is not None else default_baselines()).items():
         if baseline in runs:
             raise PortfolioError(f"baseline name {baseline!r} is also the policy's name")
         runs[baseline] = run
     results = {
-        label: run_portfolio(run, data, settings, close_only=close_only, start=start)
+        label: run_portfolio(run, data, settings, close_only=close_only, start=start, risk=risk)
         for label, run in runs.items()
     }
     return Comparison(split, name, results)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from evotrader.backtest.baselines import compare_with_baselines
 from evotrader.backtest.portfolio import History, PortfolioSettings, run_portfolio
 from evotrader.data import generate_synthetic
 from evotrader.risk import PortfolioRisk, Preferences
@@ -96,3 +97,18 @@ def test_risk_decisions_ignore_prices_after_the_decision() -> None:
     known = before.targets.index <= cut
     pd.testing.assert_frame_equal(before.targets[known], after.targets[known])
     assert not before.targets[~known].equals(after.targets[~known])  # the check does read bars
+
+
+def test_baselines_face_the_same_limits_as_the_policy() -> None:
+    universe = _universe()
+    baselines = {"equal weight": _equal}
+    risk = _risk(max_position_pct=20.0)
+    comparison = compare_with_baselines(
+        _all_in_first, universe, start="2000-06-01", baselines=baselines, risk=risk
+    )
+    for result in comparison.results.values():
+        assert (result.targets.abs() <= 0.2 + 1e-12).all().all()
+    assert comparison.results["equal weight"].metrics["risk_asset_weight"] > 0
+    assert "risk_asset_weight" in comparison.table.index
+    free = compare_with_baselines(_all_in_first, universe, start="2000-06-01", baselines=baselines)
+    assert (free.results["equal weight"].targets == 0.25).all().all()
