@@ -309,7 +309,7 @@ def _as_strict(name: str, new: Any, old: Any) -> bool:
         return bool(new >= old)
     if name == "cluster_correlation":  # a lower threshold merges more assets: stricter
         return bool(new <= old)
-    if name == "risk_lookback":
+    if name in _FIXED:  # only the same value (``tightened`` explains a change)
         return bool(new == old)
     if name == "trading_hours":
         return bool(new.within(old))
@@ -362,7 +362,7 @@ def _exact_keys(
     missing = set(expected) - set(raw)
     unknown = set(raw) - set(expected if allowed is None else allowed)
     if missing:
-        raise PreferencesError(f"{where}: missing keys {sorted(missing)} (all are required)")
+        raise PreferencesError(f"{where}: missing keys {sorted(missing)} (required)")
     if unknown:
         raise PreferencesError(f"{where}: unknown keys {sorted(map(str, unknown))}")
 
