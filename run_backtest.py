@@ -13,7 +13,8 @@ Guards: a checkpoint with NaN/inf weights or normalisation statistics is refused
 on that symbol's bars (announced in the output); its data reference may only name a
 registered source and files inside the data folders (see evotrader.data.reference). Every
 expected failure prints one `error:` line; exit codes (evotrader.cli.ExitCode): 0 done,
-2 bad arguments, 5 data, 6 checkpoint. `--debug` shows the traceback.
+2 bad arguments, 5 data, 6 checkpoint. `--debug` shows the traceback. The libraries the work
+needs (torch, pandas, SQLAlchemy, ...) load after the arguments are parsed, so `--help` is quick.
 """
 
 from __future__ import annotations
@@ -22,13 +23,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from evotrader.cli import ExitCode, Failures, run_guarded
-from evotrader.reasoning.market_classifier import available_classifiers
-from evotrader.strategies.registry import RegistryError
-from evotrader.training.backtesting import BacktestRequest, backtest
-from evotrader.training.guards import TRADE_AS_HELP
+from evotrader.cli import TRADE_AS_HELP, ExitCode, check_choice, run_guarded
 
-FAILURES: Failures = ((RegistryError, ExitCode.USAGE),)
+REGIMES_HELP = "regime classifier of the report's breakdown, e.g. rules or hmm (default: rules)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,15 +41,18 @@ def main(argv: list[str] | None = None) -> int:
         default="ours",
         help="nautilus: also replay the decisions through NautilusTrader and compare",
     )
-    parser.add_argument(
-        "--regimes", choices=available_classifiers(), default=BacktestRequest.regimes
-    )
+    parser.add_argument("--regimes", help=REGIMES_HELP)
     parser.add_argument("--strategy", help="a registered strategy's id (strategy_search)")
     parser.add_argument("--registry", type=Path, help="its strategies.sqlite (default: newest)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a failure")
     args = parser.parse_args(argv)
     if not args.strategy and not args.checkpoint and not args.symbol:
         parser.error("give --symbol or --checkpoint")
+    from evotrader.reasoning.market_classifier import available_classifiers
+    from evotrader.strategies.registry import RegistryError
+    from evotrader.training.backtesting import BacktestRequest, backtest
+
+    check_choice(parser, "--regimes", args.regimes, available_classifiers())
     request = BacktestRequest(
         symbol=args.symbol,
         checkpoint=args.checkpoint,
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         runs_dir=args.runs_dir,
         out=args.out,
         engine=args.engine,
-        regimes=args.regimes,
+        regimes=args.regimes or BacktestRequest.regimes,
         strategy=args.strategy,
         registry=args.registry,
     )
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         backtest(request)
         return ExitCode.OK
 
-    return run_guarded(work, debug=args.debug, failures=FAILURES)
+    return run_guarded(work, debug=args.debug, failures=((RegistryError, ExitCode.USAGE),))
 
 
 if __name__ == "__main__":

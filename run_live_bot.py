@@ -15,7 +15,8 @@ SIGINT flattens and halts; a bot restarted on the same --out reconciles with the
 instead of a checkpoint; the sim replays its search's test split, as run_backtest.py does.
 A halt is an alert: a line in events.jsonl, plus --alert-command and --alert-webhook.
 Exit codes (evotrader.cli.ExitCode): 0 done, 2 bad set-up, 3 halted, 4 broker, 5 data,
-6 checkpoint, 7 journal (unreadable, or another bot's). --debug shows tracebacks.
+6 checkpoint, 7 journal (unreadable, or another bot's). --debug shows tracebacks. The libraries
+the work needs (torch, pandas, SQLAlchemy, ...) load after the arguments are parsed.
 """
 
 from __future__ import annotations
@@ -24,21 +25,15 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from evotrader.cli import ExitCode, Failures, run_guarded
-from evotrader.live import session
-from evotrader.live.journal import JournalError
-from evotrader.live.telemetry import RunSummary
-from evotrader.risk.preferences import PreferencesError
-from evotrader.training.guards import TRADE_AS_HELP
+from evotrader.cli import TRADE_AS_HELP, ExitCode, Failures, check_choice, run_guarded
+
+if TYPE_CHECKING:
+    from evotrader.live.telemetry import RunSummary
 
 CONFIRM_FLAG = "--i-understand-this-is-real-money"
 TIGHTEN_HELP = "make a preference stricter for this run (repeatable); looser ones are refused"
-FAILURES: Failures = (
-    (session.SetupError, ExitCode.USAGE),
-    (PreferencesError, ExitCode.USAGE),
-    (JournalError, ExitCode.RUN),
-)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     add("--strategy", metavar="ID", help="trade a registered strategy instead of a checkpoint")
     add("--registry", type=Path, help="its strategies.sqlite (default: newest under --runs-dir)")
     add("--allow-unvalidated", action="store_true", help="trade a strategy that only screened")
-    add("--broker", choices=session.BROKERS.names(), help="default: ibkr")
+    add("--broker", help="sim or ibkr (default: ibkr)")
     add("--live", action="store_true", help="trade real money (needs confirming)")
     add(CONFIRM_FLAG, dest="confirmed", action="store_true")
     add("--preferences", type=Path, help="default: configs/preferences.yaml")
@@ -86,8 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--live trades real money; add {CONFIRM_FLAG} to confirm")
     if args["live"] and args["broker"] == "sim":
         parser.error("--live needs --broker ibkr; the sim never trades real money")
+    from evotrader.live import session
+    from evotrader.live.journal import JournalError
+    from evotrader.risk.preferences import PreferencesError
+
+    check_choice(parser, "--broker", args["broker"], session.BROKERS.names())
     options = session.LiveOptions(**{k: v for k, v in args.items() if v is not None})
-    return run_guarded(lambda: exit_code(session.run(options)), debug=debug, failures=FAILURES)
+    failures: Failures = (
+        (session.SetupError, ExitCode.USAGE),
+        (PreferencesError, ExitCode.USAGE),
+        (JournalError, ExitCode.RUN),
+    )
+    return run_guarded(lambda: exit_code(session.run(options)), debug=debug, failures=failures)
 
 
 def exit_code(summary: RunSummary) -> ExitCode:

@@ -6,18 +6,18 @@ checkpoints, broker replies, a run folder that refuses the run, Ray start-up, Ct
 scheduler can tell them apart. ``--debug`` lets the exception through, traceback and all.
 Before the work starts, ``configure_logging`` sends the library's progress lines (its
 loggers at INFO) to stdout, next to what the script prints itself.
+
+Importing this module is cheap (no torch, pandas or SQLAlchemy): a script imports it before
+parsing its arguments, and ``--help`` must not wait for the libraries the work needs.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from enum import IntEnum
-
-from evotrader.core.checkpoint import CheckpointError
-from evotrader.data.errors import DataError
-from evotrader.live.broker import BrokerError
 
 
 class ExitCode(IntEnum):
@@ -37,19 +37,41 @@ class ExitCode(IntEnum):
 
 Failures = Sequence[tuple[type[BaseException] | tuple[type[BaseException], ...], ExitCode]]
 
-# Checked in order, so a subclass placed before its base gets its own code.
-COMMON_FAILURES: Failures = (
-    (DataError, ExitCode.DATA),
-    (CheckpointError, ExitCode.CHECKPOINT),
-    (BrokerError, ExitCode.BROKER),
-    (FileNotFoundError, ExitCode.USAGE),
+TRADE_AS_HELP = (
+    "trade the checkpoint's policy on this symbol's bars, though it was trained on another "
+    "(without it, a --symbol other than the checkpoint's is refused)"
 )
+
+
+def common_failures() -> Failures:
+    """Every script's expected failures, checked in order, so a subclass placed before its base
+    gets its own code. Imported on a failure only: the checkpoint format pulls in torch."""
+    from evotrader.core.checkpoint import CheckpointError
+    from evotrader.data.errors import DataError
+    from evotrader.live.broker import BrokerError
+
+    return (
+        (DataError, ExitCode.DATA),
+        (CheckpointError, ExitCode.CHECKPOINT),
+        (BrokerError, ExitCode.BROKER),
+        (FileNotFoundError, ExitCode.USAGE),
+    )
+
+
+def check_choice(
+    parser: argparse.ArgumentParser, flag: str, value: str | None, choices: Sequence[str]
+) -> None:
+    """argparse's own ``invalid choice`` error, for a flag whose choices come from a module that
+    loads heavy libraries: checked after parsing, so that ``--help`` does not import them."""
+    if value is not None and value not in choices:
+        listed = ", ".join(map(repr, choices))
+        parser.error(f"argument {flag}: invalid choice: {value!r} (choose from {listed})")
 
 
 def run_guarded(work: Callable[[], int], *, debug: bool, failures: Failures = ()) -> int:
     """Run ``work``; an expected failure becomes one ``error:`` line and its exit code.
 
-    ``failures`` come before ``COMMON_FAILURES``. Anything unexpected is a bug: it gets one
+    ``failures`` come before ``common_failures()``. Anything unexpected is a bug: it gets one
     line too, with a pointer to ``--debug``, and exit code 1.
     """
     configure_logging()
@@ -63,7 +85,7 @@ def run_guarded(work: Callable[[], int], *, debug: bool, failures: Failures = ()
     except Exception as error:
         if debug:
             raise
-        for kinds, code in (*failures, *COMMON_FAILURES):
+        for kinds, code in (*failures, *common_failures()):
             if isinstance(error, kinds):
                 fail(one_line(error))
                 return code
