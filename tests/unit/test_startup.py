@@ -46,7 +46,8 @@ bars = generate_synthetic(400, seed=7, kind="regimes").bars
 pipeline = FeaturePipeline().fit(bars.iloc[:200])
 for agent_state in (False, True):
     spec = EnvSpec(window=24, agent_state=agent_state)
-    result = run_backtest(MovingAverageCrossover(pipeline, 5, 20), bars, pipeline=pipeline, spec=spec)
+    policy = MovingAverageCrossover(pipeline, 5, 20)
+    result = run_backtest(policy, bars, pipeline=pipeline, spec=spec)
     assert len(result.positions) > 300 and result.positions.abs().sum() > 0
 """
     assert "torch" not in _heavy_loaded_after(code)
