@@ -215,6 +215,9 @@ class TrainingConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     env: EnvSpec = field(default_factory=EnvSpec)
+    # PortfolioSpec settings (action, max_gross); empty: a single-symbol run. env=portfolio
+    # sets it, and the PPO stage then trades data.universe. Empty adds no fingerprint key.
+    portfolio: dict[str, Any] = field(default_factory=dict)
     model: TransformerShape = field(default_factory=small_model)
     ray: RayConfig = field(default_factory=RayConfig)
     stage_1_ppo: PPOStageConfig = field(default_factory=PPOStageConfig)

@@ -29,6 +29,9 @@ FORMAT_VERSION = 1
 FORMAT_MARKER = "evotrader-checkpoint"
 CHAMPION_STAGE = "autonomous_final"
 RUN_CONFIG = "config.yaml"  # a run folder's resolved config; its `stages` list the run's order
+# Kinds whose policy trades a universe (target weights per asset), not one symbol: their
+# ``extra`` names a universe reference and a PortfolioSpec instead of a data reference.
+PORTFOLIO_KINDS = frozenset({"portfolio_ppo"})
 
 
 class CheckpointError(ValueError):

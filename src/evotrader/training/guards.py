@@ -10,6 +10,9 @@ files inside the data roots (``evotrader.data.reference``). Every refusal is a
 ``TradableCheckpoint`` rebuilds what a trained policy trades with (env spec, fitted feature
 pipeline, bars, the policy itself, MAML adapted first) for run_backtest.py, the live bot,
 the autonomous stage's champion and the benches alike, so they cannot drift apart.
+``PortfolioCheckpoint`` does the same for a portfolio checkpoint (``PORTFOLIO_KINDS``), whose
+policy is a ``History -> target weights`` callable for the portfolio backtest engine;
+``TradableCheckpoint`` refuses one, naming it.
 """
 
 from __future__ import annotations
@@ -18,14 +21,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from evotrader.backtest.engine import BacktestResult
+from evotrader.backtest.portfolio import History, PortfolioSettings
 from evotrader.config import PROJECT_ROOT
-from evotrader.core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from evotrader.core.checkpoint import (
+    PORTFOLIO_KINDS,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+)
 from evotrader.core.policy import Policy
 from evotrader.data import DataError, DataRef, FeaturePipeline, data_roots
-from evotrader.env import EnvSpec
+from evotrader.data.universe_ref import UniverseRef
+from evotrader.env import EnvSpec, PortfolioSpec
+from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.training.adaptation import trading_policy
 from evotrader.training.evaluation import evaluate_on_split
 
@@ -88,6 +100,11 @@ class TradableCheckpoint:
         """Check ``checkpoint``: its env spec, feature state and data reference (which may
         only name a registered source and files inside ``roots``, by default the project's
         data roots); every refusal is a ``CheckpointError`` naming ``where``."""
+        if checkpoint.kind in PORTFOLIO_KINDS:
+            raise CheckpointError(
+                f"{where} is a {checkpoint.kind} checkpoint: it trades a universe, not one "
+                "symbol; load it with PortfolioCheckpoint.load (or load_portfolio_policy)"
+            )
         try:
             spec = EnvSpec.from_dict(checkpoint.env)
             pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
@@ -138,3 +155,128 @@ class TradableCheckpoint:
         period = self.test_split(bars) if period is None else period
         policy = self.policy(bars, period.index[0])
         return evaluate_on_split(policy, bars, period, self.pipeline, self.spec)
+
+
+class PortfolioPolicy:
+    """A portfolio checkpoint's network as the portfolio engine's ``History -> weights``.
+
+    At each decision every symbol's features are computed from its history (the training
+    pipeline, fitted on the training split) and the last ``window`` rows fed to the network,
+    so the observation is PortfolioEnv's (without agent state). The symbols are the
+    history's, in its order: the network is permutation-equivariant, so the universe may
+    differ from the one trained on. A target equal to the last one returns ``None`` (hold,
+    letting weights drift, as the env does); a history shorter than the window holds too.
+    """
+
+    def __init__(
+        self,
+        net: PortfolioTransformer,
+        pipeline: FeaturePipeline,
+        spec: EnvSpec,
+        portfolio: PortfolioSpec,
+    ) -> None:
+        if spec.agent_state:
+            raise ValueError("a weights policy reads history only; env.agent_state must be false")
+        self.net, self.pipeline, self.spec, self.portfolio = net.eval(), pipeline, spec, portfolio
+        self.positions = np.asarray(spec.positions, dtype=np.float64)
+        self._last: np.ndarray | None = None
+
+    def __call__(self, history: History) -> np.ndarray | None:
+        window = self.spec.window
+        if len(history.closes) < window:
+            return None
+        frames = _symbol_frames(history)
+        obs = np.stack([self.pipeline.transform(frame)[-window:] for frame in frames])
+        action = self.net.act(obs[None])[0]
+        target = self.portfolio.weights(action, len(frames), self.positions)
+        if self._last is not None and np.array_equal(target, self._last):
+            return None
+        self._last = target
+        return target
+
+
+def _symbol_frames(history: History) -> list[pd.DataFrame]:
+    """Each symbol's OHLCV up to the decision; close-only data as its universe holds it
+    (open = high = low = close, no volume)."""
+    symbols = list(history.closes.columns)
+    if history.bars is not None:
+        return [history.bars[symbol] for symbol in symbols]
+    closes = history.closes
+    return [
+        pd.DataFrame(
+            {"open": c, "high": c, "low": c, "close": c, "volume": 0.0}, index=closes.index
+        )
+        for c in (closes[symbol] for symbol in symbols)
+    ]
+
+
+@dataclass(frozen=True, eq=False)
+class PortfolioCheckpoint:
+    """A portfolio checkpoint checked once: its env and action form, fitted features,
+    universe reference (checked like a data reference) and network, and the settings the
+    portfolio engine trades it with (rebalance every bar, the env's cash and costs)."""
+
+    checkpoint: Checkpoint
+    where: str
+    spec: EnvSpec
+    pipeline: FeaturePipeline
+    portfolio: PortfolioSpec
+    universe: UniverseRef
+    net: PortfolioTransformer
+
+    @classmethod
+    def load(cls, path: Path, roots: Sequence[Path] | None = None) -> PortfolioCheckpoint:
+        """Read ``path`` (weights only) and check it; every refusal is a ``CheckpointError``
+        naming the path."""
+        checkpoint, where = load_checkpoint(path), f"checkpoint {path}"
+        if checkpoint.kind not in PORTFOLIO_KINDS:
+            raise CheckpointError(
+                f"{where} is a {checkpoint.kind!r} checkpoint, not a portfolio one "
+                f"({sorted(PORTFOLIO_KINDS)}); load it with TradableCheckpoint.load"
+            )
+        try:
+            spec = EnvSpec.from_dict(checkpoint.env)
+            pipeline = FeaturePipeline.from_state(checkpoint.feature_pipeline)
+            portfolio = PortfolioSpec.from_dict(checkpoint.extra["portfolio"])
+            universe = UniverseRef.checked(
+                checkpoint.extra["universe"], roots or data_roots(PROJECT_ROOT)
+            )
+            net = PortfolioTransformer.from_architecture(checkpoint.architecture)
+            net.load_state_dict(checkpoint.state_dict)
+        except DataError as error:
+            raise CheckpointError(f"{where}: {error}") from error
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{where}: its portfolio settings are damaged: {error}"
+            ) from error
+        return cls(checkpoint, where, spec, pipeline, portfolio, universe, net.eval())
+
+    def policy(self) -> PortfolioPolicy:
+        """A fresh weights policy (it remembers its last target, so one per backtest)."""
+        return PortfolioPolicy(self.net, self.pipeline, self.spec, self.portfolio)
+
+    def settings(self) -> PortfolioSettings:
+        """How ``run_portfolio`` trades this policy: as the env it was trained in did."""
+        return portfolio_settings(self.spec, self.portfolio)
+
+    @property
+    def test_start(self) -> pd.Timestamp:
+        """The first bar of its test split (bars before it are history only)."""
+        return pd.Timestamp(self.checkpoint.data_range["test_start"])
+
+
+def portfolio_settings(spec: EnvSpec, portfolio: PortfolioSpec) -> PortfolioSettings:
+    """The portfolio engine's settings for a policy trained in PortfolioEnv under ``spec``:
+    a decision every bar, the env's cash, gross limit and execution costs."""
+    return PortfolioSettings(
+        rebalance="bar",
+        long_only=min(spec.positions) >= 0,
+        max_gross=portfolio.max_gross,
+        initial_cash=spec.initial_cash,
+        execution=spec.execution,
+    )
+
+
+def load_portfolio_policy(path: Path, roots: Sequence[Path] | None = None) -> PortfolioPolicy:
+    """The weights policy of the portfolio checkpoint at ``path``, ready for ``run_portfolio``."""
+    return PortfolioCheckpoint.load(path, roots).policy()

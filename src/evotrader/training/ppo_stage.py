@@ -1,23 +1,36 @@
-"""stage_1_ppo: PPO from Ray RLlib trains the TransformerPolicy on the training split."""
+"""stage_1_ppo: PPO from Ray RLlib trains the TransformerPolicy on the training split (or,
+with env=portfolio, the PortfolioTransformer over the universe's training split)."""
 
 from __future__ import annotations
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from evotrader.config import PPOStageConfig
+from evotrader.models.portfolio_ppo_model import PortfolioPPOModule
 from evotrader.models.ppo_model import TransformerPPOModule
+from evotrader.training.market_envs import universe_inputs
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.rllib_stage import RLlibStage, check_rllib_settings, run_rllib_stage
 from evotrader.training.stages import register_stage
 
+PORTFOLIO_KIND = "portfolio_ppo"  # one of evotrader.core.checkpoint.PORTFOLIO_KINDS
+
 
 def ppo_stage(ctx: StageContext) -> RLlibStage:
+    """The single-symbol stage, or with a ``portfolio`` section (env=portfolio) the portfolio
+    transformer over ``data.universe``."""
+    encoder = {"encoder": ctx.config.model.to_dict()}
+    if ctx.config.portfolio:
+        return RLlibStage(
+            kind=PORTFOLIO_KIND,
+            settings=ctx.config.stage_1_ppo,
+            module_spec=RLModuleSpec(module_class=PortfolioPPOModule, model_config=encoder),
+            universe=universe_inputs(ctx),
+        )
     return RLlibStage(
         kind="ppo",
         settings=ctx.config.stage_1_ppo,
-        module_spec=RLModuleSpec(
-            module_class=TransformerPPOModule, model_config={"encoder": ctx.config.model.to_dict()}
-        ),
+        module_spec=RLModuleSpec(module_class=TransformerPPOModule, model_config=encoder),
     )
 
 

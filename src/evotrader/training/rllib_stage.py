@@ -6,7 +6,10 @@ keep the best, and after every iteration save ``last.pth`` so an interrupted run
 A stage differs only in its ``RLlibStage``: the RLModule, an optional learner subclass
 (MoE's load-balancing loss) and the extra learner scalars it logs. A resumed stage seeds its
 sampler from (seed, iteration it resumes after), so it samples new episodes rather than
-replaying those its first iterations saw.
+replaying those its first iterations saw. A stage given ``universe`` inputs trains a
+portfolio module on the vectorised PortfolioEnv, validates through the portfolio backtest
+engine against equal weight, and leaves a portfolio checkpoint (``portfolio_checkpoint``);
+without them every step is the single-symbol one.
 """
 
 from __future__ import annotations
@@ -26,13 +29,24 @@ from ray.tune.registry import register_env
 from torch.utils.tensorboard import SummaryWriter
 
 from evotrader.config import ConfigError, PPOStageConfig
-from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from evotrader.core.checks import require_at_least
+from evotrader.core.policy import Policy
 from evotrader.models.moe_policy import MoEPolicy
+from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training.evaluation import validate
-from evotrader.training.market_envs import ENV_NAME, make_vector_env, vector_env_config
-from evotrader.training.pipeline import StageContext, StageResult
+from evotrader.training.market_envs import (
+    ENV_NAME,
+    PORTFOLIO_ENV_NAME,
+    UniverseInputs,
+    make_portfolio_vector_env,
+    make_vector_env,
+    portfolio_env_config,
+    vector_env_config,
+)
+from evotrader.training.pipeline import CheckpointedPolicy, StageContext, StageResult
+from evotrader.training.portfolio_validation import portfolio_checkpoint, validate_portfolio
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +70,7 @@ class RLlibStage:
     learner_class: type[Learner] | None = None
     learner_config: dict[str, Any] = field(default_factory=dict)
     learner_scalars: tuple[str, ...] = ()  # extra per-module learner metrics to log
+    universe: UniverseInputs | None = None  # a portfolio run's data; None: one symbol
 
 
 def run_rllib_stage(
@@ -96,24 +111,49 @@ def run_rllib_stage(
         policy = current_policy(algo)
         hyperparameters = asdict(settings)
         if iteration % settings.eval_interval == 0 or iteration == settings.iterations:
-            numbers = validate(ctx, policy, iteration, writer, best)
+            numbers = _validate(ctx, stage, policy, iteration, writer, best)
             if numbers["sharpe"] > best["sharpe"]:
                 best = numbers
                 save_checkpoint(
-                    ctx.checkpoint(
-                        stage.kind, policy, hyperparameters, numbers, iteration=iteration
-                    ),
+                    _checkpoint(ctx, stage, policy, hyperparameters, numbers, iteration=iteration),
                     ctx.checkpoint_path,
                 )
         save_checkpoint(
-            ctx.checkpoint(
-                stage.kind, policy, hyperparameters, best, iteration=iteration, best=best
-            ),
+            _checkpoint(ctx, stage, policy, hyperparameters, best, iteration=iteration, best=best),
             last_path,
         )
     writer.close()
     algo.stop()
     return StageResult(checkpoint=str(ctx.checkpoint_path), validation=best, seconds=0.0)
+
+
+def _validate(
+    ctx: StageContext,
+    stage: RLlibStage,
+    policy: Policy,
+    iteration: int,
+    writer: SummaryWriter,
+    best: dict[str, float],
+) -> dict[str, float]:
+    if stage.universe is None:
+        return validate(ctx, policy, iteration, writer, best)
+    assert isinstance(policy, PortfolioTransformer)
+    return validate_portfolio(ctx, stage.universe, policy, iteration, writer, best)
+
+
+def _checkpoint(
+    ctx: StageContext,
+    stage: RLlibStage,
+    policy: CheckpointedPolicy,
+    hyperparameters: dict[str, Any],
+    metrics: dict[str, float],
+    **extra: Any,
+) -> Checkpoint:
+    if stage.universe is None:
+        return ctx.checkpoint(stage.kind, policy, hyperparameters, metrics, **extra)
+    return portfolio_checkpoint(
+        ctx, stage.universe, stage.kind, policy, hyperparameters, metrics, **extra
+    )
 
 
 def check_rllib_settings(ctx: StageContext, stage: RLlibStage) -> None:
@@ -146,16 +186,24 @@ def sampling_seed(seed: int, resumed_after: int) -> int:
 def build_algorithm(ctx: StageContext, stage: RLlibStage, resumed_after: int = 0) -> Algorithm:
     """PPO on the vectorised market env of the training split, seeded for the iterations
     after ``resumed_after``."""
-    register_env(ENV_NAME, make_vector_env)
+    if stage.universe is None:
+        register_env(ENV_NAME, make_vector_env)
+    else:
+        register_env(PORTFOLIO_ENV_NAME, make_portfolio_vector_env)
     return ppo_config(ctx, stage, sampling_seed(ctx.config.seed, resumed_after)).build_algo()
 
 
 def ppo_config(ctx: StageContext, stage: RLlibStage, seed: int) -> PPOConfig:
     """The PPO configuration of ``stage`` over the training split, sampling seeded by ``seed``."""
     settings = stage.settings
+    if stage.universe is None:
+        env_name, env_config = ENV_NAME, vector_env_config(ctx, ctx.splits.train)
+    else:
+        env_config = portfolio_env_config(ctx, stage.universe, stage.universe.splits.train)
+        env_name = PORTFOLIO_ENV_NAME
     ppo = (
         PPOConfig()
-        .environment(ENV_NAME, env_config=vector_env_config(ctx, ctx.splits.train))
+        .environment(env_name, env_config=env_config)
         .env_runners(
             num_env_runners=settings.num_env_runners,
             num_envs_per_env_runner=settings.num_envs_per_env_runner,
@@ -184,10 +232,14 @@ def ppo_config(ctx: StageContext, stage: RLlibStage, seed: int) -> PPOConfig:
     return ppo
 
 
-def current_policy(algo: Algorithm) -> TransformerPolicy | MoEPolicy:
+def current_policy(algo: Algorithm) -> TransformerPolicy | MoEPolicy | PortfolioTransformer:
     """The learner's current weights as a plain, Ray-free copy of the module's ``net``."""
-    # Both stages' RLModules (TransformerPPOModule, MoEPPOModule) hold their policy as .net.
-    net = cast("TransformerPolicy | MoEPolicy", algo.get_module(MODULE_ID).net)  # type: ignore[union-attr]
+    # Every stage's RLModule (TransformerPPOModule, MoEPPOModule, PortfolioPPOModule) holds
+    # its policy as .net.
+    net = cast(
+        "TransformerPolicy | MoEPolicy | PortfolioTransformer",
+        algo.get_module(MODULE_ID).net,  # type: ignore[union-attr]
+    )
     policy = type(net).from_architecture(net.architecture())
     policy.load_state_dict(policy_weights(algo))
     return policy.eval()

@@ -1,0 +1,138 @@
+"""A portfolio policy judged on one time split, and its checkpoint in the common format.
+
+The PPO stage's portfolio form selects on the validation split as the single-symbol stages
+do, but through the portfolio backtest engine (per-asset costs, fills at the next open) and
+against equal weight over the same assets (rebalanced monthly, after the same costs), the
+baseline a universe is judged by. Its checkpoints record the universe reference and the
+PortfolioSpec, so ``PortfolioCheckpoint`` can trade them again.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from evotrader.backtest.portfolio import History, PortfolioResult, run_portfolio
+from evotrader.backtest.significance import bar_returns
+from evotrader.core.checkpoint import Checkpoint
+from evotrader.env import EnvSpec
+from evotrader.models.portfolio_transformer import PortfolioTransformer
+from evotrader.training.guards import PortfolioPolicy, portfolio_settings
+from evotrader.training.market_envs import UniverseInputs
+from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint
+from evotrader.training.stages import STAGES
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from evotrader.training.pipeline import CheckpointedPolicy, StageContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SplitComparison:
+    """The policy and equal weight over one split's bars, after costs."""
+
+    policy: PortfolioResult
+    equal_weight: PortfolioResult
+
+    def numbers(self) -> dict[str, float]:
+        """Headline figures; ``excess_return`` is over equal weight."""
+        mine, ew = self.policy.metrics, self.equal_weight.metrics
+        return {
+            "sharpe": float(mine["sharpe"]),
+            "total_return": float(mine["total_return"]),
+            "max_drawdown": float(mine["max_drawdown"]),
+            "turnover": float(mine["turnover"]),
+            "equal_weight_sharpe": float(ew["sharpe"]),
+            "equal_weight_return": float(ew["total_return"]),
+            "excess_return": float(mine["total_return"] - ew["total_return"]),
+        }
+
+
+def compare_on_split(
+    net: PortfolioTransformer, inputs: UniverseInputs, env: EnvSpec, split: pd.DataFrame
+) -> SplitComparison:
+    """``net`` as a weights policy and equal weight over ``split``'s dates; earlier bars serve
+    as history only."""
+    bars = inputs.bars(split, history=True)
+    settings = portfolio_settings(env, inputs.portfolio)
+    start = split.index[0]
+    policy = PortfolioPolicy(net, inputs.pipeline, env, inputs.portfolio)
+    mine = run_portfolio(policy, bars, settings, start=start)
+    weights = np.full(len(bars), min(1.0, inputs.portfolio.max_gross) / len(bars))
+
+    def equal(history: History) -> np.ndarray:
+        return weights
+
+    monthly = replace(settings, rebalance="monthly")
+    return SplitComparison(mine, run_portfolio(equal, bars, monthly, start=start))
+
+
+def validate_portfolio(
+    ctx: StageContext,
+    inputs: UniverseInputs,
+    net: PortfolioTransformer,
+    iteration: int,
+    writer: SummaryWriter,
+    best: dict[str, float],
+) -> dict[str, float]:
+    """The validation split's figures, recorded as a trial against equal weight and logged."""
+    comparison = compare_on_split(net, inputs, ctx.config.env, inputs.splits.validation)
+    ctx.trials.record(
+        ctx.name,
+        f"iteration {iteration}",
+        bar_returns(comparison.policy.equity),
+        bar_returns(comparison.equal_weight.equity),
+    )
+    numbers = comparison.numbers()
+    for name, value in numbers.items():
+        writer.add_scalar(f"validation/{name}", value, iteration)
+    improved = numbers["sharpe"] > best["sharpe"]
+    log.info(
+        f"[{ctx.name}] validation (used for selection) sharpe={numbers['sharpe']:.2f} "
+        f"(equal weight {numbers['equal_weight_sharpe']:.2f}) "
+        f"return={numbers['total_return']:.2%} (equal weight "
+        f"{numbers['equal_weight_return']:.2%}){'  * best, saved' if improved else ''}"
+    )
+    return numbers
+
+
+def portfolio_checkpoint(
+    ctx: StageContext,
+    inputs: UniverseInputs,
+    kind: str,
+    policy: CheckpointedPolicy,
+    hyperparameters: dict[str, Any],
+    metrics: dict[str, float],
+    **extra: Any,
+) -> Checkpoint:
+    """A portfolio policy in the common format: the universe's symbols joined by "+" as its
+    symbol, its splits' ranges, and in ``extra`` the universe reference and PortfolioSpec."""
+    fingerprint = Fingerprint.load(ctx.run_dir / FINGERPRINT_FILE)
+    return Checkpoint(
+        kind=kind,
+        architecture=policy.architecture(),
+        state_dict=policy.state_dict(),
+        hyperparameters={**hyperparameters, "seed": ctx.config.seed},
+        feature_pipeline=inputs.pipeline.state_dict(),
+        env=ctx.config.env.to_dict(),
+        symbol="+".join(inputs.universe.symbols),
+        data_range=replace(ctx, splits=inputs.splits).data_range(),
+        metrics={key: float(value) for key, value in metrics.items()},
+        extra={
+            "stage": ctx.name,
+            "universe": inputs.ref.to_dict(),
+            "portfolio": inputs.portfolio.to_dict(),
+            "run": {
+                "name": ctx.config.run_name,
+                "fingerprint": fingerprint.stage_digest(ctx.name, STAGES.names()),
+            },
+            **extra,
+        },
+    )

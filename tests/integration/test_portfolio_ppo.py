@@ -1,0 +1,161 @@
+"""The PPO stage's portfolio form: env=portfolio over data.universe, trained on RLlib's new
+API stack, leaving a portfolio checkpoint that PortfolioCheckpoint trades again."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tests.integration.conftest import training_config
+
+from evotrader.backtest.portfolio import History, run_portfolio
+from evotrader.core.checkpoint import CheckpointError, load_checkpoint
+from evotrader.data.universe import load_universe
+from evotrader.training.guards import PortfolioCheckpoint, TradableCheckpoint
+from evotrader.training.market_envs import universe_inputs
+from evotrader.training.pipeline import StageContext
+from evotrader.training.portfolio_validation import compare_on_split
+from evotrader.training.ppo_stage import run_ppo_stage
+from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, fingerprint_values
+
+SYMBOLS = ["A0", "A1", "A2", "A3"]
+
+
+def universe_overrides(kind: str, n_bars: int, seed: int = 0) -> list[str]:
+    """A synthetic universe run: 4 assets, asset 0 leading the others (lead_lag) or not."""
+    return [
+        "env=portfolio",
+        "data.source=synthetic_universe",
+        "data.symbol=A0",
+        f"data.universe=[{','.join(SYMBOLS)}]",
+        f"+data.options={{n_assets: 4, n_bars: {n_bars}, seed: {seed}, kind: {kind}}}",
+    ]
+
+
+TINY = [
+    "profile=tiny",
+    "stage_1_ppo.train_batch_size=128",
+    "stage_1_ppo.minibatch_size=64",
+    "stage_1_ppo.num_envs_per_env_runner=4",
+]
+
+
+def portfolio_context(run_dir: Path, *overrides: str) -> StageContext:
+    """What the pipeline hands stage_1_ppo for a portfolio run: the config, and (for its
+    single-symbol checks) the first symbol's bars; the stage loads the universe itself."""
+    config = training_config(*overrides)
+    bars = load_universe("synthetic_universe", ["A0"], **config.data.options).bars["A0"]
+    inputs = universe_inputs(StageContext("stage_1_ppo", config, run_dir, bars, None, None, {}))  # type: ignore[arg-type]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    Fingerprint(fingerprint_values(config, bars), ["stage_1_ppo"]).save(run_dir / FINGERPRINT_FILE)
+    return StageContext("stage_1_ppo", config, run_dir, bars, inputs.splits, inputs.pipeline, {})
+
+
+@pytest.fixture(scope="module")
+def trained(ray_session, tmp_path_factory: pytest.TempPathFactory) -> StageContext:
+    ctx = portfolio_context(
+        tmp_path_factory.mktemp("portfolio"), *TINY, *universe_overrides("lead_lag", 500)
+    )
+    run_ppo_stage(ctx)
+    return ctx
+
+
+def test_two_iterations_leave_a_portfolio_checkpoint(trained: StageContext) -> None:
+    checkpoint = load_checkpoint(trained.checkpoint_path)
+    assert checkpoint.kind == "portfolio_ppo"
+    assert checkpoint.symbol == "A0+A1+A2+A3"
+    assert checkpoint.extra["universe"]["symbols"] == SYMBOLS
+    assert checkpoint.extra["universe"]["source"] == "synthetic_universe"
+    assert checkpoint.extra["portfolio"] == {"action": "discrete", "max_gross": 1.0}
+    assert checkpoint.architecture["num_choices"] == 3
+    assert checkpoint.extra["iteration"] in (1, 2)
+    last = load_checkpoint(trained.stage_dir / "last.pth")
+    assert last.extra["iteration"] == 2
+    assert set(checkpoint.metrics) >= {"sharpe", "equal_weight_sharpe", "excess_return"}
+    ledger = (trained.run_dir / "trials.jsonl").read_text().splitlines()
+    assert len(ledger) == 2  # one trial per validation (eval_interval=1)
+
+
+def test_tradable_checkpoint_refuses_it_and_portfolio_checkpoint_trades_it(
+    trained: StageContext,
+) -> None:
+    with pytest.raises(CheckpointError, match="portfolio_ppo checkpoint: it trades a universe"):
+        TradableCheckpoint.load(trained.checkpoint_path)
+    tradable = PortfolioCheckpoint.load(trained.checkpoint_path)
+    universe = tradable.universe.load()
+    assert list(universe.symbols) == SYMBOLS
+    result = run_portfolio(
+        tradable.policy(), universe.bars, tradable.settings(), start=tradable.test_start
+    )
+    assert result.equity.index[0] == tradable.test_start
+    held = result.weights.to_numpy()  # long only; gross above 1 only by the costs paid in cash
+    assert (held >= -1e-12).all() and (held.sum(axis=1) <= 1.01).all()
+    assert (result.targets.to_numpy() >= 0).all()
+    assert (result.targets.to_numpy().sum(axis=1) <= 1.0 + 1e-9).all()
+    assert np.isfinite(result.metrics["sharpe"])
+
+
+def _decisions(
+    policy: Callable[[History], object], bars: dict[str, pd.DataFrame], dates: int
+) -> np.ndarray:
+    """The policy's target weights on the last ``dates`` closes, each from history alone."""
+    panel = pd.concat(bars, axis=1)
+    closes = panel.xs("close", axis=1, level=1)
+    rows = []
+    for t in range(len(closes) - dates, len(closes)):
+        history = History(closes.iloc[: t + 1], panel.iloc[: t + 1], pd.Series(0.0, closes.columns))
+        rows.append(np.asarray(policy(history)))
+    return np.array(rows)
+
+
+def test_policy_weights_follow_the_assets_when_permuted_or_fewer(trained: StageContext) -> None:
+    tradable = PortfolioCheckpoint.load(trained.checkpoint_path)
+    # Barely trained, the inputs barely move the embeddings (the positional table dominates
+    # them) and the head is near uniform: louder inputs and a sharper head make the assets'
+    # decisions differ, so a permutation has something to permute.
+    with torch.no_grad():
+        tradable.net.encoder.input_proj.weight.mul_(100)
+        tradable.net.pi.weight.mul_(100)
+    bars = dict(tradable.universe.load().bars)
+    decided = _decisions(_fresh(tradable), bars, 5)
+    assert len(np.unique(decided.round(9))) > 1  # not one weight everywhere
+    order = ["A2", "A0", "A3", "A1"]
+    permuted = _decisions(_fresh(tradable), {s: bars[s] for s in order}, 5)
+    columns = [SYMBOLS.index(s) for s in order]
+    np.testing.assert_allclose(permuted, decided[:, columns], atol=1e-12)
+    fewer = _decisions(_fresh(tradable), {s: bars[s] for s in ["A1", "A3"]}, 5)
+    assert fewer.shape == (5, 2)
+
+
+def _fresh(tradable: PortfolioCheckpoint) -> Callable[[History], object]:
+    """A policy that always answers with its target (never None: holding is not wanted here)."""
+    policy = tradable.policy()
+
+    def decide(history: History) -> object:
+        policy._last = None
+        return policy(history)
+
+    return decide
+
+
+def test_default_runs_carry_no_portfolio_key(trained: StageContext) -> None:
+    """A single-symbol run's fingerprint (and so its checkpoints) is what it was before."""
+    single = training_config("profile=tiny")
+    assert single.portfolio == {}
+    assert not any(key.startswith("portfolio") for key in fingerprint_values(single, trained.bars))
+    assert "portfolio.action" in fingerprint_values(trained.config, trained.bars)
+
+
+def test_the_validation_comparison_names_equal_weight(trained: StageContext) -> None:
+    tradable = PortfolioCheckpoint.load(trained.checkpoint_path)
+    inputs = universe_inputs(trained)
+    comparison = compare_on_split(
+        tradable.net, inputs, trained.config.env, inputs.splits.validation
+    )
+    numbers = comparison.numbers()
+    assert numbers["excess_return"] == pytest.approx(
+        numbers["total_return"] - numbers["equal_weight_return"]
+    )
+    assert comparison.equal_weight.targets.iloc[0].to_numpy() == pytest.approx(np.full(4, 0.25))
