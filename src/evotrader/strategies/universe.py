@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from evotrader.data import load_bars
+from evotrader.data.universe import align as align_bars
 from evotrader.strategies.spec import StrategySpec, UniverseSpec
 from evotrader.strategies.templates._indicators import TRADING_DAYS
 
@@ -35,16 +36,19 @@ def load_universe_bars(
 
 
 def align(data: Mapping[str, pd.DataFrame], symbols: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    """The symbols' bars restricted to the dates they all share (one common index)."""
+    """The symbols' bars restricted to the dates they all share (one common index).
+
+    The data layer's ``align`` (validated bars, no forward fill) with no cap on the days a
+    symbol loses to others' holes, as a search over a listed universe has always taken them.
+    """
     missing = [s for s in symbols if s not in data]
     if missing:
         raise KeyError(f"no bars for symbol(s) {missing}; have {sorted(data)}")
-    common = data[symbols[0]].index
-    for symbol in symbols[1:]:
-        common = common.intersection(data[symbol].index)
+    aligned = align_bars({s: data[s] for s in symbols}, missing="drop", max_drop_share=1.0)
+    common = aligned[symbols[0]].index
     if len(common) < 2:
         raise ValueError(f"symbols {list(symbols)} share {len(common)} timestamps; need >= 2")
-    return {s: data[s].loc[common] for s in symbols}
+    return aligned
 
 
 def symbol_stats(symbol: str, bars: pd.DataFrame) -> dict[str, float | str]:

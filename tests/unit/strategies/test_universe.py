@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from tests.unit.strategies.synthetic_pairs import PRICES, cointegrated_pair
 
-from evotrader.data import generate_synthetic
+from evotrader.data import DataError, generate_synthetic
 from evotrader.strategies.spec import Filter, StrategySpec, UniverseSpec
 from evotrader.strategies.universe import (
     align,
@@ -80,6 +80,21 @@ def test_align_keeps_common_dates_and_names_missing_symbols() -> None:
     assert aligned["X"].index.equals(two.index)
     with pytest.raises(KeyError, match=r"no bars for symbol\(s\) \['Z'\]"):
         align({"X": one}, ("X", "Z"))
+
+
+def test_align_is_the_data_layers_intersection_and_refuses_what_it_refuses() -> None:
+    """A day one symbol lacks inside the span goes for both (no forward fill), however many
+    such days there are; invalid bars and too few shared dates are refused by name."""
+    one = generate_synthetic(60, seed=0).bars
+    holes = one.drop(one.index[20:40])  # a third of the in-span days missing
+    aligned = align({"X": one, "Y": holes.iloc[5:]}, ("X", "Y"))
+    assert aligned["X"].equals(one.loc[holes.index[5:]]) and aligned["Y"].equals(holes.iloc[5:])
+    broken = one.copy()
+    broken.iloc[30, broken.columns.get_loc("high")] = -1.0
+    with pytest.raises(DataError, match=r"^Y: "):
+        align({"X": one, "Y": broken}, ("X", "Y"))
+    with pytest.raises(ValueError, match=r"share 1 timestamps; need >= 2"):
+        align({"X": one.iloc[:31], "Y": one.iloc[30:]}, ("X", "Y"))
 
 
 def test_universe_bars_come_from_the_named_source() -> None:
