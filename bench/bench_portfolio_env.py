@@ -27,7 +27,8 @@ import pandas as pd
 
 from common import best_seconds
 from evotrader.data import FeaturePipeline, generate_synthetic
-from evotrader.data.features import DEFAULT_FEATURES
+from evotrader.data.features import CLOSE_ONLY_FEATURES, DEFAULT_FEATURES
+from evotrader.data.universe import load_universe
 from evotrader.env import (
     EnvSpec,
     MarketEnv,
@@ -37,21 +38,6 @@ from evotrader.env import (
 )
 
 FINRL_MODULE = "finrl/meta/env_portfolio_allocation/env_portfolio.py"
-CLOSE_FEATURES = ("log_return", "volatility", "trend")  # what close-only bars can carry
-
-
-def sp500_bars() -> dict[str, pd.DataFrame]:
-    """skfolio's 20 S&P 500 closes as close-only bars (open = high = low = close)."""
-    from skfolio.datasets import load_sp500_dataset
-
-    closes = load_sp500_dataset()
-    index = pd.DatetimeIndex(closes.index, name="timestamp")
-    return {
-        str(symbol): pd.DataFrame(
-            {"open": c, "high": c, "low": c, "close": c, "volume": 0.0}, index=index
-        )
-        for symbol, c in ((s, closes[s].to_numpy(np.float64)) for s in closes.columns)
-    }
 
 
 def synthetic_bars(assets: int, bars: int) -> dict[str, pd.DataFrame]:
@@ -177,9 +163,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    universe = sp500_bars() if args.data == "sp500" else synthetic_bars(args.assets, 4000)
+    if args.data == "sp500":
+        universe = dict(load_universe("sp500").bars)
+    else:
+        universe = synthetic_bars(args.assets, 4000)
     first = next(iter(universe.values()))
-    features = CLOSE_FEATURES if args.data == "sp500" else DEFAULT_FEATURES
+    features = CLOSE_ONLY_FEATURES if args.data == "sp500" else DEFAULT_FEATURES
     pipeline = FeaturePipeline(features).fit([b.iloc[: len(b) // 2] for b in universe.values()])
     spec = EnvSpec(window=args.window)
     rng = np.random.default_rng(args.seed)
