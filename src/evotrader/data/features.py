@@ -79,10 +79,15 @@ def has_volume(bars: pd.DataFrame) -> bool:
     return bool((bars["volume"] > 0).any())
 
 
-def require_carried(features: Sequence[str], bars: pd.DataFrame, where: str) -> None:
+def require_carried(
+    features: Sequence[str],
+    bars: pd.DataFrame,
+    where: str,
+    remedy: str = "use FeaturePipeline(CLOSE_ONLY_FEATURES)",
+) -> None:
     """Refuse ``features`` that ``bars`` cannot carry (range features on close-only bars,
     volume features on bars without volume): one ``DataError`` naming the features, ``where``
-    the bars are, and ``CLOSE_ONLY_FEATURES``."""
+    the bars are, ``CLOSE_ONLY_FEATURES`` and the ``remedy``."""
     close_only = is_close_only(bars)
     needs = {
         "opens, highs and lows apart from the close": RANGE_FEATURES if close_only else set(),
@@ -96,8 +101,8 @@ def require_carried(features: Sequence[str], bars: pd.DataFrame, where: str) -> 
     if problems:
         kind = "close-only (open = high = low = close)" if close_only else "without volume"
         raise DataError(
-            f"FeaturePipeline.fit: {'; '.join(problems)}, but {where} are {kind}; such bars carry "
-            f"CLOSE_ONLY_FEATURES {CLOSE_ONLY_FEATURES}: use FeaturePipeline(CLOSE_ONLY_FEATURES)"
+            f"features {'; '.join(problems)}, but {where} are {kind}; such bars carry "
+            f"CLOSE_ONLY_FEATURES {CLOSE_ONLY_FEATURES}: {remedy}"
         )
 
 

@@ -1,7 +1,8 @@
 """Aligned bars of several symbols prepared once for the portfolio environments.
 
 Each asset goes through ``MarketData.build`` (the same features, prices and first decision
-bar as MarketEnv would give it); this module only checks the calendars agree and stacks the
+bar as MarketEnv would give it); this module only checks the calendars agree, refuses by
+symbol bars the default features or the impact cannot use (close-only bars), and stacks the
 per-asset arrays so one step slices them all at once.
 """
 
@@ -16,9 +17,9 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from evotrader.data.errors import DataError
-from evotrader.data.features import FeaturePipeline
+from evotrader.data.features import DEFAULT_FEATURES, FeaturePipeline, require_carried
 from evotrader.env.execution import ExecutionModel
-from evotrader.env.market_data import MAX_UNREALISED, MarketData
+from evotrader.env.market_data import MAX_UNREALISED, MarketData, env_pipeline
 
 MAX_WEIGHT = 10.0  # the current-weight channel is clipped to ±MAX_WEIGHT
 
@@ -48,6 +49,24 @@ def aligned_frames(bars: Mapping[str, pd.DataFrame]) -> tuple[tuple[str, ...], l
         )
         raise DataError(f"bars for {symbol} are not aligned with {symbols[0]}: {where}")
     return symbols, frames
+
+
+def portfolio_pipeline(
+    bars: Mapping[str, pd.DataFrame], pipeline: FeaturePipeline | None, fit_bars: int | None
+) -> tuple[FeaturePipeline, int]:
+    """``env_pipeline`` for aligned ``bars``. Without a pipeline the envs fit the default
+    features, so bars that cannot carry them (close-only bars) are refused first, naming the
+    symbol, where the pooled fit could only number the frames."""
+    symbols, frames = aligned_frames(bars)
+    if pipeline is None:
+        for symbol, frame in zip(symbols, frames, strict=True):
+            require_carried(
+                DEFAULT_FEATURES,
+                frame,
+                f"the bars of {symbol}",
+                "pass the env pipeline=FeaturePipeline(CLOSE_ONLY_FEATURES) fitted on earlier bars",
+            )
+    return env_pipeline(frames, pipeline, fit_bars)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import Number, rebalance_portfolio
-from evotrader.env.market_data import env_pipeline, fill_agent_state
-from evotrader.env.portfolio_data import MAX_WEIGHT, PortfolioData, aligned_frames
+from evotrader.env.market_data import fill_agent_state
+from evotrader.env.portfolio_data import MAX_WEIGHT, PortfolioData, portfolio_pipeline
 from evotrader.env.portfolio_spec import PortfolioSpec
 from evotrader.env.rewards import differential_sharpe
 from evotrader.env.spec import EnvSpec
@@ -70,8 +70,7 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
         render_mode: str | None = None,
         fit_bars: int | None = None,
     ) -> None:
-        _, frames = aligned_frames(bars)
-        pipeline, first_bar = env_pipeline(frames, pipeline, fit_bars)
+        pipeline, first_bar = portfolio_pipeline(bars, pipeline, fit_bars)
         self.env_spec = spec = spec or EnvSpec()
         self.portfolio = portfolio = portfolio or PortfolioSpec()
         self.pipeline = pipeline

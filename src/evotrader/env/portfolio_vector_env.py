@@ -19,8 +19,8 @@ import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import rebalance_portfolio
-from evotrader.env.market_data import env_pipeline, fill_agent_state
-from evotrader.env.portfolio_data import MAX_WEIGHT, PortfolioData, aligned_frames
+from evotrader.env.market_data import fill_agent_state
+from evotrader.env.portfolio_data import MAX_WEIGHT, PortfolioData, portfolio_pipeline
 from evotrader.env.portfolio_env import equity_reward
 from evotrader.env.portfolio_spec import PortfolioSpec
 from evotrader.env.spec import EnvSpec
@@ -49,8 +49,7 @@ class VectorPortfolioEnv(gym.vector.VectorEnv[np.ndarray, np.ndarray, np.ndarray
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        _, frames = aligned_frames(bars)
-        pipeline, first_bar = env_pipeline(frames, pipeline, fit_bars)
+        pipeline, first_bar = portfolio_pipeline(bars, pipeline, fit_bars)
         self.env_spec = spec = spec or EnvSpec()
         self.portfolio = portfolio = portfolio or PortfolioSpec()
         self.pipeline = pipeline

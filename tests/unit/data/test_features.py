@@ -93,7 +93,7 @@ def test_close_only_bars_refuse_range_and_volume_features_naming_them(bars: pd.D
     assert f"CLOSE_ONLY_FEATURES {CLOSE_ONLY_FEATURES}" in message
     with pytest.raises(DataError, match=r"bars #2 of 2 are close-only"):
         FeaturePipeline(("log_return", "body")).fit([bars, close_only])
-    with pytest.raises(DataError, match=r"^FeaturePipeline.fit: range needs opens"):
+    with pytest.raises(DataError, match=r"^features range needs opens"):
         FeaturePipeline(("range", "trend")).fit(close_only)
 
 

@@ -38,7 +38,10 @@ def test_the_default_features_are_refused_pointing_at_the_close_only_ones(
     close_only: Universe,
 ) -> None:
     for env_class, args in ((PortfolioEnv, ()), (VectorPortfolioEnv, (2,))):
-        with pytest.raises(DataError, match=r"bars #1 of 3 are close-only.*CLOSE_ONLY_FEATURES"):
+        with pytest.raises(
+            DataError,
+            match=r"the bars of AAA are close-only.*: pass the env pipeline=FeaturePipeline\(",
+        ):
             env_class(close_only.bars, *args, fit_bars=100)
 
 
