@@ -128,6 +128,31 @@ class MarketData:
         return window_view(self.features, self.window)
 
 
+def episode_bounds(
+    first_decision: int,
+    last_decision: int,
+    episode_length: int | None,
+    start: int | None,
+    rng: np.random.Generator | None,
+) -> tuple[int, int]:
+    """An episode's first decision bar and the bar it ends on (exclusive), for MarketEnv and
+    PortfolioEnv: from ``start`` when given (checked), else from the first decision bar, or
+    a random bar when ``rng`` is given and the episode is shorter than the data."""
+    first, last = first_decision, last_decision
+    if start is not None:
+        first = int(start)
+        if not first_decision <= first <= last:
+            raise ValueError(
+                f"start bar {first} outside [{first_decision}, {last}]: "
+                "earlier bars lack a full feature window"
+            )
+    length = episode_length or (last - first + 1)
+    begin = first
+    if rng is not None and last - length + 1 > first:
+        begin = int(rng.integers(first, last - length + 2))
+    return begin, min(begin + length, last + 1)
+
+
 def fill_agent_state(
     obs: np.ndarray, position: float | np.ndarray, unrealised: float | np.ndarray
 ) -> np.ndarray:

@@ -28,7 +28,7 @@ import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import Number, rebalance_portfolio
-from evotrader.env.market_data import fill_agent_state
+from evotrader.env.market_data import episode_bounds, fill_agent_state
 from evotrader.env.portfolio_data import MAX_WEIGHT, PortfolioData, portfolio_pipeline
 from evotrader.env.portfolio_spec import PortfolioSpec
 from evotrader.env.rewards import differential_sharpe
@@ -101,20 +101,13 @@ class PortfolioEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode; ``options={"start": t}`` fixes the first decision bar."""
         super().reset(seed=seed)
-        first, last = self.market.first_decision, self.market.last_decision
-        if options and "start" in options:
-            first = int(options["start"])
-            if not self.market.first_decision <= first <= last:
-                raise ValueError(
-                    f"start bar {first} outside [{self.market.first_decision}, {last}]: "
-                    "earlier bars lack a full feature window"
-                )
-        length = self.env_spec.episode_length or (last - first + 1)
-        start = first
-        if self.random_start and last - length + 1 > first:
-            start = int(self.np_random.integers(first, last - length + 2))
-        self._t = start
-        self._end = min(start + length, last + 1)
+        self._t, self._end = episode_bounds(
+            self.market.first_decision,
+            self.market.last_decision,
+            self.env_spec.episode_length,
+            options.get("start") if options else None,
+            self.np_random if self.random_start else None,
+        )
         self._reset_account()
         return self._observation(), {"equity": self._equity, "t": self._t}
 
