@@ -52,8 +52,8 @@ from evotrader.lifecycle.states import (
     check_promotion,
     demotion_target,
 )
-from evotrader.strategies.registry import SEARCH_META, RegistryError
 from evotrader.strategies.registry import Registry as StrategyRegistry
+from evotrader.strategies.registry import RegistryError, read_registered
 
 SCHEMA_VERSION = 2  # 2 added strategy entries (``strategy_id``); 1 is migrated in place
 REGISTRY_FILE = "registry.sqlite"  # under runs_dir
@@ -585,15 +585,10 @@ def _strategy_row(path: Path, spec_id: str) -> _Entry:
     if not path.is_file():
         raise LifecycleError(f"strategy registry {path}: no such file")
     try:
-        with StrategyRegistry(path) as strategies:
-            if spec_id not in strategies:
-                raise LifecycleError(f"strategy {spec_id} is not in the registry {path}")
-            spec = strategies.spec(spec_id)
-            validation = strategies.result(spec_id, "validate")
-            meta = strategies.meta(SEARCH_META) or {}
-            lineage = [parent.spec_id for parent in strategies.ancestors(spec_id)]
+        found = read_registered(path, spec_id)
     except RegistryError as error:
-        raise LifecycleError(f"strategy registry {path}: {error}") from error
+        raise LifecycleError(str(error)) from error  # it names the registry
+    spec, validation, meta = found.spec, found.validation, found.meta
     if validation is None or not validation.passed:
         raise LifecycleError(
             f"strategy {spec_id} in {path} did not pass validation; only validated "
@@ -617,7 +612,7 @@ def _strategy_row(path: Path, spec_id: str) -> _Entry:
         dsr=validation.metrics.get("dsr"),
         pbo=validation.metrics.get("pbo"),
         verdict="passed validation",
-        lineage=_json(lineage),
+        lineage=_json(list(found.ancestors)),
         created_at=str(windows.get("test_end", "")),
         recorded_at=datetime.now(UTC),
         state=CANDIDATE,

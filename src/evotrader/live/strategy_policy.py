@@ -30,11 +30,11 @@ from evotrader.live.runner import PolicyError
 from evotrader.live.session import SetupError
 from evotrader.live.window import COLUMNS
 from evotrader.strategies.backtest_bridge import run_engine
-from evotrader.strategies.registry import Registry, RegistryError
+from evotrader.strategies.registry import RegistryError, read_registered
 from evotrader.strategies.signals import spec_targets
 from evotrader.strategies.spec import StrategySpec
 from evotrader.strategies.universe import resolve_books
-from evotrader.training.strategy_stage import SEARCH_META, Windows, find_registry, load_symbol
+from evotrader.training.strategy_stage import Windows, find_registry, load_symbol
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +157,11 @@ class TradableStrategy:
         if not path.is_file():
             raise SetupError(f"--registry {path}: no such file")
         try:
-            with Registry(path) as found:
-                if spec_id not in found:
-                    raise SetupError(f"strategy {spec_id} is not in the registry {path}")
-                spec = found.spec(spec_id)
-                validation = found.result(spec_id, "validate")
-                verdict = validation or found.result(spec_id, "screen")
-                live_ready = any(s.spec_id == spec_id for s in found.live_ready())
-                meta = found.meta(SEARCH_META)
+            found = read_registered(path, spec_id)
         except RegistryError as error:
-            raise SetupError(f"registry {path}: {error}") from error
+            raise SetupError(str(error)) from error  # it names the registry
+        spec, validation, meta = found.spec, found.validation, found.meta
+        verdict, live_ready = validation or found.screen, found.live_ready
         if spec.info.legs != 1 or len(spec.universe.symbols) != 1:
             raise SetupError(f"strategy {spec_id} ({spec.template}): {MULTI_LEG}")
         validated = validation is not None and validation.passed

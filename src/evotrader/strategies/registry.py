@@ -47,6 +47,38 @@ class RegistryError(ValueError):
     """The registry cannot be opened or a request contradicts what it holds."""
 
 
+@dataclass(frozen=True)
+class Registered:
+    """One registered strategy as those who trade or record it read it."""
+
+    spec: StrategySpec
+    validation: StrategyResult | None
+    screen: StrategyResult | None
+    live_ready: bool
+    meta: dict[str, Any]  # the search's windows, data, costs and cash (SEARCH_META)
+    ancestors: tuple[str, ...]  # spec ids, root first
+
+    @property
+    def validated(self) -> bool:
+        return self.validation is not None and self.validation.passed
+
+
+def read_registered(path: Path, spec_id: str) -> Registered:
+    """Strategy ``spec_id`` of the registry file at ``path``, read in one go; a
+    ``RegistryError`` when the file cannot be read or does not hold it."""
+    with Registry(path) as found:
+        if spec_id not in found:
+            raise RegistryError(f"strategy {spec_id} is not in the registry {path}")
+        return Registered(
+            spec=found.spec(spec_id),
+            validation=found.result(spec_id, "validate"),
+            screen=found.result(spec_id, "screen"),
+            live_ready=any(spec.spec_id == spec_id for spec in found.live_ready()),
+            meta=found.meta(SEARCH_META) or {},
+            ancestors=tuple(parent.spec_id for parent in found.ancestors(spec_id)),
+        )
+
+
 class _Base(DeclarativeBase):
     pass
 
