@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -67,6 +68,7 @@ from evotrader.reasoning import chartist_cache_dir
 from evotrader.training import augmentation
 from evotrader.training.evaluation import HEADLINE, headline
 from evotrader.training.guards import TradableCheckpoint
+from evotrader.training.member_scheduling import as_completed, job_cost, longest_first
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.population import Archive, Member, agent_settings, check_genes
 from evotrader.training.stages import register_stage
@@ -109,6 +111,7 @@ class Outcome:
     benchmark_returns: list[float]  # buy-and-hold on the same bars
     architecture: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
+    seconds: float  # the task's wall time on its worker (for scheduling reports only)
 
 
 def run_autonomous_stage(ctx: StageContext) -> StageResult:
@@ -140,14 +143,9 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
             job_for(ctx, archive, member, settings, index, trunk)
             for index, member in enumerate(members)
         ]
-        outcomes = ray.get([remote.remote(job, data, settings, chartist) for job in jobs])
-        for member, outcome in zip(members, outcomes, strict=True):
-            member.fitness, member.metrics = outcome.fitness, outcome.metrics
-            member.returns = outcome.returns
-            save_checkpoint(member_checkpoint(ctx, member, outcome), _agent_path(ctx, member.id))
-            ctx.trials.record(
-                ctx.name, _trial_label(member.id), outcome.returns, outcome.benchmark_returns
-            )
+        waited = evaluate(
+            ctx, members, jobs, lambda job: remote.remote(job, data, settings, chartist)
+        )
         ranked = sorted(members, key=lambda m: (-m.fitness, m.id))
         adapt_rng = _rng(seed, generation, "adapt")
         for member in ranked:
@@ -164,9 +162,67 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
         )
         archive.generations_done = generation + 1
         archive.save(archive_path)
-        log_generation(ctx, writer, archive, generation, space, time.perf_counter() - began)
+        seconds = time.perf_counter() - began
+        log_generation(ctx, writer, archive, generation, space, seconds, seconds - waited)
     writer.close()
     return crown_champion(ctx, archive, settings)
+
+
+def evaluate(
+    ctx: StageContext,
+    members: list[Member],
+    jobs: list[Job],
+    submit: Callable[[Job], ray.ObjectRef[Outcome]],
+) -> float:
+    """Train and score one generation on Ray and return the seconds spent waiting for it.
+
+    Jobs go out costliest first (``longest_first``) so no long one is left to run alone at
+    the end; each member's checkpoint is saved as its result arrives, while workers run the
+    rest; the trials are then recorded in member order. Results are placed by member, so
+    neither the submission nor the completion order changes anything written.
+    """
+    settings = ctx.config.stage_4_autonomous
+    costs = [estimated_cost(ctx, settings, job) for job in jobs]
+    order = longest_first(costs)
+    refs = [submit(jobs[index]) for index in order]
+    outcomes: dict[int, Outcome] = {}
+    waited, results = 0.0, as_completed(refs)
+    while True:
+        began = time.perf_counter()
+        arrived = next(results, None)
+        waited += time.perf_counter() - began
+        if arrived is None:
+            break
+        position, outcome = arrived
+        member = members[order[position]]
+        if outcome.member_id != member.id:
+            raise RuntimeError(f"agent {member.id}'s job returned agent {outcome.member_id}")
+        member.fitness, member.metrics = outcome.fitness, outcome.metrics
+        member.returns = outcome.returns
+        save_checkpoint(member_checkpoint(ctx, member, outcome), _agent_path(ctx, member.id))
+        outcomes[member.id] = outcome
+        log.debug(
+            f"[{ctx.name}] agent {member.id}: estimated cost {costs[order[position]]:.3g}, "
+            f"{outcome.seconds:.1f}s on its worker"
+        )
+    for member in members:
+        outcome = outcomes[member.id]
+        ctx.trials.record(
+            ctx.name, _trial_label(member.id), outcome.returns, outcome.benchmark_returns
+        )
+    return waited
+
+
+def estimated_cost(ctx: StageContext, settings: AutonomousStageConfig, job: Job) -> float:
+    """The job's relative cost (``job_cost``) from the agent its genome describes."""
+    architecture, hyperparameters = agent_settings(
+        job.genome,
+        ctx.pipeline.num_features,
+        ctx.config.env.positions,
+        settings.agent,
+        settings.hyperparameters,
+    )
+    return job_cost(architecture, hyperparameters, job.augmentation)
 
 
 def check_settings(ctx: StageContext) -> None:
@@ -220,6 +276,7 @@ def train_and_score(
     job: Job, data: DataSpec, settings: AutonomousStageConfig, chartist: Any
 ) -> Outcome:
     """A Ray task: build the member's agent, train it, and backtest it on validation."""
+    began = time.perf_counter()
     torch.set_num_threads(1)  # one core per task; also keeps results independent of workers
     bars = _bars(data.bars)
     pipeline = FeaturePipeline.from_state(data.pipeline)
@@ -241,6 +298,7 @@ def train_and_score(
         benchmark_returns=bar_returns(result.benchmark_equity).tolist(),
         architecture=agent.architecture(),
         state_dict=agent.state_dict(),
+        seconds=time.perf_counter() - began,
     )
 
 
@@ -498,8 +556,10 @@ def log_generation(
     generation: int,
     space: SearchSpace,
     seconds: float,
+    driver: float,
 ) -> None:
-    """TensorBoard scalars and histograms, and the generation table in the console."""
+    """TensorBoard scalars and histograms, and the generation table in the console;
+    ``driver`` is the part of ``seconds`` the driver worked while no worker result was due."""
     members = archive.generation(generation)
     fitness_values = np.asarray([m.fitness for m in members])
     step = generation + 1
@@ -526,7 +586,9 @@ def log_generation(
     sizes = [m.metrics.get("parameters", np.nan) for m in members]
     if np.isfinite(sizes).all():
         writer.add_histogram("architecture/parameters", np.asarray(sizes), step)
-    log.info(f"\n[{ctx.name}] generation {step}  ({seconds:.0f}s), {VALIDATION}")
+    log.info(
+        f"\n[{ctx.name}] generation {step}  ({seconds:.1f}s, driver {driver:.1f}s), {VALIDATION}"
+    )
     log.info(
         f"{'agent':>6}{'origin':>11}{'parents':>9}{'fitness':>9}{'sharpe':>8}{'max DD':>8}"
         f"{'trades':>7}  genome"
