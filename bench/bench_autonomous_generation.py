@@ -36,7 +36,7 @@ def generation_seconds(
         capture=True,
     )
     found = [
-        (float(seconds), None if driver is None else float(driver))
+        (float(seconds), float(driver) if driver else None)
         for step, seconds, driver in GENERATION.findall(done.stdout)
         if int(step) > 1
     ]
@@ -70,9 +70,8 @@ def main() -> None:
                     k, args.population, args.generations, Path(runs), f"w{k}r{repeat}"
                 )
                 samples[k] += found
-                print(
-                    f"  {k} workers, run {repeat + 1}: " + ", ".join(f"{s:.1f}" for s, _ in found)
-                )
+                times = ", ".join(f"{s:.1f}" for s, _ in found)
+                print(f"  {k} workers, run {repeat + 1}: {times} s", flush=True)
     one = statistics.median(s for s, _ in samples[args.workers[0]]) * args.workers[0]
     print(
         f"population {args.population}, median of {args.repeats} runs x "
