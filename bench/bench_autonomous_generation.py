@@ -4,8 +4,8 @@ Runs stage_4_autonomous (quick profile, embedded GOOG) with Ray limited to k CPU
 worker count k (1, 2, 4, ... up to the machine's cores), ``--repeats`` times, and reports the
 median wall time of the generations after the first (the first also pays for starting the
 workers), the parallel efficiency t1 / (k * tk), and the driver's serial share: the part of
-a generation in which the driver worked while no worker result was due (checkpoints still
-unsaved, breeding, the archive, TensorBoard), as the stage logs it.
+a generation before its first job is submitted and after its last result arrives (parents
+loaded, the last checkpoint, trials, breeding, the archive, TensorBoard), as the stage logs it.
 """
 
 from __future__ import annotations

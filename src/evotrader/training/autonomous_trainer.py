@@ -143,7 +143,7 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
             job_for(ctx, archive, member, settings, index, trunk)
             for index, member in enumerate(members)
         ]
-        waited = evaluate(
+        parallel = evaluate(
             ctx, members, jobs, lambda job: remote.remote(job, data, settings, chartist)
         )
         ranked = sorted(members, key=lambda m: (-m.fitness, m.id))
@@ -163,7 +163,7 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
         archive.generations_done = generation + 1
         archive.save(archive_path)
         seconds = time.perf_counter() - began
-        log_generation(ctx, writer, archive, generation, space, seconds, seconds - waited)
+        log_generation(ctx, writer, archive, generation, space, seconds, seconds - parallel)
     writer.close()
     return crown_champion(ctx, archive, settings)
 
@@ -174,7 +174,8 @@ def evaluate(
     jobs: list[Job],
     submit: Callable[[Job], ray.ObjectRef[Outcome]],
 ) -> float:
-    """Train and score one generation on Ray and return the seconds spent waiting for it.
+    """Train and score one generation on Ray; the seconds from its first job's submission to
+    its last result's arrival (the rest of a generation is the driver's serial work).
 
     Jobs go out costliest first (``longest_first``) so no long one is left to run alone at
     the end; each member's checkpoint is saved as its result arrives, while workers run the
@@ -184,16 +185,11 @@ def evaluate(
     settings = ctx.config.stage_4_autonomous
     costs = [estimated_cost(ctx, settings, job) for job in jobs]
     order = longest_first(costs)
+    submitted = last = time.perf_counter()
     refs = [submit(jobs[index]) for index in order]
     outcomes: dict[int, Outcome] = {}
-    waited, results = 0.0, as_completed(refs)
-    while True:
-        began = time.perf_counter()
-        arrived = next(results, None)
-        waited += time.perf_counter() - began
-        if arrived is None:
-            break
-        position, outcome = arrived
+    for position, outcome in as_completed(refs):
+        last = time.perf_counter()
         member = members[order[position]]
         if outcome.member_id != member.id:
             raise RuntimeError(f"agent {member.id}'s job returned agent {outcome.member_id}")
@@ -210,7 +206,7 @@ def evaluate(
         ctx.trials.record(
             ctx.name, _trial_label(member.id), outcome.returns, outcome.benchmark_returns
         )
-    return waited
+    return last - submitted
 
 
 def estimated_cost(ctx: StageContext, settings: AutonomousStageConfig, job: Job) -> float:
@@ -559,7 +555,7 @@ def log_generation(
     driver: float,
 ) -> None:
     """TensorBoard scalars and histograms, and the generation table in the console;
-    ``driver`` is the part of ``seconds`` the driver worked while no worker result was due."""
+    ``driver`` is the part of ``seconds`` outside the workers' span: the driver's serial work."""
     members = archive.generation(generation)
     fitness_values = np.asarray([m.fitness for m in members])
     step = generation + 1
