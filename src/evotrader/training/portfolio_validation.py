@@ -3,8 +3,10 @@
 The PPO stage's portfolio form selects on the validation split as the single-symbol stages
 do, but through the portfolio backtest engine (per-asset costs, fills at the next open) and
 against equal weight over the same assets (rebalanced monthly, after the same costs), the
-baseline a universe is judged by. Its checkpoints record the universe reference and the
-PortfolioSpec, so ``PortfolioCheckpoint`` can trade them again.
+baseline a universe is judged by, and buy-and-hold of the universe (equal weight bought at
+the split's start and never rebalanced: what the run summary's "B&H" columns show).
+Its checkpoints record the universe reference and the PortfolioSpec, so
+``PortfolioCheckpoint`` can trade them again.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ class SplitComparison:
 
     policy: PortfolioResult
     equal_weight: PortfolioResult
+    buy_hold: PortfolioResult
 
     def numbers(self) -> dict[str, float]:
-        """Headline figures; ``excess_return`` is over equal weight."""
-        mine, ew = self.policy.metrics, self.equal_weight.metrics
+        """Headline figures (the run summary's keys too); ``excess_return`` is over equal
+        weight; ``n_trades`` counts per-asset fills."""
+        mine, ew, hold = self.policy.metrics, self.equal_weight.metrics, self.buy_hold.metrics
         return {
             "sharpe": float(mine["sharpe"]),
             "total_return": float(mine["total_return"]),
@@ -52,6 +56,9 @@ class SplitComparison:
             "equal_weight_sharpe": float(ew["sharpe"]),
             "equal_weight_return": float(ew["total_return"]),
             "excess_return": float(mine["total_return"] - ew["total_return"]),
+            "buy_hold_sharpe": float(hold["sharpe"]),
+            "buy_hold_return": float(hold["total_return"]),
+            "n_trades": float(len(self.policy.fills)),
         }
 
 
@@ -70,8 +77,15 @@ def compare_on_split(
     def equal(history: History) -> np.ndarray:
         return weights
 
+    def hold(history: History) -> np.ndarray | None:
+        return weights if history.timestamp == start else None
+
     monthly = replace(settings, rebalance="monthly")
-    return SplitComparison(mine, run_portfolio(equal, bars, monthly, start=start))
+    return SplitComparison(
+        mine,
+        run_portfolio(equal, bars, monthly, start=start),
+        run_portfolio(hold, bars, settings, start=start),
+    )
 
 
 def validate_portfolio(
