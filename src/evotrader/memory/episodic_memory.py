@@ -245,9 +245,18 @@ class ExternalMemory:
             slots = np.full((len(queries), k), -1, np.int64)
         else:
             raw, slots = self._search(queries, k)
-        found = slots >= 0
         scores = raw if self._inner_product else -raw
-        # Whole-array gathers; a missing slot (-1) reads the last slot, then is masked.
+        # Whole-array gathers, no per-result Python: retrieve sits in the agent's every step.
+        found = slots >= 0
+        if found.all():
+            return Retrieval(
+                ids=self._ids[slots],
+                scores=scores.astype(np.float32, copy=False),
+                outcomes=self._outcomes[slots],
+                kind_array=self._kind_table[self._kinds[slots]],
+                metadata_array=self._metadata[slots],
+            )
+        # Padding: a missing slot (-1) reads the last slot, then is masked.
         return Retrieval(
             ids=np.where(found, self._ids[slots], -1),
             scores=np.where(found, scores, -np.inf).astype(np.float32),
@@ -372,13 +381,15 @@ class ExternalMemory:
                 f"memory {name}: expected shape ({self.dim},) or (N, {self.dim}) with N >= 1, "
                 f"got {np.shape(value)}"
             )
-        bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
-        if len(bad):
+        # Whole-array checks first; the failing row is looked for only on a failure.
+        if not np.isfinite(array).all():
+            bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
             raise EpisodicMemoryError(f"memory {name}: row {bad[0]} is not finite")
         if self._inner_product:
-            norms = np.linalg.norm(array, axis=1, keepdims=True)
-            zero = np.flatnonzero(norms[:, 0] == 0)
-            if len(zero):
+            # np.linalg.norm(axis=1)'s own arithmetic, bit for bit, without its Python checks.
+            norms = np.sqrt(np.add.reduce(array * array, axis=1, keepdims=True))
+            if not norms.all():
+                zero = np.flatnonzero(norms[:, 0] == 0)
                 raise EpisodicMemoryError(
                     f"memory {name}: row {zero[0]} is all zeros, which has no cosine direction"
                 )
