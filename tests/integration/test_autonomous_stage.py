@@ -1,9 +1,12 @@
-"""stage_4_autonomous end to end (tiny profile): champion, report, resume, and a 2-node cluster."""
+"""stage_4_autonomous end to end (tiny profile): champion, report, resume, a 2-node cluster,
+and results independent of the order jobs are submitted and finish in."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,6 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tests.integration.cli import kill_training_at, run_script, run_script_ok
 
 from evotrader.core.checkpoint import load_checkpoint
+from evotrader.training import autonomous_trainer
+from evotrader.training.member_scheduling import as_completed, longest_first
 
 TINY = [
     "profile=tiny",
@@ -120,3 +125,38 @@ def test_a_two_node_cluster_finds_the_same_champion(baseline, tmp_path: Path) ->
     finally:
         cluster.shutdown()
     _assert_same_champion(baseline[0], tmp_path / "cluster")
+
+
+@pytest.mark.slow
+def test_submission_and_completion_order_change_nothing(
+    ray_session, stage_context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = [o for o in TINY if "generations" not in o] + ["stage_4_autonomous.generations=2"]
+    planned = stage_context("stage_4_autonomous", *overrides, run_dir=tmp_path / "planned")
+    autonomous_trainer.run_autonomous_stage(planned)
+    arrivals: list[list[int]] = []
+
+    def backwards(refs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
+        """Every result, consumed in the reverse of the order it finished in."""
+        arrived = list(as_completed(refs))
+        arrivals.append([index for index, _ in arrived][::-1])
+        yield from reversed(arrived)
+
+    monkeypatch.setattr(autonomous_trainer, "as_completed", backwards)
+    monkeypatch.setattr(autonomous_trainer, "longest_first", lambda c: longest_first(c)[::-1])
+    shuffled = stage_context("stage_4_autonomous", *overrides, run_dir=tmp_path / "shuffled")
+    autonomous_trainer.run_autonomous_stage(shuffled)
+
+    assert len(arrivals) == 2 and all(order != sorted(order) for order in arrivals)
+    stage = "stage_4_autonomous"
+    for name in ("archive.json", "../trials.jsonl"):
+        a, b = (ctx.stage_dir / name for ctx in (planned, shuffled))
+        assert a.read_bytes() == b.read_bytes(), name
+    agents = sorted(p.name for p in (planned.stage_dir / "agents").iterdir())
+    assert agents == sorted(p.name for p in (shuffled.stage_dir / "agents").iterdir())
+    for name in [f"{stage}/agents/{agent}" for agent in agents] + ["AR1_autonomous_final.pth"]:
+        a, b = (load_checkpoint(ctx.run_dir / name) for ctx in (planned, shuffled))
+        assert a.metrics == b.metrics, name
+        assert list(a.state_dict) == list(b.state_dict), name
+        for key, tensor in a.state_dict.items():
+            assert tensor.numpy().tobytes() == b.state_dict[key].numpy().tobytes(), (name, key)
