@@ -18,9 +18,11 @@ import ray
 
 from evotrader.agents import AgentArchitecture, AgentHyperparameters
 
-# Seconds-per-sample scale of one batch's fixed cost (optimiser step, Python, small kernels)
-# against one multiply-add of the trunk; fitted on the quick profile's per-member times.
-BATCH_OVERHEAD = 2.0e6
+# One batch's fixed cost per layer (optimiser step, Python, small kernels) in trunk
+# multiply-adds: fitted by least squares on 16 members' wall times (quick profile, GOOG, one
+# worker), where it took ranks from Spearman 0.60 (at 2e6) to 0.91 (3e7 to 1e8 all do).
+# Tiny CPU Transformers are overhead-bound: small batches and deep trunks cost most.
+BATCH_OVERHEAD = 3.0e7
 # Frozen-trunk passes (memory fusion) run the trunk forward only: about a third of training.
 FROZEN_SHARE = 1.0 / 3.0
 
