@@ -4,7 +4,7 @@ stay a snapshot when the memory changes after the search."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import faiss
 import numpy as np
@@ -17,8 +17,12 @@ K = 16
 SMALL = {"flat": {}, "hnsw": {}, "ivf": {"ivf_nlist": 4, "nprobe": 4}}  # IVF trains at 156
 
 
+Index = Literal["flat", "hnsw", "ivf"]
+Metric = Literal["cosine", "l2"]
+
+
 def _stream(
-    index: str, metric: str, seed: int = 0
+    index: Index, metric: Metric, seed: int = 0
 ) -> tuple[ExternalMemory, dict[int, tuple[np.ndarray, float, str, dict[str, Any]]]]:
     """A FIFO memory of 300 fed 700 seeded events in batches, so evictions reuse slots in
     another order than ids; and what the test stored under each id still held."""
@@ -39,7 +43,7 @@ def _stream(
 
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 @pytest.mark.parametrize("index", ["flat", "hnsw", "ivf"])
-def test_each_neighbour_carries_its_own_events_values(index: str, metric: str) -> None:
+def test_each_neighbour_carries_its_own_events_values(index: Index, metric: Metric) -> None:
     memory, held = _stream(index, metric)
     queries = np.random.default_rng(9).standard_normal((5, DIM)).astype(np.float32)
     result = memory.retrieve(queries, K)
@@ -54,7 +58,7 @@ def test_each_neighbour_carries_its_own_events_values(index: str, metric: str) -
 
 
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
-def test_exact_memory_returns_raw_faiss_neighbours_and_scores(metric: str) -> None:
+def test_exact_memory_returns_raw_faiss_neighbours_and_scores(metric: Metric) -> None:
     memory, held = _stream("flat", metric, seed=1)
     ids = np.array(sorted(held), np.int64)
     vectors = np.stack([held[i][0] for i in ids.tolist()])
@@ -62,9 +66,7 @@ def test_exact_memory_returns_raw_faiss_neighbours_and_scores(metric: str) -> No
     if metric == "cosine":
         vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
         queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-        raw = faiss.IndexFlatIP(DIM)
-    else:
-        raw = faiss.IndexFlatL2(DIM)
+    raw: faiss.Index = faiss.IndexFlatIP(DIM) if metric == "cosine" else faiss.IndexFlatL2(DIM)
     raw.add(vectors)
     distances, rows = raw.search(queries, K)
     result = memory.retrieve(queries, K)
