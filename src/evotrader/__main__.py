@@ -7,6 +7,7 @@ passing comparison, a bot folder that is not the entry's paper bot), 5 bad bars,
 checkpoint that cannot be read, 7 a database that is not a model registry of this version.
 ``python -m evotrader report BOT_DIR`` writes a bot's daily and weekly reports
 (``evotrader.live.report``) and prints their paths; a folder that is not a bot's exits 2.
+The heavy modules (SQLAlchemy, the backtest, matplotlib) load after the arguments parse.
 """
 
 from __future__ import annotations
@@ -17,24 +18,25 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from evotrader.cli import ExitCode, run_guarded
-from evotrader.lifecycle.commands import Command, execute
-from evotrader.lifecycle.states import CANDIDATE, CHAMPION, PAPER, RETIRED, LifecycleError
-from evotrader.lifecycle.store import REGISTRY_FILE, RegistryStateError
-from evotrader.live import report as bot_report
+from evotrader.lifecycle.states import CANDIDATE, CHAMPION, PAPER, RETIRED
+
+DEFAULT_REGISTRY = "runs/registry.sqlite"  # <runs_dir>/lifecycle.store.REGISTRY_FILE
 
 
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="python -m evotrader")
     tools = main.add_subparsers(dest="tool", required=True)
-    bot_report.add_parser(tools)
+    report = tools.add_parser("report", help="daily and weekly reports of a bot's folder")
+    report.add_argument("bot_dir", type=Path, help="the bot's --out folder")
+    report.add_argument("--period", choices=("daily", "weekly", "both"), default="both")
+    report.add_argument("--rewrite", action="store_true", help="redraw closed periods' reports")
+    report.add_argument("--debug", action="store_true", help="show tracebacks")
     registry = tools.add_parser("registry", help="the model registry and champion lifecycle")
     registry.add_argument(
         "--registry",
-        default=str(Path("runs") / REGISTRY_FILE),
-        help="database path or SQLAlchemy URL (default: runs/registry.sqlite)",
+        default=DEFAULT_REGISTRY,
+        help=f"database path or SQLAlchemy URL (default: {DEFAULT_REGISTRY})",
     )
     registry.add_argument("--debug", action="store_true", help="show tracebacks")
     actions = registry.add_subparsers(dest="action", required=True)
@@ -88,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.tool == "report":
         return _report(args)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from evotrader.lifecycle.commands import Command, execute
+    from evotrader.lifecycle.states import LifecycleError
+    from evotrader.lifecycle.store import RegistryStateError
+
     command = Command(
         action=args.action,
         registry=args.registry,
@@ -122,13 +130,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from evotrader.live.report import PERIODS, BotFolderError, write_reports
+
+    periods = PERIODS if args.period == "both" else (args.period,)
+
     def work() -> int:
-        print("\n".join(str(path) for path in bot_report.from_args(args)))
+        written = write_reports(args.bot_dir, periods, rewrite=args.rewrite)
+        print("\n".join(str(path) for path in written))
         return ExitCode.OK
 
-    return run_guarded(
-        work, debug=args.debug, failures=((bot_report.BotFolderError, ExitCode.USAGE),)
-    )
+    return run_guarded(work, debug=args.debug, failures=((BotFolderError, ExitCode.USAGE),))
 
 
 if __name__ == "__main__":

@@ -76,3 +76,21 @@ except SystemExit as stop:
     assert stop.code == 0, stop.code
 """
     assert _heavy_loaded_after(code) == []
+
+
+def test_the_operator_command_s_help_imports_no_heavy_library() -> None:
+    code = """
+from evotrader.__main__ import main
+try:
+    main(["--help"])
+except SystemExit as stop:
+    assert stop.code == 0, stop.code
+"""
+    assert _heavy_loaded_after(code) == []
+
+
+def test_the_operator_command_s_default_registry_is_the_runs_one() -> None:
+    from evotrader.__main__ import DEFAULT_REGISTRY
+    from evotrader.lifecycle.store import REGISTRY_FILE
+
+    assert Path(DEFAULT_REGISTRY) == Path("runs") / REGISTRY_FILE

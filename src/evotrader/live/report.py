@@ -13,7 +13,6 @@ as base64, no JavaScript.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -443,26 +442,3 @@ def _equity_figure(report: PeriodReport) -> plt.Figure:
     axis.legend(loc="upper left", fontsize=8, frameon=False)
     figure.autofmt_xdate()
     return tidy(figure, axis)
-
-
-# -- the command -----------------------------------------------------------------------
-
-
-def add_parser(tools: Any) -> argparse.ArgumentParser:
-    """``python -m evotrader report BOT_DIR [--period daily|weekly|both]``."""
-    command: argparse.ArgumentParser = tools.add_parser(
-        "report", help="daily and weekly reports of a live or paper bot's folder"
-    )
-    command.add_argument("bot_dir", type=Path, help="the bot's --out folder")
-    command.add_argument("--period", choices=(DAILY, WEEKLY, "both"), default="both")
-    command.add_argument(
-        "--rewrite", action="store_true", help="redraw closed periods' reports that exist"
-    )
-    command.add_argument("--debug", action="store_true", help="show tracebacks")
-    return command
-
-
-def from_args(args: argparse.Namespace) -> list[Path]:
-    """The reports ``add_parser``'s arguments ask for; returns the paths written."""
-    periods = PERIODS if args.period == "both" else (args.period,)
-    return write_reports(args.bot_dir, periods, rewrite=args.rewrite)
