@@ -2,6 +2,7 @@
 API stack, leaving a portfolio checkpoint that PortfolioCheckpoint trades again."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,14 +10,20 @@ import pandas as pd
 import pytest
 import torch
 from tests.integration.conftest import training_config
+from tests.support.checkpoints import model_checkpoint
 
 from evotrader.backtest.portfolio import History, run_portfolio
 from evotrader.backtest.significance import edge_on_test, excess_returns
 from evotrader.config import ConfigError
-from evotrader.core.checkpoint import CheckpointError, load_checkpoint
+from evotrader.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evotrader.data import DataError
 from evotrader.data.universe import load_universe
-from evotrader.training.guards import PortfolioCheckpoint, TradableCheckpoint
+from evotrader.training.guards import (
+    PortfolioCheckpoint,
+    PortfolioPolicy,
+    TradableCheckpoint,
+    load_portfolio_policy,
+)
 from evotrader.training.market_envs import universe_inputs
 from evotrader.training.pipeline import StageContext
 from evotrader.training.portfolio_validation import compare_on_split
@@ -50,7 +57,7 @@ def portfolio_context(run_dir: Path, *overrides: str) -> StageContext:
     single-symbol checks) the first symbol's bars; the stage loads the universe itself."""
     config = training_config(*overrides)
     bars = load_universe("synthetic_universe", ["A0"], **config.data.options).bars["A0"]
-    inputs = universe_inputs(StageContext("stage_1_ppo", config, run_dir, bars, None, None, {}))  # type: ignore[arg-type]
+    inputs = universe_inputs(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     Fingerprint(fingerprint_values(config, bars), ["stage_1_ppo"]).save(run_dir / FINGERPRINT_FILE)
     return StageContext("stage_1_ppo", config, run_dir, bars, inputs.splits, inputs.pipeline, {})
@@ -153,7 +160,7 @@ def test_default_runs_carry_no_portfolio_key(trained: StageContext) -> None:
 
 def test_the_validation_comparison_names_equal_weight(trained: StageContext) -> None:
     tradable = PortfolioCheckpoint.load(trained.checkpoint_path)
-    inputs = universe_inputs(trained)
+    inputs = universe_inputs(trained.config)
     comparison = compare_on_split(
         tradable.net, inputs, trained.config.env, inputs.splits.validation
     )
@@ -207,7 +214,7 @@ def test_ppo_finds_the_planted_lead_lag_and_no_edge_in_noise(
     )
     run_ppo_stage(ctx)
     tradable = PortfolioCheckpoint.load(ctx.checkpoint_path)
-    inputs = universe_inputs(ctx)
+    inputs = universe_inputs(ctx.config)
     comparison = compare_on_split(tradable.net, inputs, ctx.config.env, inputs.splits.test)
     numbers = comparison.numbers()
     edge = edge_on_test(excess_returns(comparison.policy.equity, comparison.equal_weight.equity))
@@ -229,7 +236,27 @@ def test_portfolio_runs_refuse_what_they_cannot_train_naming_the_key(tmp_path: P
         portfolio_context(tmp_path, *noise, "portfolio.action=long_only")
     with pytest.raises(ConfigError, match=r"portfolio: .*max_gross"):
         portfolio_context(tmp_path, *noise, "portfolio.max_gross=-1")
+    with pytest.raises(ConfigError, match=r"env.agent_state: a portfolio policy trades from"):
+        portfolio_context(tmp_path, *noise, "env.agent_state=true")
     with pytest.raises(ConfigError, match=r"data.universe: a portfolio run"):
         portfolio_context(tmp_path, *noise, "data.universe=[]")
     with pytest.raises(DataError, match=r"unknown synthetic_universe symbol\(s\) \['ZZ'\]"):
         portfolio_context(tmp_path, *noise, "data.universe=[A0,ZZ]")
+
+
+def test_portfolio_checkpoint_refuses_other_kinds_and_damage_naming_the_file(
+    trained: StageContext, tmp_path: Path
+) -> None:
+    single = save_checkpoint(model_checkpoint("ppo"), tmp_path / "TEST_stage_1_ppo.pth")
+    with pytest.raises(CheckpointError, match=r"TEST_stage_1_ppo.pth is a 'ppo' checkpoint, not a"):
+        PortfolioCheckpoint.load(single)
+    original = load_checkpoint(trained.checkpoint_path)
+    extra = {k: v for k, v in original.extra.items() if k != "portfolio"}
+    damaged = save_checkpoint(replace(original, extra=extra), tmp_path / "damaged.pth")
+    with pytest.raises(CheckpointError, match=r"damaged.pth: its portfolio settings are damaged"):
+        PortfolioCheckpoint.load(damaged)
+    stateful = replace(original, env={**original.env, "agent_state": True})
+    with pytest.raises(CheckpointError, match=r"agent_state is true"):
+        PortfolioCheckpoint.load(save_checkpoint(stateful, tmp_path / "stateful.pth"))
+    policy = load_portfolio_policy(trained.checkpoint_path)
+    assert isinstance(policy, PortfolioPolicy) and not policy.net.training

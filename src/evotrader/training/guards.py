@@ -243,6 +243,8 @@ class PortfolioCheckpoint:
             )
             net = PortfolioTransformer.from_architecture(checkpoint.architecture)
             net.load_state_dict(checkpoint.state_dict)
+            if spec.agent_state:
+                raise ValueError("env.agent_state is true, but a weights policy reads history only")
         except DataError as error:
             raise CheckpointError(f"{where}: {error}") from error
         except (KeyError, TypeError, ValueError, RuntimeError) as error:

@@ -17,6 +17,7 @@ import pandas as pd
 from evotrader.config import (
     PROJECT_ROOT,
     ConfigError,
+    TrainingConfig,
     config_errors,
     data_reference,
     pipeline_from,
@@ -78,14 +79,18 @@ class UniverseInputs:
         }
 
 
-def universe_inputs(ctx: StageContext) -> UniverseInputs:
+def universe_inputs(config: TrainingConfig) -> UniverseInputs:
     """The universe ``data.universe`` names from ``data.source`` (with ``data.options``, start
     and end), split like single-symbol bars; ``ConfigError`` for a run that cannot use it."""
-    config = ctx.config
     if not config.data.universe:
         raise ConfigError("data.universe: a portfolio run (env=portfolio) needs its symbols")
     with config_errors("portfolio"):
         portfolio = PortfolioSpec.from_dict(config.portfolio)
+    if config.env.agent_state:
+        raise ConfigError(
+            "env.agent_state: a portfolio policy trades from market history alone "
+            "(History -> weights); set env.agent_state=false (env=portfolio does)"
+        )
     if portfolio.action != "discrete":
         raise ConfigError(
             f"portfolio.action: PPO trains the 'discrete' form only, got {portfolio.action!r}"

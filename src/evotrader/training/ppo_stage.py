@@ -25,7 +25,7 @@ def ppo_stage(ctx: StageContext) -> RLlibStage:
             kind=PORTFOLIO_KIND,
             settings=ctx.config.stage_1_ppo,
             module_spec=RLModuleSpec(module_class=PortfolioPPOModule, model_config=encoder),
-            universe=universe_inputs(ctx),
+            universe=universe_inputs(ctx.config),
         )
     return RLlibStage(
         kind="ppo",
