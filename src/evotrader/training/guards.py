@@ -41,11 +41,6 @@ from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.training.adaptation import trading_policy
 from evotrader.training.evaluation import evaluate_on_split
 
-TRADE_AS_HELP = (
-    "trade the checkpoint's policy on this symbol's bars, though it was trained on another "
-    "(without it, a --symbol other than the checkpoint's is refused)"
-)
-
 
 def traded_symbol(
     checkpoint: Checkpoint, where: str, symbol: str | None, trade_as: str | None
