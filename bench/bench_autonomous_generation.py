@@ -6,6 +6,7 @@ median wall time of the generations after the first (the first also pays for sta
 workers), the parallel efficiency t1 / (k * tk), and the driver's serial share: the part of
 a generation before its first job is submitted and after its last result arrives (parents
 loaded, the last checkpoint, trials, breeding, the archive, TensorBoard), as the stage logs it.
+Efficiency only means something on cores nobody else is using: the load average is printed.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
     if args.generations < 2:
         parser.error("--generations must be >= 2 (the first is not timed)")
     samples: dict[int, list[tuple[float, float | None]]] = {k: [] for k in args.workers}
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     with tempfile.TemporaryDirectory() as runs:
         for repeat in range(args.repeats):  # worker counts alternate, so load drifts hit all
             for k in args.workers:
@@ -72,6 +74,7 @@ def main() -> None:
                 samples[k] += found
                 times = ", ".join(f"{s:.1f}" for s, _ in found)
                 print(f"  {k} workers, run {repeat + 1}: {times} s", flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     one = statistics.median(s for s, _ in samples[args.workers[0]]) * args.workers[0]
     print(
         f"population {args.population}, median of {args.repeats} runs x "
