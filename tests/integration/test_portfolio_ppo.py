@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tests.integration.cli import run_script
 from tests.integration.conftest import training_config
 from tests.support.checkpoints import model_checkpoint
 
@@ -260,3 +261,21 @@ def test_portfolio_checkpoint_refuses_other_kinds_and_damage_naming_the_file(
         PortfolioCheckpoint.load(save_checkpoint(stateful, tmp_path / "stateful.pth"))
     policy = load_portfolio_policy(trained.checkpoint_path)
     assert isinstance(policy, PortfolioPolicy) and not policy.net.training
+
+
+def test_run_backtest_reports_a_portfolio_checkpoint_against_its_baselines(
+    trained: StageContext, tmp_path: Path
+) -> None:
+    """The script a user runs: the test split next to equal weight, buy-and-hold and the
+    classic optimisers, the edge judged against equal weight with the trials behind it."""
+    done = run_script(
+        "run_backtest.py", "--checkpoint", str(trained.checkpoint_path), "--out", str(tmp_path)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Portfolio vs baselines (test split, after costs)" in done.stdout
+    for column in ("equal weight", "buy & hold", "min variance", "HRP"):
+        assert column in done.stdout
+    assert "edge over equal weight: " in done.stdout and "trials behind selection" in done.stdout
+    stem = trained.checkpoint_path.stem
+    assert (tmp_path / f"{stem}_test_portfolio.html").is_file()
+    assert (tmp_path / f"{stem}_test.json").is_file()

@@ -102,17 +102,23 @@ def edge_on_test(excess: np.ndarray, alpha: float = ALPHA) -> EdgeTest:
     return _edge(TEST, SharpeEstimate.of(excess), 0.0, 1, len(excess), alpha)
 
 
-def describe_test_edge(test: EdgeTest, periods_per_year: float) -> str:
-    """The test-split line behind the verdict: the excess over buy-and-hold and its PSR."""
+def describe_test_edge(
+    test: EdgeTest, periods_per_year: float, benchmark: str = "buy-and-hold"
+) -> str:
+    """The test-split line behind the verdict: the excess over the benchmark (buy-and-hold;
+    equal weight for a portfolio) and its PSR."""
     return (
-        f"excess over buy-and-hold on the {TEST}: Sharpe "
+        f"excess over {benchmark} on the {TEST}: Sharpe "
         f"{test.sharpe * np.sqrt(periods_per_year):.2f} (annualised), probabilistic Sharpe "
         f"{test.probability:.3f} (one trial)"
     )
 
 
-def verdict(test: EdgeTest, trials_behind_selection: int | None) -> str:
-    """The one line a user reads: is there an edge over buy-and-hold, with its evidence.
+def verdict(
+    test: EdgeTest, trials_behind_selection: int | None, benchmark: str = "buy-and-hold"
+) -> str:
+    """The one line a user reads: is there an edge over the benchmark (buy-and-hold; equal
+    weight for a portfolio), with its evidence.
 
     ``trials_behind_selection`` is None when the record of the selection is not at hand
     (a checkpoint moved out of its run folder); the line says so rather than guess.
@@ -122,7 +128,7 @@ def verdict(test: EdgeTest, trials_behind_selection: int | None) -> str:
     word = "significant" if test.significant else "not significant"
     trials = "unknown" if trials_behind_selection is None else str(trials_behind_selection)
     return (
-        f"edge over buy-and-hold: {word} (p={test.p_value:.3f}, test split, "
+        f"edge over {benchmark}: {word} (p={test.p_value:.3f}, test split, "
         f"{trials} trials behind selection)"
     )
 

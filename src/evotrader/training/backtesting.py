@@ -28,9 +28,9 @@ from evotrader.backtest.significance import (
     verdict,
 )
 from evotrader.core.atomic import write_atomic
-from evotrader.core.checkpoint import find_checkpoint
+from evotrader.core.checkpoint import PORTFOLIO_KINDS, find_checkpoint, load_checkpoint
 from evotrader.training import guards
-from evotrader.training.guards import TradableCheckpoint
+from evotrader.training.guards import PortfolioCheckpoint, TradableCheckpoint
 from evotrader.training.run_folder import settings_note
 from evotrader.training.stages import STAGES
 from evotrader.training.trials import trials_behind
@@ -71,6 +71,8 @@ def backtest_checkpoint(request: BacktestRequest) -> list[Path]:
     if request.checkpoint is None and request.symbol is None:
         raise ValueError("a backtest needs a checkpoint or a symbol")
     path = request.checkpoint or find_checkpoint(request.runs_dir, str(request.symbol))
+    if load_checkpoint(path).kind in PORTFOLIO_KINDS:
+        return backtest_portfolio(path, request.out)
     tradable = TradableCheckpoint.load(path)
     checkpoint = tradable.checkpoint
     symbol = guards.traded_symbol(checkpoint, tradable.where, request.symbol, request.trade_as)
@@ -109,6 +111,44 @@ def backtest_checkpoint(request: BacktestRequest) -> list[Path]:
         config=ReportConfig(classifier=request.regimes),
     )
     return _written([*save_outputs(result, path, out, stem), report.html, *report.pngs])
+
+
+def backtest_portfolio(path: Path, out: Path | None) -> list[Path]:
+    """A portfolio checkpoint on its test split next to equal weight, buy-and-hold of the
+    universe and the classic optimisers (re-fitted walk-forward on past returns only), all
+    through the same engine and costs; the edge is judged against equal weight."""
+    from evotrader.backtest.baselines import EQUAL_WEIGHT, compare_with_baselines
+    from evotrader.backtest.portfolio_report import write_portfolio_report
+
+    tradable = PortfolioCheckpoint.load(path)
+    checkpoint, split = tradable.checkpoint, tradable.checkpoint.data_range
+    universe = tradable.universe.load().between(None, split["test_end"])
+    log.info(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.symbol})")
+    log.info(f"test split: {split['test_start']} -> {split['test_end']} (out of sample)")
+    if universe.close_only:
+        log.info(universe.note)
+    comparison = compare_with_baselines(
+        tradable.policy(),
+        universe.bars,
+        tradable.settings(),
+        split="test",
+        start=tradable.test_start,
+        close_only=universe.close_only,
+    )
+    log.info(comparison.text())
+    edge = comparison.edge(EQUAL_WEIGHT)
+    ppy = periods_per_year(comparison.results[comparison.policy].equity.index)
+    log.info(describe_test_edge(edge, ppy, EQUAL_WEIGHT))
+    log.info(verdict(edge, trials_behind(checkpoint, path), EQUAL_WEIGHT))
+    target = out or path.parent
+    metrics = target / f"{path.stem}_test.json"
+    payload = {"split": "test", "checkpoint": str(path), "runs": comparison.table.to_dict()}
+    target.mkdir(parents=True, exist_ok=True)
+    write_atomic(metrics, json.dumps(payload, indent=2, default=float))
+    report = write_portfolio_report(
+        comparison, target, f"{path.stem}_test", title=f"{checkpoint.symbol}: test split"
+    )
+    return _written([metrics, report.html, *report.pngs])
 
 
 def backtest_strategy(
