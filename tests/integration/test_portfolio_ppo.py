@@ -26,7 +26,7 @@ from evotrader.training.guards import (
     load_portfolio_policy,
 )
 from evotrader.training.market_envs import universe_inputs
-from evotrader.training.pipeline import StageContext
+from evotrader.training.pipeline import StageContext, prepare
 from evotrader.training.portfolio_validation import compare_on_split
 from evotrader.training.ppo_stage import check_settings, run_ppo_stage
 from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, fingerprint_values
@@ -231,8 +231,8 @@ def test_ppo_finds_the_planted_lead_lag_and_no_edge_in_noise(
 def test_portfolio_runs_refuse_what_they_cannot_train_naming_the_key(tmp_path: Path) -> None:
     noise = [*TINY, *universe_overrides("noise", 300)]
     check_settings(portfolio_context(tmp_path, *noise, "stages=[stage_1_ppo]"))  # fine
-    with pytest.raises(ConfigError, match=r"stages: only stage_1_ppo trains a portfolio"):
-        check_settings(portfolio_context(tmp_path, *noise, "stages=[stage_1_ppo,stage_2_moe]"))
+    with pytest.raises(ConfigError, match=r"stages: \['strategy_search'\] train one symbol only"):
+        prepare(training_config(*noise, "stages=[stage_1_ppo,strategy_search]"))
     with pytest.raises(ConfigError, match=r"portfolio.action: PPO trains the 'discrete' form"):
         portfolio_context(tmp_path, *noise, "portfolio.action=long_only")
     with pytest.raises(ConfigError, match=r"portfolio: .*max_gross"):

@@ -200,6 +200,14 @@ def prepare(config: TrainingConfig) -> RunInputs:
     repeated = sorted({name for name in config.stages if config.stages.count(name) > 1})
     if repeated:
         raise ConfigError(f"stages: {repeated} listed more than once")
+    if config.portfolio:
+        single = [name for name in config.stages if not stage(name).portfolio]
+        if single:
+            able = [name for name in STAGES.names() if stage(name).portfolio]
+            raise ConfigError(
+                f"stages: {single} train one symbol only; over a universe (env=portfolio) "
+                f"use {able}"
+            )
     with config_errors("data"):
         data_reference(config.data)  # before any file is read
         bars = bars_from(config.data)

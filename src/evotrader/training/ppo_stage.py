@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from evotrader.config import ConfigError, PPOStageConfig
+from evotrader.config import PPOStageConfig
 from evotrader.models.portfolio_ppo_model import PortfolioPPOModule
 from evotrader.models.ppo_model import TransformerPPOModule
 from evotrader.training.market_envs import universe_inputs
@@ -35,12 +35,6 @@ def ppo_stage(ctx: StageContext) -> RLlibStage:
 
 
 def check_settings(ctx: StageContext) -> None:
-    others = [name for name in ctx.config.stages if name != ctx.name]
-    if ctx.config.portfolio and others:
-        raise ConfigError(
-            f"stages: only {ctx.name} trains a portfolio (env=portfolio) so far; "
-            f"drop {others} (e.g. stages=[{ctx.name}])"
-        )
     check_rllib_settings(ctx, ppo_stage(ctx))
 
 
@@ -54,4 +48,5 @@ register_stage(
     run=run_ppo_stage,
     check_settings=check_settings,
     checkpoint_kind="ppo",
+    portfolio=True,
 )

@@ -6,6 +6,7 @@
         run=run_ppo_stage,  # (StageContext) -> StageResult
         check_settings=check_settings,  # (StageContext) -> None, raises on unusable settings
         checkpoint_kind="ppo",  # the kind of its .pth, or None if it leaves no policy
+        portfolio=True,  # it also trains over a universe (env=portfolio); default False
     )
 
 Stage modules import heavy libraries (Ray, RLlib, NautilusTrader), so nothing imports them
@@ -42,6 +43,7 @@ class StageSpec:
     run: Callable[[StageContext], StageResult]
     check_settings: Callable[[StageContext], None]
     checkpoint_kind: str | None
+    portfolio: bool = False  # trains over data.universe with env=portfolio
 
 
 @cache
@@ -68,9 +70,10 @@ def register_stage(
     run: Callable[[StageContext], StageResult],
     check_settings: Callable[[StageContext], None],
     checkpoint_kind: str | None,
+    portfolio: bool = False,
 ) -> StageSpec:
     """Called once at the end of a stage's own module (see the module docstring)."""
-    spec = StageSpec(name, config, run, check_settings, checkpoint_kind)
+    spec = StageSpec(name, config, run, check_settings, checkpoint_kind, portfolio)
     return STAGES.register(name, spec, module=run.__module__)
 
 
