@@ -1,6 +1,8 @@
 """MAML for the trading policy: parameters that adapt to a new task in a few gradient steps.
 
-The policy is an ordinary ``TransformerPolicy``; what MAML learns is its initial weights.
+The policy is an ordinary ``TransformerPolicy`` (one symbol: logits (B, choices)) or a
+``PortfolioTransformer`` (a universe: per-asset logits (B, assets, choices), the joint action's
+log-probability the sum over assets); what MAML learns is its initial weights.
 Adaptation never touches the module: it works on a dict of parameters through
 ``torch.func.functional_call``, so the outer loop can differentiate through the inner
 steps (second order) or treat them as constants (first order, FOMAML).
@@ -26,8 +28,8 @@ Parameters = dict[str, torch.Tensor]
 class Rollout:
     """``steps`` x ``num_envs`` transitions; ``alive`` is False once an episode has ended."""
 
-    observations: torch.Tensor  # (T, N, window, channels)
-    actions: torch.Tensor  # (T, N) int64
+    observations: torch.Tensor  # (T, N, window, channels), or (T, N, assets, window, channels)
+    actions: torch.Tensor  # (T, N) int64, or (T, N, assets)
     rewards: torch.Tensor  # (T, N)
     alive: torch.Tensor  # (T, N) bool
 
@@ -58,15 +60,38 @@ def parameters_of(policy: nn.Module) -> Parameters:
     return dict(policy.named_parameters())
 
 
+def action_logits(
+    policy: nn.Module, params: Mapping[str, torch.Tensor], observations: torch.Tensor
+) -> torch.Tensor:
+    """The policy's logits under ``params``: (B, choices), or (B, assets, choices) for a
+    portfolio policy, whose forward returns ``(logits, value)``."""
+    out = functional_call(policy, dict(params), (observations,))
+    logits: torch.Tensor = out[0] if isinstance(out, tuple) else out
+    return logits
+
+
+def action_log_prob(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log pi(a) per batch row (B,): one categorical per asset, the joint action's
+    log-probability the sum over assets (independent given the observation)."""
+    taken = F.log_softmax(logits, dim=-1).gather(-1, actions[..., None]).squeeze(-1)
+    return taken.reshape(len(taken), -1).sum(dim=1)
+
+
+def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One draw per row (and per asset) from the softmax of ``logits``, on the CPU."""
+    probs = logits.softmax(dim=-1).cpu()
+    drawn = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+    return drawn.reshape(probs.shape[:-1])
+
+
 def policy_gradient_loss(
     policy: nn.Module, params: Mapping[str, torch.Tensor], rollout: Rollout, gamma: float
 ) -> torch.Tensor:
     """REINFORCE with a batch baseline: -E[log pi(a|s; params) * advantage] over live steps."""
     device = next(iter(params.values())).device
     observations = rollout.observations.flatten(0, 1).to(device)
-    logits = functional_call(policy, dict(params), (observations,))
-    log_probs = F.log_softmax(logits, dim=-1)
-    taken = log_probs.gather(1, rollout.actions.flatten().to(device)[:, None]).squeeze(1)
+    logits = action_logits(policy, params, observations)
+    taken = action_log_prob(logits, rollout.actions.flatten(0, 1).to(device))
     advantages = rollout.advantages(gamma).flatten().to(device)
     alive = rollout.alive.flatten().to(device)
     return -(taken * advantages)[alive].sum() / alive.sum().clamp(min=1)

@@ -3,13 +3,16 @@
 Before trading a split, the policy takes its inner-loop steps on episodes drawn from the
 ``adapt_bars`` bars just before that split, never from the split itself: adapting on the
 test period would be look-ahead. The adapted copy trades; the meta-learned weights stay.
+A portfolio MAML network (``portfolio_maml``) adapts the same way, on every symbol's bars
+before the split, in the VectorPortfolioEnv.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import fields, replace
-from typing import cast
+from typing import TypeVar, cast
 
 import pandas as pd
 import torch
@@ -19,10 +22,16 @@ from evotrader.config import MAMLStageConfig
 from evotrader.core.checkpoint import Checkpoint
 from evotrader.core.policy import Policy
 from evotrader.data import FeaturePipeline
-from evotrader.env import EnvSpec, VectorMarketEnv
+from evotrader.data.universe_ref import UniverseRef
+from evotrader.env import EnvSpec, PortfolioSpec, VectorMarketEnv, VectorPortfolioEnv
 from evotrader.models.maml_model import Parameters, adapt_parameters, parameters_of
+from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.training.rollouts import collect_rollout
+from evotrader.training.rollouts import VectorEnv, collect_rollout
+
+PORTFOLIO_MAML_KIND = "portfolio_maml"  # one of evotrader.core.checkpoint.PORTFOLIO_KINDS
+
+Net = TypeVar("Net", TransformerPolicy, PortfolioTransformer)
 
 
 def maml_settings(hyperparameters: dict[str, object]) -> MAMLStageConfig:
@@ -49,7 +58,7 @@ def history_before(
     return before.iloc[-needed:]
 
 
-def _episode_steps(env: VectorMarketEnv) -> int:
+def _episode_steps(env: VectorEnv) -> int:
     """The env's episode length: adaptation rolls out whole episodes of a fixed length."""
     length = env.env_spec.episode_length
     if length is None:
@@ -58,8 +67,8 @@ def _episode_steps(env: VectorMarketEnv) -> int:
 
 
 def adaptation_path(
-    policy: TransformerPolicy,
-    env: VectorMarketEnv,
+    policy: TransformerPolicy | PortfolioTransformer,
+    env: VectorEnv,
     settings: MAMLStageConfig,
     seed: int,
 ) -> list[Parameters]:
@@ -94,10 +103,39 @@ def adapted_before(
 ) -> TransformerPolicy:
     """A copy of ``policy`` adapted on the bars just before ``split_start``, in eval mode."""
     history = history_before(bars, split_start, settings.adapt_bars, pipeline, env.window)
-    episode_length = min(settings.episode_length, settings.adapt_bars - 1)
-    spec = replace(env, episode_length=episode_length)
-    vector_env = VectorMarketEnv(history, settings.num_envs, pipeline, spec)
-    final = adaptation_path(policy, vector_env, settings, seed)[-1]
+    vector_env = VectorMarketEnv(history, settings.num_envs, pipeline, _adapt_spec(env, settings))
+    return _adapted(policy, vector_env, settings, seed)
+
+
+def portfolio_adapted_before(
+    net: PortfolioTransformer,
+    bars: Mapping[str, pd.DataFrame],
+    split_start: pd.Timestamp,
+    pipeline: FeaturePipeline,
+    env: EnvSpec,
+    portfolio: PortfolioSpec,
+    settings: MAMLStageConfig,
+    seed: int,
+) -> PortfolioTransformer:
+    """A copy of ``net`` adapted on every symbol's bars just before ``split_start``, in eval
+    mode: ``adapted_before`` over a universe."""
+    history = {
+        symbol: history_before(frame, split_start, settings.adapt_bars, pipeline, env.window)
+        for symbol, frame in bars.items()
+    }
+    spec = _adapt_spec(env, settings)
+    vector_env = VectorPortfolioEnv(history, settings.num_envs, pipeline, spec, portfolio)
+    return _adapted(net, vector_env, settings, seed)
+
+
+def _adapt_spec(env: EnvSpec, settings: MAMLStageConfig) -> EnvSpec:
+    """Episodes that fit in the ``adapt_bars`` decision bars."""
+    return replace(env, episode_length=min(settings.episode_length, settings.adapt_bars - 1))
+
+
+def _adapted(policy: Net, env: VectorEnv, settings: MAMLStageConfig, seed: int) -> Net:
+    """A copy of ``policy`` holding the end of its adaptation path in ``env``, in eval mode."""
+    final = adaptation_path(policy, env, settings, seed)[-1]
     adapted = copy.deepcopy(policy)
     with torch.no_grad():
         for name, value in final.items():
@@ -121,6 +159,32 @@ def trading_policy(checkpoint: Checkpoint, bars: pd.DataFrame, start: pd.Timesta
         start,
         FeaturePipeline.from_state(checkpoint.feature_pipeline),
         EnvSpec.from_dict(checkpoint.env),
+        maml_settings(checkpoint.hyperparameters),
+        int(checkpoint.hyperparameters.get("seed", 0)),
+    )
+
+
+def portfolio_trading_net(
+    checkpoint: Checkpoint,
+    net: PortfolioTransformer,
+    universe: UniverseRef,
+    start: pd.Timestamp,
+    pipeline: FeaturePipeline,
+    env: EnvSpec,
+    portfolio: PortfolioSpec,
+) -> PortfolioTransformer:
+    """A portfolio checkpoint's network ready to trade from ``start``: a ``portfolio_maml``
+    one adapts on the universe's bars before it (loaded only then, seeded by the checkpoint's
+    own seed, as ``trading_policy``); every other kind trades ``net`` as saved."""
+    if checkpoint.kind != PORTFOLIO_MAML_KIND:
+        return net
+    return portfolio_adapted_before(
+        net,
+        universe.load().bars,
+        start,
+        pipeline,
+        env,
+        portfolio,
         maml_settings(checkpoint.hyperparameters),
         int(checkpoint.hyperparameters.get("seed", 0)),
     )

@@ -38,7 +38,7 @@ from evotrader.data import DataError, DataRef, FeaturePipeline, data_roots
 from evotrader.data.universe_ref import UniverseRef
 from evotrader.env import EnvSpec, PortfolioSpec
 from evotrader.models.portfolio_transformer import PortfolioTransformer
-from evotrader.training.adaptation import trading_policy
+from evotrader.training.adaptation import portfolio_trading_net, trading_policy
 from evotrader.training.evaluation import evaluate_on_split
 
 
@@ -248,9 +248,20 @@ class PortfolioCheckpoint:
             ) from error
         return cls(checkpoint, where, spec, pipeline, portfolio, universe, net.eval())
 
-    def policy(self) -> PortfolioPolicy:
-        """A fresh weights policy (it remembers its last target, so one per backtest)."""
-        return PortfolioPolicy(self.net, self.pipeline, self.spec, self.portfolio)
+    def policy(self, start: pd.Timestamp | None = None) -> PortfolioPolicy:
+        """A fresh weights policy (it remembers its last target, so one per backtest) ready
+        to trade from ``start`` (default: the test split's first bar); a ``portfolio_maml``
+        network adapts first on the universe's bars before it, as a MAML checkpoint does."""
+        net = portfolio_trading_net(
+            self.checkpoint,
+            self.net,
+            self.universe,
+            self.test_start if start is None else start,
+            self.pipeline,
+            self.spec,
+            self.portfolio,
+        )
+        return PortfolioPolicy(net, self.pipeline, self.spec, self.portfolio)
 
     def settings(self) -> PortfolioSettings:
         """How ``run_portfolio`` trades this policy: as the env it was trained in did."""

@@ -1,4 +1,5 @@
-"""On-policy episodes from the vector market env, for training loops outside RLlib (MAML).
+"""On-policy episodes from a vector env (one symbol's VectorMarketEnv or a universe's
+VectorPortfolioEnv), for training loops outside RLlib (MAML).
 
 A rollout is one batch of ``num_envs`` episodes of fixed length, sampled from a policy's
 action distribution. Observations are kept so losses can be recomputed under other
@@ -12,17 +13,18 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
-from evotrader.env import VectorMarketEnv
-from evotrader.models.maml_model import Rollout
+from evotrader.env import VectorMarketEnv, VectorPortfolioEnv
+from evotrader.models.maml_model import Rollout, action_logits, sample_actions
+
+VectorEnv = VectorMarketEnv | VectorPortfolioEnv
 
 
 @torch.no_grad()
 def collect_rollout(
     policy: nn.Module,
     params: Mapping[str, torch.Tensor],
-    env: VectorMarketEnv,
+    env: VectorEnv,
     steps: int,
     *,
     env_seed: int,
@@ -30,8 +32,8 @@ def collect_rollout(
 ) -> Rollout:
     """Run ``policy`` (with ``params`` in place of its own) for ``steps`` steps in every env.
 
-    Actions are sampled from the softmax of the logits with ``generator``; ``env_seed`` fixes
-    the episodes' start bars, so a rollout is reproducible.
+    Actions are sampled from the softmax of the logits (per asset in a portfolio env) with
+    ``generator``; ``env_seed`` fixes the episodes' start bars, so a rollout is reproducible.
     """
     device = next(iter(params.values())).device
     obs, _ = env.reset(seed=env_seed)
@@ -39,8 +41,7 @@ def collect_rollout(
     running = np.ones(env.num_envs, dtype=bool)
     for _ in range(steps):
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
-        probs = functional_call(policy, dict(params), (obs_t,)).softmax(dim=-1)
-        action = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1)
+        action = sample_actions(action_logits(policy, params, obs_t), generator)
         next_obs, reward, terminated, truncated, _ = env.step(action.numpy())
         observations.append(obs_t.cpu())
         actions.append(action)
