@@ -138,11 +138,13 @@ def learn_agent(
     with frozen(model.encoder):
         embeddings = embed(agent, samples.obs)
         event_bars = fill_memory(agent, samples, embeddings, decision_bars, segment, regimes)
-        context, _ = sample_contexts(agent, samples.obs, decision_bars, event_bars=event_bars)
+        context, _ = sample_contexts(
+            agent, samples.obs, decision_bars, event_bars=event_bars, embeddings=embeddings
+        )
         if hp.memory_epochs:
             fusion = train_world(context, hp.memory_epochs, seed + 1)
     scale = float(model.return_scale)
-    hidden = policy_inputs(agent, samples.obs, context)
+    hidden = policy_inputs(agent, samples.obs, context, embeddings)
     objective = train_policy_head(
         model.policy,
         hidden,
@@ -221,13 +223,15 @@ def sample_contexts(
     decision_bars: np.ndarray,
     *,
     event_bars: np.ndarray | None = None,
+    embeddings: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Context (S, CONTEXT_DIM) of every training window, causal, and its regime argmax."""
-    embeddings = torch.as_tensor(embed(agent, obs))
+    """Context (S, CONTEXT_DIM) of every training window, causal, and its regime argmax;
+    ``embeddings`` are the windows' ``embed`` when the caller already has them."""
+    keys = torch.as_tensor(embed(agent, obs) if embeddings is None else embeddings)
     contexts, regimes = [], []
     for rows in np.array_split(np.arange(len(obs)), max(1, -(-len(obs) // _CHUNK))):
         memory, regime, pattern = agent.context_parts(
-            obs[rows], embeddings[rows], event_bars=event_bars, decision_bars=decision_bars[rows]
+            obs[rows], keys[rows], event_bars=event_bars, decision_bars=decision_bars[rows]
         )
         contexts.append(np.concatenate([memory, regime, pattern], axis=1))
         regimes.append(regime.argmax(axis=1))
@@ -266,8 +270,11 @@ def fill_memory(
 
 
 @torch.no_grad()
-def policy_inputs(agent: LearningAgent, obs: np.ndarray, context: np.ndarray) -> Tensor:
-    """What the policy head reads for each window: the fused hidden state (S, output_dim)."""
+def policy_inputs(
+    agent: LearningAgent, obs: np.ndarray, context: np.ndarray, embeddings: np.ndarray
+) -> Tensor:
+    """What the policy head reads for each window: the fused hidden state (S, output_dim).
+    ``embeddings`` are the windows' ``embed`` by the current trunk (the heads only run here)."""
     model, captured = agent.world_model.eval(), []
     handle = model.policy.register_forward_pre_hook(lambda _, args: captured.append(args[0]))
     try:
@@ -275,6 +282,7 @@ def policy_inputs(agent: LearningAgent, obs: np.ndarray, context: np.ndarray) ->
             model(
                 torch.as_tensor(obs[rows], device=agent.device),
                 torch.as_tensor(context[rows], device=agent.device),
+                embedding=torch.as_tensor(embeddings[rows], device=agent.device),
             )
     finally:
         handle.remove()
