@@ -13,6 +13,7 @@ handful of small experts that is simpler and no slower than gathering.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import torch
@@ -25,8 +26,8 @@ from evotrader.models.transformer_policy import PolicyHeads, TransformerPolicy
 class Routing(NamedTuple):
     """The gate's decision for a batch: softmax probabilities and the weights actually used."""
 
-    probs: torch.Tensor  # (B, K), sums to one
-    weights: torch.Tensor  # (B, K), sums to one; zero outside the top-k when routing top-k
+    probs: torch.Tensor  # (B, K) or, routing each asset, (B, assets, K); sums to one
+    weights: torch.Tensor  # the same shape, sums to one; zero outside the top-k when top-k
 
 
 class MoEPolicy(PolicyHeads):
@@ -41,27 +42,12 @@ class MoEPolicy(PolicyHeads):
         gate_hidden: int = 32,
     ) -> None:
         super().__init__()
-        if num_experts < 1:
-            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
-        if not 0 <= top_k <= num_experts:
-            raise ValueError(f"top_k must be in [0, num_experts={num_experts}], got {top_k}")
-        if gate_hidden < 1:
-            raise ValueError(f"gate_hidden must be >= 1, got {gate_hidden}")
         self.spec, self.num_actions = spec, int(num_actions)
-        # top_k == num_experts keeps every expert: that is soft routing, stored as 0.
         self.num_experts, self.gate_hidden = num_experts, gate_hidden
-        self.top_k = 0 if top_k == num_experts else top_k
+        self.top_k = checked_top_k(num_experts, top_k, gate_hidden)
         self.experts = nn.ModuleList(CoreTransformer(spec) for _ in range(num_experts))
         # The gate reads cheap window summaries: the last bar, the window mean and spread.
-        self.gate = nn.Sequential(
-            nn.Linear(3 * spec.input_dim, gate_hidden),
-            nn.Tanh(),
-            nn.Linear(gate_hidden, num_experts),
-        )
-        gate_out = self.gate[2]
-        assert isinstance(gate_out, nn.Linear)
-        nn.init.normal_(gate_out.weight, std=0.02)  # near-uniform routing at the start
-        nn.init.zeros_(gate_out.bias)
+        self.gate = gate_network(3 * spec.input_dim, gate_hidden, num_experts)
         self.add_heads()
 
     def architecture(self) -> dict[str, Any]:
@@ -85,12 +71,7 @@ class MoEPolicy(PolicyHeads):
 
     def route(self, obs: torch.Tensor) -> Routing:
         summary = torch.cat([obs[:, -1], obs.mean(dim=1), obs.std(dim=1, unbiased=False)], -1)
-        probs = self.gate(summary).softmax(dim=-1)
-        if self.top_k == 0:
-            return Routing(probs, probs)
-        top = probs.topk(self.top_k, dim=-1)
-        kept = torch.zeros_like(probs).scatter(-1, top.indices, top.values)
-        return Routing(probs, kept / kept.sum(dim=-1, keepdim=True))
+        return gate_routing(self.gate(summary), self.top_k)
 
     def encode(self, obs: torch.Tensor) -> tuple[torch.Tensor, Routing]:
         """The gate-weighted mixture of expert embeddings (B, D) and the routing behind it."""
@@ -127,14 +108,56 @@ class MoEPolicy(PolicyHeads):
                 f"{policy.num_actions} actions: the experts are {self.spec.to_dict()} with "
                 f"{self.num_actions} actions"
             )
-        generator = torch.Generator().manual_seed(seed)
-        for expert in self.experts:
-            expert.load_state_dict(policy.encoder.state_dict())
-            with torch.no_grad():
-                for parameter in expert.parameters():
-                    parameter.add_(noise * torch.randn(parameter.shape, generator=generator))
+        copy_with_noise(self.experts, policy.encoder, noise, seed)
         self.pi.load_state_dict(policy.pi.state_dict())
         self.vf.load_state_dict(policy.vf.state_dict())
+
+
+def checked_top_k(num_experts: int, top_k: int, gate_hidden: int) -> int:
+    """The gate's settings checked (``ValueError`` naming the bad one) and the ``top_k`` a
+    mixture stores: ``top_k == num_experts`` keeps every expert, which is soft routing (0)."""
+    if num_experts < 1:
+        raise ValueError(f"num_experts must be >= 1, got {num_experts}")
+    if not 0 <= top_k <= num_experts:
+        raise ValueError(f"top_k must be in [0, num_experts={num_experts}], got {top_k}")
+    if gate_hidden < 1:
+        raise ValueError(f"gate_hidden must be >= 1, got {gate_hidden}")
+    return 0 if top_k == num_experts else top_k
+
+
+def gate_network(inputs: int, hidden: int, num_experts: int) -> nn.Sequential:
+    """The gate: ``inputs`` -> tanh hidden layer -> one logit per expert, its last layer
+    initialised small so routing starts near uniform."""
+    gate = nn.Sequential(nn.Linear(inputs, hidden), nn.Tanh(), nn.Linear(hidden, num_experts))
+    gate_out = gate[2]
+    assert isinstance(gate_out, nn.Linear)
+    nn.init.normal_(gate_out.weight, std=0.02)
+    nn.init.zeros_(gate_out.bias)
+    return gate
+
+
+def gate_routing(logits: torch.Tensor, top_k: int) -> Routing:
+    """The gate's logits (..., K) as routing: soft (``top_k`` 0) or the ``top_k`` largest
+    probabilities renormalised, over the last axis."""
+    probs = logits.softmax(dim=-1)
+    if top_k == 0:
+        return Routing(probs, probs)
+    top = probs.topk(top_k, dim=-1)
+    kept = torch.zeros_like(probs).scatter(-1, top.indices, top.values)
+    return Routing(probs, kept / kept.sum(dim=-1, keepdim=True))
+
+
+def copy_with_noise(
+    experts: Iterable[nn.Module], source: nn.Module, noise: float, seed: int
+) -> None:
+    """Every expert becomes ``source`` plus Gaussian noise (standard deviation ``noise``) drawn
+    from a generator seeded with ``seed``, expert by expert, parameter by parameter."""
+    generator = torch.Generator().manual_seed(seed)
+    for expert in experts:
+        expert.load_state_dict(source.state_dict())
+        with torch.no_grad():
+            for parameter in expert.parameters():
+                parameter.add_(noise * torch.randn(parameter.shape, generator=generator))
 
 
 def load_balancing_loss(routing: Routing, top_k: int) -> torch.Tensor:
@@ -142,14 +165,14 @@ def load_balancing_loss(routing: Routing, top_k: int) -> torch.Tensor:
 
     P_k is the mean gate probability of expert k and f_k the share of routing it receives:
     the mean weight under soft routing, the share of top-k slots under top-k routing. Its
-    gradient flows through P, pushing probability away from over-used experts.
+    gradient flows through P, pushing probability away from over-used experts. Means run
+    over every routed item: each sample, or each (sample, asset) when assets are routed.
     """
     num_experts = routing.probs.shape[-1]
-    mean_prob = routing.probs.mean(dim=0)
-    if top_k == 0:
-        share = routing.weights.mean(dim=0)
-    else:
-        share = (routing.weights > 0).float().mean(dim=0) / top_k
+    probs = routing.probs.reshape(-1, num_experts)
+    weights = routing.weights.reshape(-1, num_experts)
+    mean_prob = probs.mean(dim=0)
+    share = weights.mean(dim=0) if top_k == 0 else (weights > 0).float().mean(dim=0) / top_k
     return num_experts * (share * mean_prob).sum()
 
 

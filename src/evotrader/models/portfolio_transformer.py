@@ -37,16 +37,11 @@ class PortfolioTransformer(nn.Module):
             )
         self.spec, self.num_choices, self.cross_layers = spec, int(num_choices), int(cross_layers)
         self.encoder = CoreTransformer(spec)
-        # The cross-asset blocks work on the trunk's embeddings (output_dim wide).
-        cross = replace(spec, model_dim=spec.output_dim)
-        self.cross = nn.ModuleList(EncoderBlock(cross) for _ in range(self.cross_layers))
+        self.cross = cross_blocks(spec, self.cross_layers)
         self.ln_cross = nn.LayerNorm(spec.output_dim)
         self.pi = nn.Linear(spec.output_dim, self.num_choices)
         self.vf = nn.Linear(spec.output_dim, 1)
-        for module in self.cross.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
+        init_cross(self.cross)
         nn.init.normal_(self.pi.weight, std=0.01)  # near-uniform initial policy
         nn.init.zeros_(self.pi.bias)
 
@@ -63,14 +58,19 @@ class PortfolioTransformer(nn.Module):
         spec = TransformerSpec.from_dict(architecture["encoder"])
         return cls(spec, int(architecture["num_choices"]), int(architecture["cross_layers"]))
 
-    def embed(self, obs: torch.Tensor) -> torch.Tensor:
-        """Per-asset embeddings (B, assets, output_dim), each informed by every asset."""
+    def encode_assets(self, obs: torch.Tensor) -> torch.Tensor:
+        """Each asset's own embedding (B, assets, output_dim) from the shared trunk, before
+        any asset sees another."""
         if obs.dim() != 4:
             raise ValueError(
                 f"expected observations (batch, assets, window, channels), got {tuple(obs.shape)}"
             )
         batch, assets = obs.shape[0], obs.shape[1]
-        h = self.encoder(obs.reshape(batch * assets, *obs.shape[2:])).view(batch, assets, -1)
+        return self.encoder(obs.reshape(batch * assets, *obs.shape[2:])).view(batch, assets, -1)
+
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        """Per-asset embeddings (B, assets, output_dim), each informed by every asset."""
+        h = self.encode_assets(obs)
         for block in self.cross:
             h = block(h)
         out: torch.Tensor = self.ln_cross(h)
@@ -94,3 +94,18 @@ class PortfolioTransformer(nn.Module):
         device = self.pi.weight.device
         logits, _ = self(torch.as_tensor(observations, dtype=torch.float32, device=device))
         return logits.argmax(dim=-1).cpu().numpy()
+
+
+def cross_blocks(spec: TransformerSpec, layers: int) -> nn.ModuleList:
+    """``layers`` attention blocks across the assets' embeddings (``spec.output_dim`` wide),
+    not yet initialised (``init_cross``)."""
+    cross = replace(spec, model_dim=spec.output_dim)
+    return nn.ModuleList(EncoderBlock(cross) for _ in range(layers))
+
+
+def init_cross(blocks: nn.Module) -> None:
+    """Small weights for the cross-asset blocks, so they start close to the identity."""
+    for module in blocks.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)

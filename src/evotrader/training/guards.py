@@ -37,6 +37,7 @@ from evotrader.core.policy import Policy
 from evotrader.data import DataError, DataRef, FeaturePipeline, data_roots
 from evotrader.data.universe_ref import UniverseRef
 from evotrader.env import EnvSpec, PortfolioSpec
+from evotrader.models.portfolio_moe import PortfolioMoE
 from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.training.adaptation import portfolio_trading_net, trading_policy
 from evotrader.training.evaluation import evaluate_on_split
@@ -236,8 +237,7 @@ class PortfolioCheckpoint:
             universe = UniverseRef.checked(
                 checkpoint.extra["universe"], roots or data_roots(PROJECT_ROOT)
             )
-            net = PortfolioTransformer.from_architecture(checkpoint.architecture)
-            net.load_state_dict(checkpoint.state_dict)
+            net = portfolio_network(checkpoint)
             if spec.agent_state:
                 raise ValueError("env.agent_state is true, but a weights policy reads history only")
         except DataError as error:
@@ -271,6 +271,16 @@ class PortfolioCheckpoint:
     def test_start(self) -> pd.Timestamp:
         """The first bar of its test split (bars before it are history only)."""
         return pd.Timestamp(self.checkpoint.data_range["test_start"])
+
+
+def portfolio_network(checkpoint: Checkpoint) -> PortfolioTransformer:
+    """A portfolio checkpoint's network with its weights: a ``PortfolioMoE`` for
+    ``portfolio_moe``, a ``PortfolioTransformer`` for every other portfolio kind. Raises
+    (``KeyError``, ``ValueError``, ``RuntimeError``) on a damaged architecture or weights."""
+    network = PortfolioMoE if checkpoint.kind == "portfolio_moe" else PortfolioTransformer
+    net = network.from_architecture(checkpoint.architecture)
+    net.load_state_dict(checkpoint.state_dict)
+    return net
 
 
 def portfolio_settings(spec: EnvSpec, portfolio: PortfolioSpec) -> PortfolioSettings:
