@@ -31,7 +31,9 @@ CHAMPION_STAGE = "autonomous_final"
 RUN_CONFIG = "config.yaml"  # a run folder's resolved config; its `stages` list the run's order
 # Kinds whose policy trades a universe (target weights per asset), not one symbol: their
 # ``extra`` names a universe reference and a PortfolioSpec instead of a data reference.
-PORTFOLIO_KINDS = frozenset({"portfolio_ppo", "portfolio_maml", "portfolio_moe"})
+PORTFOLIO_KINDS = frozenset(
+    {"portfolio_ppo", "portfolio_maml", "portfolio_moe", "portfolio_autonomous"}
+)
 
 
 class CheckpointError(ValueError):
