@@ -18,14 +18,12 @@ from evotrader.backtest.significance import edge_on_test, excess_returns
 from evotrader.config import ConfigError
 from evotrader.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evotrader.data import DataError
-from evotrader.data.universe import load_universe
 from evotrader.training.guards import (
     PortfolioCheckpoint,
     PortfolioPolicy,
     TradableCheckpoint,
     load_portfolio_policy,
 )
-from evotrader.training.market_envs import universe_inputs
 from evotrader.training.pipeline import StageContext, prepare
 from evotrader.training.portfolio_validation import compare_on_split
 from evotrader.training.ppo_stage import check_settings, run_ppo_stage
@@ -54,14 +52,13 @@ TINY = [
 
 
 def portfolio_context(run_dir: Path, *overrides: str) -> StageContext:
-    """What the pipeline hands stage_1_ppo for a portfolio run: the config, and (for its
-    single-symbol checks) the first symbol's bars; the stage loads the universe itself."""
-    config = training_config(*overrides)
-    bars = load_universe("synthetic_universe", ["A0"], **config.data.options).bars["A0"]
-    inputs = universe_inputs(config)
+    """What the pipeline hands stage_1_ppo for a portfolio run."""
+    config = training_config("stages=[stage_1_ppo]", *overrides)
+    inputs = prepare(config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    Fingerprint(fingerprint_values(config, bars), ["stage_1_ppo"]).save(run_dir / FINGERPRINT_FILE)
-    return StageContext("stage_1_ppo", config, run_dir, bars, inputs.splits, inputs.pipeline, {})
+    values = fingerprint_values(config, inputs.bars)
+    Fingerprint(values, ["stage_1_ppo"]).save(run_dir / FINGERPRINT_FILE)
+    return inputs.context("stage_1_ppo", config, run_dir, {})
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +71,7 @@ def trained(ray_session, tmp_path_factory: pytest.TempPathFactory) -> StageConte
 
 
 def test_two_iterations_leave_a_portfolio_checkpoint(trained: StageContext) -> None:
+    assert trained.checkpoint_path.name == "A0+A1+A2+A3_stage_1_ppo.pth"  # named by universe
     checkpoint = load_checkpoint(trained.checkpoint_path)
     assert checkpoint.kind == "portfolio_ppo"
     assert checkpoint.symbol == "A0+A1+A2+A3"
@@ -87,6 +85,18 @@ def test_two_iterations_leave_a_portfolio_checkpoint(trained: StageContext) -> N
     assert set(checkpoint.metrics) >= {"sharpe", "equal_weight_sharpe", "excess_return"}
     ledger = (trained.run_dir / "trials.jsonl").read_text().splitlines()
     assert len(ledger) == 2  # one trial per validation (eval_interval=1)
+
+
+def test_the_run_folder_binds_every_symbols_bars(trained: StageContext) -> None:
+    """The fingerprint covers the whole universe, not only data.symbol's bars: a change in
+    the last asset's closes alone changes it."""
+    assert {symbol for symbol, _ in trained.bars.columns} == set(SYMBOLS)
+    values = fingerprint_values(trained.config, trained.bars)
+    edited = trained.bars.copy()
+    edited[("A3", "close")] *= 1.001
+    assert fingerprint_values(trained.config, edited)["bars.sha256"] != values["bars.sha256"]
+    assert trained.universe is not None
+    assert values["bars.rows"] == len(trained.universe.universe.bars["A3"])  # one calendar
 
 
 def test_tradable_checkpoint_refuses_it_and_portfolio_checkpoint_trades_it(
@@ -161,7 +171,8 @@ def test_default_runs_carry_no_portfolio_key(trained: StageContext) -> None:
 
 def test_the_validation_comparison_names_equal_weight(trained: StageContext) -> None:
     tradable = PortfolioCheckpoint.load(trained.checkpoint_path)
-    inputs = universe_inputs(trained.config)
+    inputs = trained.universe
+    assert inputs is not None
     comparison = compare_on_split(
         tradable.net, inputs, trained.config.env, inputs.splits.validation
     )
@@ -215,7 +226,8 @@ def test_ppo_finds_the_planted_lead_lag_and_no_edge_in_noise(
     )
     run_ppo_stage(ctx)
     tradable = PortfolioCheckpoint.load(ctx.checkpoint_path)
-    inputs = universe_inputs(ctx.config)
+    inputs = ctx.universe
+    assert inputs is not None
     comparison = compare_on_split(tradable.net, inputs, ctx.config.env, inputs.splits.test)
     numbers = comparison.numbers()
     edge = edge_on_test(excess_returns(comparison.policy.equity, comparison.equal_weight.equity))
@@ -230,7 +242,7 @@ def test_ppo_finds_the_planted_lead_lag_and_no_edge_in_noise(
 
 def test_portfolio_runs_refuse_what_they_cannot_train_naming_the_key(tmp_path: Path) -> None:
     noise = [*TINY, *universe_overrides("noise", 300)]
-    check_settings(portfolio_context(tmp_path, *noise, "stages=[stage_1_ppo]"))  # fine
+    check_settings(portfolio_context(tmp_path, *noise))  # fine
     with pytest.raises(ConfigError, match=r"stages: \['strategy_search'\] train one symbol only"):
         prepare(training_config(*noise, "stages=[stage_1_ppo,strategy_search]"))
     with pytest.raises(ConfigError, match=r"portfolio.action: PPO trains the 'discrete' form"):

@@ -71,6 +71,12 @@ class UniverseInputs:
     pipeline: FeaturePipeline
     portfolio: PortfolioSpec
 
+    @property
+    def name(self) -> str:
+        """The universe's symbols joined by "+": what its checkpoints and registry entries
+        are named after (``A0+A1+A2``)."""
+        return "+".join(self.universe.symbols)
+
     def bars(self, split: pd.DataFrame, history: bool = False) -> dict[str, pd.DataFrame]:
         """Every symbol's bars over ``split``'s dates (from the first bar with ``history``)."""
         first = None if history else split.index[0]

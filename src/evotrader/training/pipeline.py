@@ -39,9 +39,10 @@ from evotrader.core.atomic import write_atomic
 from evotrader.core.checkpoint import Checkpoint, CheckpointError, checkpoint_name
 from evotrader.core.sql import shown_url
 from evotrader.data import FeaturePipeline, TimeSplits
-from evotrader.env import VectorMarketEnv
+from evotrader.env import VectorMarketEnv, VectorPortfolioEnv
 from evotrader.lifecycle.states import LifecycleError
 from evotrader.lifecycle.store import REGISTRY_FILE, ModelRegistry
+from evotrader.training.market_envs import UniverseInputs, universe_inputs
 from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, RunFolderError, open_run
 from evotrader.training.stages import STAGES, stage
 from evotrader.training.trials import LEDGER_NAME, TrialLedger
@@ -68,6 +69,12 @@ class StageContext:
     splits: TimeSplits
     pipeline: FeaturePipeline
     completed: dict[str, StageResult]  # the stages finished before this one, in order
+    universe: UniverseInputs | None = None  # a portfolio run's universe (env=portfolio)
+
+    @property
+    def scope(self) -> str:
+        """What the run trades: ``data.symbol``, or a universe's symbols joined by "+"."""
+        return self.config.data.symbol if self.universe is None else self.universe.name
 
     @property
     def stage_dir(self) -> Path:
@@ -79,7 +86,7 @@ class StageContext:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.run_dir / checkpoint_name(self.config.data.symbol, self.name)
+        return self.run_dir / checkpoint_name(self.scope, self.name)
 
     @property
     def trials(self) -> TrialLedger:
@@ -183,17 +190,29 @@ class RunState:
 
 @dataclass(frozen=True)
 class RunInputs:
-    """The run's bars, validated and split, and the feature pipeline fitted on train."""
+    """The run's bars, validated and split, and the feature pipeline fitted on train; for a
+    portfolio run the universe too, ``bars`` then being every symbol's bars side by side
+    (columns ``(symbol, field)``: what the run folder's fingerprint binds)."""
 
     bars: pd.DataFrame
     splits: TimeSplits
     pipeline: FeaturePipeline
+    universe: UniverseInputs | None = None
+
+    def context(
+        self, name: str, config: TrainingConfig, run_dir: Path, completed: dict[str, StageResult]
+    ) -> StageContext:
+        """What stage ``name`` is handed."""
+        return StageContext(
+            name, config, run_dir, self.bars, self.splits, self.pipeline, completed, self.universe
+        )
 
 
 def prepare(config: TrainingConfig) -> RunInputs:
     """Check the config and the data without writing anything: the stage list, the bars
-    (loaded and validated by their source), the splits, the env over the training split,
-    the model, then every configured stage's settings."""
+    (loaded and validated by their source; every symbol of ``data.universe`` for a portfolio
+    run, aligned on one calendar), the splits, the env over the training split, the model,
+    then every configured stage's settings."""
     unknown = [name for name in config.stages if name not in STAGES.names()]
     if unknown:
         raise ConfigError(f"stages: unknown {unknown}; available: {list(STAGES.names())}")
@@ -208,6 +227,15 @@ def prepare(config: TrainingConfig) -> RunInputs:
                 f"stages: {single} train one symbol only; over a universe (env=portfolio) "
                 f"use {able}"
             )
+    inputs = _universe_inputs(config) if config.portfolio else _symbol_inputs(config)
+    run_dir = Path(config.runs_dir) / config.run_name  # not created: the checks write nothing
+    for name in config.stages:
+        with config_errors(name):
+            stage(name).check_settings(inputs.context(name, config, run_dir, {}))
+    return inputs
+
+
+def _symbol_inputs(config: TrainingConfig) -> RunInputs:
     with config_errors("data"):
         data_reference(config.data)  # before any file is read
         bars = bars_from(config.data)
@@ -218,12 +246,19 @@ def prepare(config: TrainingConfig) -> RunInputs:
         observations, _ = VectorMarketEnv(splits.train, 1, pipeline, config.env).reset(seed=0)
     with config_errors("model"):
         config.model.with_input(observations.shape[-1])
-    run_dir = Path(config.runs_dir) / config.run_name  # not created: the checks write nothing
-    for name in config.stages:
-        context = StageContext(name, config, run_dir, bars, splits, pipeline, {})
-        with config_errors(name):
-            stage(name).check_settings(context)
     return RunInputs(bars, splits, pipeline)
+
+
+def _universe_inputs(config: TrainingConfig) -> RunInputs:
+    universe = universe_inputs(config)
+    with config_errors("env"):
+        train = universe.bars(universe.splits.train)
+        env = VectorPortfolioEnv(train, 1, universe.pipeline, config.env, universe.portfolio)
+        observations, _ = env.reset(seed=0)
+    with config_errors("model"):
+        config.model.with_input(observations.shape[-1])
+    panel = pd.concat(universe.universe.bars, axis=1)  # columns (symbol, field)
+    return RunInputs(panel, universe.splits, universe.pipeline, universe)
 
 
 def run_pipeline(config: TrainingConfig, *, new_run: bool = False) -> dict[str, StageResult]:
@@ -237,7 +272,8 @@ def run_pipeline(config: TrainingConfig, *, new_run: bool = False) -> dict[str, 
         config, run_dir = run.config, run.path
         state_path = run_dir / "state.json"
         state = RunState.load(state_path)
-        log.info(f"[run] {run_dir}  data={config.data.source}:{config.data.symbol}")
+        scope = inputs.universe.name if inputs.universe else config.data.symbol
+        log.info(f"[run] {run_dir}  data={config.data.source}:{scope}")
         log.info(inputs.splits.describe())
         start_ray(config.ray)
 
@@ -248,9 +284,7 @@ def run_pipeline(config: TrainingConfig, *, new_run: bool = False) -> dict[str, 
             before = config.stages[: config.stages.index(name)]
             earlier = {done: state.completed[done] for done in before if done in state.completed}
             run.start_stage(name)
-            context = StageContext(
-                name, config, run_dir, inputs.bars, inputs.splits, inputs.pipeline, earlier
-            )
+            context = inputs.context(name, config, run_dir, earlier)
             started = time.perf_counter()
             result = stage(name).run(context)
             result.seconds = time.perf_counter() - started

@@ -136,7 +136,7 @@ def portfolio_checkpoint(
         hyperparameters={**hyperparameters, "seed": ctx.config.seed},
         feature_pipeline=inputs.pipeline.state_dict(),
         env=ctx.config.env.to_dict(),
-        symbol="+".join(inputs.universe.symbols),
+        symbol=inputs.name,
         data_range=replace(ctx, splits=inputs.splits).data_range(),
         metrics={key: float(value) for key, value in metrics.items()},
         extra={

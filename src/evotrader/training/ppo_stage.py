@@ -8,7 +8,6 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from evotrader.config import PPOStageConfig
 from evotrader.models.portfolio_ppo_model import PortfolioPPOModule
 from evotrader.models.ppo_model import TransformerPPOModule
-from evotrader.training.market_envs import universe_inputs
 from evotrader.training.pipeline import StageContext, StageResult
 from evotrader.training.rllib_stage import RLlibStage, check_rllib_settings, run_rllib_stage
 from evotrader.training.stages import register_stage
@@ -17,15 +16,15 @@ PORTFOLIO_KIND = "portfolio_ppo"  # one of evotrader.core.checkpoint.PORTFOLIO_K
 
 
 def ppo_stage(ctx: StageContext) -> RLlibStage:
-    """The single-symbol stage, or with a ``portfolio`` section (env=portfolio) the portfolio
+    """The single-symbol stage, or in a portfolio run (env=portfolio) the portfolio
     transformer over ``data.universe``."""
     encoder = {"encoder": ctx.config.model.to_dict()}
-    if ctx.config.portfolio:
+    if ctx.universe is not None:
         return RLlibStage(
             kind=PORTFOLIO_KIND,
             settings=ctx.config.stage_1_ppo,
             module_spec=RLModuleSpec(module_class=PortfolioPPOModule, model_config=encoder),
-            universe=universe_inputs(ctx.config),
+            universe=ctx.universe,
         )
     return RLlibStage(
         kind="ppo",
