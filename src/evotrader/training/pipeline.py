@@ -71,6 +71,13 @@ class StageContext:
     completed: dict[str, StageResult]  # the stages finished before this one, in order
     universe: UniverseInputs | None = None  # a portfolio run's universe (env=portfolio)
 
+    def __post_init__(self) -> None:
+        if bool(self.config.portfolio) != (self.universe is not None):
+            raise ValueError(
+                "StageContext: a portfolio run (env=portfolio) and only one carries its "
+                "universe; build contexts with prepare(config).context(...)"
+            )
+
     @property
     def scope(self) -> str:
         """What the run trades: ``data.symbol``, or a universe's symbols joined by "+"."""
