@@ -1,8 +1,9 @@
-"""RLlib's view of the Mixture of Experts: an RLModule and a PPO learner with a balance loss.
+"""RLlib's view of the Mixture of Experts: RLModules and a PPO learner with a balance loss.
 
-``MoEPPOModule`` wraps the Ray-free ``MoEPolicy`` (what checkpoints hold);
-``MoEPPOLearner`` adds the gate's load-balancing loss to PPO's and logs expert
-utilisation and gate entropy.
+``MoEPPOModule`` wraps the Ray-free ``MoEPolicy`` (what checkpoints hold), and
+``PortfolioMoEModule`` the ``PortfolioMoE`` of a portfolio run; ``MoEPPOLearner`` adds the
+gate's load-balancing loss to PPO's and logs expert utilisation and gate entropy, for
+either (a portfolio gate routes each asset: its balance counts every (sample, asset)).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from evotrader.models.moe_policy import MoEPolicy, Routing, gate_entropy, load_balancing_loss
+from evotrader.models.portfolio_moe import PortfolioMoE
+from evotrader.models.portfolio_ppo_model import PortfolioPPOModule
 from evotrader.models.ppo_model import module_inputs
 
 GATE_PROBS = "gate_probs"
@@ -59,12 +62,44 @@ class MoEPPOModule(TorchRLModule, ValueFunctionAPI):
         return self.net.vf(embeddings).squeeze(-1)
 
 
+class PortfolioMoEModule(PortfolioPPOModule):
+    """``PortfolioPPOModule`` (its checks of the spaces, its per-asset action distribution,
+    its value) with a ``PortfolioMoE`` as the net; ``model_config`` adds ``num_experts``,
+    ``top_k`` and ``gate_hidden`` to the encoder (and optional ``cross_layers``, each
+    expert's depth)."""
+
+    net: PortfolioMoE
+
+    def setup(self) -> None:
+        super().setup()  # checks the spaces and sizes the network, then the mixture replaces it
+        config, shape = self.model_config, self.net
+        assert isinstance(config, dict)  # checked by PortfolioPPOModule.setup
+        self.net = PortfolioMoE(
+            shape.spec,
+            shape.num_choices,
+            shape.cross_layers,
+            int(config["num_experts"]),
+            int(config["top_k"]),
+            int(config["gate_hidden"]),
+        )
+
+    def _forward_train(self, batch: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        embedding, routing = self.net.encode(batch[Columns.OBS])
+        return {
+            Columns.ACTION_DIST_INPUTS: self.net.logits(embedding).flatten(start_dim=1),
+            Columns.EMBEDDINGS: embedding,
+            GATE_PROBS: routing.probs,
+            GATE_WEIGHTS: routing.weights,
+        }
+
+
 class MoEPPOLearner(PPOTorchLearner):
     """PPO's loss plus ``load_balance_coeff`` times the gate's load-balancing loss.
 
     The coefficient comes from ``learner_config_dict["load_balance_coeff"]``. Logs, per
     module, the balance loss, the gate entropy and each expert's utilisation (its mean
-    routing weight), next to PPO's own scalars.
+    routing weight over every routed sample, or (sample, asset) in a portfolio), next to
+    PPO's own scalars.
     """
 
     def compute_loss_for_module(
@@ -74,11 +109,13 @@ class MoEPPOLearner(PPOTorchLearner):
             module_id=module_id, config=config, batch=batch, fwd_out=fwd_out
         )
         module = self.module[module_id].unwrapped()
-        assert isinstance(module, MoEPPOModule), f"{module_id} is a {type(module).__name__}"
+        assert isinstance(module, (MoEPPOModule, PortfolioMoEModule)), (
+            f"{module_id} is a {type(module).__name__}"
+        )
         net = module.net
         routing = Routing(fwd_out[GATE_PROBS], fwd_out[GATE_WEIGHTS])
         balance = load_balancing_loss(routing, net.top_k)
-        utilisation = routing.weights.detach().mean(dim=0)
+        utilisation = routing.weights.detach().reshape(-1, net.num_experts).mean(dim=0)
         self.metrics.log_dict(
             {
                 "load_balance_loss": balance.detach(),
