@@ -10,10 +10,17 @@ from evotrader.nas.search_controller import (
     SearchController,
     make_controller,
 )
-from evotrader.nas.search_space import Gene, Genome, GenomeError, SearchSpace
+from evotrader.nas.search_space import (
+    CROSS_ASSET_GENES,
+    Gene,
+    Genome,
+    GenomeError,
+    SearchSpace,
+)
 
 __all__ = [
     "CONTROLLERS",
+    "CROSS_ASSET_GENES",
     "Evolution",
     "Gene",
     "Genome",

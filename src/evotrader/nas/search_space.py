@@ -5,6 +5,11 @@ heads, layers, pooling, window, memory k, ...) and hyperparameter genes (learnin
 batch size, risk scale, ...), all declared in config. Every genome that leaves this module
 has been validated: values in range, and the cross-gene constraints (model_dim divisible by
 num_heads) hold, so no invalid combination ever reaches torch.
+
+Cross-asset genes (``CROSS_ASSET_GENES``) shape what only a portfolio agent has: the
+attention blocks across a universe's assets (``PortfolioTransformer``'s ``cross_layers``).
+They are declared in config like the others (configs/env/portfolio.yaml adds them), and the
+autonomous stage refuses them in a single-symbol run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ Genome = dict[str, Any]
 KINDS = ("choice", "int", "float", "log_float")
 GROUPS = ("architecture", "hyperparameter")
 MAX_REPAIRS = 100
+CROSS_ASSET_GENES = ("cross_layers",)  # attention blocks across assets (portfolio runs only)
 
 
 class GenomeError(ValueError):
@@ -119,6 +125,10 @@ class SearchSpace:
                 raise GenomeError(f"gene {name!r}: unknown keys {sorted(unknown)}")
             built.append(Gene(name=name, **{**spec, "values": tuple(spec.get("values", ()))}))
         return cls(built)
+
+    def only(self, names: Sequence[str]) -> SearchSpace:
+        """The space with just the genes named (in this space's order)."""
+        return SearchSpace([gene for name, gene in self.genes.items() if name in names])
 
     def names(self, group: str) -> list[str]:
         return [name for name, gene in self.genes.items() if gene.group == group]

@@ -12,13 +12,19 @@ numbers. The champion (best validation fitness over every member ever tried) is 
 validation split it was selected on, the Deflated Sharpe Ratio of its excess over buy-and-hold
 over every trial of the run (all stages) and the PBO; then once on the test split, a one-trial
 test of that excess, from which the verdict on its edge is drawn.
+
+With env=portfolio the members are portfolio agents over ``data.universe`` instead
+(``portfolio_autonomous``: a shared per-asset trunk plus the cross-asset genes' attention
+across assets), judged against equal weight, and the champion is a ``portfolio_autonomous``
+checkpoint named after the universe; the loop below is the same. ``MemberForm`` is all that
+differs: the search space, the members' Ray task, their cost estimate and checkpoint, and the
+champion's look at the test split.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +55,6 @@ from evotrader.backtest.significance import (
 from evotrader.config import (
     AutonomousStageConfig,
     ConfigError,
-    FitnessConfig,
     data_reference,
 )
 from evotrader.core.checkpoint import (
@@ -70,7 +75,18 @@ from evotrader.training.evaluation import HEADLINE, headline
 from evotrader.training.guards import TradableCheckpoint
 from evotrader.training.member_scheduling import as_completed, job_cost, longest_first
 from evotrader.training.pipeline import StageContext, StageResult
-from evotrader.training.population import Archive, Member, agent_settings, check_genes
+from evotrader.training.population import (
+    Archive,
+    Job,
+    Member,
+    MemberForm,
+    Outcome,
+    TestLook,
+    agent_settings,
+    check_genes,
+    fitness,
+)
+from evotrader.training.portfolio_autonomous import check_portfolio_settings, portfolio_form
 from evotrader.training.stages import register_stage
 from evotrader.training.trials import Trial, stage_counts
 from evotrader.training.warm_start import warm_start_donor
@@ -91,38 +107,13 @@ class DataSpec:
     env: EnvSpec
 
 
-@dataclass(frozen=True)
-class Job:
-    """One member to train and score; ``parent`` is the weight donor's agent or trunk state."""
-
-    member_id: int
-    genome: dict[str, Any]
-    seed: int
-    augmentation: str
-    parent: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class Outcome:
-    member_id: int
-    fitness: float
-    metrics: dict[str, float]
-    returns: list[float]  # per bar on the validation split, after costs
-    benchmark_returns: list[float]  # buy-and-hold on the same bars
-    architecture: dict[str, Any]
-    state_dict: dict[str, torch.Tensor]
-    seconds: float  # the task's wall time on its worker (for scheduling reports only)
-
-
 def run_autonomous_stage(ctx: StageContext) -> StageResult:
     settings = ctx.config.stage_4_autonomous
-    space = SearchSpace.from_config(settings.genes)
-    check_genes(space)
+    form = portfolio_form(ctx, settings) if ctx.config.portfolio else symbol_form(ctx, settings)
+    space = form.space
     controller = make_controller(settings.controller, space, **settings.controller_options)
     archive_path = ctx.stage_dir / "archive.json"
     archive = Archive.load(archive_path)
-    data = data_spec(ctx)
-    chartist = ray.put(shared_chartist(ctx, space))
     seed = ctx.config.seed
     if archive.generations_done == 0 and not archive.offspring:
         archive.offspring = controller.initial(settings.population, _rng(seed, 0, "breed"))
@@ -130,8 +121,6 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
         log.info(f"[{ctx.name}] resuming after generation {archive.generations_done}")
     writer = SummaryWriter(str(ctx.tensorboard_dir), purge_step=archive.generations_done + 1)
     thresholds = Thresholds(**asdict(settings.self_modification))
-    remote = ray.remote(num_cpus=1)(train_and_score)
-    trunk = earlier_trunk(ctx) if settings.seed_from_previous else None  # once: a MoE scores
 
     for generation in range(archive.generations_done, settings.generations):
         began = time.perf_counter()
@@ -139,13 +128,8 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
             Member(archive.next_id + i, generation, dict(o.genome), o.parents, o.origin)
             for i, o in enumerate(archive.offspring)
         ]
-        jobs = [
-            job_for(ctx, archive, member, settings, index, trunk)
-            for index, member in enumerate(members)
-        ]
-        parallel = evaluate(
-            ctx, members, jobs, lambda job: remote.remote(job, data, settings, chartist)
-        )
+        jobs = [job_for(ctx, archive, member, form, index) for index, member in enumerate(members)]
+        parallel = evaluate(ctx, members, jobs, form)
         ranked = sorted(members, key=lambda m: (-m.fitness, m.id))
         adapt_rng = _rng(seed, generation, "adapt")
         for member in ranked:
@@ -165,15 +149,41 @@ def run_autonomous_stage(ctx: StageContext) -> StageResult:
         seconds = time.perf_counter() - began
         log_generation(ctx, writer, archive, generation, space, seconds, seconds - parallel)
     writer.close()
-    return crown_champion(ctx, archive, settings)
+    return crown_champion(ctx, archive, settings, form)
 
 
-def evaluate(
-    ctx: StageContext,
-    members: list[Member],
-    jobs: list[Job],
-    submit: Callable[[Job], ray.ObjectRef[Outcome]],
-) -> float:
+def symbol_form(ctx: StageContext, settings: AutonomousStageConfig) -> MemberForm:
+    """The generation loop's view of one symbol's AutonomousAgents."""
+    space = SearchSpace.from_config(settings.genes)
+    check_genes(space)
+    data = data_spec(ctx)
+    chartist = ray.put(shared_chartist(ctx, space))
+    remote = ray.remote(num_cpus=1)(train_and_score)
+
+    def test(saved: Checkpoint, path: Path) -> TestLook:
+        # the one path run_backtest.py and the live bot trade a checkpoint by
+        result = TradableCheckpoint.of(saved, f"checkpoint {path}").backtest(ctx.bars)
+        return TestLook(
+            excess_returns(result.equity, result.benchmark_equity),
+            headline(result),
+            result.report(f"Champion, {TEST}: out of sample, after costs"),
+            "buy-and-hold",
+        )
+
+    return MemberForm(
+        space=space,
+        submit=lambda job: remote.remote(job, data, settings, chartist),
+        cost=lambda job: estimated_cost(ctx, settings, job),
+        checkpoint=lambda member, outcome: member_checkpoint(ctx, member, outcome),
+        test=test,
+        splits=ctx.splits,
+        augmentations=tuple(settings.augmentation or ["none"]),
+        # once: a MoE donor scores its experts on the training split
+        trunk=earlier_trunk(ctx) if settings.seed_from_previous else None,
+    )
+
+
+def evaluate(ctx: StageContext, members: list[Member], jobs: list[Job], form: MemberForm) -> float:
     """Train and score one generation on Ray; the seconds from its first job's submission to
     its last result's arrival (the rest of a generation is the driver's serial work).
 
@@ -182,11 +192,10 @@ def evaluate(
     rest; the trials are then recorded in member order. Results are placed by member, so
     neither the submission nor the completion order changes anything written.
     """
-    settings = ctx.config.stage_4_autonomous
-    costs = [estimated_cost(ctx, settings, job) for job in jobs]
+    costs = [form.cost(job) for job in jobs]
     order = longest_first(costs)
     submitted = last = time.perf_counter()
-    refs = [submit(jobs[index]) for index in order]
+    refs = [form.submit(jobs[index]) for index in order]
     outcomes: dict[int, Outcome] = {}
     for position, outcome in as_completed(refs):
         last = time.perf_counter()
@@ -195,7 +204,7 @@ def evaluate(
             raise RuntimeError(f"agent {member.id}'s job returned agent {outcome.member_id}")
         member.fitness, member.metrics = outcome.fitness, outcome.metrics
         member.returns = outcome.returns
-        save_checkpoint(member_checkpoint(ctx, member, outcome), _agent_path(ctx, member.id))
+        save_checkpoint(form.checkpoint(member, outcome), _agent_path(ctx, member.id))
         outcomes[member.id] = outcome
         log.debug(
             f"[{ctx.name}] agent {member.id}: estimated cost {costs[order[position]]:.3g}, "
@@ -229,10 +238,14 @@ def check_settings(ctx: StageContext) -> None:
     unknown = sorted(set(settings.augmentation) - set(augmentation.KINDS))
     if unknown:
         raise ConfigError(f"augmentation {unknown} unknown; known: {augmentation.KINDS}")
+    Thresholds(**asdict(settings.self_modification))
+    if ctx.config.portfolio:
+        space = check_portfolio_settings(ctx, settings)
+        make_controller(settings.controller, space, **settings.controller_options)
+        return
     space = SearchSpace.from_config(settings.genes)
     check_genes(space)
     make_controller(settings.controller, space, **settings.controller_options)
-    Thresholds(**asdict(settings.self_modification))
     agent_settings(
         space.sample(np.random.default_rng(0)),
         ctx.pipeline.num_features,
@@ -243,22 +256,15 @@ def check_settings(ctx: StageContext) -> None:
 
 
 def job_for(
-    ctx: StageContext,
-    archive: Archive,
-    member: Member,
-    settings: AutonomousStageConfig,
-    index: int,
-    trunk: dict[str, Any] | None = None,
+    ctx: StageContext, archive: Archive, member: Member, form: MemberForm, index: int
 ) -> Job:
     """The member's job: its seed, its augmentation in turn, and its weight donor's state
-    (its parent's, else ``trunk``: the earlier stage's, ``earlier_trunk``)."""
-    parent: dict[str, Any] | None = None
+    (its parent's, else the form's ``trunk``: the earlier stage's, if seeded from it)."""
+    parent: dict[str, Any] | None = form.trunk
     if member.parents:
         donor = load_checkpoint(_agent_path(ctx, member.parents[0]))
         parent = {"architecture": donor.architecture, "state_dict": donor.state_dict}
-    elif settings.seed_from_previous:
-        parent = trunk
-    kinds = settings.augmentation or ["none"]
+    kinds = form.augmentations
     return Job(
         member_id=member.id,
         genome=member.genome,
@@ -377,38 +383,30 @@ def agent_env(agent: AutonomousAgent, env: EnvSpec) -> EnvSpec:
     return replace(env, window=agent.arch.window, positions=agent.positions, agent_state=False)
 
 
-def fitness(metrics: dict[str, float], config: FitnessConfig) -> float:
-    """Sharpe after costs, less penalties for drawdown past the limit and too few trades."""
-    excess = max(0.0, abs(metrics["max_drawdown"]) - config.drawdown_limit)
-    missing = max(0.0, config.min_trades - metrics["n_trades"]) / max(config.min_trades, 1)
-    value = metrics["sharpe"] - config.drawdown_penalty * excess - config.trades_penalty * missing
-    return float(value) if np.isfinite(value) else -1e9
-
-
 def crown_champion(
-    ctx: StageContext, archive: Archive, settings: AutonomousStageConfig
+    ctx: StageContext, archive: Archive, settings: AutonomousStageConfig, form: MemberForm
 ) -> StageResult:
     """Save the best member as the champion and report it, each figure under its split.
 
-    First the selection it won on the validation split (its Deflated Sharpe over buy-and-hold
-    against every trial of the run, and the PBO), then its one look at the test split, which
-    alone decides the verdict on its edge over buy-and-hold.
+    First the selection it won on the validation split (its Deflated Sharpe over the
+    benchmark, buy-and-hold or for a universe equal weight, against every trial of the run,
+    and the PBO), then its one look at the test split, which alone decides the verdict on
+    its edge over that benchmark.
     """
     champion = archive.champion()
     member_path = _agent_path(ctx, champion.id)
     saved = load_checkpoint(member_path)
-    # the one path run_backtest.py and the live bot trade a checkpoint by
-    test = TradableCheckpoint.of(saved, f"checkpoint {member_path}").backtest(ctx.bars)
+    test = form.test(saved, member_path)
     trials = ctx.trials.trials()
     chosen = _champion_trial(ctx, trials, champion.id)
     selection = edge_on_validation(chosen.excess, [trial.excess for trial in trials])
     pbo = probability_of_backtest_overfitting(_return_matrix(trials), settings.pbo_splits)
-    holdout = edge_on_test(excess_returns(test.equity, test.benchmark_equity))
-    conclusion = verdict(holdout, selection.trials)
+    holdout = edge_on_test(test.excess)
+    conclusion = verdict(holdout, selection.trials, test.benchmark)
     validation = {key: champion.metrics[key] for key in HEADLINE}
-    test_numbers = headline(test)
-    validation_ppy = periods_per_year(ctx.splits.validation.index)
-    test_ppy = periods_per_year(ctx.splits.test.index)
+    test_numbers = test.numbers
+    validation_ppy = periods_per_year(form.splits.validation.index)
+    test_ppy = periods_per_year(form.splits.test.index)
     counts = stage_counts(trials)
     metrics = (
         {f"validation_{k}": v for k, v in validation.items()}
@@ -438,15 +436,15 @@ def crown_champion(
             "verdict": conclusion,
         },
     )
-    path = ctx.run_dir / checkpoint_name(ctx.config.data.symbol, CHAMPION_STAGE)
+    path = ctx.run_dir / checkpoint_name(saved.symbol, CHAMPION_STAGE)
     save_checkpoint(final, path)
     log.info(
         f"\n[{ctx.name}] champion: agent {champion.id} (generation {champion.generation}) -> {path}"
     )
-    log.info(selection_report(selection, validation_ppy, counts, pbo))
+    log.info(selection_report(selection, validation_ppy, counts, pbo, test.benchmark))
     log.info("")
-    log.info(test.report(f"Champion, {TEST}: out of sample, after costs"))
-    log.info(describe_test_edge(holdout, test_ppy))
+    log.info(test.report)
+    log.info(describe_test_edge(holdout, test_ppy, test.benchmark))
     log.info(conclusion)
     return StageResult(
         checkpoint=str(path),
@@ -458,13 +456,17 @@ def crown_champion(
 
 
 def selection_report(
-    selection: EdgeTest, ppy: float, trials_by_stage: dict[str, int], pbo: PBO
+    selection: EdgeTest,
+    ppy: float,
+    trials_by_stage: dict[str, int],
+    pbo: PBO,
+    benchmark: str = "buy-and-hold",
 ) -> str:
     """How much of the champion's validation edge survives the search that found it."""
     stages = ", ".join(f"{stage} {count}" for stage, count in trials_by_stage.items())
     return (
         f"Selection, {VALIDATION}, after costs:\n"
-        f"excess over buy-and-hold: Sharpe {selection.sharpe * np.sqrt(ppy):.2f} (annualised); "
+        f"excess over {benchmark}: Sharpe {selection.sharpe * np.sqrt(ppy):.2f} (annualised); "
         f"Deflated Sharpe Ratio {selection.probability:.3f} over {selection.trials} trials "
         f"({stages}; > 0.95: beats the best of that many zero-edge candidates)\n"
         f"{pbo.describe()}"
@@ -639,4 +641,5 @@ register_stage(
     run=run_autonomous_stage,
     check_settings=check_settings,
     checkpoint_kind="autonomous",
+    portfolio=True,
 )
