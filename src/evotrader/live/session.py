@@ -17,6 +17,8 @@ The rules a session enforces live here, not in the script:
   strategies it trades and how they decide).
 - A halt is an alert (``evotrader.lifecycle.alerts``): a line in ``events.jsonl``, and the
   optional alert command and webhook.
+- A portfolio checkpoint (``--symbol`` naming its universe, e.g. ``A0+A1+A2+A3``) is traded
+  by the basket bot (``evotrader.live.basket_session``), under the same rules.
 - Paper and live bots end each session by writing their daily and weekly reports
   (``evotrader.live.report``); a sim replay does when asked (``reports=True``).
 """
@@ -309,6 +311,11 @@ def strategy_trading(options: LiveOptions, choice: Choice) -> Trading:
 
 def _run(options: LiveOptions) -> RunSummary:
     choice = choose_for(options)
+    if choice.checkpoint is not None:
+        from evotrader.live import basket_session  # a universe: the basket bot trades it
+
+        if basket_session.is_basket(choice.checkpoint):
+            return basket_session.run_basket(options, choice)
     trading = (
         strategy_trading(options, choice)
         if choice.strategy

@@ -25,8 +25,8 @@ from evotrader.live.ib.bars import BarFeed
 from evotrader.live.ib.config import IBKRConfig, mask_account
 from evotrader.live.ib.connection import Connection, Contracts
 from evotrader.live.ib.orders import OrderDesk
-from evotrader.live.session import BROKERS, BrokerSetup, SetupError
-from evotrader.risk.preferences import TradingHours
+from evotrader.live.session import BROKERS, BrokerSetup, LiveOptions, SetupError
+from evotrader.risk.preferences import Preferences, TradingHours
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +119,16 @@ class IBKRBroker(Broker):
 
 
 def from_setup(setup: BrokerSetup) -> IBKRBroker:
-    """The session's IBKR broker: ``IBKR_*`` settings under the flags, daily bars closing at
-    the preferences' session end. ib_async's own loggers stay at WARNING, so its INFO lines
-    (which print account ids) never show."""
+    """The session's IBKR broker (``ibkr_broker`` of its options and preferences)."""
+    return ibkr_broker(setup.options, setup.prefs)
+
+
+def ibkr_broker(options: LiveOptions, prefs: Preferences) -> IBKRBroker:
+    """An IBKR broker for a session's options: ``IBKR_*`` settings under the flags, daily
+    bars closing at the preferences' session end (a basket bot builds its own so). ib_async's
+    own loggers stay at WARNING, so its INFO lines (which print account ids) never show."""
     for name in ("ib_async", "ib_insync"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    options = setup.options
     try:
         config = IBKRConfig.from_env(
             live=options.live,
@@ -135,7 +139,7 @@ def from_setup(setup: BrokerSetup) -> IBKRBroker:
         )
     except ValueError as error:
         raise SetupError(str(error)) from error
-    return IBKRBroker(config, hours=setup.prefs.trading_hours)
+    return IBKRBroker(config, hours=prefs.trading_hours)
 
 
 BROKERS.register("ibkr", from_setup, __name__)

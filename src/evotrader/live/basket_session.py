@@ -1,0 +1,154 @@
+"""A basket session: run_live_bot.py trading a portfolio checkpoint (``PORTFOLIO_KINDS``).
+
+``evotrader.live.session`` hands over here once the choice (``--checkpoint``, ``--entry``,
+or ``--symbol`` naming the universe, e.g. ``A0+A1+A2+A3``, the name its registry entries
+carry) is a portfolio checkpoint. The same preferences, runner config, journal, event log,
+alerts and output folder rules apply; the runner is ``BasketRunner`` and the sim broker
+``BasketSimBroker`` over the checkpoint's universe, from its test split's start to its end
+(``--start``/``--end`` move them), filled as run_backtest.py's portfolio engine fills.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from evotrader.core.checkpoint import PORTFOLIO_KINDS, CheckpointError, load_checkpoint
+from evotrader.lifecycle.alerts import Alerts
+from evotrader.lifecycle.choice import Choice
+from evotrader.lifecycle.states import LifecycleError
+from evotrader.live import session
+from evotrader.live.basket_runner import BasketRunner, basket_instruments
+from evotrader.live.basket_sim import BasketSimBroker
+from evotrader.live.broker import Broker
+from evotrader.live.journal import Journal
+from evotrader.live.session import LiveOptions, SetupError
+from evotrader.live.telemetry import EventLog, RunSummary
+from evotrader.risk import KillSwitch, Preferences, RiskEngine
+from evotrader.training.guards import PortfolioCheckpoint
+
+log = logging.getLogger(__name__)
+
+
+def is_basket(path: Path) -> bool:
+    """Whether the checkpoint at ``path`` trades a universe (a missing or damaged file is
+    the single-symbol loader's to report)."""
+    try:
+        return load_checkpoint(path).kind in PORTFOLIO_KINDS
+    except CheckpointError:
+        return False
+
+
+def sim_broker(tradable: PortfolioCheckpoint, options: LiveOptions, prefs: Preferences) -> Broker:
+    """The checkpoint's universe replayed from its test split's start (or ``--start``) to
+    its end (or ``--end``), with its env's execution costs and cash."""
+    if options.bars_source or options.bars_path:
+        raise SetupError(
+            "--bars-source and --bars-path name one symbol's bars; a basket replays its "
+            f"checkpoint's universe ({tradable.universe.source})"
+        )
+    split = tradable.checkpoint.data_range
+    start, end = options.start or split["test_start"], options.end or split["test_end"]
+    try:
+        universe = tradable.universe.load().between(None, end)
+        return BasketSimBroker(
+            universe.bars,
+            start=start,
+            execution=tradable.spec.execution,
+            initial_cash=tradable.spec.initial_cash,
+            hours=prefs.trading_hours,
+            close_only=universe.close_only,
+        )
+    except ValueError as error:  # DataError too: bars too short, a start past the end
+        raise SetupError(f"sim replay of {tradable.checkpoint.symbol}: {error}") from error
+
+
+def build_broker(tradable: PortfolioCheckpoint, options: LiveOptions, prefs: Preferences) -> Broker:
+    if options.broker == "sim":
+        return sim_broker(tradable, options, prefs)
+    if options.broker == "ibkr":
+        from evotrader.live.ib.broker import ibkr_broker  # ib_async loads only when asked for
+
+        return ibkr_broker(options, prefs)
+    raise SetupError(f"--broker {options.broker}: a basket trades through sim or ibkr")
+
+
+def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
+    """The basket session: what ``session.run`` does for one symbol, for a universe."""
+    assert choice.checkpoint is not None
+    path = choice.checkpoint
+    tradable = PortfolioCheckpoint.load(path)
+    name, symbols = tradable.checkpoint.symbol, list(tradable.universe.symbols)
+    if options.symbol and options.symbol != name:
+        raise SetupError(f"--symbol {options.symbol}: checkpoint {path} trades the basket {name}")
+    if options.trade_as:
+        raise SetupError(f"--trade-as maps one symbol; checkpoint {path} trades the basket {name}")
+    config = session.runner_config(options, name)
+    human, prefs = session.preferences_for(options, config)
+    broker = build_broker(tradable, options, prefs)
+    out = session.output_dir(options, name)
+    journal = Journal(out / "journal.sqlite")
+    events = EventLog(out / "events.jsonl")
+    try:
+        alerts = Alerts(events, options.alert_command, options.alert_webhook)
+    except LifecycleError as error:
+        raise SetupError(str(error)) from error
+    try:
+        log.info(f"checkpoint: {path} ({tradable.checkpoint.kind}, basket {name}); out: {out}")
+        if note := choice.note():
+            log.info(note)
+        if (seen := broker.resume(journal)) is not None:
+            log.info(f"resuming the replay after {seen}, the last bar in {journal.path}")
+        detail = {"path": str(path), "kind": tradable.checkpoint.kind, "symbol": name}
+        events.emit("checkpoint", **detail, traded=name, **choice.record())
+        with journal.transaction():
+            journal.set_state("choice", choice.record())
+        events.emit(
+            "preferences",
+            file=str(options.preferences),
+            file_sha256=human.sha256,
+            effective_sha256=prefs.sha256,
+            tightened=human.sha256 != prefs.sha256,
+        )
+        log.info(f"preferences: {options.preferences} sha256 {human.sha256}")
+        kill = KillSwitch(options.kill_file or out / "KILL")
+        needed = tradable.pipeline.warmup + tradable.spec.window + 1
+        try:
+            runner = BasketRunner(
+                broker,
+                tradable.policy(),
+                basket_instruments(config, symbols),
+                RiskEngine(prefs),
+                journal,
+                config,
+                needed_bars=needed,
+                kill_switch=kill,
+                events=events,
+                real_money=options.live,
+            )
+        except ValueError as error:  # history_bars too short for this checkpoint
+            raise SetupError(f"runner config {options.config}: {error}") from error
+        with kill:
+            summary = runner.run()
+        if summary.halt is not None:
+            alerts.halt(summary.halt.to_dict(), bot=str(out), symbol=name, **choice.record())
+    finally:
+        journal.close()
+        events.close()
+        if broker.is_connected():
+            broker.disconnect()
+    extra: dict[str, Any] = {"checkpoint": str(path), "symbols": symbols}
+    extra["choice"] = choice.record()
+    extra |= {"preferences_sha256": prefs.sha256, "seed": options.seed}
+    session.write_summary(out / "summary.json", summary, extra)
+    final = summary.equity_series.iloc[-1] if summary.equity else float("nan")
+    log.info(
+        f"{summary.bars} bars, {summary.decisions} decisions, {summary.orders} orders "
+        f"({summary.rejected} refused by risk), {summary.fills} fills, {summary.errors} errors; "
+        f"final equity {final:,.2f}"
+    )
+    log.info(f"journal {out / 'journal.sqlite'}, events {out / 'events.jsonl'}")
+    if options.reports if options.reports is not None else options.broker != "sim":
+        session.write_bot_reports(out)
+    return summary

@@ -1,0 +1,69 @@
+"""A portfolio checkpoint built without training, for the basket bot's tests: a seeded
+PortfolioTransformer over a 4-asset synthetic universe, features fitted on the train split,
+in the format stage_1_ppo writes (kind portfolio_ppo, universe and portfolio in extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from evotrader.core.checkpoint import Checkpoint, save_checkpoint
+from evotrader.data import FeaturePipeline, split_by_time
+from evotrader.data.universe_ref import UniverseRef
+from evotrader.env.portfolio_spec import PortfolioSpec
+from evotrader.env.spec import EnvSpec
+from evotrader.models.core_transformer import TransformerSpec
+from evotrader.models.portfolio_transformer import PortfolioTransformer
+
+SYMBOLS = ("A0", "A1", "A2", "A3")
+UNIVERSE = "+".join(SYMBOLS)
+
+
+def make_portfolio_checkpoint(path: Path, *, n_bars: int = 400, seed: int = 0) -> Path:
+    """Save a tiny portfolio checkpoint at ``path`` (whose input projection is scaled up so
+    it changes its targets often) and return ``path``."""
+    ref = UniverseRef(
+        "synthetic_universe",
+        SYMBOLS,
+        {"n_assets": len(SYMBOLS), "n_bars": n_bars, "seed": seed, "kind": "lead_lag"},
+    )
+    universe = ref.load()
+    splits = split_by_time(universe.bars[SYMBOLS[0]], embargo=5)
+    last_train = splits.train.index[-1]
+    pipeline = FeaturePipeline().fit([universe.bars[s].loc[:last_train] for s in SYMBOLS])
+    env = EnvSpec(window=8, positions=(0.0, 0.5, 1.0), agent_state=False)
+    torch.manual_seed(seed)
+    spec = TransformerSpec(
+        input_dim=pipeline.num_features,
+        model_dim=16,
+        num_heads=2,
+        num_layers=1,
+        ff_dim=32,
+        output_dim=16,
+    )
+    net = PortfolioTransformer(spec, len(env.positions))
+    with torch.no_grad():
+        net.encoder.input_proj.weight.normal_(std=3.0)  # features, not noise, decide
+    data_range = {}
+    for name in ("train", "validation", "test"):
+        index = getattr(splits, name).index
+        data_range[f"{name}_start"], data_range[f"{name}_end"] = str(index[0]), str(index[-1])
+    checkpoint = Checkpoint(
+        kind="portfolio_ppo",
+        architecture=net.architecture(),
+        state_dict=net.state_dict(),
+        hyperparameters={"seed": seed},
+        feature_pipeline=pipeline.state_dict(),
+        env=env.to_dict(),
+        symbol=UNIVERSE,
+        data_range=data_range,
+        metrics={"sharpe": 0.0},
+        extra={
+            "stage": "stage_1_ppo",
+            "universe": ref.to_dict(),
+            "portfolio": PortfolioSpec(action="discrete").to_dict(),
+        },
+    )
+    save_checkpoint(checkpoint, path)
+    return path
