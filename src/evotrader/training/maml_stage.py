@@ -6,13 +6,20 @@ task ends before the run's validation split starts. One meta-iteration samples
 on support episodes (``torch.func``), then the loss on fresh query episodes under the adapted
 parameters is differentiated back to the initial ones. Validation adapts on the bars just
 before the validation split and then trades it, exactly as ``run_backtest.py`` does on test.
+
+In a portfolio run (env=portfolio) the tasks are (sub-universe, period) slices of the
+universe's training split and the policy is the PortfolioTransformer
+(``evotrader.training.portfolio_maml``); the loop is the same, its checkpoint a
+``portfolio_maml`` one.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -20,29 +27,31 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from evotrader.config import ConfigError, MAMLStageConfig, data_reference
-from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from evotrader.core.checks import require_at_least
 from evotrader.data import FeaturePipeline
 from evotrader.env import EnvSpec, VectorMarketEnv
 from evotrader.models import math_attention
 from evotrader.models.maml_model import adapt_parameters, parameters_of, policy_gradient_loss
+from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.models.transformer_policy import TransformerPolicy
-from evotrader.training.adaptation import adapted_before
+from evotrader.training.adaptation import PORTFOLIO_MAML_KIND, adapted_before
 from evotrader.training.evaluation import validate
 from evotrader.training.pipeline import StageContext, StageResult
-from evotrader.training.rollouts import collect_rollout
+from evotrader.training.portfolio_maml import (
+    portfolio_initial_net,
+    portfolio_tasks,
+    validate_adapted_portfolio,
+)
+from evotrader.training.portfolio_validation import portfolio_checkpoint
+from evotrader.training.rollouts import Task, collect_rollout
 from evotrader.training.stages import register_stage
 from evotrader.training.warm_start import training_windows, warm_start_donor
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Task:
-    """One (symbol, period) slice and the vector env that samples episodes from it."""
-
-    name: str
-    env: VectorMarketEnv
+MetaPolicy = TransformerPolicy | PortfolioTransformer
 
 
 @dataclass(frozen=True)
@@ -54,8 +63,64 @@ class MetaStep:
     meta_loss: float
 
 
+@dataclass(frozen=True)
+class MetaLearner:
+    """What differs between MAML over one symbol and over a universe: the checkpoint kind,
+    the tasks, the initial policy, the validation (adapt on the bars before the validation
+    split, then trade it) and the checkpoint (``StageContext.checkpoint``'s signature)."""
+
+    kind: str
+    tasks: list[Task]
+    policy: MetaPolicy
+    validate: Callable[[MetaPolicy, int, SummaryWriter, dict[str, float]], dict[str, float]]
+    checkpoint: Callable[..., Checkpoint]
+
+
+def meta_learner(ctx: StageContext) -> MetaLearner:
+    """The one-symbol learner, or in a portfolio run (env=portfolio) the universe's."""
+    inputs = ctx.universe
+    if inputs is not None:
+        tasks = portfolio_tasks(inputs, ctx.config.env, ctx.config.stage_3_maml, ctx.config.seed)
+        return MetaLearner(
+            PORTFOLIO_MAML_KIND,
+            tasks,
+            portfolio_initial_net(ctx, inputs, tasks),
+            partial(validate_adapted_portfolio, ctx, inputs),
+            partial(portfolio_checkpoint, ctx, inputs),
+        )
+    return MetaLearner(
+        "maml",
+        build_tasks(ctx),
+        initial_policy(ctx),
+        partial(_validate_adapted, ctx),
+        ctx.checkpoint,
+    )
+
+
+def _validate_adapted(
+    ctx: StageContext,
+    policy: TransformerPolicy,
+    iteration: int,
+    writer: SummaryWriter,
+    best: dict[str, float],
+) -> dict[str, float]:
+    """Adapt on the bars just before the validation split, then trade it."""
+    settings = ctx.config.stage_3_maml
+    adapted = adapted_before(
+        policy,
+        ctx.bars,
+        ctx.splits.validation.index[0],
+        ctx.pipeline,
+        ctx.config.env,
+        settings,
+        ctx.config.seed,
+    )
+    return validate(ctx, adapted, iteration, writer, best)
+
+
 def check_settings(ctx: StageContext) -> None:
-    """The loop's counts, and at least one task (which loads and checks every universe symbol)."""
+    """The loop's counts, and at least one task (which loads and checks every universe symbol;
+    in a portfolio run, draws the sub-universes)."""
     require_at_least(
         f"{ctx.name}.",
         ctx.config.stage_3_maml,
@@ -70,14 +135,17 @@ def check_settings(ctx: StageContext) -> None:
         "eval_interval",
         error=ConfigError,
     )
-    build_tasks(ctx)
+    if ctx.universe is not None:
+        portfolio_tasks(ctx.universe, ctx.config.env, ctx.config.stage_3_maml, ctx.config.seed)
+    else:
+        build_tasks(ctx)
 
 
 def run_maml_stage(ctx: StageContext) -> StageResult:
     settings = ctx.config.stage_3_maml
-    tasks = build_tasks(ctx)
+    learner = meta_learner(ctx)
+    tasks, policy = learner.tasks, learner.policy
     log.info(f"[{ctx.name}] {len(tasks)} tasks: {', '.join(task.name for task in tasks[:6])}, ...")
-    policy = initial_policy(ctx)
     last_path = ctx.stage_dir / "last.pth"
     start, best = 0, {"sharpe": -np.inf}
     if last_path.exists():
@@ -101,24 +169,19 @@ def run_maml_stage(ctx: StageContext) -> StageResult:
         log.info(f"[{ctx.name}] meta-iter {iteration}/{settings.meta_iterations} {line}")
 
         if iteration % settings.eval_interval == 0 or iteration == settings.meta_iterations:
-            adapted = adapted_before(
-                policy,
-                ctx.bars,
-                ctx.splits.validation.index[0],
-                ctx.pipeline,
-                ctx.config.env,
-                settings,
-                ctx.config.seed,
-            )
-            numbers = validate(ctx, adapted, iteration, writer, best)
+            numbers = learner.validate(policy, iteration, writer, best)
             if numbers["sharpe"] > best["sharpe"]:
                 best = numbers
                 save_checkpoint(
-                    ctx.checkpoint("maml", policy, hyperparameters, numbers, iteration=iteration),
+                    learner.checkpoint(
+                        learner.kind, policy, hyperparameters, numbers, iteration=iteration
+                    ),
                     ctx.checkpoint_path,
                 )
         save_checkpoint(
-            ctx.checkpoint("maml", policy, hyperparameters, best, iteration=iteration, best=best),
+            learner.checkpoint(
+                learner.kind, policy, hyperparameters, best, iteration=iteration, best=best
+            ),
             last_path,
         )
     writer.close()
@@ -126,7 +189,7 @@ def run_maml_stage(ctx: StageContext) -> StageResult:
 
 
 def meta_step(
-    policy: TransformerPolicy,
+    policy: MetaPolicy,
     optimizer: torch.optim.Optimizer,
     tasks: list[Task],
     settings: MAMLStageConfig,
@@ -231,4 +294,5 @@ register_stage(
     run=run_maml_stage,
     check_settings=check_settings,
     checkpoint_kind="maml",
+    portfolio=True,
 )

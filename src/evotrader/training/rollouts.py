@@ -9,6 +9,7 @@ parameters (``torch.func.functional_call``) without stepping the env again.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +19,15 @@ from evotrader.env import VectorMarketEnv, VectorPortfolioEnv
 from evotrader.models.maml_model import Rollout, action_logits, sample_actions
 
 VectorEnv = VectorMarketEnv | VectorPortfolioEnv
+
+
+@dataclass(frozen=True)
+class Task:
+    """One MAML task, (symbol, period) or (sub-universe, period), and the vector env that
+    samples its episodes."""
+
+    name: str
+    env: VectorEnv
 
 
 @torch.no_grad()
