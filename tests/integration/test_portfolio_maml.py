@@ -12,13 +12,15 @@ from tests.integration.conftest import training_config
 
 from evotrader.backtest.portfolio import run_portfolio
 from evotrader.config import ConfigError
-from evotrader.core.checkpoint import CheckpointError, load_checkpoint
+from evotrader.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evotrader.models.maml_model import adapt_parameters, parameters_of
+from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.training.guards import PortfolioCheckpoint, TradableCheckpoint, load_portfolio_policy
 from evotrader.training.maml_stage import meta_learner, meta_step, run_maml_stage
 from evotrader.training.market_envs import universe_inputs
-from evotrader.training.pipeline import StageContext, prepare
+from evotrader.training.pipeline import StageContext, StageResult, prepare
 from evotrader.training.portfolio_maml import portfolio_tasks, sub_universes
+from evotrader.training.portfolio_validation import portfolio_checkpoint
 from evotrader.training.rollouts import collect_rollout
 from evotrader.training.run_folder import FINGERPRINT_FILE, Fingerprint, fingerprint_values
 
@@ -156,3 +158,30 @@ def test_tiny_run_leaves_a_portfolio_maml_checkpoint_that_backtests(
     assert result.equity.index[0] == tradable.test_start
     assert (result.targets.to_numpy() >= 0).all()
     assert np.isfinite(result.metrics["sharpe"])
+
+
+def _with_donor(ctx: StageContext, net: PortfolioTransformer) -> StageContext:
+    """``ctx`` after a stage_1_ppo that left ``net`` as its portfolio checkpoint."""
+    assert ctx.universe is not None
+    path = ctx.run_dir / "donor.pth"
+    save_checkpoint(portfolio_checkpoint(ctx, ctx.universe, "portfolio_ppo", net, {}, {}), path)
+    return replace(ctx, completed={"stage_1_ppo": StageResult(str(path), {"sharpe": 1.0}, 0.0)})
+
+
+def test_warm_start_takes_the_ppo_trunk_when_shapes_allow(tmp_path: Path) -> None:
+    ctx = maml_context(tmp_path)
+    fresh = meta_learner(ctx).policy.state_dict()
+    channels = fresh["encoder.input_proj.weight"].shape[1]
+    donor = PortfolioTransformer(ctx.config.model.with_input(channels), 3)
+    with torch.no_grad():  # every donor weight unlike the fresh network's
+        for value in donor.parameters():
+            value.add_(torch.randn(value.shape, generator=torch.Generator().manual_seed(1)))
+    started = meta_learner(_with_donor(ctx, donor)).policy.state_dict()
+    for name, value in donor.state_dict().items():
+        same = torch.equal(started[name], value)
+        assert same != name.startswith(("pi.", "vf.")), name  # trunk donated, heads fresh
+        assert torch.equal(started[name], fresh[name]) != same, name
+    wider = replace(ctx.config.model, model_dim=32, ff_dim=64, output_dim=32)
+    other = PortfolioTransformer(wider.with_input(donor.spec.input_dim), 3)
+    kept = meta_learner(_with_donor(ctx, other)).policy.state_dict()
+    assert all(torch.equal(kept[name], fresh[name]) for name in fresh)
