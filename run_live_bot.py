@@ -11,6 +11,8 @@ does; `ibkr` trades through TWS / IB Gateway, paper unless `--live` and
 `--i-understand-this-is-real-money`; its settings come from IBKR_HOST, IBKR_PORT,
 IBKR_CLIENT_ID, IBKR_ACCOUNT or the flags. The kill file (default <out>/KILL), SIGTERM or
 SIGINT flattens and halts; a bot restarted on the same --out reconciles with the broker.
+A portfolio checkpoint (`--checkpoint`, `--entry`, or `--symbol A0+A1+A2+A3`, its universe's
+name) is traded as a basket (evotrader.live.basket_session); its sim equals run_backtest.py too.
 `--strategy ID` trades a registered strategy (validated; see evotrader.live.strategy_policy)
 instead of a checkpoint; the sim replays its search's test split, as run_backtest.py does.
 A halt is an alert: a line in events.jsonl, plus --alert-command and --alert-webhook.
