@@ -12,9 +12,17 @@ import torch
 
 from evotrader.models.core_transformer import TransformerSpec
 from evotrader.models.moe_policy import MoEPolicy
+from evotrader.models.portfolio_moe import PortfolioMoE
+from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.training import warm_start
-from evotrader.training.warm_start import Donor, busiest_expert, donor_policy, warm_start_donor
+from evotrader.training.warm_start import (
+    Donor,
+    busiest_expert,
+    donor_policy,
+    portfolio_donor_policy,
+    warm_start_donor,
+)
 
 SPEC = TransformerSpec(input_dim=5, model_dim=8, num_heads=2, num_layers=1, ff_dim=16, output_dim=8)
 
@@ -128,7 +136,7 @@ def test_the_moe_stage_copies_the_donor_into_every_expert(monkeypatch) -> None:
         config=SimpleNamespace(seed=0, stage_2_moe=SimpleNamespace(warm_start=True)),
     )
     config = {"num_experts": 2, "top_k": 0, "gate_hidden": 4}
-    stage = SimpleNamespace(module_spec=SimpleNamespace(model_config=config))
+    stage = SimpleNamespace(module_spec=SimpleNamespace(model_config=config), universe=None)
     weights = moe_stage.warm_start_weights(ctx, stage)
     assert weights is not None
     encoder = donor.policy.encoder.state_dict()
@@ -168,3 +176,30 @@ def test_the_autonomous_stage_seeds_members_with_the_donors_encoder(monkeypatch)
     assert all(torch.equal(trunk["state_dict"][k], v) for k, v in expected.items())
     monkeypatch.setattr(autonomous_trainer, "warm_start_donor", lambda ctx: None)
     assert autonomous_trainer.earlier_trunk(SimpleNamespace(name="stage_4_autonomous")) is None
+
+
+def test_portfolio_kinds_donate_their_network_or_a_mixtures_busiest_expert() -> None:
+    torch.manual_seed(2)
+    saved = PortfolioTransformer(SPEC, 3)
+
+    def no_windows() -> torch.Tensor:
+        raise AssertionError("only a portfolio_moe needs the training windows")
+
+    for kind in ("portfolio_ppo", "portfolio_maml"):
+        donated = portfolio_donor_policy(_checkpoint(kind, saved), no_windows)
+        assert donated is not None and donated[1] is None and _same(donated[0], saved)
+    assert portfolio_donor_policy(_checkpoint("portfolio_autonomous", saved), no_windows) is None
+    assert (
+        portfolio_donor_policy(_checkpoint("ppo", TransformerPolicy(SPEC, 3)), no_windows) is None
+    )
+
+    mixture = PortfolioMoE(SPEC, 3, num_experts=3)
+    with torch.no_grad():
+        mixture.gate[2].bias.copy_(torch.tensor([0.0, 0.0, 3.0]))
+    windows = torch.randn(8, 4, 10, 5, generator=torch.Generator().manual_seed(0))
+    donated = portfolio_donor_policy(_checkpoint("portfolio_moe", mixture), lambda: windows)
+    assert donated is not None
+    policy, expert = donated
+    assert expert == 2 and type(policy) is PortfolioTransformer
+    assert _same(policy.cross, mixture.experts[2]) and not _same(policy.cross, mixture.experts[0])
+    assert _same(policy.encoder, mixture.encoder) and _same(policy.pi, mixture.pi)
