@@ -293,7 +293,7 @@ def train_portfolio_agent(
             optimiser.zero_grad(set_to_none=True)
             (-objective).backward()
             optimiser.step()
-            objectives.append(float(objective))
+            objectives.append(float(objective.detach()))
         history.append(float(np.mean(objectives)))
     net.eval()
     return history
