@@ -203,3 +203,37 @@ def test_bad_input_is_one_clear_error(runs, prefs, tradable, tmp_path) -> None:
     runner = basket_runner(broker, tradable, Journal(tmp_path / "c" / "journal.sqlite"))
     with pytest.raises(UnknownInstrument, match="sim: no bars of A3 in this replay of A0, A1, A2"):
         runner.start()
+
+
+def test_a_breaker_flattens_every_symbol_and_halts(runs, prefs, tmp_path) -> None:
+    out = tmp_path / "out"
+    summary = run(
+        LiveOptions(
+            broker="sim", symbol=UNIVERSE, runs_dir=runs, out=out, preferences=prefs,
+            tighten=["max_daily_loss_pct=0.3"],
+        )
+    )  # fmt: skip
+    assert summary.halt is not None and summary.halt.kind == "daily_loss"
+    assert "STILL HOLDING" not in summary.stopped
+    with Journal(out / "journal.sqlite") as journal:
+        assert journal.positions() == {}  # every basket position closed
+        assert any(o.request.client_ref.endswith("-flat0") for o in journal.orders())
+        assert [e["kind"] for e in journal.risk_events()][-1] == "flattened"
+
+
+def test_a_sim_bot_restarted_on_its_out_resumes_after_its_last_bar(runs, prefs, tmp_path) -> None:
+    out = tmp_path / "out"
+    options = {"broker": "sim", "symbol": UNIVERSE, "runs_dir": runs, "out": out}
+    first = run(LiveOptions(preferences=prefs, max_bars=10, **options))
+    assert first.stopped == "max_bars 10 reached"
+    second = run(LiveOptions(preferences=prefs, **options))
+    assert second.stopped.startswith("feed ended")
+    assert min(second.equity) > max(first.equity)  # no bar traded twice
+    with Journal(out / "journal.sqlite") as journal:
+        refs = [order.request.client_ref for order in journal.orders()]
+        assert len(refs) == len(set(refs))
+        assert len(journal.decisions()) == len(first.equity) + len(second.equity)
+        held = {s: p.quantity for s, p in journal.positions().items()}
+        fills = journal.fills()
+    units = {s: sum(f.signed_quantity for f in fills if f.symbol == s) for s in SYMBOLS}
+    np.testing.assert_allclose([held.get(s, 0.0) for s in SYMBOLS], list(units.values()))
