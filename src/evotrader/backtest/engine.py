@@ -2,7 +2,9 @@
 
 Decisions at bars ``first_decision .. last_decision`` become target positions. A policy
 that does not read its own state (``agent_state=False``) is called on large batches of
-observation windows; one that does is stepped bar by bar through MarketEnv itself. Either
+observation windows. One that does is, when its decisions are row-wise (see
+``_row_wise_decisions``), called on batches of the observations it would see if it kept its
+position (``_targets_speculative``), else stepped bar by bar through MarketEnv itself. Either
 way the account is then replayed by ``simulate``, which calls the same ``rebalance`` as
 the environments, once per trade, and marks equity at every close with numpy.
 """
@@ -22,7 +24,7 @@ from evotrader.core.trading import Instrument
 from evotrader.data.errors import DataError
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import ExecutionModel, ExecutionPrices, rebalance
-from evotrader.env.market_data import MarketData
+from evotrader.env.market_data import MarketData, fill_agent_state
 from evotrader.env.market_env import MarketEnv
 from evotrader.env.spec import EnvSpec
 from evotrader.risk.guard import RiskGuard
@@ -123,6 +125,7 @@ def run_backtest(
     start: str | pd.Timestamp | None = None,
     risk: RiskEngine | None = None,
     instrument: Instrument | None = None,
+    per_bar: bool = False,
 ) -> BacktestResult:
     """Run ``policy`` over ``bars`` after costs and compare it with buy-and-hold.
 
@@ -138,6 +141,8 @@ def run_backtest(
     ``risk`` (with the traded ``instrument``) puts every decision through the live bot's
     risk engine: refused target changes keep the old target and a tripped breaker goes
     flat for good, as the bot would; ``risk_events`` lists what happened.
+    ``per_bar`` steps a state-reading policy bar by bar through MarketEnv even when its
+    decisions are row-wise: the reference the batched path is tested against (same targets).
     """
     policy = _as_policy(policy)
     execution, positions, initial_cash = spec.execution, spec.positions, spec.initial_cash
@@ -152,7 +157,10 @@ def run_backtest(
         guard = RiskGuard(
             risk, instrument, market.timestamps, market.prices, execution, initial_cash
         )
-    if spec.agent_state:
+    decide = None if per_bar or not spec.agent_state else _row_wise_decisions(policy)
+    if decide is not None:
+        targets = _targets_speculative(decide, market, spec, first, guard)
+    elif spec.agent_state:
         targets = _targets_stepwise(policy, bars, pipeline, spec, first, guard)
     else:
         targets = _targets_batched(policy, market, positions, batch_size, first)
@@ -185,6 +193,23 @@ def _as_policy(policy: Policy | torch.nn.Module | Callable[[np.ndarray], np.ndar
     from evotrader.core.policy import as_policy
 
     return as_policy(policy)
+
+
+def _row_wise_decisions(policy: Policy) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The policy's batch decisions when each row's action depends on that row alone and
+    deciding changes nothing (so that deciding rows never traded is harmless), else None.
+
+    A policy says so with a true ``row_wise`` attribute (its ``act`` is then used); a torch
+    policy in eval mode qualifies through ``backtest.batched.torch_decisions``. Stateful
+    policies (a seeded ``RandomPolicy``, anything that remembers) step bar by bar.
+    """
+    if getattr(policy, "row_wise", False):
+        return policy.act
+    if "torch" not in sys.modules:  # then nothing can be a torch policy
+        return None
+    from evotrader.backtest.batched import torch_decisions
+
+    return torch_decisions(policy)
 
 
 def _first_decision(market: MarketData, start: str | pd.Timestamp | None) -> int:
@@ -254,6 +279,79 @@ def _targets_batched(
         ]
     )
     targets: np.ndarray = np.asarray(positions, dtype=np.float64)[actions]
+    return targets
+
+
+SPECULATE_MIN, SPECULATE_MAX = 8, 512  # bars decided per call: the range it grows in
+
+
+def _targets_speculative(
+    decide: Callable[[np.ndarray], np.ndarray],
+    market: MarketData,
+    spec: EnvSpec,
+    first: int,
+    guard: RiskGuard | None = None,
+) -> np.ndarray:
+    """The targets ``_targets_stepwise`` gives a row-wise policy, from batched decisions.
+
+    The observation at a bar is its window plus the agent's state: the target held and the
+    unrealised return since the last trade. Until the policy trades, that state follows from
+    the account alone (equity marked at each close over the equity after the last fill, as
+    MarketEnv computes them), so the observations of the next bars are built in one batch as
+    if the position were kept, decided in one call and walked in order; at the first bar
+    that trades, the rest of the batch is dropped and the next batch starts after it. Every
+    decision that counts is made on the exact observation MarketEnv would have built, so the
+    targets are the per-bar path's (tests check it on PPO, MoE and MAML-style policies).
+    A flat state has no unrealised return, so flat decisions stay valid beyond a trade and
+    are reused whenever the policy is flat again. The first call after a trade covers
+    ``SPECULATE_MIN`` bars and each call that ends without one covers half as many again,
+    up to ``SPECULATE_MAX``: frequent trading wastes few rows, long holdings take few calls
+    (on the quick-profile checkpoints' holdings this decides 1.2-1.4 rows a bar).
+    ``guard`` judges each decision first, in order, as in the per-bar path.
+    """
+    windows, offset, positions = market.windows(), market.window - 1, spec.positions
+    last, rate = market.last_decision, spec.execution.linear_rate
+    fill, impact = market.prices.fill.tolist(), market.prices.impact.tolist()
+    marks = market.prices.mark
+    mark = marks.tolist()
+
+    def decided(observations: np.ndarray) -> list[int]:
+        actions = _checked_actions(decide(observations), len(observations), len(positions))
+        return cast("list[int]", actions.tolist())
+
+    targets = np.zeros(last - first + 1, dtype=np.float64)  # ruin leaves the rest flat
+    cash, units, target, entry = spec.initial_cash, 0.0, 0.0, spec.initial_cash
+    flat: list[int] = []  # flat decisions for bars flat_start, flat_start + 1, ...
+    flat_start = t = first
+    size = SPECULATE_MIN
+    while t <= last:
+        if target == 0.0:
+            if t >= flat_start + len(flat):
+                flat_start, end = t, min(t + size, last + 1)
+                flat = decided(windows[t - offset : end - offset].copy())
+            actions = flat[t - flat_start :]
+        else:
+            end = min(t + size, last + 1)
+            observations = windows[t - offset : end - offset].copy()
+            equity = cash + units * marks[t:end]  # MarketEnv's equity at each close
+            fill_agent_state(observations, np.full(end - t, target), equity / entry - 1.0)
+            actions = decided(observations)
+        traded = False
+        for bar, action in enumerate(actions, start=t):
+            wanted = positions[action]
+            new = guard.step(bar, wanted) if guard is not None else wanted
+            targets[bar - first] = new
+            if new != target:
+                cash, units, _ = rebalance(cash, units, new, fill[bar], rate, impact[bar])
+                entry = cash + units * fill[bar]
+                target, size, traded = new, SPECULATE_MIN, True
+            if cash + units * mark[bar + 1] <= 0.0:  # ruin ends the episode, as in MarketEnv
+                return targets
+            if traded:  # the rest of the batch assumed the old target
+                break
+        t = bar + 1
+        if not traded:
+            size = min(size + size // 2, SPECULATE_MAX)
     return targets
 
 

@@ -1,7 +1,9 @@
 """Simple reference policies (constant, random, moving-average crossover) for backtests and tests.
 
 They implement the policy contract of ``evotrader.core.policy``: ``act(observations) -> actions``
-over a batch, actions being indices into the environment's target positions.
+over a batch, actions being indices into the environment's target positions. ``row_wise``
+tells the backtest engine that each action depends on its own observation alone and that
+deciding changes nothing, so a state-reading backtest may decide them in batches.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from evotrader.data.features import FeaturePipeline
 class ConstantPolicy:
     """Always the same action (e.g. always long, for buy-and-hold)."""
 
+    row_wise = True
+
     def __init__(self, action: int) -> None:
         self.action = action
 
@@ -24,7 +28,8 @@ class ConstantPolicy:
 
 
 class RandomPolicy:
-    """Uniformly random actions from a seeded generator: the no-skill baseline."""
+    """Uniformly random actions from a seeded generator: the no-skill baseline (its draws
+    follow the calls, so it is not ``row_wise``)."""
 
     def __init__(self, num_actions: int, seed: int = 0) -> None:
         self.num_actions = num_actions
@@ -40,6 +45,8 @@ class MovingAverageCrossover:
     Log prices are rebuilt from the pipeline's standardised ``log_return`` channel, so
     the policy reads exactly the observation an agent reads.
     """
+
+    row_wise = True
 
     def __init__(
         self,
