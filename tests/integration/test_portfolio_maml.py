@@ -13,6 +13,7 @@ from tests.integration.conftest import training_config
 from evotrader.backtest.portfolio import run_portfolio
 from evotrader.config import ConfigError
 from evotrader.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from evotrader.env import VectorPortfolioEnv
 from evotrader.models.maml_model import adapt_parameters, parameters_of
 from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.training.guards import PortfolioCheckpoint, TradableCheckpoint, load_portfolio_policy
@@ -79,6 +80,7 @@ def test_portfolio_tasks_slice_the_training_split_only(tmp_path: Path) -> None:
     validation_start = inputs.splits.validation.index[0]
     for task in tasks:
         basket, dates = task.name.split("[")
+        assert isinstance(task.env, VectorPortfolioEnv)
         assert list(task.env.symbols) == basket.split("+") and task.env.num_assets >= 2
         assert np.datetime64(dates.rstrip("]").split("..")[1]) < np.datetime64(validation_start)
         assert task.env.market.timestamps[-1] < validation_start
@@ -99,6 +101,7 @@ def test_one_inner_step_moves_the_adapted_parameters_not_the_initial_ones(
 ) -> None:
     learner = meta_learner(maml_context(tmp_path))
     net, task = learner.policy, learner.tasks[0]
+    assert isinstance(task.env, VectorPortfolioEnv)
     before = {name: value.detach().clone() for name, value in net.named_parameters()}
     params = parameters_of(net)
     support = collect_rollout(
