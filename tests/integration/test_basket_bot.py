@@ -22,7 +22,8 @@ from evotrader.live.broker import UnknownInstrument
 from evotrader.live.journal import Journal
 from evotrader.live.runner import RunnerConfig
 from evotrader.live.session import LiveOptions, SetupError, run
-from evotrader.risk import RiskEngine
+from evotrader.risk import RiskEngine, load_preferences
+from evotrader.risk.portfolio import PortfolioRisk
 from evotrader.training.guards import PortfolioCheckpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -97,6 +98,33 @@ def test_sim_basket_bot_equals_the_portfolio_backtest(runs, prefs, tmp_path, bac
         refs = [order.request.client_ref for order in journal.orders()]
         assert len(refs) == len(set(refs))
         assert len(journal.decisions()) == len(backtest.equity)
+
+
+def test_the_portfolio_limits_bind_live_as_in_the_backtest(runs, prefs, tmp_path, tradable) -> None:
+    """The same PortfolioRisk check as run_portfolio(risk=...): with every asset capped at
+    40% of equity, the bot's equity still equals the backtest's under that risk."""
+    out = tmp_path / "out"
+    summary = run(
+        LiveOptions(
+            broker="sim", symbol=UNIVERSE, runs_dir=runs, out=out, preferences=prefs,
+            tighten=["max_position_pct=40"],
+        )
+    )  # fmt: skip
+    universe = tradable.universe.load().between(None, tradable.checkpoint.data_range["test_end"])
+    capped = load_preferences(prefs).tightened({"max_position_pct": 40})
+    expected = run_portfolio(
+        tradable.policy(),
+        universe.bars,
+        tradable.settings(),
+        start=tradable.test_start,
+        close_only=universe.close_only,
+        risk=PortfolioRisk(capped),
+    )
+    assert expected.metrics["risk_asset_weight"] > 0  # the cap binds on these bars
+    np.testing.assert_allclose(summary.equity_series, expected.equity.to_numpy(), rtol=1e-12)
+    with Journal(out / "journal.sqlite") as journal:
+        adjusted = [e for e in journal.risk_events() if e["kind"] == "portfolio_adjusted"]
+    assert len(adjusted) == expected.metrics["risk_asset_weight"]
 
 
 class CountingBroker(BasketSimBroker):

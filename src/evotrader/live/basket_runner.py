@@ -91,7 +91,8 @@ class BasketRunner:
         self.report = Reporter(journal, self.events, self.console, risk, self.summary, broker.now)
         self.windows = {s: BarWindow(s, config.history_bars) for s in symbols}
         self._arrived: dict[str, Bar] = {}  # bars of the timestamp being collected
-        self._target = np.zeros(len(symbols))
+        self._target = np.zeros(len(symbols))  # the approved weights last ordered
+        self._wanted: np.ndarray | None = None  # the policy's weights they came from
         self._units = dict.fromkeys(symbols, 0.0)
         self._account: Account | None = None
         self._live_bars = 0
@@ -166,6 +167,8 @@ class BasketRunner:
         saved = self.journal.get_state(STATE_KEY)
         if saved:
             self._target = np.array([saved["target"].get(s, 0.0) for s in self.symbols])
+            if saved.get("policy") is not None:
+                self._wanted = np.array([saved["policy"][s] for s in self.symbols])
         self._reconcile()
         for instrument in self.instruments:
             self.broker.subscribe(instrument)
@@ -269,8 +272,11 @@ class BasketRunner:
             self.report.risk_event("portfolio_adjusted", asdict(adjustment))
         approved = check.approved.reindex(self.symbols).to_numpy(np.float64)
         detail |= {"policy": dict(zip(self.symbols, wanted.tolist(), strict=True))}
-        if np.array_equal(approved, self._target):
-            return float(np.abs(approved).sum()), 0.0, equity, detail | {"why": "unchanged"}
+        if self._wanted is not None and np.array_equal(wanted, self._wanted):
+            # a restarted policy repeating the weights ordered before the restart: hold,
+            # as the policy that never stopped would have (it answers None to itself)
+            return float(np.abs(self._target).sum()), 0.0, equity, detail | {"why": "unchanged"}
+        self._wanted = wanted
         detail["orders"] = self._order_targets(stamp, now, approved, history)
         return float(np.abs(approved).sum()), 0.0, equity, detail | {"why": "policy"}
 
@@ -440,14 +446,19 @@ class BasketRunner:
         with self.journal.transaction():
             self.journal.set_state("risk", self.risk.state.to_dict())
             last = self._latest.isoformat() if len(self.windows[self.symbols[0]]) else None
-            self.journal.set_state(STATE_KEY, {"target": self._targets(), "last_bar": last})
+            wanted = None if self._wanted is None else self._weights(self._wanted)
+            state = {"target": self._targets(), "policy": wanted, "last_bar": last}
+            self.journal.set_state(STATE_KEY, state)
 
     @property
     def _latest(self) -> pd.Timestamp:
         return self.windows[self.symbols[0]].latest
 
     def _targets(self) -> dict[str, float]:
-        return dict(zip(self.symbols, self._target.tolist(), strict=True))
+        return self._weights(self._target)
+
+    def _weights(self, weights: np.ndarray) -> dict[str, float]:
+        return dict(zip(self.symbols, weights.tolist(), strict=True))
 
     def _account_now(self) -> Account:
         if self._account is None:
@@ -511,7 +522,7 @@ class BasketRunner:
                 self.journal.record_order(request, bar, now)
         for request in requests:
             self._place(request)
-        self._target = np.zeros(len(self.symbols))
+        self._target, self._wanted = np.zeros(len(self.symbols)), None
 
     def _reconnect(self, error: BrokerDisconnected) -> None:
         self.journal.record_health(self.broker.now(), "disconnected", {"error": str(error)})
