@@ -104,10 +104,14 @@ class PortfolioMoE(PortfolioTransformer):
         return self.encode(obs)[0]
 
     @torch.no_grad()
-    def utilisation(self, obs: torch.Tensor) -> torch.Tensor:
-        """Mean routing weight of each expert over a batch's assets (K,), summing to one."""
-        weights = self.route(self.encode_assets(obs)).weights
-        return weights.reshape(-1, self.num_experts).mean(dim=0)
+    def utilisation(self, obs: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """Mean routing weight of each expert over every (sample, asset) of ``obs`` (K,),
+        summing to one; ``batch`` samples at a time (a training split of a wide universe
+        is many windows)."""
+        total = torch.zeros(self.num_experts, device=obs.device)
+        for chunk in obs.split(batch):
+            total += self.route(self.encode_assets(chunk)).weights.sum(dim=(0, 1))
+        return total / (obs.shape[0] * obs.shape[1])
 
     def expert_policy(self, k: int) -> PortfolioTransformer:
         """Expert ``k`` with the shared trunk and heads, as a standalone PortfolioTransformer."""

@@ -123,3 +123,11 @@ def test_the_balance_loss_counts_every_sample_and_asset() -> None:
     assert per_asset == load_balancing_loss(Routing(flat, flat), top_k=0)
     uniform = torch.full((4, 5, 3), 1 / 3)
     assert load_balancing_loss(Routing(uniform, uniform), top_k=0).item() == pytest.approx(1.0)
+
+
+def test_utilisation_in_batches_is_the_mean_over_every_sample_and_asset() -> None:
+    mixture, obs = _mixture(), _obs(10, 4)
+    weights = mixture.route(mixture.encode_assets(obs)).weights.detach()
+    expected = weights.reshape(-1, 3).mean(dim=0)
+    torch.testing.assert_close(mixture.utilisation(obs, batch=3), expected, rtol=0, atol=1e-6)
+    assert mixture.utilisation(obs).sum().item() == pytest.approx(1.0)
