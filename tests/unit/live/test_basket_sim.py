@@ -68,3 +68,20 @@ def test_the_feed_ends_after_the_last_bar_of_every_symbol() -> None:
     assert [broker.next_bar(0).symbol for _ in range(2)] == ["A", "B"]
     with pytest.raises(FeedEnded, match="replay of A\\+B ended"):
         broker.next_bar(0)
+
+
+def test_close_only_bars_fill_at_the_next_close() -> None:
+    data = {s: bars(k).assign(open=lambda f: f["close"], high=lambda f: f["close"],
+                              low=lambda f: f["close"], volume=0.0)
+            for k, s in enumerate("AB")}  # fmt: skip
+    broker = BasketSimBroker(data, start=data["A"].index[2], close_only=True)
+    broker.connect()
+    broker.next_bar(0), broker.next_bar(0)  # bar 2 closes
+    broker.place_order(order("a", "A", 0.5))
+    broker.next_bar(0)  # bar 3 closes: the order fills at its close, when it closes
+    [fill] = broker.fills()
+    assert fill.price == data["A"]["close"].iloc[3] and fill.cost > 0
+    assert fill.timestamp == broker.now()
+    with pytest.raises(ValueError, match="close-only bars have no volume"):
+        BasketSimBroker(data, start=data["A"].index[2], close_only=True,
+                        execution=ExecutionModel(impact_coef=0.1))  # fmt: skip
