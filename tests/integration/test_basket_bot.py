@@ -16,6 +16,7 @@ from tests.unit.live.helpers import LOOSE_PREFERENCES, in_paper, preferences
 
 from evotrader.backtest.portfolio import PortfolioResult, run_portfolio
 from evotrader.core.trading import Instrument, OrderRequest, OrderState
+from evotrader.env.execution import ExecutionModel
 from evotrader.live.basket_runner import BasketRunner, basket_instruments
 from evotrader.live.basket_sim import BasketSimBroker
 from evotrader.live.broker import UnknownInstrument
@@ -76,6 +77,8 @@ def test_sim_basket_bot_equals_the_portfolio_backtest(runs, prefs, tmp_path, bac
     pd.testing.assert_index_equal(equity.index, backtest.equity.index, check_names=False)
     np.testing.assert_allclose(equity.to_numpy(), backtest.equity.to_numpy(), rtol=1e-12)
     assert saved["symbols"] == list(SYMBOLS) and saved["choice"]["chosen_by"] == "registry"
+    expected = list(saved["expected"].values())  # the telemetry's backtest account: no drift
+    np.testing.assert_allclose(expected, backtest.equity.to_numpy(), rtol=1e-12)
 
     with Journal(out / "journal.sqlite") as journal:
         fills = journal.fills()
@@ -212,6 +215,8 @@ def test_a_restart_with_open_positions_sends_no_duplicate_order(
     # the bot that died and came back traded exactly as the backtest did
     equity = pd.Series(first.summary.equity | second.summary.equity)
     np.testing.assert_allclose(equity.to_numpy(), backtest.equity.to_numpy(), rtol=1e-12)
+    expected = pd.Series(first.summary.expected | second.summary.expected)  # restored too
+    np.testing.assert_allclose(expected.to_numpy(), backtest.equity.to_numpy(), rtol=1e-12)
 
 
 def test_bad_input_is_one_clear_error(runs, prefs, tradable, tmp_path) -> None:
@@ -265,3 +270,22 @@ def test_a_sim_bot_restarted_on_its_out_resumes_after_its_last_bar(runs, prefs, 
         fills = journal.fills()
     units = {s: sum(f.signed_quantity for f in fills if f.symbol == s) for s in SYMBOLS}
     np.testing.assert_allclose([held.get(s, 0.0) for s in SYMBOLS], list(units.values()))
+
+
+def test_fills_costlier_than_the_backtest_assumed_trip_the_divergence_breaker(
+    tradable, tmp_path
+) -> None:
+    universe = tradable.universe.load().between(None, tradable.checkpoint.data_range["test_end"])
+    costly = ExecutionModel(commission_bps=100.0)  # the broker charges 100x what was trained
+    broker = BasketSimBroker(universe.bars, start=tradable.test_start, execution=costly)
+    config = RunnerConfig(Instrument(UNIVERSE), max_divergence_pct=0.5)
+    prefs = preferences(allowed_instruments=list(SYMBOLS), max_daily_loss_pct=50.0)
+    runner = BasketRunner(
+        broker, tradable.policy(), basket_instruments(config, SYMBOLS), RiskEngine(prefs),
+        Journal(tmp_path / "journal.sqlite"), config, execution=tradable.spec.execution,
+        console=lambda line: None,
+    )  # fmt: skip
+    summary = runner.run()
+    assert summary.halt is not None and summary.halt.kind == "divergence"
+    assert "from the backtest's expectation" in summary.halt.reason
+    assert broker.positions() == {}  # flattened

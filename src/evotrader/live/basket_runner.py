@@ -35,7 +35,9 @@ from evotrader.core.trading import (
     OrderStatus,
     Side,
 )
+from evotrader.env.execution import ExecutionModel
 from evotrader.live import reconcile, retry
+from evotrader.live.basket_expectation import BasketExpectation
 from evotrader.live.basket_orders import BasketPlan, net_orders
 from evotrader.live.basket_sim import STATE_KEY
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
@@ -67,6 +69,8 @@ class BasketRunner:
         config: RunnerConfig,
         *,
         needed_bars: int = 2,
+        execution: ExecutionModel | None = None,
+        close_only: bool = False,
         kill_switch: KillSwitch | None = None,
         events: EventLog | None = None,
         console: Callable[[str], None] | None = None,
@@ -81,6 +85,7 @@ class BasketRunner:
             )
         self.broker, self.policy, self.risk, self.journal = broker, policy, risk, journal
         self.config, self.needed_bars, self.real_money = config, needed_bars, real_money
+        self.execution, self.close_only = execution or ExecutionModel(), close_only
         self.instruments = list(instruments)
         self.symbols = symbols
         self.portfolio_risk = PortfolioRisk(risk.preferences)
@@ -93,6 +98,7 @@ class BasketRunner:
         self._arrived: dict[str, Bar] = {}  # bars of the timestamp being collected
         self._target = np.zeros(len(symbols))  # the approved weights last ordered
         self._wanted: np.ndarray | None = None  # the policy's weights they came from
+        self._expectation: BasketExpectation | None = None
         self._units = dict.fromkeys(symbols, 0.0)
         self._account: Account | None = None
         self._live_bars = 0
@@ -170,6 +176,7 @@ class BasketRunner:
             if saved.get("policy") is not None:
                 self._wanted = np.array([saved["policy"][s] for s in self.symbols])
         self._reconcile()
+        self._restore_expectation(saved)
         for instrument in self.instruments:
             self.broker.subscribe(instrument)
         self.events.emit("ready", last_bar=self._latest, target=self._targets())
@@ -218,11 +225,22 @@ class BasketRunner:
             self.windows[symbol].append(bars[symbol])
         stamp = bars[self.symbols[0]].timestamp
         self._sync()
-        now, equity = self.broker.now(), self._equity()
-        self.summary.equity[stamp] = equity
+        assert self._expectation is not None  # start() set it
+        self._expectation.on_bars(bars)
+        closes = np.array([bars[s].close for s in self.symbols])
+        now, equity, expected = self.broker.now(), self._equity(), self._expectation.equity(closes)
+        self.summary.equity[stamp], self.summary.expected[stamp] = equity, expected
         self.summary.bars += 1
         self._live_bars += 1
         trip = self.risk.on_equity(now, equity)
+        divergence = self._expectation.divergence_pct(equity, closes)
+        if trip is None and divergence > self.config.max_divergence_pct:
+            trip = self.risk.trip(
+                BreakerKind.DIVERGENCE,
+                f"live equity {equity:,.2f} is {divergence:.2f}% from the backtest's "
+                f"expectation {expected:,.2f} (limit {self.config.max_divergence_pct:g}%)",
+                now,
+            )
         decision = None
         if trip:
             self.report.tripped(trip)
@@ -303,6 +321,9 @@ class BasketRunner:
             self.report.risk_event("cash_bound", {"scale": plan.scale})
         requests = self._approved(plan, prices, account.equity, stamp, now)
         self._target = approved
+        assert self._expectation is not None
+        impact = [self.execution.prices(self.windows[s].frame).impact[-1] for s in self.symbols]
+        self._expectation.decide(approved, np.array(list(prices.values())), np.array(impact))
         with self.journal.transaction():  # the intent and every order, before any is sent
             self._save_state()
             for request in requests:
@@ -448,7 +469,23 @@ class BasketRunner:
             last = self._latest.isoformat() if len(self.windows[self.symbols[0]]) else None
             wanted = None if self._wanted is None else self._weights(self._wanted)
             state = {"target": self._targets(), "policy": wanted, "last_bar": last}
+            if self._expectation is not None:
+                state["expectation"] = self._expectation.to_dict()
             self.journal.set_state(STATE_KEY, state)
+
+    def _restore_expectation(self, saved: Mapping[str, Any] | None) -> None:
+        """The saved expectation; a fresh journal starts it from the broker's account
+        (positions already held become the expectation's too)."""
+        if saved and saved.get("expectation"):
+            self._expectation = BasketExpectation.from_dict(
+                self.execution, self.symbols, saved["expectation"], close_only=self.close_only
+            )
+            return
+        units = [self._units[s] for s in self.symbols]
+        cash = self._account_now().cash
+        self._expectation = BasketExpectation(
+            self.execution, self.symbols, cash, units, close_only=self.close_only
+        )
 
     @property
     def _latest(self) -> pd.Timestamp:

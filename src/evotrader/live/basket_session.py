@@ -123,6 +123,8 @@ def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
                 journal,
                 config,
                 needed_bars=needed,
+                execution=tradable.spec.execution,
+                close_only=isinstance(broker, BasketSimBroker) and broker.close_only,
                 kill_switch=kill,
                 events=events,
                 real_money=options.live,

@@ -91,6 +91,7 @@ class BasketSimBroker(Broker):
         self._opens = bar_open_times(index, self.hours)
         self._closes = np.column_stack([f["close"].to_numpy(np.float64) for f in frames])
         self._fill, self._impact, self._offset = _fill_prices(frames, self.execution, close_only)
+        self.close_only = close_only
         self._at_open = not close_only and self.execution.fill == "next_open"
         first = int(index.searchsorted(pd.Timestamp(start)))
         if first >= len(index):
