@@ -12,10 +12,14 @@ from tests.integration.conftest import training_config
 
 from evotrader.backtest.portfolio import run_portfolio
 from evotrader.config import ConfigError
-from evotrader.core.checkpoint import load_checkpoint, save_checkpoint
+from evotrader.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evotrader.models.portfolio_moe import PortfolioMoE
 from evotrader.models.portfolio_transformer import PortfolioTransformer
-from evotrader.training.guards import PortfolioCheckpoint, load_portfolio_policy
+from evotrader.training.guards import (
+    PortfolioCheckpoint,
+    TradableCheckpoint,
+    load_portfolio_policy,
+)
 from evotrader.training.moe_stage import moe_stage, run_moe_stage, warm_start_weights
 from evotrader.training.pipeline import StageContext, StageResult, prepare
 from evotrader.training.portfolio_validation import portfolio_checkpoint
@@ -95,6 +99,35 @@ def test_a_ppo_network_of_another_shape_is_refused_naming_both(
         r"does not fit: .*'model_dim': 16.*'model_dim': 8",
     ):
         warm_start_weights(narrower, moe_stage(narrower))
+
+
+def test_portfolio_moe_checkpoints_load_under_the_same_integrity_rules(
+    after_ppo: StageContext, tmp_path: Path
+) -> None:
+    assert after_ppo.universe is not None
+    weights = warm_start_weights(after_ppo, moe_stage(after_ppo))
+    assert weights is not None
+    ppo = PortfolioCheckpoint.load(Path(after_ppo.completed["stage_1_ppo"].checkpoint)).net
+    mixture = PortfolioMoE(ppo.spec, ppo.num_choices, num_experts=2)
+    mixture.load_state_dict(weights)
+    saved = portfolio_checkpoint(
+        after_ppo, after_ppo.universe, "portfolio_moe", mixture, {}, {"sharpe": 0.1}
+    )
+    loaded = load_portfolio_policy(save_checkpoint(saved, tmp_path / "moe.pth")).net
+    assert isinstance(loaded, PortfolioMoE) and loaded.num_experts == 2 and not loaded.training
+    with pytest.raises(
+        CheckpointError, match=r"is a portfolio_moe checkpoint: it trades a universe"
+    ):
+        TradableCheckpoint.load(tmp_path / "moe.pth")
+    architecture = {k: v for k, v in saved.architecture.items() if k != "num_experts"}
+    damaged = save_checkpoint(replace(saved, architecture=architecture), tmp_path / "damaged.pth")
+    with pytest.raises(CheckpointError, match=r"damaged.pth: its portfolio settings are damaged"):
+        PortfolioCheckpoint.load(damaged)
+    state = {**saved.state_dict, "gate.2.bias": torch.tensor([float("nan"), 0.0])}
+    path = tmp_path / "nan.pth"
+    torch.save({**torch.load(tmp_path / "moe.pth", weights_only=True), "state_dict": state}, path)
+    with pytest.raises(CheckpointError, match=r"nan.pth: state_dict\['gate.2.bias'\] holds 1 non"):
+        PortfolioCheckpoint.load(path)
 
 
 @pytest.mark.slow
