@@ -306,7 +306,7 @@ def _targets_speculative(
     are reused whenever the policy is flat again. The first call after a trade covers
     ``SPECULATE_MIN`` bars and each call that ends without one covers half as many again,
     up to ``SPECULATE_MAX``: frequent trading wastes few rows, long holdings take few calls
-    (on the quick-profile checkpoints' holdings this decides 1.2-1.4 rows a bar).
+    (about 1.2 rows decided a bar on the quick-profile PPO and MoE checkpoints over GOOG).
     ``guard`` judges each decision first, in order, as in the per-bar path.
     """
     windows, offset, positions = market.windows(), market.window - 1, spec.positions
