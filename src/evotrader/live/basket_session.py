@@ -151,6 +151,6 @@ def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
         f"final equity {final:,.2f}"
     )
     log.info(f"journal {out / 'journal.sqlite'}, events {out / 'events.jsonl'}")
-    if options.reports:
-        log.warning("daily/weekly reports: not written for a basket yet (they read one symbol)")
+    if options.reports if options.reports is not None else options.broker != "sim":
+        session.write_bot_reports(out)
     return summary

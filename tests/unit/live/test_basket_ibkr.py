@@ -2,6 +2,7 @@
 client against the TWS API stand-in, then restarted on its journal with positions open in
 several symbols: every symbol reconciled, nothing sent twice."""
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -130,3 +131,6 @@ def test_basket_bot_trades_through_ibkr_and_restarts_without_duplicates(
         assert journaled == set(refs_after) and runs == 2
         assert fills == {e.exec_id for e in tws.executions()}
         assert positions == {s: tws.position(s) for s in SYMBOLS if tws.position(s)}
+    reports = [json.loads(p.read_text()) for p in (tmp_path / "bot" / "reports").glob("*.json")]
+    traded = {trade["symbol"] for report in reports for trade in report["trades"]}
+    assert traded >= held  # a paper bot writes its reports, every symbol's trades in them
