@@ -38,7 +38,16 @@ if TYPE_CHECKING:
 ENCODER_GENES = {f.name for f in fields(TransformerSpec)} - {"input_dim", "output_dim", "max_len"}
 HYPERPARAMETER_GENES = {f.name for f in fields(AgentHyperparameters)}
 # What trains a portfolio agent (``portfolio_autonomous.train_portfolio_agent``).
-PORTFOLIO_KNOBS = ("lr", "policy_lr", "weight_decay", "batch_size", "epochs", "turnover_penalty")
+PORTFOLIO_KNOBS = (
+    "lr",
+    "batch_size",
+    "epochs",
+    "weight_decay",
+    "policy_lr",
+    "policy_batch",
+    "policy_epochs",
+    "turnover_penalty",
+)
 ARCHIVE_VERSION = 1
 
 

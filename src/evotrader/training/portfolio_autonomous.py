@@ -6,20 +6,23 @@ weights all assets share, and ``cross_layers`` attention blocks (the cross-asset
 each asset see the others. Its head picks one of ``env.positions`` per asset; the discrete
 PortfolioSpec turns the choices into target weights (scaled down to ``portfolio.max_gross``).
 
-How it learns (``train_portfolio_agent``): direct reinforcement, as the single-symbol
-agent's policy head learns, but end to end through the trunk and the cross-asset blocks. Adam
-ascends the mean per decision of ``w_t . r_t - turnover_penalty * cost * |w_t - w_{t-1}|``
-over the training split, where ``w_t`` are the expected target weights (each asset's softmax
-over the positions, the gross limit applied), ``r_t`` each asset's return from the fill of the
+How it learns (``train_portfolio_agent``), in the single-symbol agent's two steps with the
+world model's role played by a forecast: first the trunk and the cross-asset blocks learn to
+forecast each asset's held return from its embedding (``lr``, ``batch_size``, ``epochs``;
+the forecast layer is discarded), then, with them frozen, the head learns by direct
+reinforcement (``policy_lr``, ``policy_batch``, ``policy_epochs``): Adam ascends the mean
+per decision of ``w_t . r_t - turnover_penalty * cost * |w_t - w_{t-1}|`` over the training
+split, where ``w_t`` are the expected target weights (each asset's softmax over the
+positions, the gross limit applied), ``r_t`` each asset's return from the fill of the
 decision at t to the next decision's fill (the execution model's fill timing, so nothing is
 earned before the order could fill) and ``cost`` the linear cost rate (commission, spread,
-slippage), on time-ordered blocks of ``batch_size`` decisions visited in a seeded order;
-``lr`` trains the trunk and cross-asset blocks, ``policy_lr`` the head, ``epochs`` passes.
+slippage), on time-ordered blocks of decisions visited in a seeded order.
 
 What does not carry over to a universe yet, so a portfolio member has none of it (the run log
-says so, ``NOT_CARRIED``): the world model's prediction heads and their pre-training, the Faiss
-memory, the Weather Forecaster's regimes, the Chartist, the what-if rollouts, training on
-augmented copies of the bars, and the risk_scale self-modification. The genes that shape only
+says so, ``NOT_CARRIED``): the world model proper (its multi-horizon and volatility heads and
+context fusion; the one-bar forecast above stands in for it), the Faiss memory, the Weather
+Forecaster's regimes, the Chartist, the what-if rollouts, training on augmented copies of the
+bars, and the risk_scale self-modification. The genes that shape only
 those (memory_k, risk_scale, ...) are left out of the search space (``portfolio_space``).
 
 Fitness is the validation backtest through the portfolio engine after costs
@@ -46,7 +49,7 @@ import numpy as np
 import pandas as pd
 import ray
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from evotrader.agents import AgentArchitecture, AgentHyperparameters
 from evotrader.backtest.significance import bar_returns, excess_returns
@@ -84,9 +87,10 @@ log = logging.getLogger(__name__)
 
 KIND = "portfolio_autonomous"  # one of evotrader.core.checkpoint.PORTFOLIO_KINDS
 BENCHMARK = "equal weight"
+_CHUNK = 1024  # decisions per no-grad pass when embedding the training split
 NOT_CARRIED = (
-    "world-model prediction heads and their pre-training, Faiss memory, regimes, Chartist, "
-    "what-if rollouts, augmented training bars, risk_scale self-modification"
+    "the world model proper (a one-bar forecast shapes the trunk instead), Faiss memory, "
+    "regimes, Chartist, what-if rollouts, augmented training bars, risk_scale self-modification"
 )
 
 
@@ -137,8 +141,9 @@ def portfolio_form(ctx: StageContext, settings: AutonomousStageConfig) -> Member
     trunk = earlier_network(ctx, inputs) if settings.seed_from_previous else None
     log.info(
         f"[{ctx.name}] portfolio members over {'+'.join(inputs.universe.symbols)}: a shared "
-        f"per-asset trunk with cross-asset attention, trained end to end on the trading "
-        f"objective; not carried over to a universe yet: {NOT_CARRIED}"
+        f"per-asset trunk with cross-asset attention that learns to forecast each asset's "
+        f"held return, then a head trained on the after-cost trading objective; not carried "
+        f"over to a universe yet: {NOT_CARRIED}"
         + (f"; genes left out (they shape only those): {dropped}" if dropped else "")
     )
 
@@ -266,37 +271,84 @@ def train_portfolio_agent(
     hp: AgentHyperparameters,
     *,
     seed: int,
-) -> list[float]:
-    """Adam ascent of ``portfolio_objective`` (``lr`` for the trunk and cross-asset blocks,
-    ``policy_lr`` for the head); returns each epoch's mean block objective."""
-    head = set(net.pi.parameters())
+) -> dict[str, float]:
+    """Train ``net`` in two steps, as the single-symbol agent's world model then its policy
+    head: the trunk and cross-asset blocks learn to forecast each asset's held return
+    (``train_forecast``), then, with them frozen, the head learns by direct reinforcement
+    (``train_head``). Returns the last epoch's forecast loss and trading objective."""
+    loss = train_forecast(net, decisions, hp, seed=seed)
+    objective = train_head(net, decisions, env, portfolio, hp, seed=seed + 1)
+    return {"train_forecast_loss": loss, "train_objective": objective}
+
+
+def train_forecast(
+    net: PortfolioTransformer, decisions: TrainingDecisions, hp: AgentHyperparameters, *, seed: int
+) -> float:
+    """Adam (``lr``, ``batch_size``, ``epochs``) on the mean squared error of a linear
+    forecast, from each asset's embedding, of its held return in units of that asset's
+    training volatility. The forecast layer only shapes the embeddings and is discarded: the
+    checkpoint holds the PortfolioTransformer alone. Returns the last epoch's mean loss."""
+    torch.manual_seed(seed)  # the forecast layer's initialisation and dropout
+    forecast = nn.Linear(net.spec.output_dim, 1)
+    target = decisions.returns / decisions.returns.std(dim=0).clamp_min(1e-12)
+    body = [*net.encoder.parameters(), *net.cross.parameters(), *net.ln_cross.parameters()]
     optimiser = torch.optim.Adam(
-        [
-            {"params": [p for p in net.parameters() if p not in head], "lr": hp.lr},
-            {"params": list(head), "lr": hp.policy_lr},
-        ],
-        weight_decay=hp.weight_decay,
+        [*body, *forecast.parameters()], lr=hp.lr, weight_decay=hp.weight_decay
     )
+    generator = torch.Generator().manual_seed(seed)
+    net.train()
+    losses = [float("nan")]
+    for _ in range(hp.epochs):
+        losses = []
+        for rows in _blocks(len(decisions), hp.batch_size, generator):
+            predicted = forecast(net.embed(decisions.observations(rows))).squeeze(-1)
+            loss = nn.functional.mse_loss(predicted, target[rows])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+    net.eval()
+    return float(np.mean(losses))
+
+
+def train_head(
+    net: PortfolioTransformer,
+    decisions: TrainingDecisions,
+    env: EnvSpec,
+    portfolio: PortfolioSpec,
+    hp: AgentHyperparameters,
+    *,
+    seed: int,
+) -> float:
+    """Adam ascent of ``portfolio_objective`` for the head alone (``policy_lr``,
+    ``policy_batch``, ``policy_epochs``, ``turnover_penalty``) on the frozen embeddings of
+    every training decision; returns the whole split's objective after the last epoch."""
+    with torch.no_grad():
+        hidden = torch.cat(
+            [
+                net.embed(decisions.observations(rows))
+                for rows in torch.arange(len(decisions)).split(_CHUNK)
+            ]
+        )
     positions = torch.as_tensor(env.positions, dtype=torch.float32)
     cost = hp.turnover_penalty * env.execution.linear_rate
+
+    def objective(rows: Tensor | slice) -> Tensor:
+        logits = net.logits(hidden[rows])
+        return portfolio_objective(
+            logits, positions, decisions.returns[rows], cost, portfolio.max_gross
+        )
+
+    optimiser = torch.optim.Adam(net.pi.parameters(), lr=hp.policy_lr, weight_decay=hp.weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
-    net.train()
-    history = []
-    for _ in range(hp.epochs):
-        objectives = []
-        for rows in _blocks(len(decisions), hp.batch_size, generator):
-            logits = net.logits(net.embed(decisions.observations(rows)))
-            objective = portfolio_objective(
-                logits, positions, decisions.returns[rows], cost, portfolio.max_gross
-            )
+    for _ in range(hp.policy_epochs):
+        for rows in _blocks(len(decisions), hp.policy_batch, generator):
+            loss = -objective(rows)
             optimiser.zero_grad(set_to_none=True)
-            (-objective).backward()
+            loss.backward()
             optimiser.step()
-            objectives.append(float(objective.detach()))
-        history.append(float(np.mean(objectives)))
-    net.eval()
-    return history
+    with torch.no_grad():
+        return float(objective(slice(None)))
 
 
 def _blocks(n: int, size: int, generator: torch.Generator) -> Iterator[Tensor]:
@@ -320,7 +372,7 @@ def train_and_score_portfolio(
         inherit_weights(net, job.parent["state_dict"])
     bars = inputs.bars(inputs.splits.train, history=True)
     decisions = training_decisions(bars, data.train[0], inputs.pipeline, env)
-    history = train_portfolio_agent(net, decisions, env, inputs.portfolio, hp, seed=job.seed + 1)
+    learning = train_portfolio_agent(net, decisions, env, inputs.portfolio, hp, seed=job.seed + 1)
     comparison = compare_on_split(net, inputs, env, inputs.splits.validation)
     returns = bar_returns(comparison.policy.equity)
     metrics = (
@@ -329,8 +381,8 @@ def train_and_score_portfolio(
         | {
             "profit_factor": _profit_factor(returns),
             "parameters": float(sum(p.numel() for p in net.parameters())),
-            "train_objective": history[-1] if history else float("nan"),
         }
+        | learning
     )
     return Outcome(
         member_id=job.member_id,
