@@ -5,6 +5,7 @@ several symbols reconciles every order and sends none twice."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -289,3 +290,24 @@ def test_fills_costlier_than_the_backtest_assumed_trip_the_divergence_breaker(
     assert summary.halt is not None and summary.halt.kind == "divergence"
     assert "from the backtest's expectation" in summary.halt.reason
     assert broker.positions() == {}  # flattened
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [
+        (np.array([0.5, 0.5]), "policy returned 2 weights for the 4 symbols of A0\\+A1\\+A2\\+A3"),
+        (np.array([0.5, np.nan, 0.0, 0.0]), "portfolio risk: target for A1 is nan"),
+    ],
+)
+def test_weights_it_cannot_trade_are_errors_not_orders(tradable, tmp_path, weights, message):
+    broker = counting_broker(tradable)
+    runner = basket_runner(broker, tradable, Journal(tmp_path / "journal.sqlite"))
+    runner.policy = lambda history: weights
+    runner.config = RunnerConfig(Instrument(UNIVERSE), max_bars=3)
+    summary = runner.run()
+    assert summary.stopped == "max_bars 3 reached" and summary.errors == 3
+    assert broker.sent == []
+    with runner.journal as journal:
+        errors = [json.loads(e["detail"]) for e in journal.risk_events() if e["kind"] == "error"]
+    assert len(errors) == 3 and errors[0]["kind"] == "policy"
+    assert re.search(message, errors[0]["detail"])

@@ -38,7 +38,7 @@ from evotrader.core.trading import (
 from evotrader.env.execution import ExecutionModel
 from evotrader.live import reconcile, retry
 from evotrader.live.basket_expectation import BasketExpectation
-from evotrader.live.basket_orders import BasketPlan, net_orders
+from evotrader.live.basket_orders import BasketError, BasketPlan, net_orders
 from evotrader.live.basket_sim import STATE_KEY
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
 from evotrader.live.journal import Journal
@@ -47,7 +47,7 @@ from evotrader.live.telemetry import EventLog, Reporter, RunSummary
 from evotrader.live.window import BarWindow
 from evotrader.risk.circuit_breakers import BreakerKind
 from evotrader.risk.kill_switch import KillSwitch
-from evotrader.risk.portfolio import PortfolioRisk
+from evotrader.risk.portfolio import PortfolioRisk, PortfolioRiskError
 from evotrader.risk.risk_engine import Book, RiskEngine, RiskState
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,10 @@ class BasketRunner:
         if trip:
             self.report.tripped(trip)
         else:
-            decision = self._decide(stamp, now, equity)
+            try:
+                decision = self._decide(stamp, now, equity)
+            except (PortfolioRiskError, BasketError) as error:  # weights it cannot trade
+                self.report.error("policy", str(error))
         self.console(
             f"[{self.broker.name}] {stamp} {self.name} | equity {equity:,.2f} | "
             f"target {self._targets()} | "
@@ -284,6 +287,11 @@ class BasketRunner:
         if isinstance(weights, pd.Series | Mapping):
             weights = pd.Series(weights, dtype=np.float64).reindex(self.symbols)
         wanted = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if len(wanted) != len(self.symbols):
+            raise BasketError(
+                f"policy returned {len(wanted)} weights for the {len(self.symbols)} symbols "
+                f"of {self.name} at {stamp}"
+            )
         returns = history.closes.pct_change().iloc[1:]
         check = self.portfolio_risk.check(pd.Series(wanted, index=self.symbols), returns, stamp)
         for adjustment in check.adjustments:
