@@ -23,6 +23,11 @@ quick-profile PPO, MoE and MAML checkpoints (batches of 7 to 2000 rows agreed ex
 each other), whose closest top-two gap was 1.5e-5. So that this can never change a decision,
 every row whose two best logits lie within ``TIE_TOLERANCE`` (relative) of each other is
 decided again with the policy's own one-row ``act``, which is what the per-bar path calls.
+
+The batched forward runs on one torch thread (the caller's setting restored after), as the
+live session does: a batch is at most a few hundred windows of a small model, and on busy
+shared cores a second thread made every batch size 10-50x slower (quick-profile PPO, load 18
+on 2 cores); what more threads would gain for a large model on idle cores is not measured.
 """
 
 from __future__ import annotations
@@ -56,7 +61,12 @@ def torch_decisions(policy: Policy) -> Callable[[np.ndarray], np.ndarray] | None
 
     @torch.no_grad()
     def decide(observations: np.ndarray) -> np.ndarray:
-        logits = module(torch.as_tensor(observations, dtype=torch.float32, device=device))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            logits = module(torch.as_tensor(observations, dtype=torch.float32, device=device))
+        finally:
+            torch.set_num_threads(threads)
         best = logits.topk(min(2, logits.shape[-1]), dim=-1).values  # one column: all "ties"
         near = best[:, 0] - best[:, -1] <= TIE_TOLERANCE * (1.0 + best[:, 0].abs())
         actions: np.ndarray = logits.argmax(dim=-1).cpu().numpy()

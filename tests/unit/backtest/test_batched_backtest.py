@@ -205,3 +205,19 @@ def test_near_ties_are_decided_again_one_row_at_a_time() -> None:
     with torch.no_grad():
         policy.pi.bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
     assert decide(observations).tolist() == [1] * 5 and single_rows == []
+
+
+def test_batched_forwards_run_on_one_thread_and_restore_the_callers_setting() -> None:
+    torch.manual_seed(0)
+    policy = TransformerPolicy(_spec(8), 3).eval()
+    seen: list[int] = []
+    policy.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+    decide = torch_decisions(policy)
+    assert decide is not None
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        decide(np.zeros((4, 16, 8), dtype=np.float32))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
