@@ -157,7 +157,9 @@ def main() -> None:
     parser.add_argument("--no-peer", action="store_true", help="skip backtesting.py")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint (default: newest PPO)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per-bar (batched decisions use one)"
+    )
     args = parser.parse_args()
 
     moving_average(args.bars, args.window, args.repeats, not args.no_peer, args.seed)
