@@ -1,13 +1,15 @@
 """Does evolution find an edge where there is one, and refuse to invent one where there is not?
 
-Runs stage_4_autonomous through run_training.py on a planted AR(1) signal, on a random walk
-and on a random walk with drift (holding long pays there, but no timing beats buy-and-hold),
-then reads each run's archive and champion. On the validation split (used for selection):
-best fitness per generation, the Deflated Sharpe Ratio of the champion's excess over
-buy-and-hold with the number of trials behind it, and the PBO. On the test split (touched
-once, out of sample, after costs): the champion's Sharpe next to buy-and-hold and a random
-policy, and the verdict on its edge over buy-and-hold. Also how many children the better half
-of each generation parented compared with the worse half. Prints a table; --out writes JSON.
+Runs stage_4_autonomous through the pipeline run_training.py runs (in this process, so the
+three runs share one Ray start and its warm workers) on a planted AR(1) signal, on a random
+walk and on a random walk with drift (holding long pays there, but no timing beats
+buy-and-hold), then reads each run's archive and champion. On the validation split (used for
+selection): best fitness per generation, the Deflated Sharpe Ratio of the champion's excess
+over buy-and-hold with the number of trials behind it, and the PBO. On the test split
+(touched once, out of sample, after costs): the champion's Sharpe next to buy-and-hold and a
+random policy, and the verdict on its edge over buy-and-hold. Also how many children the
+better half of each generation parented compared with the worse half. Prints a table; --out
+writes JSON.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from common import ROOT, run_training
+from common import ROOT
 from evotrader.backtest.policies import RandomPolicy
+from evotrader.cli import configure_logging
+from evotrader.config import load_training_config
 from evotrader.core.checkpoint import load_checkpoint
 from evotrader.training.evaluation import evaluate_on_split
 from evotrader.training.guards import TradableCheckpoint
+from evotrader.training.pipeline import run_pipeline
 
 CASES = {  # name: (synthetic symbol, further data overrides)
     "AR1": ("AR1", []),  # planted AR(1) signal (coefficient 0.3): an edge to find
@@ -36,9 +41,15 @@ BUDGET = [
     "data.options.n_bars=3000",
     "stages=[stage_4_autonomous]",
     "stage_4_autonomous.population=8",
-    "stage_4_autonomous.generations=4",
-    "stage_4_autonomous.hyperparameters={epochs: 3, memory_epochs: 1, policy_epochs: 15}",
+    "stage_4_autonomous.generations=3",
+    "stage_4_autonomous.hyperparameters={epochs: 2, memory_epochs: 1, policy_epochs: 15}",
 ]
+
+
+def train(*overrides: str) -> None:
+    """The run ``python run_training.py <overrides>`` trains, in this process (Ray, started
+    by the first run, stays up for the next)."""
+    run_pipeline(load_training_config(list(overrides)))
 
 
 def summarise(run_dir: Path, symbol: str) -> dict[str, Any]:
@@ -104,10 +115,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    configure_logging()
     results = {}
     for case, (symbol, overrides) in CASES.items():
         run_name = f"autonomous-{case}-seed{args.seed}"
-        run_training(
+        train(
             f"runs_dir={args.runs_dir}",
             f"run_name={run_name}",
             f"seed={args.seed}",
