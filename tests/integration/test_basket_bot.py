@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from tests.unit.live.basket_helpers import SYMBOLS, UNIVERSE, make_portfolio_checkpoint
 from tests.unit.live.helpers import LOOSE_PREFERENCES, in_paper, preferences
@@ -102,6 +103,32 @@ def test_sim_basket_bot_equals_the_portfolio_backtest(runs, prefs, tmp_path, bac
         refs = [order.request.client_ref for order in journal.orders()]
         assert len(refs) == len(set(refs))
         assert len(journal.decisions()) == len(backtest.equity)
+
+
+def test_a_maml_basket_adapts_on_the_brokers_history_before_its_first_bar(prefs, tmp_path) -> None:
+    """A portfolio_maml checkpoint adapts before it trades (its weights change) on every
+    symbol's bars before the first live bar, which the session takes from the broker's
+    history: the sim replay of the test split equals the backtest, which adapts on the
+    universe's bars before the test split."""
+    maml = {"inner_steps": 1, "inner_lr": 0.5, "num_envs": 4, "episode_length": 16}
+    path = make_portfolio_checkpoint(
+        tmp_path / "basket_stage_3_maml.pth",
+        kind="portfolio_maml",
+        hyperparameters=maml | {"adapt_bars": 64},
+    )
+    tradable = PortfolioCheckpoint.load(path)
+    adapted = tradable.policy().net.state_dict()
+    saved = tradable.net.state_dict()
+    assert any(not torch.equal(adapted[name], saved[name]) for name in saved)  # it adapted
+    universe = tradable.universe.load().between(None, tradable.checkpoint.data_range["test_end"])
+    backtest = run_portfolio(
+        tradable.policy(), universe.bars, tradable.settings(), start=tradable.test_start
+    )
+    out = tmp_path / "out"
+    run(LiveOptions(broker="sim", checkpoint=path, out=out, preferences=prefs))
+    equity = pd.Series(json.loads((out / "summary.json").read_text())["equity"])
+    np.testing.assert_allclose(equity.to_numpy(), backtest.equity.to_numpy(), rtol=1e-12)
+    assert len(backtest.fills) > 10  # the adapted policy trades
 
 
 def test_the_portfolio_limits_bind_live_as_in_the_backtest(runs, prefs, tmp_path, tradable) -> None:

@@ -14,7 +14,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from evotrader.core.checkpoint import PORTFOLIO_KINDS, CheckpointError, load_checkpoint
+from evotrader.core.trading import Instrument
 from evotrader.lifecycle.alerts import Alerts
 from evotrader.lifecycle.choice import Choice
 from evotrader.lifecycle.states import LifecycleError
@@ -26,7 +29,7 @@ from evotrader.live.journal import Journal
 from evotrader.live.session import LiveOptions, SetupError
 from evotrader.live.telemetry import EventLog, RunSummary
 from evotrader.risk import KillSwitch, Preferences, RiskEngine
-from evotrader.training.guards import PortfolioCheckpoint
+from evotrader.training.guards import PortfolioCheckpoint, PortfolioPolicy
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +117,12 @@ def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
         log.info(f"preferences: {options.preferences} sha256 {human.sha256}")
         kill = KillSwitch(options.kill_file or out / "KILL")
         needed = tradable.pipeline.warmup + tradable.spec.window + 1
+        instruments = basket_instruments(config, symbols)
         try:
             runner = BasketRunner(
                 broker,
-                tradable.policy(),
-                basket_instruments(config, symbols),
+                basket_policy(tradable, broker, instruments, config.history_bars),
+                instruments,
                 RiskEngine(prefs),
                 journal,
                 config,
@@ -154,3 +158,17 @@ def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
     if options.reports if options.reports is not None else options.broker != "sim":
         session.write_bot_reports(out)
     return summary
+
+
+def basket_policy(
+    tradable: PortfolioCheckpoint, broker: Broker, instruments: list[Instrument], bars: int
+) -> PortfolioPolicy:
+    """The policy exactly as run_backtest.py trades it: a ``portfolio_maml`` checkpoint
+    first adapts on every symbol's ``bars`` just before the first live bar (the broker's
+    history), never on live ones; others trade as saved."""
+    broker.connect()
+    history = {i.symbol: broker.history(broker.qualify(i), bars) for i in instruments}
+    if empty := [symbol for symbol, frame in history.items() if frame.empty]:
+        raise SetupError(f"broker: no history bars for {empty}; the basket needs every symbol's")
+    first_live = max(frame.index[-1] for frame in history.values()) + pd.Timedelta(1, "ns")
+    return tradable.policy(first_live, history)

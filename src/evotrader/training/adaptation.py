@@ -167,20 +167,21 @@ def trading_policy(checkpoint: Checkpoint, bars: pd.DataFrame, start: pd.Timesta
 def portfolio_trading_net(
     checkpoint: Checkpoint,
     net: PortfolioTransformer,
-    universe: UniverseRef,
+    universe: UniverseRef | Mapping[str, pd.DataFrame],
     start: pd.Timestamp,
     pipeline: FeaturePipeline,
     env: EnvSpec,
     portfolio: PortfolioSpec,
 ) -> PortfolioTransformer:
     """A portfolio checkpoint's network ready to trade from ``start``: a ``portfolio_maml``
-    one adapts on the universe's bars before it (loaded only then, seeded by the checkpoint's
-    own seed, as ``trading_policy``); every other kind trades ``net`` as saved."""
+    one adapts on every symbol's bars before it (the universe's, loaded only then, or the
+    bars given, e.g. a broker's history; seeded by the checkpoint's own seed, as
+    ``trading_policy``); every other kind trades ``net`` as saved."""
     if checkpoint.kind != PORTFOLIO_MAML_KIND:
         return net
     return portfolio_adapted_before(
         net,
-        universe.load().bars,
+        universe.load().bars if isinstance(universe, UniverseRef) else universe,
         start,
         pipeline,
         env,

@@ -17,7 +17,7 @@ policy is a ``History -> target weights`` callable for the portfolio backtest en
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -248,14 +248,19 @@ class PortfolioCheckpoint:
             ) from error
         return cls(checkpoint, where, spec, pipeline, portfolio, universe, net.eval())
 
-    def policy(self, start: pd.Timestamp | None = None) -> PortfolioPolicy:
+    def policy(
+        self,
+        start: pd.Timestamp | None = None,
+        history: Mapping[str, pd.DataFrame] | None = None,
+    ) -> PortfolioPolicy:
         """A fresh weights policy (it remembers its last target, so one per backtest) ready
         to trade from ``start`` (default: the test split's first bar); a ``portfolio_maml``
-        network adapts first on the universe's bars before it, as a MAML checkpoint does."""
+        network adapts first on the bars before it, as a MAML checkpoint does: the universe's,
+        or every symbol's ``history`` (a live bot's, from its broker)."""
         net = portfolio_trading_net(
             self.checkpoint,
             self.net,
-            self.universe,
+            self.universe if history is None else history,
             self.test_start if start is None else start,
             self.pipeline,
             self.spec,

@@ -5,6 +5,7 @@ in the format stage_1_ppo writes (kind portfolio_ppo, universe and portfolio in 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,9 +21,17 @@ SYMBOLS = ("A0", "A1", "A2", "A3")
 UNIVERSE = "+".join(SYMBOLS)
 
 
-def make_portfolio_checkpoint(path: Path, *, n_bars: int = 400, seed: int = 0) -> Path:
+def make_portfolio_checkpoint(
+    path: Path,
+    *,
+    n_bars: int = 400,
+    seed: int = 0,
+    kind: str = "portfolio_ppo",
+    hyperparameters: dict[str, Any] | None = None,
+) -> Path:
     """Save a tiny portfolio checkpoint at ``path`` (whose input projection is scaled up so
-    it changes its targets often) and return ``path``."""
+    it changes its targets often) and return ``path``; ``kind`` portfolio_maml with its MAML
+    settings in ``hyperparameters`` makes one that adapts before it trades."""
     ref = UniverseRef(
         "synthetic_universe",
         SYMBOLS,
@@ -50,10 +59,10 @@ def make_portfolio_checkpoint(path: Path, *, n_bars: int = 400, seed: int = 0) -
         index = getattr(splits, name).index
         data_range[f"{name}_start"], data_range[f"{name}_end"] = str(index[0]), str(index[-1])
     checkpoint = Checkpoint(
-        kind="portfolio_ppo",
+        kind=kind,
         architecture=net.architecture(),
         state_dict=net.state_dict(),
-        hyperparameters={"seed": seed},
+        hyperparameters={**(hyperparameters or {}), "seed": seed},
         feature_pipeline=pipeline.state_dict(),
         env=env.to_dict(),
         symbol=UNIVERSE,
