@@ -52,6 +52,7 @@ import torch
 from torch import Tensor, nn
 
 from evotrader.agents import AgentArchitecture, AgentHyperparameters
+from evotrader.backtest.metrics import trade_metrics
 from evotrader.backtest.significance import bar_returns, excess_returns
 from evotrader.config import PROJECT_ROOT, AutonomousStageConfig
 from evotrader.core.checkpoint import Checkpoint
@@ -140,7 +141,7 @@ def portfolio_form(ctx: StageContext, settings: AutonomousStageConfig) -> Member
     remote = ray.remote(num_cpus=1)(train_and_score_portfolio)
     trunk = earlier_network(ctx, inputs) if settings.seed_from_previous else None
     log.info(
-        f"[{ctx.name}] portfolio members over {'+'.join(inputs.universe.symbols)}: a shared "
+        f"[{ctx.name}] portfolio members over {inputs.name}: a shared "
         f"per-asset trunk with cross-asset attention that learns to forecast each asset's "
         f"held return, then a head trained on the after-cost trading objective; not carried "
         f"over to a universe yet: {NOT_CARRIED}"
@@ -322,7 +323,8 @@ def train_head(
 ) -> float:
     """Adam ascent of ``portfolio_objective`` for the head alone (``policy_lr``,
     ``policy_batch``, ``policy_epochs``, ``turnover_penalty``) on the frozen embeddings of
-    every training decision; returns the whole split's objective after the last epoch."""
+    every training decision; returns the whole split's objective after the last epoch, in
+    units of the training returns' volatility."""
     with torch.no_grad():
         hidden = torch.cat(
             [
@@ -331,13 +333,15 @@ def train_head(
             ]
         )
     positions = torch.as_tensor(env.positions, dtype=torch.float32)
-    cost = hp.turnover_penalty * env.execution.linear_rate
+    # In units of the training returns' volatility (the optimum is the same): the objective's
+    # gradients then have the scale weight decay assumes, whatever the assets' volatility.
+    scale = float(decisions.returns.std().clamp_min(1e-12))
+    returns = decisions.returns / scale
+    cost = hp.turnover_penalty * env.execution.linear_rate / scale
 
     def objective(rows: Tensor | slice) -> Tensor:
         logits = net.logits(hidden[rows])
-        return portfolio_objective(
-            logits, positions, decisions.returns[rows], cost, portfolio.max_gross
-        )
+        return portfolio_objective(logits, positions, returns[rows], cost, portfolio.max_gross)
 
     optimiser = torch.optim.Adam(net.pi.parameters(), lr=hp.policy_lr, weight_decay=hp.weight_decay)
     generator = torch.Generator().manual_seed(seed)
@@ -397,10 +401,9 @@ def train_and_score_portfolio(
 
 
 def _profit_factor(returns: np.ndarray) -> float:
-    """Gains over losses of the per-bar returns (a portfolio has no round trips to count);
-    self-modification's redesign rule reads it."""
-    losses = -returns[returns < 0].sum()
-    return float(returns[returns > 0].sum() / losses) if losses > 0 else float("inf")
+    """``trade_metrics``' profit factor over the per-bar returns (a portfolio has no round
+    trips to count); self-modification's redesign rule reads it."""
+    return trade_metrics(pd.DataFrame({"pnl": returns}))["profit_factor"]
 
 
 def estimated_cost(
