@@ -13,8 +13,15 @@ from tests.integration.cli import run_script
 from tests.integration.conftest import training_config
 from tests.support.checkpoints import model_checkpoint
 
+from evotrader.backtest.baselines import (
+    EQUAL_WEIGHT,
+    HRP,
+    MAX_SHARPE,
+    MIN_VARIANCE,
+    RISK_PARITY,
+    compare_with_baselines,
+)
 from evotrader.backtest.portfolio import History, run_portfolio
-from evotrader.backtest.significance import edge_on_test, excess_returns
 from evotrader.config import ConfigError
 from evotrader.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from evotrader.data import DataError
@@ -212,8 +219,9 @@ def test_ppo_finds_the_planted_lead_lag_and_no_edge_in_noise(
     ray_session, tmp_path: Path, kind: str
 ) -> None:
     """Two assets, A0 leading A1 (strength 0.4) or independent: selected on validation, the
-    policy beats equal weight on the untouched test split after costs only where the lead
-    exists. The network is told neither which asset leads nor that one does."""
+    policy beats equal weight and the walk-forward optimisers on the untouched test split after
+    costs only where the lead exists. The network is told neither which asset leads nor that
+    one does."""
     options = f"n_assets: 2, n_bars: 2000, seed: 0, kind: {kind}, strength: 0.4"
     ctx = portfolio_context(
         tmp_path,
@@ -228,16 +236,24 @@ def test_ppo_finds_the_planted_lead_lag_and_no_edge_in_noise(
     tradable = PortfolioCheckpoint.load(ctx.checkpoint_path)
     inputs = ctx.universe
     assert inputs is not None
-    comparison = compare_on_split(tradable.net, inputs, ctx.config.env, inputs.splits.test)
-    numbers = comparison.numbers()
-    edge = edge_on_test(excess_returns(comparison.policy.equity, comparison.equal_weight.equity))
+    test = inputs.splits.test
+    bars = inputs.bars(test, history=True)
+    comparison = compare_with_baselines(
+        tradable.policy(), bars, tradable.settings(), start=test.index[0]
+    )
+    sharpe = comparison.table.loc["sharpe"]
+    returns = comparison.table.loc["total_return"]
+    numbers = {name: round(float(value), 3) for name, value in sharpe.items()}
+    edge = comparison.edge(EQUAL_WEIGHT)
     if kind == "lead_lag":
         assert edge.significant, numbers
-        assert numbers["excess_return"] > 0.05, numbers
-        assert numbers["sharpe"] > numbers["equal_weight_sharpe"] + 1.0, numbers
+        assert returns["policy"] > returns[EQUAL_WEIGHT] + 0.05, numbers
+        assert sharpe["policy"] > sharpe[EQUAL_WEIGHT] + 1.0, numbers
+        for optimiser in (MIN_VARIANCE, MAX_SHARPE, HRP, RISK_PARITY):  # refitted walk-forward
+            assert sharpe["policy"] > sharpe[optimiser] + 1.0, numbers
     else:
         assert not edge.significant, numbers
-        assert numbers["sharpe"] < numbers["equal_weight_sharpe"] + 1.0, numbers
+        assert sharpe["policy"] < sharpe[EQUAL_WEIGHT] + 1.0, numbers
 
 
 def test_portfolio_runs_refuse_what_they_cannot_train_naming_the_key(tmp_path: Path) -> None:
