@@ -17,7 +17,6 @@ switch sends every basket position to zero and stops.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
@@ -32,15 +31,15 @@ from evotrader.core.trading import (
     Instrument,
     OrderRequest,
     OrderState,
-    OrderStatus,
     Side,
 )
 from evotrader.env.execution import ExecutionModel
-from evotrader.live import reconcile, retry
+from evotrader.live import reconcile
 from evotrader.live.basket_expectation import BasketExpectation
 from evotrader.live.basket_orders import BasketError, BasketPlan, net_orders
 from evotrader.live.basket_sim import STATE_KEY
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
+from evotrader.live.broker_sync import BrokerSync, client_ref
 from evotrader.live.journal import Journal
 from evotrader.live.runner import RunnerConfig
 from evotrader.live.telemetry import EventLog, Reporter, RunSummary
@@ -48,12 +47,12 @@ from evotrader.live.window import BarWindow
 from evotrader.risk.circuit_breakers import BreakerKind
 from evotrader.risk.kill_switch import KillSwitch
 from evotrader.risk.portfolio import PortfolioRisk, PortfolioRiskError
-from evotrader.risk.risk_engine import Book, RiskEngine, RiskState
+from evotrader.risk.risk_engine import Book, RiskEngine
 
 log = logging.getLogger(__name__)
 
 
-class BasketRunner:
+class BasketRunner(BrokerSync):
     """Trades a weights ``policy`` over ``instruments`` through ``broker`` under ``risk``
     (per order) and ``portfolio_risk`` (per target vector), remembering in ``journal``.
     ``config`` is the single-symbol runner's (history, polling, lot size, reconnects,
@@ -125,36 +124,7 @@ class BasketRunner:
     def start(self) -> None:
         """Connect, refuse real money without the flags, warm every symbol's window up,
         restore the saved target, reconcile every journaled order, subscribe."""
-        state = self.journal.get_state("risk")
-        if state:
-            self.risk.state = RiskState.from_dict(state)
-        self._connect()
-        if not self.broker.is_paper and not self.real_money:
-            self.broker.disconnect()
-            raise BrokerError(
-                f"{self.broker.name}: the account is not a paper account; refusing to trade "
-                "real money without --live and its confirmation flag"
-            )
-        prefs = self.risk.preferences
-        info = {
-            "symbol": self.name,
-            "symbols": self.symbols,
-            "broker": self.broker.name,
-            "paper": self.broker.is_paper,
-            "preferences_sha256": prefs.sha256,
-            "config": self.config.to_dict(),
-        }
-        self.journal.start_run(self.broker.now(), info)
-        self.events.emit("start", preferences=prefs.to_dict(), **info)
-        self.console(
-            f"[{self.broker.name}] {self.name}: preferences sha256 {prefs.sha256}, "
-            f"{'paper' if self.broker.is_paper else 'LIVE MONEY'}, journal {self.journal.path}"
-        )
-        if self.risk.halt and self.config.clear_halt:
-            cleared = self.risk.clear_halt()
-            self.report.risk_event(
-                "halt_cleared", {"cleared": cleared.to_dict() if cleared else None}
-            )
+        self._open_run(self.name, {"symbol": self.name, "symbols": self.symbols})
         self.instruments = [self.broker.qualify(i) for i in self.instruments]
         for instrument in self.instruments:
             window = self.windows[instrument.symbol]
@@ -390,86 +360,17 @@ class BasketRunner:
         self._record_state(state)
         return state
 
-    def _record_state(self, state: OrderState) -> None:
-        self.journal.update_order(state, self.broker.now())
-        self.events.emit(
-            "order_state",
-            client_ref=state.client_ref,
-            status=state.status,
-            filled=state.filled_quantity,
-            reason=state.reason,
-        )
-        if state.status is OrderStatus.REJECTED:
-            reason = state.reason or "no reason"
-            self.report.error("order_rejected", f"{state.client_ref}: {reason}")
-
-    def _cancel_open_orders(self) -> None:
-        for order in self.journal.open_orders():
-            if order.state.status is not OrderStatus.PENDING:
-                self._record_state(self.broker.cancel_order(order.request.client_ref))
-
     def _client_ref(self, symbol: str, bar: pd.Timestamp, purpose: str) -> str:
-        clean = re.sub(r"[^A-Za-z0-9]", "_", symbol)
-        return f"{self.journal.session_id}-{clean}-{bar:%Y%m%dT%H%M%S}-{purpose}"
+        return client_ref(self.journal.session_id, symbol, bar, purpose)
 
     # -- broker state ------------------------------------------------------------------
 
     def _sync(self) -> None:
         """Pull order states, fills, positions and the account into the journal."""
         with self.journal.transaction():
-            open_orders = self.journal.open_orders()
-            at_broker = {o.request.client_ref: self.broker.order_state(o.request.client_ref)
-                         for o in open_orders}  # fmt: skip
-            for state in reconcile.changed_states(open_orders, at_broker):
-                self._record_state(state)
-            now = self.broker.now()
-            for fill in reconcile.unseen_fills(self.broker.fills(), self._fill_ids):
-                if self.journal.record_fill(fill, now):
-                    self._fill_ids.add(fill.exec_id)
-                    self.summary.fills += 1
-                    self.events.emit("fill", **asdict(fill))
-            positions = self.broker.positions()
-            if positions != self.journal.positions():
-                self.journal.set_positions(positions, now)
+            _, positions = self._pull_broker()
             held = reconcile.quantities(positions)
             self._units = {s: held.get(s, 0.0) for s in self.symbols}
-            self._account = self.broker.account()
-
-    def _reconcile(self) -> None:
-        """Every journaled open order against the broker (``evotrader.live.reconcile``
-        decides: record the broker's state, re-send the same reference, or drop), then
-        fills and positions, the broker's kept."""
-        latest, now = self._latest.isoformat(), self.broker.now()
-        resent, dropped = [], []
-        for order in self.journal.open_orders():
-            ref = order.request.client_ref
-            step = reconcile.order_step(
-                order, self.broker.order_state(ref), latest, self.risk.halt is not None
-            )
-            if step.action == "resend":
-                self._record_state(self.broker.place_order(order.request))
-                resent.append(ref)
-            elif step.action == "record":
-                self._record_state(step.state)
-            else:
-                self.journal.update_order(step.state, now)
-                dropped.append(ref)
-        journaled = {order.request.client_ref for order in self.journal.orders()}
-        for ref in reconcile.foreign_orders(journaled, self.broker.open_orders()):
-            self.report.risk_event("foreign_open_order", {"client_ref": ref})
-        before = self.journal.positions()
-        self._sync()
-        after = self.journal.positions()
-        mismatch = reconcile.position_mismatch(before, after)
-        if mismatch:
-            self.report.risk_event("position_mismatch", mismatch)
-        self.events.emit(
-            "reconciled",
-            resent=resent,
-            dropped=dropped,
-            open_orders=[o.client_ref for o in self.broker.open_orders()],
-            positions=reconcile.quantities(after),
-        )
 
     def _save_state(self) -> None:
         with self.journal.transaction():
@@ -514,11 +415,6 @@ class BasketRunner:
         return self._account_now().equity
 
     # -- halts, reconnects, stopping ---------------------------------------------------
-
-    def _trip(self, kind: BreakerKind, reason: str) -> None:
-        trip = self.risk.trip(kind, reason, self.broker.now())
-        if trip:
-            self.report.tripped(trip)
 
     def _flatten_and_stop(self) -> None:
         """Cancel working orders, send every basket position to zero, wait for the fills
@@ -570,38 +466,14 @@ class BasketRunner:
         self._target, self._wanted = np.zeros(len(self.symbols)), None
 
     def _reconnect(self, error: BrokerDisconnected) -> None:
-        self.journal.record_health(self.broker.now(), "disconnected", {"error": str(error)})
-        self.events.emit("disconnected", error=str(error))
-        self.report.count_error("disconnect", str(error))
-        try:
-            self._connect()
-        except BrokerDisconnected as final:
-            self._finish(f"connection lost: {final}; positions are left as they are")
+        if not self._reconnected(error):
             return
-        self._reconcile()
         for instrument in self.instruments:
             self.windows[instrument.symbol].extend(
                 self.broker.history(instrument, self.config.history_bars)
             )
             self.broker.subscribe(instrument)
         self.journal.record_health(self.broker.now(), "reconnected", {})
-
-    def _connect(self) -> None:
-        def failed(attempt: int, error: BrokerDisconnected) -> None:
-            self.events.emit("connect_failed", attempt=attempt, error=str(error))
-
-        retry.connect(self.broker, self.config.backoff, failed)
-
-    def _finish(self, reason: str) -> None:
-        """Stop without flattening: working orders are cancelled, positions are kept."""
-        try:
-            if self.broker.is_connected():
-                self._cancel_open_orders()
-                self._sync()
-        except BrokerError as error:
-            self.events.emit("error", kind="shutdown", detail=str(error))
-        self.summary.stopped = reason
-        self.console(f"[{self.broker.name}] stopped: {reason}")
 
 
 def basket_instruments(config: RunnerConfig, symbols: Sequence[str]) -> list[Instrument]:

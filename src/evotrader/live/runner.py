@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
@@ -40,12 +39,13 @@ from evotrader.env.market_data import MarketData, fill_agent_state
 from evotrader.env.spec import EnvSpec
 from evotrader.live import reconcile, retry
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
+from evotrader.live.broker_sync import BrokerSync, client_ref
 from evotrader.live.journal import Journal
 from evotrader.live.telemetry import EventLog, Expectation, Reporter, RunSummary
 from evotrader.live.window import BarWindow
 from evotrader.risk.circuit_breakers import BreakerKind
 from evotrader.risk.kill_switch import KillSwitch
-from evotrader.risk.risk_engine import DUST, Book, RiskEngine, RiskState
+from evotrader.risk.risk_engine import DUST, Book, RiskEngine
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class RunnerConfig:
         return dict(instrument) | settings
 
 
-class LiveRunner:
+class LiveRunner(BrokerSync):
     """Trades ``policy`` through ``broker`` under ``risk``, remembering in ``journal``."""
 
     def __init__(
@@ -191,36 +191,7 @@ class LiveRunner:
         return self.summary
 
     def _start(self) -> None:
-        state = self.journal.get_state("risk")
-        if state:
-            self.risk.state = RiskState.from_dict(state)
-        prefs = self.risk.preferences
-        self._connect()
-        if not self.broker.is_paper and not self.real_money:
-            self.broker.disconnect()
-            raise BrokerError(
-                f"{self.broker.name}: the account is not a paper account; refusing to trade "
-                "real money without --live and its confirmation flag"
-            )
-        now = self.broker.now()
-        info = {
-            "symbol": self.config.symbol,
-            "broker": self.broker.name,
-            "paper": self.broker.is_paper,
-            "preferences_sha256": prefs.sha256,
-            "config": self.config.to_dict(),
-        }
-        self.journal.start_run(now, info)
-        self.events.emit("start", preferences=prefs.to_dict(), **info)
-        self.console(
-            f"[{self.broker.name}] {self.config.symbol}: preferences sha256 {prefs.sha256}, "
-            f"{'paper' if self.broker.is_paper else 'LIVE MONEY'}, journal {self.journal.path}"
-        )
-        if self.risk.halt and self.config.clear_halt:
-            cleared = self.risk.clear_halt()
-            self.report.risk_event(
-                "halt_cleared", {"cleared": cleared.to_dict() if cleared else None}
-            )
+        self._open_run(self.config.symbol, {"symbol": self.config.symbol})
         self.instrument = self.broker.qualify(self.config.instrument)
         self.window.extend(self.broker.history(self.instrument, self.config.history_bars))
         if len(self.window) < self._needed:
@@ -421,36 +392,12 @@ class LiveRunner:
         self._record_state(state)
         return state
 
-    def _record_state(self, state: OrderState) -> None:
-        self.journal.update_order(state, self.broker.now())
-        self.events.emit(
-            "order_state",
-            client_ref=state.client_ref,
-            status=state.status,
-            filled=state.filled_quantity,
-            remaining=state.remaining_quantity,
-            reason=state.reason,
-        )
-        if state.status is OrderStatus.REJECTED:
-            self.report.error(
-                "order_rejected", f"{state.client_ref}: {state.reason or 'no reason'}"
-            )
-        elif state.status is OrderStatus.PARTIALLY_FILLED:
-            self.events.emit("partial_fill", client_ref=state.client_ref)
-
-    def _cancel_open_orders(self) -> None:
-        for order in self.journal.open_orders():
-            if order.state.status is OrderStatus.PENDING:
-                continue  # not at the broker (yet): reconcile decides its fate
-            self._record_state(self.broker.cancel_order(order.request.client_ref))
-
     def _set_target(self, target: float, equity: float) -> None:
         self._target = target
         self._entry_equity = equity
 
     def _client_ref(self, bar: pd.Timestamp, purpose: str) -> str:
-        symbol = re.sub(r"[^A-Za-z0-9]", "_", self.instrument.symbol)
-        return f"{self.journal.session_id}-{symbol}-{bar:%Y%m%dT%H%M%S}-{purpose}"
+        return client_ref(self.journal.session_id, self.instrument.symbol, bar, purpose)
 
     def _near_close(self, bar: Bar) -> bool:
         hours = self.risk.preferences.trading_hours
@@ -465,60 +412,16 @@ class LiveRunner:
             self._pull()
 
     def _pull(self) -> None:
-        open_orders = self.journal.open_orders()
-        refs = [order.request.client_ref for order in open_orders]
-        at_broker = {ref: self.broker.order_state(ref) for ref in refs}
-        for state in reconcile.changed_states(open_orders, at_broker):
-            self._record_state(state)
-        now, last_fill = self.broker.now(), None
-        for fill in reconcile.unseen_fills(self.broker.fills(), self._fill_ids):
-            if self.journal.record_fill(fill, now):
-                self._fill_ids.add(fill.exec_id)
-                self.summary.fills += 1
-                self.events.emit("fill", **asdict(fill))
-                if fill.symbol == self.instrument.symbol:
-                    last_fill = fill
-        positions = self.broker.positions()
-        if positions != self.journal.positions():
-            self.journal.set_positions(positions, now)
+        fills, positions = self._pull_broker()
         self._units = reconcile.quantities(positions).get(self.instrument.symbol, 0.0)
-        self._account = self.broker.account()
-        if last_fill is not None:  # MarketEnv's entry equity: account at the fill price
-            self._entry_equity = self._account.cash + self._units * last_fill.price
+        mine = [fill for fill in fills if fill.symbol == self.instrument.symbol]
+        if mine:  # MarketEnv's entry equity: account at the fill price
+            assert self._account is not None
+            self._entry_equity = self._account.cash + self._units * mine[-1].price
 
-    def _reconcile(self) -> None:
-        """Match the journal with the broker (``evotrader.live.reconcile`` decides): orders,
-        then fills and positions, the broker's kept."""
-        latest = self.window.latest.isoformat()
-        resent, dropped, now = [], [], self.broker.now()
-        for order in self.journal.open_orders():
-            ref = order.request.client_ref
-            at_broker = self.broker.order_state(ref)
-            step = reconcile.order_step(order, at_broker, latest, self.risk.halt is not None)
-            if step.action == "resend":
-                self._record_state(self.broker.place_order(order.request))
-                resent.append(ref)
-            elif step.action == "record":
-                self._record_state(step.state)
-            else:
-                self.journal.update_order(step.state, now)
-                dropped.append(ref)
-        journaled = {order.request.client_ref for order in self.journal.orders()}
-        for ref in reconcile.foreign_orders(journaled, self.broker.open_orders()):
-            self.report.risk_event("foreign_open_order", {"client_ref": ref})
-        before = self.journal.positions()
-        self._sync()
-        after = self.journal.positions()
-        mismatch = reconcile.position_mismatch(before, after)
-        if mismatch:
-            self.report.risk_event("position_mismatch", mismatch)
-        self.events.emit(
-            "reconciled",
-            resent=resent,
-            dropped=dropped,
-            open_orders=[o.client_ref for o in self.broker.open_orders()],
-            positions=reconcile.quantities(after),
-        )
+    @property
+    def _latest(self) -> pd.Timestamp:
+        return self.window.latest
 
     def _restore_bot_state(self) -> None:
         """The saved target, entry equity and expectation; a fresh journal starts from the
@@ -569,11 +472,6 @@ class LiveRunner:
         return self._account.equity
 
     # -- halts, reconnects, health -----------------------------------------------------
-
-    def _trip(self, kind: BreakerKind, reason: str) -> None:
-        trip = self.risk.trip(kind, reason, self.broker.now())
-        if trip:
-            self.report.tripped(trip)
 
     def _flatten_and_stop(self) -> None:
         """Cancel working orders, close the position, wait for the fills, stop."""
@@ -636,27 +534,12 @@ class LiveRunner:
         self._target = 0.0
 
     def _reconnect(self, error: BrokerDisconnected) -> None:
-        now = self.broker.now()
-        self.journal.record_health(now, "disconnected", {"error": str(error)})
-        self.events.emit("disconnected", error=str(error))
-        self.console(f"  disconnected: {error}; reconnecting")
-        self.report.count_error("disconnect", str(error))
-        try:
-            self._connect()
-        except BrokerDisconnected as final:
-            self._finish(f"connection lost: {final}; positions are left as they are")
+        if not self._reconnected(error):
             return
-        self._reconcile()
         missed = self.window.extend(self.broker.history(self.instrument, self.config.history_bars))
         self.broker.subscribe(self.instrument)
         self.journal.record_health(self.broker.now(), "reconnected", {"backfilled": missed})
         self.events.emit("reconnected", backfilled=missed)
-
-    def _connect(self) -> None:
-        def failed(attempt: int, error: BrokerDisconnected) -> None:
-            self.events.emit("connect_failed", attempt=attempt, error=str(error))
-
-        retry.connect(self.broker, self.config.backoff, failed)
 
     def _heartbeat(self, now: pd.Timestamp) -> None:
         detail = {
@@ -676,14 +559,3 @@ class LiveRunner:
             f"equity {equity:,.2f} expected {expected:,.2f} | "
             f"{'risk ok' if halt is None else f'HALTED ({halt.kind})'}"
         )
-
-    def _finish(self, reason: str) -> None:
-        """Stop without flattening: working orders are cancelled, positions are kept."""
-        try:
-            if self.broker.is_connected():
-                self._cancel_open_orders()
-                self._sync()
-        except BrokerError as error:
-            self.events.emit("error", kind="shutdown", detail=str(error))
-        self.summary.stopped = reason
-        self.console(f"[{self.broker.name}] stopped: {reason}")
