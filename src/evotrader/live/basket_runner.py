@@ -30,7 +30,6 @@ from evotrader.core.trading import (
     Bar,
     Instrument,
     OrderRequest,
-    OrderState,
     Side,
 )
 from evotrader.env.execution import ExecutionModel
@@ -199,22 +198,9 @@ class BasketRunner(BrokerSync):
         self._expectation.on_bars(bars)
         closes = np.array([bars[s].close for s in self.symbols])
         now, equity, expected = self.broker.now(), self._equity(), self._expectation.equity(closes)
-        self.summary.equity[stamp], self.summary.expected[stamp] = equity, expected
-        self.summary.bars += 1
-        self._live_bars += 1
-        trip = self.risk.on_equity(now, equity)
         divergence = self._expectation.divergence_pct(equity, closes)
-        if trip is None and divergence > self.config.max_divergence_pct:
-            trip = self.risk.trip(
-                BreakerKind.DIVERGENCE,
-                f"live equity {equity:,.2f} is {divergence:.2f}% from the backtest's "
-                f"expectation {expected:,.2f} (limit {self.config.max_divergence_pct:g}%)",
-                now,
-            )
         decision = None
-        if trip:
-            self.report.tripped(trip)
-        else:
+        if self._marked(stamp, now, equity, expected, divergence):
             try:
                 decision = self._decide(stamp, now, equity)
             except (PortfolioRiskError, BasketError) as error:  # weights it cannot trade
@@ -228,8 +214,7 @@ class BasketRunner(BrokerSync):
             if decision is not None:
                 self.journal.record_decision(stamp, now, None, *decision)
             self._save_state()
-        if self.config.max_bars is not None and self._live_bars >= self.config.max_bars:
-            self._finish(f"max_bars {self.config.max_bars} reached")
+        self._stop_at_max_bars()
 
     # -- deciding and ordering ---------------------------------------------------------
 
@@ -345,21 +330,6 @@ class BasketRunner(BrokerSync):
             approved.append(request)
         return approved
 
-    def _place(self, request: OrderRequest) -> OrderState:
-        """Send an order already journaled as PENDING; journal the broker's answer."""
-        self.summary.orders += 1
-        self.events.emit(
-            "order",
-            client_ref=request.client_ref,
-            symbol=request.instrument.symbol,
-            side=request.side,
-            quantity=request.quantity,
-            target=request.target_weight,
-        )
-        state = self.broker.place_order(request)
-        self._record_state(state)
-        return state
-
     def _client_ref(self, symbol: str, bar: pd.Timestamp, purpose: str) -> str:
         return client_ref(self.journal.session_id, symbol, bar, purpose)
 
@@ -405,14 +375,6 @@ class BasketRunner(BrokerSync):
 
     def _weights(self, weights: np.ndarray) -> dict[str, float]:
         return dict(zip(self.symbols, weights.tolist(), strict=True))
-
-    def _account_now(self) -> Account:
-        if self._account is None:
-            self._account = self.broker.account()
-        return self._account
-
-    def _equity(self) -> float:
-        return self._account_now().equity
 
     # -- halts, reconnects, stopping ---------------------------------------------------
 

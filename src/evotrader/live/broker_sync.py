@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evotrader.core.trading import Account, Fill, OrderState, OrderStatus, Position
+from evotrader.core.trading import Account, Fill, OrderRequest, OrderState, OrderStatus, Position
 from evotrader.live import reconcile, retry
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError
 from evotrader.live.journal import Journal
@@ -52,6 +52,7 @@ class BrokerSync:
     real_money: bool
     _account: Account | None
     _fill_ids: set[str]
+    _live_bars: int
 
     @property
     def _latest(self) -> pd.Timestamp:
@@ -91,6 +92,51 @@ class BrokerSync:
             self.report.risk_event(
                 "halt_cleared", {"cleared": cleared.to_dict() if cleared else None}
             )
+
+    def _marked(
+        self,
+        stamp: pd.Timestamp,
+        now: pd.Timestamp,
+        equity: float,
+        expected: float,
+        divergence: float,
+    ) -> bool:
+        """Count a live bar, mark live and expected equity, check the equity breakers and
+        the divergence from the backtest's expectation; False when one tripped."""
+        self.summary.equity[stamp] = equity
+        self.summary.expected[stamp] = expected
+        self.summary.bars += 1
+        self._live_bars += 1
+        trip = self.risk.on_equity(now, equity)
+        if trip is None and divergence > self.config.max_divergence_pct:
+            trip = self.risk.trip(
+                BreakerKind.DIVERGENCE,
+                f"live equity {equity:,.2f} is {divergence:.2f}% from the backtest's "
+                f"expectation {expected:,.2f} (limit {self.config.max_divergence_pct:g}%)",
+                now,
+            )
+        if trip:
+            self.report.tripped(trip)
+        return trip is None
+
+    def _stop_at_max_bars(self) -> None:
+        if self.config.max_bars is not None and self._live_bars >= self.config.max_bars:
+            self._finish(f"max_bars {self.config.max_bars} reached")
+
+    def _place(self, request: OrderRequest) -> OrderState:
+        """Send an order already journaled as PENDING; journal the broker's answer."""
+        self.summary.orders += 1
+        self.events.emit(
+            "order",
+            client_ref=request.client_ref,
+            symbol=request.instrument.symbol,
+            side=request.side,
+            quantity=request.quantity,
+            target=request.target_weight,
+        )
+        state = self.broker.place_order(request)
+        self._record_state(state)
+        return state
 
     def _record_state(self, state: OrderState) -> None:
         """Journal an order state the broker reported; a rejection is an error."""
@@ -171,6 +217,14 @@ class BrokerSync:
             open_orders=[o.client_ref for o in self.broker.open_orders()],
             positions=reconcile.quantities(after),
         )
+
+    def _account_now(self) -> Account:
+        if self._account is None:
+            self._account = self.broker.account()
+        return self._account
+
+    def _equity(self) -> float:
+        return self._account_now().equity
 
     def _trip(self, kind: BreakerKind, reason: str) -> None:
         trip = self.risk.trip(kind, reason, self.broker.now())

@@ -30,7 +30,6 @@ from evotrader.core.trading import (
     Bar,
     Instrument,
     OrderRequest,
-    OrderState,
     OrderStatus,
     Side,
 )
@@ -246,23 +245,9 @@ class LiveRunner(BrokerSync):
         self._expectation.on_bar(bar)
         now, equity = self.broker.now(), self._equity()
         expected = self._expectation.equity(bar.close)
-        self.summary.equity[bar.timestamp] = equity
-        self.summary.expected[bar.timestamp] = expected
-        self.summary.bars += 1
-        self._live_bars += 1
-        trip = self.risk.on_equity(now, equity)
         divergence = self._expectation.divergence_pct(equity, bar.close)
-        if trip is None and divergence > self.config.max_divergence_pct:
-            trip = self.risk.trip(
-                BreakerKind.DIVERGENCE,
-                f"live equity {equity:,.2f} is {divergence:.2f}% from the backtest's "
-                f"expectation {expected:,.2f} (limit {self.config.max_divergence_pct:g}%)",
-                now,
-            )
         decision = None
-        if trip:
-            self.report.tripped(trip)
-        else:
+        if self._marked(bar.timestamp, now, equity, expected, divergence):
             decision = self._decide(bar, now, equity)
         self._status(bar, equity, expected)
         with self.journal.transaction():  # the bar's bookkeeping in one commit
@@ -270,8 +255,7 @@ class LiveRunner(BrokerSync):
                 self.journal.record_decision(bar.timestamp, now, *decision)
             self._heartbeat(now)
             self._save_state()
-        if self.config.max_bars is not None and self._live_bars >= self.config.max_bars:
-            self._finish(f"max_bars {self.config.max_bars} reached")
+        self._stop_at_max_bars()
 
     # -- deciding and ordering ---------------------------------------------------------
 
@@ -378,20 +362,6 @@ class LiveRunner(BrokerSync):
             self.console(f"  risk refused {request.side} {request.quantity:g}: {verdict.reason}")
         return verdict.approved
 
-    def _place(self, request: OrderRequest) -> OrderState:
-        """Send an order already journaled as PENDING; journal the broker's answer."""
-        self.summary.orders += 1
-        self.events.emit(
-            "order",
-            client_ref=request.client_ref,
-            side=request.side,
-            quantity=request.quantity,
-            target=request.target_weight,
-        )
-        state = self.broker.place_order(request)
-        self._record_state(state)
-        return state
-
     def _set_target(self, target: float, equity: float) -> None:
         self._target = target
         self._entry_equity = equity
@@ -465,11 +435,6 @@ class LiveRunner(BrokerSync):
                     "last_bar": self.window.latest.isoformat() if len(self.window) else None,
                 },
             )
-
-    def _equity(self) -> float:
-        if self._account is None:
-            self._account = self.broker.account()
-        return self._account.equity
 
     # -- halts, reconnects, health -----------------------------------------------------
 
