@@ -40,30 +40,24 @@ from evotrader.data.validation import validate_ohlcv
 from evotrader.env.execution import ExecutionModel, rebalance_portfolio
 from evotrader.env.portfolio_data import aligned_frames
 from evotrader.live.broker import (
-    Broker,
-    BrokerDisconnected,
     BrokerError,
     FeedEnded,
     UnknownInstrument,
 )
 from evotrader.live.journal import Journal, JournalError
+from evotrader.live.replay import ReplayBroker, SimOrder, bar_at, moved_avg_cost
 from evotrader.risk.preferences import TradingHours, bar_end_times, bar_open_times
 
 STATE_KEY = "basket"  # the journal state the basket runner saves (its last bar among it)
 
 
 @dataclass
-class _Order:
-    request: OrderRequest
-    number: int
-    state: OrderState
+class _Order(SimOrder):
     decided: int  # the bar it was placed after
 
 
-class BasketSimBroker(Broker):
+class BasketSimBroker(ReplayBroker[_Order]):
     """A replay broker for a universe of instruments; always a paper account."""
-
-    name = "sim"
 
     def __init__(
         self,
@@ -112,24 +106,8 @@ class BasketSimBroker(Broker):
 
     # -- connection and clock --------------------------------------------------------
 
-    @property
-    def is_paper(self) -> bool:
-        return True
-
     def connect(self) -> None:
         self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
-
-    def now(self) -> pd.Timestamp:
-        return self._clock
-
-    def wait(self, seconds: float) -> None:
-        self._clock += pd.Timedelta(seconds=seconds)
 
     # -- market data -----------------------------------------------------------------
 
@@ -164,14 +142,7 @@ class BasketSimBroker(Broker):
         known = self._orders.get(request.client_ref)
         if known is not None:
             return known.state
-        number = next(self._numbers)
-        state = OrderState(
-            client_ref=request.client_ref,
-            status=OrderStatus.SUBMITTED,
-            broker_order_id=str(number + 1),
-            remaining_quantity=request.quantity,
-            updated_at=self._clock,
-        )
+        number, state = self._submitted(request)
         symbol = request.instrument.symbol
         if symbol not in self.symbols:
             reason = f"sim replays {', '.join(self.symbols)}, not {symbol}"
@@ -181,33 +152,6 @@ class BasketSimBroker(Broker):
             state = replace(state, status=OrderStatus.REJECTED, reason=reason)
         self._orders[request.client_ref] = _Order(request, number, state, self._last)
         return state
-
-    def cancel_order(self, client_ref: str) -> OrderState:
-        self._check_connected("cancel_order")
-        order = self._orders.get(client_ref)
-        if order is None:
-            raise BrokerError(f"sim: cannot cancel unknown order {client_ref!r}")
-        if not order.state.status.is_terminal:
-            order.state = replace(
-                order.state,
-                status=OrderStatus.CANCELLED,
-                reason="cancelled",
-                updated_at=self._clock,
-            )
-        return order.state
-
-    def order_state(self, client_ref: str) -> OrderState | None:
-        self._check_connected("order_state")
-        order = self._orders.get(client_ref)
-        return order.state if order else None
-
-    def open_orders(self) -> list[OrderState]:
-        self._check_connected("open_orders")
-        return [o.state for o in self._working()]
-
-    def fills(self) -> list[Fill]:
-        self._check_connected("fills")
-        return list(self._fills)
 
     def positions(self) -> dict[str, Position]:
         self._check_connected("positions")
@@ -257,16 +201,14 @@ class BasketSimBroker(Broker):
             column = self.symbols.index(symbol)
             self._units[column], self._avg_cost[column] = position.quantity, position.avg_cost
         self._fills = fills
-        for known in journal.orders():
-            if known.state.broker_order_id is None:  # PENDING: it never reached the broker
-                continue
-            number = int(known.state.broker_order_id) - 1
-            decided = int(self._index.searchsorted(pd.Timestamp(known.bar)))
-            self._orders[known.request.client_ref] = _Order(
-                known.request, number, known.state, decided
-            )
-        self._numbers = itertools.count(
-            max((o.number + 1 for o in self._orders.values()), default=0)
+        self._restore_orders(
+            journal,
+            lambda known, number: _Order(
+                known.request,
+                number,
+                known.state,
+                int(self._index.searchsorted(pd.Timestamp(known.bar))),
+            ),
         )
         return seen
 
@@ -348,31 +290,12 @@ class BasketSimBroker(Broker):
         )
 
     def _update_avg_cost(self, column: int, traded: float, price: float) -> None:
-        before = self._units[column]
-        after = before + traded
-        if after == 0:
-            self._avg_cost[column] = 0.0
-        elif before == 0 or np.sign(before) != np.sign(after):
-            self._avg_cost[column] = price
-        elif abs(after) > abs(before):
-            paid = self._avg_cost[column] * abs(before) + price * abs(traded)
-            self._avg_cost[column] = paid / abs(after)
-
-    def _working(self) -> list[_Order]:
-        return [o for o in self._orders.values() if not o.state.status.is_terminal]
+        self._avg_cost[column] = moved_avg_cost(
+            float(self._avg_cost[column]), float(self._units[column]), traded, price
+        )
 
     def _bar(self, symbol: str, t: int) -> Bar:
-        row = self._frames[symbol].iloc[t]
-        return Bar(
-            symbol=symbol,
-            timestamp=self._index[t],
-            end=self._ends[t],
-            open=float(row["open"]),
-            high=float(row["high"]),
-            low=float(row["low"]),
-            close=float(row["close"]),
-            volume=float(row["volume"]),
-        )
+        return bar_at(self._frames[symbol], symbol, t, self._ends[t])
 
     def _column(self, symbol: str) -> int:
         if symbol not in self.symbols:
@@ -380,10 +303,6 @@ class BasketSimBroker(Broker):
                 f"sim: no bars of {symbol} in this replay of {', '.join(self.symbols)}"
             )
         return self.symbols.index(symbol)
-
-    def _check_connected(self, call: str) -> None:
-        if not self._connected:
-            raise BrokerDisconnected(f"sim: {call} while disconnected")
 
 
 def _fill_prices(

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 
 from evotrader.core.trading import (
@@ -40,13 +39,13 @@ from evotrader.data import load_bars
 from evotrader.data.validation import validate_ohlcv
 from evotrader.env.execution import ExecutionModel, SimAccount
 from evotrader.live.broker import (
-    Broker,
     BrokerDisconnected,
     BrokerError,
     FeedEnded,
     UnknownInstrument,
 )
 from evotrader.live.journal import Journal, JournalError
+from evotrader.live.replay import ReplayBroker, SimOrder, bar_at, moved_avg_cost
 from evotrader.live.session import BROKERS, BrokerSetup, SetupError
 from evotrader.risk.preferences import TradingHours, bar_end_times, bar_open_times
 from evotrader.training.guards import TradableCheckpoint
@@ -77,17 +76,12 @@ class Faults:
 
 
 @dataclass
-class _Order:
-    request: OrderRequest
-    number: int
-    state: OrderState
+class _Order(SimOrder):
     fills: int = 0
 
 
-class SimBroker(Broker):
+class SimBroker(ReplayBroker[_Order]):
     """A replay broker for one instrument; always a paper account."""
-
-    name = "sim"
 
     def __init__(
         self,
@@ -135,10 +129,6 @@ class SimBroker(Broker):
 
     # -- connection and clock --------------------------------------------------------
 
-    @property
-    def is_paper(self) -> bool:
-        return True
-
     def connect(self) -> None:
         if self._connected:
             return
@@ -146,18 +136,6 @@ class SimBroker(Broker):
             self._reconnect_failures -= 1
             raise BrokerDisconnected("sim: reconnect refused (injected fault)")
         self._connected = True
-
-    def disconnect(self) -> None:
-        self._connected = False
-
-    def is_connected(self) -> bool:
-        return self._connected
-
-    def now(self) -> pd.Timestamp:
-        return self._clock
-
-    def wait(self, seconds: float) -> None:
-        self._clock += pd.Timedelta(seconds=seconds)
 
     # -- market data -----------------------------------------------------------------
 
@@ -204,14 +182,7 @@ class SimBroker(Broker):
         known = self._orders.get(request.client_ref)
         if known is not None:
             return known.state
-        number = next(self._numbers)
-        state = OrderState(
-            client_ref=request.client_ref,
-            status=OrderStatus.SUBMITTED,
-            broker_order_id=str(number + 1),
-            remaining_quantity=request.quantity,
-            updated_at=self._clock,
-        )
+        number, state = self._submitted(request)
         if request.instrument.symbol != self.instrument.symbol:
             reason = f"sim trades only {self.instrument.symbol}"
             state = replace(state, status=OrderStatus.REJECTED, reason=reason)
@@ -222,33 +193,6 @@ class SimBroker(Broker):
         if self.execution.fill == "close" and not state.status.is_terminal:
             self._fill(order, self._last)
         return order.state
-
-    def cancel_order(self, client_ref: str) -> OrderState:
-        self._check_connected("cancel_order")
-        order = self._orders.get(client_ref)
-        if order is None:
-            raise BrokerError(f"sim: cannot cancel unknown order {client_ref!r}")
-        if not order.state.status.is_terminal:
-            order.state = replace(
-                order.state,
-                status=OrderStatus.CANCELLED,
-                reason="cancelled",
-                updated_at=self._clock,
-            )
-        return order.state
-
-    def order_state(self, client_ref: str) -> OrderState | None:
-        self._check_connected("order_state")
-        order = self._orders.get(client_ref)
-        return order.state if order else None
-
-    def open_orders(self) -> list[OrderState]:
-        self._check_connected("open_orders")
-        return [o.state for o in self._orders.values() if not o.state.status.is_terminal]
-
-    def fills(self) -> list[Fill]:
-        self._check_connected("fills")
-        return list(self._fills)
 
     def positions(self) -> dict[str, Position]:
         self._check_connected("positions")
@@ -304,16 +248,14 @@ class SimBroker(Broker):
         position = held.get(self.instrument.symbol, Position(self.instrument.symbol, 0.0))
         self._account.units, self._avg_cost = position.quantity, position.avg_cost
         self._fills = fills
-        for known in journal.orders():
-            if known.state.broker_order_id is None:  # PENDING: it never reached the broker
-                continue
-            number = int(known.state.broker_order_id) - 1
-            done = sum(f.client_ref == known.request.client_ref for f in fills)
-            self._orders[known.request.client_ref] = _Order(
-                known.request, number, known.state, done
-            )
-        self._numbers = itertools.count(
-            max((o.number + 1 for o in self._orders.values()), default=0)
+        self._restore_orders(
+            journal,
+            lambda known, number: _Order(
+                known.request,
+                number,
+                known.state,
+                sum(f.client_ref == known.request.client_ref for f in fills),
+            ),
         )
         return seen
 
@@ -321,7 +263,7 @@ class SimBroker(Broker):
 
     def _advance(self, t: int) -> None:
         """Bar t opens (working orders fill), then closes (the clock moves to its end)."""
-        working = [o for o in self._orders.values() if not o.state.status.is_terminal]
+        working = self._working()
         next_open = self.execution.fill == "next_open"
         self._clock = self._opens[t] if next_open else self._ends[t]
         for order in sorted(working, key=lambda o: o.number):
@@ -415,36 +357,16 @@ class SimBroker(Broker):
 
     def _update_avg_cost(self, traded: float, price: float) -> None:
         before = self._account.units - traded
-        after = self._account.units
-        if after == 0:
-            self._avg_cost = 0.0
-        elif before == 0 or np.sign(before) != np.sign(after):
-            self._avg_cost = price
-        elif abs(after) > abs(before):
-            self._avg_cost = (self._avg_cost * abs(before) + price * abs(traded)) / abs(after)
+        self._avg_cost = moved_avg_cost(self._avg_cost, before, traded, price)
 
     def _bar(self, t: int) -> Bar:
-        row = self._bars.iloc[t]
-        return Bar(
-            symbol=self.instrument.symbol,
-            timestamp=self._bars.index[t],
-            end=self._ends[t],
-            open=float(row["open"]),
-            high=float(row["high"]),
-            low=float(row["low"]),
-            close=float(row["close"]),
-            volume=float(row["volume"]),
-        )
+        return bar_at(self._bars, self.instrument.symbol, t, self._ends[t])
 
     def _inject(self, kind: str, bar: int, wanted: bool) -> bool:
         if not wanted or (kind, bar) in self._injected:
             return False
         self._injected.add((kind, bar))
         return True
-
-    def _check_connected(self, call: str) -> None:
-        if not self._connected:
-            raise BrokerDisconnected(f"sim: {call} while disconnected")
 
     def _check_symbol(self, symbol: str) -> None:
         if symbol != self.instrument.symbol:
