@@ -18,16 +18,13 @@ import pandas as pd
 
 from evotrader.core.checkpoint import PORTFOLIO_KINDS, CheckpointError, load_checkpoint
 from evotrader.core.trading import Instrument
-from evotrader.lifecycle.alerts import Alerts
 from evotrader.lifecycle.choice import Choice
-from evotrader.lifecycle.states import LifecycleError
 from evotrader.live import session
 from evotrader.live.basket_runner import BasketRunner, basket_instruments
 from evotrader.live.basket_sim import BasketSimBroker
 from evotrader.live.broker import Broker
-from evotrader.live.journal import Journal
 from evotrader.live.session import LiveOptions, SetupError
-from evotrader.live.telemetry import EventLog, RunSummary
+from evotrader.live.telemetry import RunSummary
 from evotrader.risk import KillSwitch, Preferences, RiskEngine
 from evotrader.training.guards import PortfolioCheckpoint, PortfolioPolicy
 
@@ -91,12 +88,7 @@ def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
     human, prefs = session.preferences_for(options, config)
     broker = build_broker(tradable, options, prefs)
     out = session.output_dir(options, name)
-    journal = Journal(out / "journal.sqlite")
-    events = EventLog(out / "events.jsonl")
-    try:
-        alerts = Alerts(events, options.alert_command, options.alert_webhook)
-    except LifecycleError as error:
-        raise SetupError(str(error)) from error
+    journal, events, alerts = session.open_bot_files(options, out)
     try:
         log.info(f"checkpoint: {path} ({tradable.checkpoint.kind}, basket {name}); out: {out}")
         if note := choice.note():
@@ -107,14 +99,7 @@ def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
         events.emit("checkpoint", **detail, traded=name, **choice.record())
         with journal.transaction():
             journal.set_state("choice", choice.record())
-        events.emit(
-            "preferences",
-            file=str(options.preferences),
-            file_sha256=human.sha256,
-            effective_sha256=prefs.sha256,
-            tightened=human.sha256 != prefs.sha256,
-        )
-        log.info(f"preferences: {options.preferences} sha256 {human.sha256}")
+        session.record_preferences(events, options, human, prefs)
         kill = KillSwitch(options.kill_file or out / "KILL")
         needed = tradable.pipeline.warmup + tradable.spec.window + 1
         instruments = basket_instruments(config, symbols)
@@ -140,23 +125,9 @@ def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
         if summary.halt is not None:
             alerts.halt(summary.halt.to_dict(), bot=str(out), symbol=name, **choice.record())
     finally:
-        journal.close()
-        events.close()
-        if broker.is_connected():
-            broker.disconnect()
+        session.close_bot(journal, events, broker)
     extra: dict[str, Any] = {"checkpoint": str(path), "symbols": symbols}
-    extra["choice"] = choice.record()
-    extra |= {"preferences_sha256": prefs.sha256, "seed": options.seed}
-    session.write_summary(out / "summary.json", summary, extra)
-    final = summary.equity_series.iloc[-1] if summary.equity else float("nan")
-    log.info(
-        f"{summary.bars} bars, {summary.decisions} decisions, {summary.orders} orders "
-        f"({summary.rejected} refused by risk), {summary.fills} fills, {summary.errors} errors; "
-        f"final equity {final:,.2f}"
-    )
-    log.info(f"journal {out / 'journal.sqlite'}, events {out / 'events.jsonl'}")
-    if options.reports if options.reports is not None else options.broker != "sim":
-        session.write_bot_reports(out)
+    session.finish_session(options, out, summary, extra | {"choice": choice.record()}, prefs)
     return summary
 
 

@@ -326,12 +326,7 @@ def _run(options: LiveOptions) -> RunSummary:
     human, prefs = preferences_for(options, config)
     broker = build_broker(BrokerSetup(options, trading.tradable, config, prefs))
     out = output_dir(options, symbol)
-    journal = Journal(out / "journal.sqlite")
-    events = EventLog(out / "events.jsonl")
-    try:
-        alerts = Alerts(events, options.alert_command, options.alert_webhook)
-    except LifecycleError as error:
-        raise SetupError(str(error)) from error
+    journal, events, alerts = open_bot_files(options, out)
     try:
         first, *notes = trading.notes
         log.info(f"{first}; out: {out}")
@@ -345,14 +340,7 @@ def _run(options: LiveOptions) -> RunSummary:
             journal.set_state("choice", choice.record())
             if trading.event == "strategy":
                 journal.set_state("strategy", trading.detail)
-        events.emit(
-            "preferences",
-            file=str(options.preferences),
-            file_sha256=human.sha256,
-            effective_sha256=prefs.sha256,
-            tightened=human.sha256 != prefs.sha256,
-        )
-        log.info(f"preferences: {options.preferences} sha256 {human.sha256}")
+        record_preferences(events, options, human, prefs)
         kill = KillSwitch(options.kill_file or out / "KILL")
         try:
             runner = LiveRunner(
@@ -374,17 +362,60 @@ def _run(options: LiveOptions) -> RunSummary:
         if summary.halt is not None:
             alerts.halt(summary.halt.to_dict(), bot=str(out), symbol=symbol, **choice.record())
     finally:
-        journal.close()
-        events.close()
-        if broker.is_connected():
-            broker.disconnect()
+        close_bot(journal, events, broker)
     traded = (
         {"strategy": trading.detail["strategy"]}
         if trading.event == "strategy"
         else {"checkpoint": trading.detail["path"]}
     )
-    extra = traded | {"choice": choice.record()}
-    extra |= {"preferences_sha256": prefs.sha256, "seed": options.seed}
+    finish_session(options, out, summary, traded | {"choice": choice.record()}, prefs)
+    return summary
+
+
+def open_bot_files(options: LiveOptions, out: Path) -> tuple[Journal, EventLog, Alerts]:
+    """The bot's journal and event log in ``out`` and its alerts; alert settings that
+    cannot work are a SetupError."""
+    journal = Journal(out / "journal.sqlite")
+    events = EventLog(out / "events.jsonl")
+    try:
+        alerts = Alerts(events, options.alert_command, options.alert_webhook)
+    except LifecycleError as error:
+        raise SetupError(str(error)) from error
+    return journal, events, alerts
+
+
+def record_preferences(
+    events: EventLog, options: LiveOptions, human: Preferences, prefs: Preferences
+) -> None:
+    """Report the preferences file and the effective (tightened) preferences."""
+    events.emit(
+        "preferences",
+        file=str(options.preferences),
+        file_sha256=human.sha256,
+        effective_sha256=prefs.sha256,
+        tightened=human.sha256 != prefs.sha256,
+    )
+    log.info(f"preferences: {options.preferences} sha256 {human.sha256}")
+
+
+def close_bot(journal: Journal, events: EventLog, broker: Broker) -> None:
+    """Close the journal and the event log, disconnect the broker."""
+    journal.close()
+    events.close()
+    if broker.is_connected():
+        broker.disconnect()
+
+
+def finish_session(
+    options: LiveOptions,
+    out: Path,
+    summary: RunSummary,
+    extra: dict[str, Any],
+    prefs: Preferences,
+) -> None:
+    """Write the run's summary.json (``extra``, the preferences' hash and the seed with
+    it), log its counts and, when asked (by default away from sim), the bot's reports."""
+    extra = extra | {"preferences_sha256": prefs.sha256, "seed": options.seed}
     write_summary(out / "summary.json", summary, extra)
     final = summary.equity_series.iloc[-1] if summary.equity else float("nan")
     log.info(
@@ -395,7 +426,6 @@ def _run(options: LiveOptions) -> RunSummary:
     log.info(f"journal {out / 'journal.sqlite'}, events {out / 'events.jsonl'}")
     if options.reports if options.reports is not None else options.broker != "sim":
         write_bot_reports(out)
-    return summary
 
 
 def write_bot_reports(out: Path) -> None:
