@@ -43,7 +43,6 @@ from evotrader.live.journal import Journal
 from evotrader.live.runner import RunnerConfig
 from evotrader.live.telemetry import EventLog, Reporter, RunSummary
 from evotrader.live.window import BarWindow
-from evotrader.risk.circuit_breakers import BreakerKind
 from evotrader.risk.kill_switch import KillSwitch
 from evotrader.risk.portfolio import PortfolioRisk, PortfolioRiskError
 from evotrader.risk.risk_engine import Book, RiskEngine
@@ -108,18 +107,6 @@ class BasketRunner(BrokerSync):
 
     # -- the loop ----------------------------------------------------------------------
 
-    def run(self) -> RunSummary:
-        """Start (connect, warm up, reconcile), then trade timestamp by timestamp until the
-        feed ends, ``max_bars`` pass, or a breaker or the kill switch flattens and stops."""
-        try:
-            self.start()
-            while not self.summary.stopped:
-                self.step()
-        finally:
-            self._save_state()
-            self.events.emit("stop", **self.summary.counts())
-        return self.summary
-
     def start(self) -> None:
         """Connect, refuse real money without the flags, warm every symbol's window up,
         restore the saved target, reconcile every journaled order, subscribe."""
@@ -149,25 +136,6 @@ class BasketRunner(BrokerSync):
         for instrument in self.instruments:
             self.broker.subscribe(instrument)
         self.events.emit("ready", last_bar=self._latest, target=self._targets())
-
-    def step(self) -> None:
-        """One wait for a bar: a complete timestamp is traded, a breaker flattens."""
-        reason = self.kill_switch.reason()
-        if reason and self.risk.halt is None:
-            self._trip(BreakerKind.KILL_SWITCH, reason)
-        if self.risk.halt is not None:
-            self._flatten_and_stop()
-            return
-        try:
-            bar = self.broker.next_bar(self.config.poll_seconds)
-            if bar is not None:
-                self._on_bar(bar)
-        except FeedEnded as ended:
-            self._finish(f"feed ended: {ended}")
-        except BrokerDisconnected as error:
-            self._reconnect(error)
-        except BrokerError as error:
-            self.report.error("broker", str(error))
 
     def _on_bar(self, bar: Bar) -> None:
         window = self.windows.get(bar.symbol)

@@ -19,12 +19,21 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evotrader.core.trading import Account, Fill, OrderRequest, OrderState, OrderStatus, Position
+from evotrader.core.trading import (
+    Account,
+    Bar,
+    Fill,
+    OrderRequest,
+    OrderState,
+    OrderStatus,
+    Position,
+)
 from evotrader.live import reconcile, retry
-from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError
+from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
 from evotrader.live.journal import Journal
 from evotrader.live.telemetry import EventLog, Reporter, RunSummary
 from evotrader.risk.circuit_breakers import BreakerKind
+from evotrader.risk.kill_switch import KillSwitch
 from evotrader.risk.risk_engine import RiskEngine, RiskState
 
 if TYPE_CHECKING:
@@ -36,6 +45,10 @@ def client_ref(session_id: str, symbol: str, bar: pd.Timestamp, purpose: str) ->
     purpose, so a restart recognises (and never re-sends) an order it already sent."""
     clean = re.sub(r"[^A-Za-z0-9]", "_", symbol)
     return f"{session_id}-{clean}-{bar:%Y%m%dT%H%M%S}-{purpose}"
+
+
+class PolicyError(ValueError):
+    """The policy answered something that is not one valid action; nothing is traded."""
 
 
 class BrokerSync:
@@ -50,6 +63,7 @@ class BrokerSync:
     summary: RunSummary
     console: Callable[[str], None]
     real_money: bool
+    kill_switch: KillSwitch
     _account: Account | None
     _fill_ids: set[str]
     _live_bars: int
@@ -58,8 +72,61 @@ class BrokerSync:
     def _latest(self) -> pd.Timestamp:
         raise NotImplementedError
 
+    def start(self) -> None:
+        raise NotImplementedError
+
     def _sync(self) -> None:
         raise NotImplementedError
+
+    def _on_bar(self, bar: Bar) -> None:
+        raise NotImplementedError
+
+    def _flatten_and_stop(self) -> None:
+        raise NotImplementedError
+
+    def _save_state(self) -> None:
+        raise NotImplementedError
+
+    def _reconnect(self, error: BrokerDisconnected) -> None:
+        raise NotImplementedError
+
+    def _idle(self) -> None:
+        """No bar came within one poll."""
+
+    def run(self) -> RunSummary:
+        """Start (connect, warm up, reconcile), then trade bar by bar until the feed ends,
+        ``max_bars`` pass, or a breaker or the kill switch flattens and stops the bot."""
+        try:
+            self.start()
+            while not self.summary.stopped:
+                self.step()
+        finally:
+            self._save_state()
+            self.events.emit("stop", **self.summary.counts())
+        return self.summary
+
+    def step(self) -> None:
+        """One wait for a bar: a bar is traded, a breaker or the kill switch flattens."""
+        reason = self.kill_switch.reason()
+        if reason and self.risk.halt is None:
+            self._trip(BreakerKind.KILL_SWITCH, reason)
+        if self.risk.halt is not None:
+            self._flatten_and_stop()
+            return
+        try:
+            bar = self.broker.next_bar(self.config.poll_seconds)
+            if bar is None:
+                self._idle()
+            else:
+                self._on_bar(bar)
+        except FeedEnded as ended:
+            self._finish(f"feed ended: {ended}")
+        except BrokerDisconnected as error:
+            self._reconnect(error)
+        except BrokerError as error:
+            self.report.error("broker", str(error))
+        except PolicyError as error:
+            self.report.error("policy", str(error))
 
     def _open_run(self, name: str, info: dict[str, Any]) -> None:
         """Restore the risk state, connect, refuse real money without the flags, journal

@@ -38,19 +38,14 @@ from evotrader.env.market_data import MarketData, fill_agent_state
 from evotrader.env.spec import EnvSpec
 from evotrader.live import reconcile, retry
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError, FeedEnded
-from evotrader.live.broker_sync import BrokerSync, client_ref
+from evotrader.live.broker_sync import BrokerSync, PolicyError, client_ref
 from evotrader.live.journal import Journal
 from evotrader.live.telemetry import EventLog, Expectation, Reporter, RunSummary
 from evotrader.live.window import BarWindow
-from evotrader.risk.circuit_breakers import BreakerKind
 from evotrader.risk.kill_switch import KillSwitch
 from evotrader.risk.risk_engine import DUST, Book, RiskEngine
 
 log = logging.getLogger(__name__)
-
-
-class PolicyError(ValueError):
-    """The policy answered something that is not one valid action; nothing is traded."""
 
 
 INSTRUMENT_KEYS = ("asset_class", "exchange", "currency")
@@ -177,19 +172,8 @@ class LiveRunner(BrokerSync):
 
     # -- the loop ----------------------------------------------------------------------
 
-    def run(self) -> RunSummary:
-        """Start (connect, reconcile, warm up), then trade bar by bar until the feed ends,
-        ``max_bars`` pass, or a breaker or the kill switch flattens and stops the bot."""
-        try:
-            self._start()
-            while not self.summary.stopped:
-                self._step()
-        finally:
-            self._save_state()
-            self.events.emit("stop", **self.summary.counts())
-        return self.summary
-
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Connect, warm the window up, restore the saved target, reconcile, subscribe."""
         self._open_run(self.config.symbol, {"symbol": self.config.symbol})
         self.instrument = self.broker.qualify(self.config.instrument)
         self.window.extend(self.broker.history(self.instrument, self.config.history_bars))
@@ -203,28 +187,6 @@ class LiveRunner(BrokerSync):
         self._check_target()
         self.broker.subscribe(self.instrument)
         self.events.emit("ready", last_bar=self.window.latest, target=self._target)
-
-    def _step(self) -> None:
-        reason = self.kill_switch.reason()
-        if reason and self.risk.halt is None:
-            self._trip(BreakerKind.KILL_SWITCH, reason)
-        if self.risk.halt is not None:
-            self._flatten_and_stop()
-            return
-        try:
-            bar = self.broker.next_bar(self.config.poll_seconds)
-            if bar is None:
-                self._idle()
-            else:
-                self._on_bar(bar)
-        except FeedEnded as ended:
-            self._finish(f"feed ended: {ended}")
-        except BrokerDisconnected as error:
-            self._reconnect(error)
-        except BrokerError as error:
-            self.report.error("broker", str(error))
-        except PolicyError as error:
-            self.report.error("policy", str(error))
 
     def _idle(self) -> None:
         now = self.broker.now()
