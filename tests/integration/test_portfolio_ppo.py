@@ -14,6 +14,7 @@ from tests.integration.conftest import training_config
 from tests.support.checkpoints import model_checkpoint
 
 from evotrader.backtest.baselines import (
+    BUY_AND_HOLD,
     EQUAL_WEIGHT,
     HRP,
     MAX_SHARPE,
@@ -193,6 +194,15 @@ def test_the_validation_comparison_names_equal_weight(trained: StageContext) -> 
     assert len(bought) == 4 and bought["timestamp"].nunique() == 1
     assert numbers["n_trades"] == len(comparison.policy.fills)
     assert numbers["buy_hold_return"] == comparison.buy_hold.metrics["total_return"]
+    # the run summary judges the same equal weight and buy-and-hold run_backtest.py reports
+    test = inputs.splits.test
+    on_test = compare_on_split(tradable.net, inputs, trained.config.env, test)
+    backtest = compare_with_baselines(
+        tradable.policy(), inputs.bars(test, history=True), tradable.settings(), start=test.index[0]
+    ).results
+    for mine, theirs in ((on_test.equal_weight, EQUAL_WEIGHT), (on_test.buy_hold, BUY_AND_HOLD)):
+        pd.testing.assert_series_equal(mine.equity, backtest[theirs].equity)
+    pd.testing.assert_series_equal(on_test.policy.equity, backtest["policy"].equity)
 
 
 LEARN = [

@@ -1,10 +1,11 @@
 """A portfolio policy judged on one time split, and its checkpoint in the common format.
 
-The PPO stage's portfolio form selects on the validation split as the single-symbol stages
-do, but through the portfolio backtest engine (per-asset costs, fills at the next open) and
-against equal weight over the same assets (rebalanced monthly, after the same costs), the
-baseline a universe is judged by, and buy-and-hold of the universe (equal weight bought at
-the split's start and never rebalanced: what the run summary's "B&H" columns show).
+The portfolio stages select on the validation split as the single-symbol stages do, but
+through the portfolio backtest engine (per-asset costs, fills at the next open) and against
+equal weight over the same assets (rebalanced as the policy may be, after the same costs),
+the baseline a universe is judged by, and buy-and-hold of the universe (equal weight bought
+at the split's start and never rebalanced: what the run summary's "B&H" columns show): the
+same two baselines run_backtest.py reports.
 Its checkpoints record the universe reference and the PortfolioSpec, so
 ``PortfolioCheckpoint`` can trade them again.
 """
@@ -15,10 +16,16 @@ import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
-from evotrader.backtest.portfolio import History, PortfolioResult, run_portfolio
+from evotrader.backtest.baselines import (
+    BUY_AND_HOLD,
+    EQUAL_WEIGHT,
+    buy_and_hold,
+    compare_with_baselines,
+    equal_weight,
+)
+from evotrader.backtest.portfolio import PortfolioResult
 from evotrader.backtest.significance import bar_returns
 from evotrader.core.checkpoint import Checkpoint
 from evotrader.env import EnvSpec
@@ -65,27 +72,20 @@ class SplitComparison:
 def compare_on_split(
     net: PortfolioTransformer, inputs: UniverseInputs, env: EnvSpec, split: pd.DataFrame
 ) -> SplitComparison:
-    """``net`` as a weights policy and equal weight over ``split``'s dates; earlier bars serve
-    as history only."""
-    bars = inputs.bars(split, history=True)
+    """``net`` as a weights policy, equal weight and buy-and-hold over ``split``'s dates;
+    earlier bars serve as history only. The baselines are run_backtest.py's own
+    (``compare_with_baselines``, same settings and costs), so a run's summary and its
+    backtest judge the same equal weight."""
     settings = portfolio_settings(env, inputs.portfolio)
-    start = split.index[0]
     policy = PortfolioPolicy(net, inputs.pipeline, env, inputs.portfolio)
-    mine = run_portfolio(policy, bars, settings, start=start)
-    weights = np.full(len(bars), min(1.0, inputs.portfolio.max_gross) / len(bars))
-
-    def equal(history: History) -> np.ndarray:
-        return weights
-
-    def hold(history: History) -> np.ndarray | None:
-        return weights if history.timestamp == start else None
-
-    monthly = replace(settings, rebalance="monthly")
-    return SplitComparison(
-        mine,
-        run_portfolio(equal, bars, monthly, start=start),
-        run_portfolio(hold, bars, settings, start=start),
-    )
+    runs = compare_with_baselines(
+        policy,
+        inputs.bars(split, history=True),
+        settings,
+        start=split.index[0],
+        baselines={EQUAL_WEIGHT: equal_weight, BUY_AND_HOLD: buy_and_hold},
+    ).results
+    return SplitComparison(runs["policy"], runs[EQUAL_WEIGHT], runs[BUY_AND_HOLD])
 
 
 def validate_portfolio(
