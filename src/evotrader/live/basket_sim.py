@@ -28,7 +28,6 @@ from evotrader.core.trading import (
     Account,
     Bar,
     Fill,
-    Instrument,
     OrderRequest,
     OrderState,
     OrderStatus,
@@ -45,7 +44,13 @@ from evotrader.live.broker import (
     UnknownInstrument,
 )
 from evotrader.live.journal import Journal, JournalError
-from evotrader.live.replay import ReplayBroker, SimOrder, bar_at, moved_avg_cost
+from evotrader.live.replay import (
+    ReplayBroker,
+    SimOrder,
+    bar_at,
+    first_live_bar,
+    moved_avg_cost,
+)
 from evotrader.risk.preferences import TradingHours, bar_end_times, bar_open_times
 
 STATE_KEY = "basket"  # the journal state the basket runner saves (its last bar among it)
@@ -87,11 +92,7 @@ class BasketSimBroker(ReplayBroker[_Order]):
         self._fill, self._impact, self._offset = _fill_prices(frames, self.execution, close_only)
         self.close_only = close_only
         self._at_open = not close_only and self.execution.fill == "next_open"
-        first = int(index.searchsorted(pd.Timestamp(start)))
-        if first >= len(index):
-            raise ValueError(f"sim start {start} is after the last bar {index[-1]}")
-        if first < 1:
-            raise ValueError(f"sim start {start} leaves no bar of history before it")
+        first = first_live_bar(index, start)
         self.start = first
         self._last = first - 1  # the last bar delivered for every symbol
         self._clock = self._ends[first - 1]
@@ -110,20 +111,6 @@ class BasketSimBroker(ReplayBroker[_Order]):
         self._connected = True
 
     # -- market data -----------------------------------------------------------------
-
-    def qualify(self, instrument: Instrument) -> Instrument:
-        self._check_connected("qualify")
-        self._column(instrument.symbol)
-        return replace(instrument, broker_id=f"SIM:{instrument.symbol}")
-
-    def history(self, instrument: Instrument, count: int) -> pd.DataFrame:
-        self._check_connected("history")
-        frame = self._frames[self.symbols[self._column(instrument.symbol)]]
-        return frame.iloc[max(0, self._last + 1 - count) : self._last + 1].copy()
-
-    def subscribe(self, instrument: Instrument) -> None:
-        self._check_connected("subscribe")
-        self._column(instrument.symbol)
 
     def next_bar(self, timeout: float) -> Bar | None:
         self._check_connected("next_bar")
@@ -297,12 +284,12 @@ class BasketSimBroker(ReplayBroker[_Order]):
     def _bar(self, symbol: str, t: int) -> Bar:
         return bar_at(self._frames[symbol], symbol, t, self._ends[t])
 
-    def _column(self, symbol: str) -> int:
+    def _frame(self, symbol: str) -> pd.DataFrame:
         if symbol not in self.symbols:
             raise UnknownInstrument(
                 f"sim: no bars of {symbol} in this replay of {', '.join(self.symbols)}"
             )
-        return self.symbols.index(symbol)
+        return self._frames[symbol]
 
 
 def _fill_prices(

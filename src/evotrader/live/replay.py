@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import pandas as pd
 
-from evotrader.core.trading import Bar, Fill, OrderRequest, OrderState, OrderStatus
+from evotrader.core.trading import Bar, Fill, Instrument, OrderRequest, OrderState, OrderStatus
 from evotrader.live.broker import Broker, BrokerDisconnected, BrokerError
 from evotrader.live.journal import Journal, JournalOrder
 
@@ -43,6 +43,11 @@ class ReplayBroker(Broker, Generic[OrderT]):
     _orders: dict[str, OrderT]
     _fills: list[Fill]
     _numbers: itertools.count[int]
+    _last: int  # the last bar delivered; history is the bars up to it
+
+    def _frame(self, symbol: str) -> pd.DataFrame:
+        """The bars of ``symbol``; one this replay does not hold is an UnknownInstrument."""
+        raise NotImplementedError
 
     @property
     def is_paper(self) -> bool:
@@ -59,6 +64,20 @@ class ReplayBroker(Broker, Generic[OrderT]):
 
     def wait(self, seconds: float) -> None:
         self._clock += pd.Timedelta(seconds=seconds)
+
+    def qualify(self, instrument: Instrument) -> Instrument:
+        self._check_connected("qualify")
+        self._frame(instrument.symbol)
+        return replace(instrument, broker_id=f"SIM:{instrument.symbol}")
+
+    def history(self, instrument: Instrument, count: int) -> pd.DataFrame:
+        self._check_connected("history")
+        frame = self._frame(instrument.symbol)
+        return frame.iloc[max(0, self._last + 1 - count) : self._last + 1].copy()
+
+    def subscribe(self, instrument: Instrument) -> None:
+        self._check_connected("subscribe")
+        self._frame(instrument.symbol)
 
     def cancel_order(self, client_ref: str) -> OrderState:
         self._check_connected("cancel_order")
@@ -120,6 +139,17 @@ class ReplayBroker(Broker, Generic[OrderT]):
     def _check_connected(self, call: str) -> None:
         if not self._connected:
             raise BrokerDisconnected(f"sim: {call} while disconnected")
+
+
+def first_live_bar(index: pd.Index, start: str | pd.Timestamp) -> int:
+    """Where a replay of bars on ``index`` starts trading: the first bar at or after
+    ``start``, with at least one bar of history before it."""
+    first = int(index.searchsorted(pd.Timestamp(start)))
+    if first >= len(index):
+        raise ValueError(f"sim start {start} is after the last bar {index[-1]}")
+    if first < 1:
+        raise ValueError(f"sim start {start} leaves no bar of history before it")
+    return first
 
 
 def bar_at(frame: pd.DataFrame, symbol: str, t: int, end: pd.Timestamp) -> Bar:

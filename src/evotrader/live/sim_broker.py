@@ -45,7 +45,13 @@ from evotrader.live.broker import (
     UnknownInstrument,
 )
 from evotrader.live.journal import Journal, JournalError
-from evotrader.live.replay import ReplayBroker, SimOrder, bar_at, moved_avg_cost
+from evotrader.live.replay import (
+    ReplayBroker,
+    SimOrder,
+    bar_at,
+    first_live_bar,
+    moved_avg_cost,
+)
 from evotrader.live.session import BROKERS, BrokerSetup, SetupError
 from evotrader.risk.preferences import TradingHours, bar_end_times, bar_open_times
 from evotrader.training.guards import TradableCheckpoint
@@ -110,11 +116,7 @@ class SimBroker(ReplayBroker[_Order]):
         self._ends = bar_end_times(self._bars.index, self.hours)
         self._opens = bar_open_times(self._bars.index, self.hours)
         self._prices = self.execution.prices(self._bars)
-        first = int(self._bars.index.searchsorted(pd.Timestamp(start)))
-        if first >= len(self._bars):
-            raise ValueError(f"sim start {start} is after the last bar {self._bars.index[-1]}")
-        if first < 1:
-            raise ValueError(f"sim start {start} leaves no bar of history before it")
+        first = first_live_bar(self._bars.index, start)
         self.start = first
         self._last = first - 1  # last delivered (closed) bar; history is bars[: last + 1]
         self._clock = self._ends[first - 1]
@@ -138,20 +140,6 @@ class SimBroker(ReplayBroker[_Order]):
         self._connected = True
 
     # -- market data -----------------------------------------------------------------
-
-    def qualify(self, instrument: Instrument) -> Instrument:
-        self._check_connected("qualify")
-        self._check_symbol(instrument.symbol)
-        return replace(instrument, broker_id=f"SIM:{instrument.symbol}")
-
-    def history(self, instrument: Instrument, count: int) -> pd.DataFrame:
-        self._check_connected("history")
-        self._check_symbol(instrument.symbol)
-        return self._bars.iloc[max(0, self._last + 1 - count) : self._last + 1].copy()
-
-    def subscribe(self, instrument: Instrument) -> None:
-        self._check_connected("subscribe")
-        self._check_symbol(instrument.symbol)
 
     def next_bar(self, timeout: float) -> Bar | None:
         self._check_connected("next_bar")
@@ -368,9 +356,10 @@ class SimBroker(ReplayBroker[_Order]):
         self._injected.add((kind, bar))
         return True
 
-    def _check_symbol(self, symbol: str) -> None:
+    def _frame(self, symbol: str) -> pd.DataFrame:
         if symbol != self.instrument.symbol:
             raise UnknownInstrument(f"sim replays {self.instrument.symbol}, not {symbol}")
+        return self._bars
 
 
 def from_setup(setup: BrokerSetup) -> SimBroker:
