@@ -25,7 +25,7 @@ from evotrader.live.basket_sim import BasketSimBroker
 from evotrader.live.broker import Broker
 from evotrader.live.session import LiveOptions, SetupError
 from evotrader.live.telemetry import RunSummary
-from evotrader.risk import KillSwitch, Preferences, RiskEngine
+from evotrader.risk import Preferences, RiskEngine
 from evotrader.training.guards import PortfolioCheckpoint, PortfolioPolicy
 
 log = logging.getLogger(__name__)
@@ -100,11 +100,15 @@ def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
         with journal.transaction():
             journal.set_state("choice", choice.record())
         session.record_preferences(events, options, human, prefs)
-        kill = KillSwitch(options.kill_file or out / "KILL")
         needed = tradable.pipeline.warmup + tradable.spec.window + 1
         instruments = basket_instruments(config, symbols)
-        try:
-            runner = BasketRunner(
+        summary = session.run_bot(
+            options,
+            out,
+            alerts,
+            choice,
+            name,
+            lambda kill: BasketRunner(
                 broker,
                 basket_policy(tradable, broker, instruments, config.history_bars),
                 instruments,
@@ -117,13 +121,8 @@ def run_basket(options: LiveOptions, choice: Choice) -> RunSummary:
                 kill_switch=kill,
                 events=events,
                 real_money=options.live,
-            )
-        except ValueError as error:  # history_bars too short for this checkpoint
-            raise SetupError(f"runner config {options.config}: {error}") from error
-        with kill:
-            summary = runner.run()
-        if summary.halt is not None:
-            alerts.halt(summary.halt.to_dict(), bot=str(out), symbol=name, **choice.record())
+            ),
+        )
     finally:
         session.close_bot(journal, events, broker)
     extra: dict[str, Any] = {"checkpoint": str(path), "symbols": symbols}

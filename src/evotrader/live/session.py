@@ -48,6 +48,7 @@ from evotrader.lifecycle.choice import Choice, choose
 from evotrader.lifecycle.states import LifecycleError
 from evotrader.lifecycle.store import REGISTRY_FILE
 from evotrader.live.broker import Broker
+from evotrader.live.broker_sync import BrokerSync
 from evotrader.live.journal import Journal
 from evotrader.live.runner import BarPolicy, LiveRunner, RunnerConfig
 from evotrader.live.telemetry import EventLog, RunSummary
@@ -341,9 +342,13 @@ def _run(options: LiveOptions) -> RunSummary:
             if trading.event == "strategy":
                 journal.set_state("strategy", trading.detail)
         record_preferences(events, options, human, prefs)
-        kill = KillSwitch(options.kill_file or out / "KILL")
-        try:
-            runner = LiveRunner(
+        summary = run_bot(
+            options,
+            out,
+            alerts,
+            choice,
+            symbol,
+            lambda kill: LiveRunner(
                 broker,
                 policy,
                 trading.pipeline,
@@ -354,13 +359,8 @@ def _run(options: LiveOptions) -> RunSummary:
                 kill_switch=kill,
                 events=events,
                 real_money=options.live,
-            )
-        except ValueError as error:  # history_bars too short for this checkpoint
-            raise SetupError(f"runner config {options.config}: {error}") from error
-        with kill:
-            summary = runner.run()
-        if summary.halt is not None:
-            alerts.halt(summary.halt.to_dict(), bot=str(out), symbol=symbol, **choice.record())
+            ),
+        )
     finally:
         close_bot(journal, events, broker)
     traded = (
@@ -382,6 +382,28 @@ def open_bot_files(options: LiveOptions, out: Path) -> tuple[Journal, EventLog, 
     except LifecycleError as error:
         raise SetupError(str(error)) from error
     return journal, events, alerts
+
+
+def run_bot(
+    options: LiveOptions,
+    out: Path,
+    alerts: Alerts,
+    choice: Choice,
+    symbol: str,
+    make_runner: Callable[[KillSwitch], BrokerSync],
+) -> RunSummary:
+    """Build the runner with the bot's kill switch (the KILL file in ``out`` unless
+    ``--kill-file`` names another), run it while the switch watches, alert on a halt."""
+    kill = KillSwitch(options.kill_file or out / "KILL")
+    try:
+        runner = make_runner(kill)
+    except ValueError as error:  # history_bars too short for this checkpoint
+        raise SetupError(f"runner config {options.config}: {error}") from error
+    with kill:
+        summary = runner.run()
+    if summary.halt is not None:
+        alerts.halt(summary.halt.to_dict(), bot=str(out), symbol=symbol, **choice.record())
+    return summary
 
 
 def record_preferences(
