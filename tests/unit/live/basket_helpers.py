@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tests.unit.live.helpers import split_range, tiny_spec
 
 from evotrader.core.checkpoint import Checkpoint, save_checkpoint
 from evotrader.data import FeaturePipeline, split_by_time
 from evotrader.data.universe_ref import UniverseRef
 from evotrader.env.portfolio_spec import PortfolioSpec
 from evotrader.env.spec import EnvSpec
-from evotrader.models.core_transformer import TransformerSpec
 from evotrader.models.portfolio_transformer import PortfolioTransformer
 
 SYMBOLS = ("A0", "A1", "A2", "A3")
@@ -43,21 +43,10 @@ def make_portfolio_checkpoint(
     pipeline = FeaturePipeline().fit([universe.bars[s].loc[:last_train] for s in SYMBOLS])
     env = EnvSpec(window=8, positions=(0.0, 0.5, 1.0), agent_state=False)
     torch.manual_seed(seed)
-    spec = TransformerSpec(
-        input_dim=pipeline.num_features,
-        model_dim=16,
-        num_heads=2,
-        num_layers=1,
-        ff_dim=32,
-        output_dim=16,
-    )
+    spec = tiny_spec(pipeline.num_features)
     net = PortfolioTransformer(spec, len(env.positions))
     with torch.no_grad():
         net.encoder.input_proj.weight.normal_(std=3.0)  # features, not noise, decide
-    data_range = {}
-    for name in ("train", "validation", "test"):
-        index = getattr(splits, name).index
-        data_range[f"{name}_start"], data_range[f"{name}_end"] = str(index[0]), str(index[-1])
     checkpoint = Checkpoint(
         kind=kind,
         architecture=net.architecture(),
@@ -66,7 +55,7 @@ def make_portfolio_checkpoint(
         feature_pipeline=pipeline.state_dict(),
         env=env.to_dict(),
         symbol=UNIVERSE,
-        data_range=data_range,
+        data_range=split_range(splits),
         metrics={"sharpe": 0.0},
         extra={
             "stage": "stage_1_ppo",

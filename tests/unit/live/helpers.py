@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from evotrader.data import FeaturePipeline, load_bars, split_by_time
+from evotrader.data import FeaturePipeline, TimeSplits, load_bars, split_by_time
 from evotrader.env.spec import EnvSpec
 from evotrader.models.core_transformer import TransformerSpec
 from evotrader.models.transformer_policy import TransformerPolicy
@@ -37,6 +37,22 @@ def preferences(**changes: Any) -> Preferences:
     return Preferences.from_dict(LOOSE_PREFERENCES | changes)
 
 
+def tiny_spec(input_dim: int) -> TransformerSpec:
+    """The small transformer the live tests' checkpoints carry."""
+    return TransformerSpec(
+        input_dim=input_dim, model_dim=16, num_heads=2, num_layers=1, ff_dim=32, output_dim=16
+    )
+
+
+def split_range(splits: TimeSplits) -> dict[str, str]:
+    """A checkpoint's data_range: each split's first and last bar."""
+    data_range = {}
+    for name in ("train", "validation", "test"):
+        index = getattr(splits, name).index
+        data_range[f"{name}_start"], data_range[f"{name}_end"] = str(index[0]), str(index[-1])
+    return data_range
+
+
 def make_checkpoint(
     path: Path,
     *,
@@ -60,21 +76,10 @@ def make_checkpoint(
     pipeline = FeaturePipeline().fit(splits.train)
     env = EnvSpec(window=window, positions=positions, agent_state=agent_state)
     torch.manual_seed(seed)
-    spec = TransformerSpec(
-        input_dim=pipeline.num_features + (2 if agent_state else 0),
-        model_dim=16,
-        num_heads=2,
-        num_layers=1,
-        ff_dim=32,
-        output_dim=16,
-    )
+    spec = tiny_spec(pipeline.num_features + (2 if agent_state else 0))
     policy = TransformerPolicy(spec, len(positions))
     with torch.no_grad():
         policy.encoder.input_proj.weight.normal_(std=3.0)  # features, not positions, decide
-    data_range = {}
-    for name in ("train", "validation", "test"):
-        index = getattr(splits, name).index
-        data_range[f"{name}_start"], data_range[f"{name}_end"] = str(index[0]), str(index[-1])
     checkpoint = Checkpoint(
         kind=kind,
         architecture=policy.architecture(),
@@ -83,7 +88,7 @@ def make_checkpoint(
         feature_pipeline=pipeline.state_dict(),
         env=env.to_dict(),
         symbol=symbol,
-        data_range=data_range,
+        data_range=split_range(splits),
         metrics={},
         extra={
             "stage": {"ppo": "stage_1_ppo", "maml": "stage_3_maml"}.get(kind, kind),
