@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -12,6 +13,9 @@ from evotrader.env.spec import EnvSpec
 from evotrader.models.core_transformer import TransformerSpec
 from evotrader.models.transformer_policy import TransformerPolicy
 from evotrader.risk import Preferences
+
+if TYPE_CHECKING:
+    from tests.support.tws_server import TwsServer
 
 LOOSE_PREFERENCES: dict[str, Any] = {
     "max_position_pct": 100.0,
@@ -35,6 +39,19 @@ LOOSE_PREFERENCES: dict[str, Any] = {
 
 def preferences(**changes: Any) -> Preferences:
     return Preferences.from_dict(LOOSE_PREFERENCES | changes)
+
+
+def decisions(journal: Path) -> int:
+    """How many decisions the bot's journal holds (0 before it exists)."""
+    if not journal.exists():
+        return 0
+    with sqlite3.connect(journal) as db:
+        return int(db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+
+def subscriptions(tws: TwsServer) -> int:
+    """How many market-data subscriptions the fake TWS received."""
+    return sum(1 for fields in tws.messages(20) if fields[21] == "1")
 
 
 def tiny_spec(input_dim: int) -> TransformerSpec:

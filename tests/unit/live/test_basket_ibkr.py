@@ -12,7 +12,7 @@ import pytest
 import yaml
 from tests.support.tws_server import HistoricalBar, Stock, TwsServer
 from tests.unit.live.basket_helpers import SYMBOLS, make_portfolio_checkpoint
-from tests.unit.live.helpers import LOOSE_PREFERENCES
+from tests.unit.live.helpers import LOOSE_PREFERENCES, decisions, subscriptions
 
 from evotrader.live import session
 from evotrader.live.telemetry import RunSummary
@@ -39,17 +39,6 @@ def universe_bars(checkpoint: Path) -> dict[str, list[HistoricalBar]]:
             for day, row in zip(days, rows, strict=True)
         ]
     return bars
-
-
-def decisions(journal: Path) -> int:
-    if not journal.exists():
-        return 0
-    with sqlite3.connect(journal) as db:
-        return db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
-
-
-def subscriptions(tws: TwsServer) -> int:
-    return sum(1 for fields in tws.messages(20) if fields[21] == "1")
 
 
 def feed(tws: TwsServer, bars: dict, days: range, journal: Path, subscribed: int) -> None:

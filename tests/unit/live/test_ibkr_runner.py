@@ -19,7 +19,13 @@ import pytest
 import yaml
 from tests.integration.cli import ROOT
 from tests.support.tws_server import HistoricalBar, Stock, TwsServer
-from tests.unit.live.helpers import LOOSE_PREFERENCES, make_checkpoint, preferences
+from tests.unit.live.helpers import (
+    LOOSE_PREFERENCES,
+    decisions,
+    make_checkpoint,
+    preferences,
+    subscriptions,
+)
 
 from evotrader.data import load_bars
 from evotrader.live import session
@@ -48,17 +54,6 @@ def goog_bars() -> tuple[list[HistoricalBar], list[HistoricalBar]]:
         )
     ]
     return bars[:HISTORY], bars[HISTORY:]
-
-
-def decisions(journal: Path) -> int:
-    if not journal.exists():
-        return 0
-    with sqlite3.connect(journal) as db:
-        return db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
-
-
-def subscriptions(tws: TwsServer) -> int:
-    return sum(1 for fields in tws.messages(20) if fields[21] == "1")
 
 
 def feed(
