@@ -26,7 +26,7 @@ import pandas as pd
 
 from evotrader.env.execution import ExecutionModel
 from evotrader.env.spec import EnvSpec
-from evotrader.live.runner import PolicyError
+from evotrader.live.broker_sync import PolicyError
 from evotrader.live.session import SetupError
 from evotrader.live.window import COLUMNS
 from evotrader.strategies.backtest_bridge import run_engine
