@@ -41,6 +41,7 @@ from evotrader.models.moe_policy import MoEPolicy
 from evotrader.models.portfolio_moe import PortfolioMoE
 from evotrader.models.portfolio_transformer import PortfolioTransformer
 from evotrader.models.transformer_policy import TransformerPolicy
+from evotrader.training.guards import portfolio_network
 
 if TYPE_CHECKING:
     from evotrader.training.market_envs import UniverseInputs
@@ -93,22 +94,22 @@ def donor_policy(
     return None
 
 
+PORTFOLIO_DONORS = ("portfolio_ppo", "portfolio_maml", "portfolio_moe")
+
+
 def portfolio_donor_policy(
     checkpoint: Checkpoint, windows: Callable[[], torch.Tensor]
 ) -> tuple[PortfolioTransformer, int | None] | None:
     """``donor_policy`` for the portfolio kinds: the network ``checkpoint`` donates and the
     expert for a ``portfolio_moe``; ``windows`` (called only for one) gives the training
     split's (windows, assets, window, channels) observations."""
-    if checkpoint.kind == "portfolio_moe":
-        mixture = PortfolioMoE.from_architecture(checkpoint.architecture)
-        mixture.load_state_dict(checkpoint.state_dict)
-        expert = busiest_expert(mixture, windows())
-        return mixture.expert_policy(expert), expert
-    if checkpoint.kind in ("portfolio_ppo", "portfolio_maml"):
-        policy = PortfolioTransformer.from_architecture(checkpoint.architecture)
-        policy.load_state_dict(checkpoint.state_dict)
-        return policy, None
-    return None
+    if checkpoint.kind not in PORTFOLIO_DONORS:
+        return None
+    network = portfolio_network(checkpoint)
+    if isinstance(network, PortfolioMoE):
+        expert = busiest_expert(network, windows())
+        return network.expert_policy(expert), expert
+    return network, None
 
 
 def warm_start_donor(ctx: StageContext) -> Donor[TransformerPolicy] | None:
