@@ -36,7 +36,13 @@ import anthropic
 import numpy as np
 from anthropic.types import ToolParam
 
-from evotrader.strategies.knowledge import Knowledge, ParameterSpec, Template, default_knowledge
+from evotrader.strategies.knowledge import (
+    MIN_UNIVERSE_LEGS,
+    Knowledge,
+    ParameterSpec,
+    Template,
+    default_knowledge,
+)
 from evotrader.strategies.settings import LLMConfig
 from evotrader.strategies.spec import (
     RiskParams,
@@ -80,7 +86,8 @@ class ReplyError(ValueError):
 @dataclass(frozen=True)
 class UniverseChoice:
     """A named list of symbols the generator may trade: alone for one-leg templates, as
-    cointegration candidates for pair templates (two symbols or more)."""
+    cointegration candidates for pair templates and as the cross-section a cross-sectional
+    template ranks (two symbols or more for both)."""
 
     name: str
     symbols: tuple[str, ...]
@@ -92,6 +99,10 @@ class UniverseChoice:
 
     def universe_for(self, template: Template) -> UniverseSpec | None:
         if template.legs == 1:
+            return UniverseSpec(self.symbols, source=self.source)
+        if template.cross_sectional:
+            if len(self.symbols) < MIN_UNIVERSE_LEGS:
+                return None
             return UniverseSpec(self.symbols, source=self.source)
         if len(self.symbols) >= 2:
             return UniverseSpec(self.symbols, kind="cointegrated_pairs", source=self.source)
@@ -581,7 +592,7 @@ def system_prompt(knowledge: Knowledge) -> str:
             for p in t.parameters.values()
         )
         parts.append(
-            f"## {t.id}: {t.name} ({t.category}, {t.legs} leg(s), {t.direction})\n"
+            f"## {t.id}: {t.name} ({t.category}, {t.legs_text}, {t.direction})\n"
             f"Rule: {t.rule}\nParameters:\n{parameters}\n"
             f"Constraints: {', '.join(map(str, t.constraints)) or 'none'}\n"
             f"Fails when: {' '.join(t.failure_modes)}\n"

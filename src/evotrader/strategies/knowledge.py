@@ -30,6 +30,10 @@ CATEGORIES: tuple[str, ...] = (
     "factor",
     "seasonal",
 )
+# ``legs: universe`` in a template's front matter: the rule ranks every symbol of its book
+# against the others (cross-sectional) and returns one target per symbol.
+UNIVERSE_LEGS = 0
+MIN_UNIVERSE_LEGS = 2  # a cross-section of one symbol ranks nothing
 CONCEPTS_DIR = "concepts"
 PARAMETER_TYPES: tuple[str, ...] = ("int", "float")
 DIRECTIONS: tuple[str, ...] = ("long-short", "long-only")
@@ -114,7 +118,7 @@ class Template:
     category: str
     summary: str
     rule: str
-    legs: int
+    legs: int  # 1, 2, or UNIVERSE_LEGS for a cross-sectional rule
     direction: str
     parameters: dict[str, ParameterSpec]
     constraints: tuple[Constraint, ...]
@@ -124,6 +128,15 @@ class Template:
     literature: tuple[str, ...]
     body: str
     path: str
+
+    @property
+    def cross_sectional(self) -> bool:
+        """Does the rule rank every symbol of its book (``legs: universe``)?"""
+        return self.legs == UNIVERSE_LEGS
+
+    @property
+    def legs_text(self) -> str:
+        return "every symbol of the universe" if self.cross_sectional else f"{self.legs} leg(s)"
 
     def defaults(self) -> dict[str, float]:
         return {name: spec.default for name, spec in self.parameters.items()}
@@ -265,9 +278,12 @@ def _template(meta: dict[str, Any], body: str, path: Path, expected_id: str) -> 
         raise KnowledgeError(f"{path}: unknown category {category!r}; known: {list(CATEGORIES)}")
     if template_id.split("/")[0] != category or template_id.count("/") != 1:
         raise KnowledgeError(f"{path}: id {template_id!r} must be '{category}/<name>'")
-    legs = meta["legs"]
-    if legs not in (1, 2) or isinstance(legs, bool):
-        raise KnowledgeError(f"{path}: 'legs' must be 1 (one instrument) or 2 (a pair), got {legs}")
+    legs = UNIVERSE_LEGS if meta["legs"] == "universe" else meta["legs"]
+    if legs not in (1, 2, UNIVERSE_LEGS) or isinstance(legs, bool):
+        raise KnowledgeError(
+            f"{path}: 'legs' must be 1 (one instrument), 2 (a pair) or universe "
+            f"(cross-sectional), got {meta['legs']!r}"
+        )
     direction = _text(meta, "direction", path)
     if direction not in DIRECTIONS:
         raise KnowledgeError(f"{path}: 'direction' must be one of {list(DIRECTIONS)}")

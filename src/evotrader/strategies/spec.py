@@ -22,7 +22,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evotrader.strategies.knowledge import KnowledgeError, Template, default_knowledge
+from evotrader.strategies.knowledge import (
+    MIN_UNIVERSE_LEGS,
+    KnowledgeError,
+    Template,
+    default_knowledge,
+)
 
 COMPARISONS: tuple[str, ...] = (">", ">=", "<", "<=", "==", "!=")
 MEMBERSHIP: tuple[str, ...] = ("in", "not_in")
@@ -116,7 +121,8 @@ class UniverseSpec:
     """Which instruments a strategy trades.
 
     ``static``: the listed symbols after the filters (for pair templates, consecutive
-    symbols form the pairs, and a pair survives only if both pass). ``cointegrated_pairs``:
+    symbols form the pairs, and a pair survives only if both pass; a cross-sectional
+    template trades them all as one book). ``cointegrated_pairs``:
     the listed symbols after the filters are candidates; pairs whose log closes pass the
     Engle-Granger test over the training window (p < ``max_p_value``) are kept, best first,
     at most ``max_pairs``. ``source`` is the data source the bars come from.
@@ -264,9 +270,14 @@ class StrategySpec:
 
     def _check_legs(self, template: Template) -> None:
         kind, count = self.universe.kind, len(self.universe.symbols)
-        if template.legs == 1 and kind != "static":
+        if template.legs != 2 and kind != "static":
             raise SpecError(
-                f"template {self.template} trades one instrument: use a static universe"
+                f"template {self.template} trades {template.legs_text}: use a static universe"
+            )
+        if template.cross_sectional and count < MIN_UNIVERSE_LEGS:
+            raise SpecError(
+                f"template {self.template} ranks a universe: list at least "
+                f"{MIN_UNIVERSE_LEGS} symbols, got {count}"
             )
         if template.legs == 2:
             if kind == "static" and count % 2:

@@ -2,7 +2,8 @@
 
 Filters and cointegration tests only ever see bars up to ``end`` (the end of the training
 window), so choosing what to trade can never use the period being evaluated. A book is a
-tuple of symbols: one for single-instrument templates, two (first, second) for pairs.
+tuple of symbols: one for single-instrument templates, two (first, second) for pairs, every
+symbol that passed the filters for a cross-sectional template.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 
 from evotrader.data import load_bars
 from evotrader.data.universe import align as align_bars
+from evotrader.strategies.knowledge import MIN_UNIVERSE_LEGS
 from evotrader.strategies.spec import StrategySpec, UniverseSpec
 from evotrader.strategies.templates._indicators import TRADING_DAYS
 
@@ -79,6 +81,8 @@ def resolve_books(
     ]
     if spec.info.legs == 1:
         return [(s,) for s in passing]
+    if spec.info.cross_sectional:
+        return [tuple(passing)] if len(passing) >= MIN_UNIVERSE_LEGS else []
     if universe.kind == "static":
         listed = zip(universe.symbols[::2], universe.symbols[1::2], strict=True)
         return [pair for pair in listed if pair[0] in passing and pair[1] in passing]

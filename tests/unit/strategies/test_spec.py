@@ -144,8 +144,17 @@ def test_pair_templates_need_pairs_and_shorts(universe, risk, message) -> None:
 
 def test_single_instrument_template_rejects_computed_pairs() -> None:
     universe = UniverseSpec(("A", "B"), kind="cointegrated_pairs")
-    with pytest.raises(SpecError, match="trades one instrument: use a static universe"):
+    with pytest.raises(SpecError, match=r"trades 1 leg\(s\): use a static universe"):
         StrategySpec.build(MA, universe)
+
+
+def test_cross_sectional_template_needs_a_static_universe_of_two_or_more() -> None:
+    template = "momentum/cross-sectional-momentum"
+    with pytest.raises(SpecError, match="every symbol of the universe: use a static universe"):
+        StrategySpec.build(template, UniverseSpec(("A", "B"), kind="cointegrated_pairs"))
+    with pytest.raises(SpecError, match="list at least 2 symbols, got 1"):
+        StrategySpec.build(template, ["A"])
+    assert StrategySpec.build(template, ["A", "B", "C"]).info.cross_sectional
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from tests.unit.strategies.synthetic_pairs import cointegrated_pair
+from tests.unit.strategies.synthetic_pairs import template_case
 from tests.unit.strategies.test_translators import TRADE_KEYS, _holding_bound
 
 from evotrader.backtest import metrics
@@ -75,10 +75,7 @@ def assert_agree(
 
 @pytest.mark.parametrize("template_id", sorted(SIGNALS))
 def test_every_template_trades_identically_in_all_three_translators(template_id) -> None:
-    if SIGNALS[template_id].legs == 2:
-        data, symbols = cointegrated_pair(600, seed=2), ["A", "B"]
-    else:
-        data, symbols = {"X": generate_synthetic(600, seed=5, kind="regimes").bars}, ["X"]
+    data, symbols = template_case(template_id)
     spec = StrategySpec.build(template_id, symbols)
     gap = assert_agree(data, FREE, *three_runs(spec, data, FREE))
     assert gap < 5e-4

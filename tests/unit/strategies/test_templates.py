@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.unit.strategies.synthetic_pairs import cointegrated_pair
+from tests.unit.strategies.synthetic_pairs import template_case
 
 from evotrader.data import generate_synthetic
 from evotrader.strategies.auditor import check_look_ahead
@@ -15,10 +15,8 @@ SINGLE = generate_synthetic(700, seed=11, kind="regimes").bars
 
 
 def _frames(template_id: str) -> list[pd.DataFrame]:
-    if SIGNALS[template_id].legs == 2:
-        pair = cointegrated_pair(700, seed=4)
-        return [pair["A"], pair["B"]]
-    return [SINGLE]
+    data, symbols = template_case(template_id, 700, seed=8)
+    return [data[s] for s in symbols]
 
 
 def _parameter_sets(template_id: str, count: int = 3, seed: int = 0) -> list[dict]:
@@ -61,7 +59,7 @@ def test_every_template_trades_within_bounds_and_respects_its_direction(template
     frames = _frames(template_id)
     template = KNOWLEDGE.template(template_id)
     targets = template_signal(template_id, frames, template.defaults())
-    assert targets.shape == (len(frames[0]), template.legs)
+    assert targets.shape == (len(frames[0]), len(frames))
     assert np.isfinite(targets).all() and np.abs(targets).max() <= 1.0
     assert np.count_nonzero(np.diff(targets[:, 0])) >= 2, "the defaults never trade"
     if template.direction == "long-only":

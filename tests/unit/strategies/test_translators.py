@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tests.unit.strategies.synthetic_pairs import cointegrated_pair
+from tests.unit.strategies.synthetic_pairs import template_case
 
 from evotrader.backtest.engine import run_backtest
-from evotrader.data import FeaturePipeline, generate_synthetic
+from evotrader.data import FeaturePipeline
 from evotrader.env import EnvSpec, ExecutionModel
 from evotrader.strategies.backtest_bridge import run_engine
 from evotrader.strategies.runs import SpecRun
@@ -156,10 +156,7 @@ def test_bridge_matches_the_engines_run_backtest(goog) -> None:
 @pytest.mark.parametrize("template_id", sorted(SIGNALS))
 def test_every_template_trades_identically_in_both_translators(template_id) -> None:
     """Synthetic opens equal the previous close, so only whole-unit rounding separates them."""
-    if SIGNALS[template_id].legs == 2:
-        data, symbols = cointegrated_pair(600, seed=2), ["A", "B"]
-    else:
-        data, symbols = {"X": generate_synthetic(600, seed=5, kind="regimes").bars}, ["X"]
+    data, symbols = template_case(template_id)
     spec = StrategySpec.build(template_id, symbols)
     ours = run_engine(spec, data, execution=FREE, cash=CASH)
     theirs = run_backtesting(spec, data, execution=FREE, cash=CASH)
