@@ -190,9 +190,16 @@ class RiskParams:
     """Sizing and exits applied on top of a template's targets, identically in every engine.
 
     ``position_size`` scales the template's target (a fraction of each leg's capital).
-    ``allow_short=False`` turns short targets into flat. Exits are checked at each close
-    against the trade's return since the close that opened it: ``stop_loss`` and
-    ``take_profit`` (fractions) and ``max_holding_bars``. After an exit the position stays
+    ``allow_short=False`` turns short targets into flat. ``max_positions`` keeps at most
+    that many legs of a book open (the strongest targets, lower column first on ties).
+    ``sizing`` scales each target further, causally and in quarter steps (so the bot can
+    hold exactly what the backtest held): ``fixed`` not at all; ``volatility_target`` by
+    ``target_vol`` over the leg's annualised volatility of the last ``sizing_window`` bars;
+    ``kelly`` by the Kelly fraction (mean over variance) of the book's own unit returns over
+    the last ``sizing_window`` bars, capped at ``kelly_cap`` and floored at 0. Exits are
+    checked at each close against the trade's return since the close that opened it:
+    ``stop_loss`` and ``take_profit`` (fractions), ``trailing_stop`` (a fall of that much
+    from the trade's best close) and ``max_holding_bars``. After an exit the position stays
     flat until the template's signal changes side.
     """
 
@@ -201,30 +208,65 @@ class RiskParams:
     stop_loss: float | None = None
     take_profit: float | None = None
     max_holding_bars: int | None = None
+    trailing_stop: float | None = None
+    max_positions: int | None = None
+    sizing: str = "fixed"
+    target_vol: float = 0.15
+    kelly_cap: float = 0.5
+    sizing_window: int = 63
 
     def __post_init__(self) -> None:
         _check_float("risk position_size", self.position_size, 0.0, 1.0, low_open=True)
         object.__setattr__(self, "position_size", float(self.position_size))
         if not isinstance(self.allow_short, bool):
             raise SpecError(f"risk allow_short must be true or false, got {self.allow_short!r}")
-        for name, high in (("stop_loss", 1.0), ("take_profit", 10.0)):
+        for name, high in (("stop_loss", 1.0), ("take_profit", 10.0), ("trailing_stop", 1.0)):
             value = getattr(self, name)
             if value is not None:
                 _check_float(f"risk {name}", value, 0.0, high, low_open=True)
                 object.__setattr__(self, name, float(value))
         if self.max_holding_bars is not None:
             _check_int("risk max_holding_bars", self.max_holding_bars, minimum=1)
+        if self.max_positions is not None:
+            _check_int("risk max_positions", self.max_positions, minimum=1)
+        if self.sizing not in SIZING_METHODS:
+            raise SpecError(
+                f"risk sizing {self.sizing!r} is unknown; known: {list(SIZING_METHODS)}"
+            )
+        _check_float("risk target_vol", self.target_vol, 0.0, 2.0, low_open=True)
+        _check_float("risk kelly_cap", self.kelly_cap, 0.0, 1.0, low_open=True)
+        object.__setattr__(self, "target_vol", float(self.target_vol))
+        object.__setattr__(self, "kelly_cap", float(self.kelly_cap))
+        _check_int("risk sizing_window", self.sizing_window, minimum=5)
 
     @property
     def has_exits(self) -> bool:
-        return any(v is not None for v in (self.stop_loss, self.take_profit, self.max_holding_bars))
+        exits = (self.stop_loss, self.take_profit, self.trailing_stop, self.max_holding_bars)
+        return any(v is not None for v in exits)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, except the newer ones at their defaults, so the ids of specs written
+        before those fields existed stay what they were."""
+        defaults = RiskParams.__dataclass_fields__
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if name in _FIRST_RISK_FIELDS or value != defaults[name].default
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RiskParams:
         return cls(**_exact_keys(data, (), tuple(cls.__dataclass_fields__), "risk"))
+
+
+SIZING_METHODS: tuple[str, ...] = ("fixed", "volatility_target", "kelly")
+_FIRST_RISK_FIELDS = (
+    "position_size",
+    "allow_short",
+    "stop_loss",
+    "take_profit",
+    "max_holding_bars",
+)
 
 
 @dataclass(frozen=True)

@@ -84,3 +84,72 @@ def test_exits_stay_causal() -> None:
     assert check_look_ahead(
         lambda frames: spec_targets(spec, frames), [bars], cuts=4, seed=3
     ).passed
+
+
+def test_trailing_stop_exits_after_a_fall_from_the_best_close() -> None:
+    close = np.array([100, 105, 110, 120, 115, 110, 108, 100, 130.0])
+    targets = _targets(close, RiskParams(trailing_stop=0.08))
+    # best close 120 (+20%); 110 is 8.3% below it: flat from there, no re-entry on 130
+    assert targets.tolist() == [1, 1, 1, 1, 1, 0, 0, 0, 0]
+    assert (_targets(close, RiskParams(trailing_stop=0.2)) == 1).all()
+
+
+def test_max_positions_keeps_the_strongest_legs_lower_column_first() -> None:
+    from evotrader.strategies.signals import strongest
+
+    targets = np.array([[1.0, -1.0, 0.5, 1.0], [0.25, 0.0, 0.0, -0.5]])
+    assert strongest(targets, 2).tolist() == [[1, -1, 0, 0], [0.25, 0, 0, -0.5]]
+    assert strongest(targets, 4) is targets
+
+
+def _sized(close: np.ndarray, **risk) -> np.ndarray:
+    return _targets(close, RiskParams(**risk))
+
+
+def test_volatility_target_sizes_down_in_turbulence_in_quarter_steps() -> None:
+    rng = np.random.default_rng(0)
+    calm, wild = rng.normal(0, 0.004, 200), rng.normal(0, 0.04, 200)
+    close = 100 * np.exp(np.cumsum(np.concatenate([calm, wild])))
+    sizes = _sized(close, sizing="volatility_target", target_vol=0.15, sizing_window=20)
+    assert (sizes[:20] == 0).all()  # no volatility known yet: nothing held
+    assert sizes[100:200].min() == 1.0  # 6% a year realised: capped at the full target
+    assert sizes[250:].max() <= 0.25  # ~63% a year realised: a quarter at most
+    assert set(np.unique(sizes)) <= {0.0, 0.25, 0.5, 0.75, 1.0}
+
+
+def test_kelly_sizing_is_capped_and_zero_without_an_edge() -> None:
+    rng = np.random.default_rng(1)
+    drift = 100 * np.exp(np.cumsum(rng.normal(0.003, 0.01, 300)))  # mean/var = 30 >> cap
+    sizes = _sized(drift, sizing="kelly", kelly_cap=0.5, sizing_window=60)
+    assert (sizes[:59] == 0).all() and sizes[59:230].min() == 0.5  # December: flat
+    losing = 100 * np.exp(np.cumsum(rng.normal(-0.006, 0.01, 300)))
+    assert (_sized(losing, sizing="kelly", sizing_window=60)[61:] == 0).all()
+
+
+def test_sizing_and_trailing_stops_stay_causal() -> None:
+    bars = generate_synthetic(600, seed=5, kind="regimes").bars
+    for risk in (
+        RiskParams(sizing="volatility_target", sizing_window=20, trailing_stop=0.03),
+        RiskParams(sizing="kelly", sizing_window=30, kelly_cap=0.75),
+    ):
+        spec = StrategySpec.build(
+            "trend-following/moving-average-crossover", ["X"], {"fast": 5, "slow": 20}, risk=risk
+        )
+        check = check_look_ahead(lambda frames, s=spec: spec_targets(s, frames), [bars], cuts=4)
+        assert check.passed, risk
+
+
+def test_new_risk_fields_leave_old_spec_ids_alone_and_round_trip() -> None:
+    spec = StrategySpec.build("seasonal/halloween", ["X"], ALWAYS_LONG)
+    assert set(spec.to_dict()["risk"]) == {
+        "position_size",
+        "allow_short",
+        "stop_loss",
+        "take_profit",
+        "max_holding_bars",
+    }
+    risky = StrategySpec.build(
+        "seasonal/halloween", ["X"], ALWAYS_LONG, risk=RiskParams(sizing="kelly", max_positions=1)
+    )
+    assert risky.spec_id != spec.spec_id
+    assert StrategySpec.from_json(risky.to_json()).risk == risky.risk

@@ -170,6 +170,12 @@ def test_cross_sectional_template_needs_a_static_universe_of_two_or_more() -> No
         (lambda: RiskParams(stop_loss=-0.1), "stop_loss must lie in"),
         (lambda: RiskParams(max_holding_bars=0), "max_holding_bars must be an integer >= 1"),
         (lambda: RiskParams(allow_short="yes"), "allow_short must be true or false"),
+        (lambda: RiskParams(trailing_stop=0), "trailing_stop must lie in"),
+        (lambda: RiskParams(max_positions=0), "max_positions must be an integer >= 1"),
+        (lambda: RiskParams(sizing="martingale"), "sizing 'martingale' is unknown"),
+        (lambda: RiskParams(kelly_cap=2.0), r"kelly_cap must lie in \(0.0, 1.0\]"),
+        (lambda: RiskParams(target_vol=0), "target_vol must lie in"),
+        (lambda: RiskParams(sizing_window=2), "sizing_window must be an integer >= 5"),
     ],
 )
 def test_invalid_universes_and_risk_rules_are_rejected(make, message) -> None:

@@ -17,14 +17,16 @@ import pandas as pd
 import pytest
 from tests.unit.strategies.synthetic_pairs import template_case
 
+from evotrader.backtest.costs import IBCosts
 from evotrader.backtest.engine import run_backtest
 from evotrader.data import FeaturePipeline
 from evotrader.env import EnvSpec, ExecutionModel
 from evotrader.strategies.backtest_bridge import run_engine
 from evotrader.strategies.runs import SpecRun
 from evotrader.strategies.screening import run_backtesting
-from evotrader.strategies.spec import StrategySpec, UniverseSpec
+from evotrader.strategies.spec import RiskParams, StrategySpec, UniverseSpec
 from evotrader.strategies.templates import SIGNALS
+from evotrader.strategies.validation import run_nautilus
 
 CASH = 10_000_000.0
 TRADE_KEYS = ["book", "symbol", "entry_time", "exit_time", "direction", "open_at_end"]
@@ -162,3 +164,32 @@ def test_every_template_trades_identically_in_both_translators(template_id) -> N
     theirs = run_backtesting(spec, data, execution=FREE, cash=CASH)
     _assert_same_trades(ours, theirs, at_least=1)
     assert np.abs(ours.equity / theirs.equity - 1).max() < 5e-4  # measured <= 1.3e-4
+
+
+@pytest.mark.parametrize(
+    "risk",
+    [
+        RiskParams(max_positions=2, trailing_stop=0.03),
+        RiskParams(sizing="volatility_target", target_vol=0.1, sizing_window=20),
+        RiskParams(sizing="kelly", kelly_cap=0.75, sizing_window=40, stop_loss=0.05),
+    ],
+    ids=["max-positions-trailing", "volatility-target", "kelly"],
+)
+def test_risk_rules_trade_identically_in_all_three_translators(risk) -> None:
+    """The risk rules live in ``spec_targets``, so Nautilus (closes), backtesting.py and our
+    engine hold the same sides on a cross-section; sizes differ only by whole-unit rounding."""
+    data, symbols = template_case("momentum/cross-sectional-momentum")
+    spec = StrategySpec.build(
+        "momentum/cross-sectional-momentum",
+        symbols,
+        {"lookback": 40, "skip": 2, "top_n": 2, "bottom_n": 2, "rebalance": 5},
+        risk=risk,
+    )
+    close_fill = ExecutionModel(commission_bps=0, half_spread_bps=0, slippage_bps=0, fill="close")
+    ours = run_engine(spec, data, execution=close_fill, cash=CASH)
+    theirs = run_backtesting(spec, data, execution=close_fill, cash=CASH)
+    nautilus = run_nautilus(spec, data, costs=IBCosts.linear(close_fill), cash=CASH)
+    _assert_same_trades(ours, theirs, at_least=5)
+    pd.testing.assert_frame_equal(ours.trades[TRADE_KEYS], nautilus.trades[TRADE_KEYS])
+    assert np.abs(ours.equity / theirs.equity - 1).max() < 5e-4
+    assert np.abs(ours.equity / nautilus.equity - 1).max() < 5e-4
