@@ -327,6 +327,7 @@ def screen(
         diagnostics={
             "engine": "backtesting.py",
             "summary": summary,
+            "failed": failed,  # the pass criteria missed (failure_details adds the notes)
             "in_sample_sharpe": in_sample_sharpe,
             "folds": [fold.to_dict() for fold in folds],
             "config": {k: getattr(config, k) for k in config.__dataclass_fields__},

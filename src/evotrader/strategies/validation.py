@@ -122,6 +122,7 @@ def validate(
         diagnostics={
             "engine": "nautilus_trader",
             "summary": summary,
+            "failed": failed,  # the pass criteria missed (failure_details adds the notes)
             "window": {
                 "start": held.equity.index[0].isoformat(),
                 "end": held.equity.index[-1].isoformat(),
