@@ -181,22 +181,49 @@ class ValidationConfig:
 
 @dataclass(frozen=True)
 class EvolverConfig:
-    """Batch size, promotion count, explore share, patience and the cycle cap."""
+    """Batch size, promotion count, explore share, the control rules and the cycle cap.
 
-    batch_size: int = 6
-    top_n_screen: int = 2
-    explore_ratio: float = 0.5
-    exhaustion_cycles: int = 2
-    max_cycles: int = 5
+    Defaults are the design's (5 specs a cycle, 3 promoted, 40% explore, 10 cycles). The
+    control rules: after ``improving_cycles`` new bests in a row the explore share halves
+    (never below ``min_explore_ratio``, nor raised to it); after ``plateau_cycles`` without
+    one it doubles (at least back to ``explore_ratio``) and explore turns to templates not
+    yet tried; after ``exhaustion_cycles`` without one the search pauses, resumably.
+    ``max_cycles`` counts every cycle of the search, a resumed one included.
+    """
+
+    batch_size: int = 5
+    top_n_screen: int = 3
+    explore_ratio: float = 0.4
+    max_cycles: int = 10
+    improving_cycles: int = 3
+    plateau_cycles: int = 5
+    exhaustion_cycles: int = 8
+    min_explore_ratio: float = 0.1
     history_size: int = 10  # most recent evaluated specs shown to the generator
 
     def __post_init__(self) -> None:
-        counts = ("batch_size", "top_n_screen", "exhaustion_cycles", "max_cycles")
+        counts = (
+            "batch_size",
+            "top_n_screen",
+            "max_cycles",
+            "improving_cycles",
+            "plateau_cycles",
+            "exhaustion_cycles",
+        )
         require_at_least("evolver.", self, 1, *counts)
         require_at_least("evolver.", self, 0, "history_size")
         require_between(
             "evolver.", self, 0, 1, "explore_ratio", include_low=True, include_high=True
         )
+        require_between(
+            "evolver.", self, 0, 1, "min_explore_ratio", include_low=True, include_high=True
+        )
+        if self.plateau_cycles >= self.exhaustion_cycles:
+            raise ValueError(
+                f"evolver.plateau_cycles ({self.plateau_cycles}) must be below "
+                f"evolver.exhaustion_cycles ({self.exhaustion_cycles}): the search would pause "
+                "before it ever explored new templates"
+            )
 
 
 @dataclass(frozen=True)
