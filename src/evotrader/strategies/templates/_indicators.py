@@ -89,3 +89,27 @@ def quarter_steps(fraction: pd.Series | np.ndarray) -> np.ndarray:
     """Sizes rounded down to multiples of 0.25 in [0, 1], so positions change rarely."""
     fraction = np.nan_to_num(np.asarray(fraction, dtype=np.float64), nan=0.0, posinf=1.0)
     return np.floor(np.clip(fraction, 0.0, 1.0) * 4.0) / 4.0
+
+
+def range_position(bars: pd.DataFrame, window: int) -> pd.Series:
+    """Where the close sits in the high-low range of the last ``window`` bars, in [0, 1]."""
+    highest = bars["high"].rolling(window).max()
+    lowest = bars["low"].rolling(window).min()
+    return (bars["close"] - lowest) / (highest - lowest).replace(0.0, np.nan)
+
+
+def hold_after(entries: pd.Series | np.ndarray, bars: int) -> np.ndarray:
+    """The sign of the latest non-zero entry (+1 or -1), held for ``bars`` bars from its bar.
+
+    A new entry replaces the one being held; once ``bars`` bars have passed without one,
+    the position is flat.
+    """
+    events = pd.Series(np.asarray(entries, dtype=np.float64)).replace(0.0, np.nan)
+    return events.ffill(limit=bars - 1).fillna(0.0).to_numpy()
+
+
+def rolling_regression_t(values: pd.Series, window: int) -> pd.Series:
+    """The t statistic of the slope of ``values`` on time over the last ``window`` bars."""
+    time = pd.Series(np.arange(len(values), dtype=np.float64), index=values.index)
+    r = values.rolling(window).corr(time).clip(-1.0 + 1e-12, 1.0 - 1e-12)
+    return r * np.sqrt((window - 2) / (1.0 - r * r))
