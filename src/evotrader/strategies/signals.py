@@ -23,11 +23,14 @@ def spec_targets(
 ) -> np.ndarray:
     """Targets (bars, legs) decided at each close, as fractions of each leg's capital.
 
-    ``parameters`` overrides the spec's (already validated, e.g. by an optimiser's grid).
-    The risk rules apply in order: no shorts, at most ``max_positions`` legs, sizing, then
-    exits; every step reads closes <= t only.
+    ``parameters`` overrides the spec's own (already validated, e.g. by an optimiser's
+    grid); members keep theirs. The combined targets then take the risk rules in order:
+    no shorts, at most ``max_positions`` legs, sizing, then exits; every step reads closes
+    <= t only.
     """
-    raw = template_signal(spec.template, frames, parameters or spec.parameters)
+    own = template_signal(spec.template, frames, parameters or spec.parameters)
+    others = [template_signal(m.template, frames, m.parameters) for m in spec.members]
+    raw = combined(spec.combine, [own, *others]) if others else own
     risk = spec.risk
     if not risk.allow_short:
         raw = np.maximum(raw, 0.0)
@@ -38,6 +41,30 @@ def spec_targets(
     if risk.has_exits:
         raw = apply_exits(raw, closes, risk)
     return raw
+
+
+def combined(method: str, signals: Sequence[np.ndarray]) -> np.ndarray:
+    """One target per (bar, leg) from several templates' targets (see ``StrategySpec``).
+
+    ``equal_weight`` is the mean target, rounded towards zero to a quarter step.
+
+    ``score_rank`` sums the targets into a score per leg and holds, at full size on the
+    score's side, the legs with the largest |score|: as many legs as the most invested
+    template holds on that bar (lower column first on ties), none where the score is 0.
+    """
+    stack = np.stack(signals)  # (templates, bars, legs)
+    if method == "equal_weight":  # rounded towards zero to the quarter steps the bot holds
+        mean = stack.mean(axis=0)
+        return np.sign(mean) * quarter_steps(np.abs(mean))
+    if method == "intersection":
+        agree = np.all(np.sign(stack) == np.sign(stack[0]), axis=0) & (stack[0] != 0.0)
+        return np.where(agree, np.sign(stack[0]) * np.abs(stack).min(axis=0), 0.0)
+    score = stack.sum(axis=0)
+    held = (stack != 0.0).sum(axis=2).max(axis=0)  # legs the most invested template holds
+    order = np.argsort(-np.abs(score), axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(score.shape[1])[None, :], axis=1)
+    return np.where(rank < held[:, None], np.sign(score), 0.0)
 
 
 def strongest(targets: np.ndarray, count: int) -> np.ndarray:

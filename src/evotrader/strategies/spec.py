@@ -269,14 +269,62 @@ _FIRST_RISK_FIELDS = (
 )
 
 
+COMBINATIONS: tuple[str, ...] = ("equal_weight", "score_rank", "intersection")
+MAX_MEMBERS = 4  # templates combined with a spec's own: more is a portfolio, not a rule
+
+
+@dataclass(frozen=True)
+class Member:
+    """Another template, with its parameters, whose targets a spec combines with its own."""
+
+    template: str
+    parameters: dict[str, int | float]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.template, str):
+            raise SpecError(f"member template must be a template id string, got {self.template!r}")
+        try:
+            template = default_knowledge().template(self.template)
+        except KnowledgeError as exc:
+            raise SpecError(f"member: {exc}") from None
+        object.__setattr__(self, "parameters", _checked_parameters(template, self.parameters))
+
+    @property
+    def info(self) -> Template:
+        return default_knowledge().template(self.template)
+
+    @classmethod
+    def build(cls, template: str, parameters: Mapping[str, int | float] | None = None) -> Member:
+        """A member with the template's defaults for every parameter not given."""
+        try:
+            defaults = default_knowledge().template(template).defaults()
+        except KnowledgeError as exc:
+            raise SpecError(f"member: {exc}") from None
+        return cls(template, defaults | dict(parameters or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"template": self.template, "parameters": dict(self.parameters)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Member:
+        return cls(**_exact_keys(data, ("template", "parameters"), (), "member"))
+
+
 @dataclass(frozen=True)
 class StrategySpec:
     """A template instantiated with parameters, a universe, risk rules and lineage.
 
     ``parameters`` must hold exactly the template's parameters (``build`` fills defaults).
-    Lineage: ``parent`` is the spec_id this one was derived from, ``generation`` its depth,
-    ``created_by`` who made it (``human``, ``offline``, ``llm:<model>``...), ``rationale``
-    why. ``spec_id`` hashes the content (template, parameters, universe, risk), not the
+    ``members`` are other templates (same legs) whose targets are combined with this one's
+    by ``combine`` (see ``signals.combined``): ``equal_weight`` averages them (in quarter
+    steps),
+    ``score_rank`` holds the legs with the strongest summed score at full size,
+    ``intersection`` holds a leg only where every template holds it on the same side; the
+    risk rules apply to the combined targets, and optimisers tune only the spec's own
+    ``parameters``. Lineage: ``parent`` is the spec_id this one was derived from,
+    ``generation`` its depth, ``created_by`` who made it (``human``, ``offline``,
+    ``llm:<model>``...), ``rationale`` why. ``spec_id`` hashes the content (template,
+    parameters, universe, risk, members, combine), not the
     lineage, so the same strategy proposed twice has one id.
     """
 
@@ -284,6 +332,8 @@ class StrategySpec:
     parameters: dict[str, int | float]
     universe: UniverseSpec
     risk: RiskParams = field(default_factory=RiskParams)
+    members: tuple[Member, ...] = ()
+    combine: str = "equal_weight"
     parent: str | None = None
     generation: int = 0
     created_by: str = "human"
@@ -302,6 +352,7 @@ class StrategySpec:
         if not isinstance(self.risk, RiskParams):
             raise SpecError("risk must be RiskParams (use from_dict for JSON)")
         self._check_legs(template)
+        self._check_members(template)
         if self.parent is not None and (not isinstance(self.parent, str) or not self.parent):
             raise SpecError(f"parent must be a spec id string or null, got {self.parent!r}")
         _check_int("generation", self.generation, minimum=0)
@@ -331,6 +382,34 @@ class StrategySpec:
                 raise SpecError(
                     f"template {self.template} shorts one leg: allow_short must be true"
                 )
+
+    def _check_members(self, template: Template) -> None:
+        members = self.members
+        if isinstance(members, list):
+            members = tuple(members)
+        if not isinstance(members, tuple) or not all(isinstance(m, Member) for m in members):
+            raise SpecError("members must be Member objects (use from_dict for JSON)")
+        object.__setattr__(self, "members", members)
+        if len(members) > MAX_MEMBERS:
+            raise SpecError(f"a spec combines at most {MAX_MEMBERS} members, got {len(members)}")
+        if self.combine not in COMBINATIONS:
+            raise SpecError(f"combine {self.combine!r} is unknown; known: {list(COMBINATIONS)}")
+        seen = {(self.template, json.dumps(self.parameters, sort_keys=True))}
+        for member in members:
+            if member.info.legs != template.legs:
+                raise SpecError(
+                    f"member {member.template} trades {member.info.legs_text}, but "
+                    f"{self.template} trades {template.legs_text}: combine like with like"
+                )
+            key = (member.template, json.dumps(member.parameters, sort_keys=True))
+            if key in seen:
+                raise SpecError(f"member {member.template} {member.parameters} is repeated")
+            seen.add(key)
+
+    @property
+    def templates(self) -> tuple[str, ...]:
+        """The spec's own template, then its members' (what the spec's targets are made of)."""
+        return (self.template, *(m.template for m in self.members))
 
     @classmethod
     def build(
@@ -372,11 +451,19 @@ class StrategySpec:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
+        """Everything; a spec without members leaves ``members`` and ``combine`` out, so its
+        id is the one it had before combinations existed."""
+        combination = (
+            {"members": [m.to_dict() for m in self.members], "combine": self.combine}
+            if self.members
+            else {}
+        )
         return {
             "template": self.template,
             "parameters": dict(self.parameters),
             "universe": self.universe.to_dict(),
             "risk": self.risk.to_dict(),
+            **combination,
             "parent": self.parent,
             "generation": self.generation,
             "created_by": self.created_by,
@@ -385,11 +472,16 @@ class StrategySpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StrategySpec:
-        optional = ("risk", "parent", "generation", "created_by", "rationale")
-        values = _exact_keys(data, ("template", "parameters", "universe"), optional, "spec")
+        optional = tuple(f for f in cls.__dataclass_fields__ if f not in _REQUIRED_FIELDS)
+        values = _exact_keys(data, _REQUIRED_FIELDS, optional, "spec")
         values["universe"] = UniverseSpec.from_dict(_mapping(values["universe"], "universe"))
         if "risk" in values:
             values["risk"] = RiskParams.from_dict(_mapping(values["risk"], "risk"))
+        if "members" in values:
+            raw = values["members"]
+            if not isinstance(raw, list):
+                raise SpecError(f"spec members must be a list, got {type(raw).__name__}")
+            values["members"] = tuple(Member.from_dict(_mapping(m, "member")) for m in raw)
         return cls(**values)
 
     def to_json(self) -> str:
@@ -400,7 +492,8 @@ class StrategySpec:
         return cls.from_dict(_mapping(_loads(text), "spec"))
 
 
-_CONTENT_FIELDS = ("template", "parameters", "universe", "risk")
+_REQUIRED_FIELDS = ("template", "parameters", "universe")
+_CONTENT_FIELDS = ("template", "parameters", "universe", "risk", "members", "combine")
 
 
 @dataclass(frozen=True, eq=False)

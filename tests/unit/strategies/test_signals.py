@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -153,3 +155,35 @@ def test_new_risk_fields_leave_old_spec_ids_alone_and_round_trip() -> None:
     )
     assert risky.spec_id != spec.spec_id
     assert StrategySpec.from_json(risky.to_json()).risk == risky.risk
+
+
+def test_combinations_average_rank_or_intersect_the_templates_targets() -> None:
+    from evotrader.strategies.signals import combined
+
+    a = np.array([[1.0, 0.0, -1.0, 0.5], [1.0, 1.0, 0.0, 0.0]])
+    b = np.array([[1.0, -1.0, -0.5, 0.0], [0.0, 1.0, 0.0, -1.0]])
+    assert combined("equal_weight", [a, b]).tolist() == [[1, -0.5, -0.75, 0.25], [0.5, 1, 0, -0.5]]
+    assert combined("intersection", [a, b]).tolist() == [[1, 0, -0.5, 0], [0, 1, 0, 0]]
+    # scores [2, -1, -1.5, 0.5] and [1, 2, 0, -1]; the most invested template holds 3 and 2
+    # legs: the 3 and 2 largest |scores| (legs 0 and 3 tie at 1: the lower column wins)
+    assert combined("score_rank", [a, b]).tolist() == [[1, -1, -1, 0], [1, 1, 0, 0]]
+
+
+def test_a_combined_spec_trades_its_members_and_round_trips() -> None:
+    from evotrader.strategies.spec import Member
+
+    bars = generate_synthetic(500, seed=4, kind="regimes").bars
+    trend = StrategySpec.build(
+        "trend-following/moving-average-crossover", ["X"], {"fast": 5, "slow": 30}
+    )
+    momentum = Member.build("momentum/time-series-momentum", {"lookback": 20})
+    both = replace(trend, members=(momentum,), combine="intersection")
+    alone = spec_targets(trend, [bars])
+    member = spec_targets(StrategySpec.build(momentum.template, ["X"], momentum.parameters), [bars])
+    expected = np.where(np.sign(alone) == np.sign(member), alone, 0.0)
+    np.testing.assert_array_equal(spec_targets(both, [bars]), expected)
+    assert 0 < np.count_nonzero(expected) < np.count_nonzero(alone)
+    assert StrategySpec.from_json(both.to_json()) == both and both.spec_id != trend.spec_id
+    assert "members" not in trend.to_dict()  # ids of specs without members are unchanged
+    check = check_look_ahead(lambda frames: spec_targets(both, frames), [bars], cuts=3)
+    assert check.passed

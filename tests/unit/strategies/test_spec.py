@@ -253,3 +253,36 @@ def test_strategy_result_round_trips_through_json_exactly() -> None:
     assert again.metrics["profit_factor"] == math.inf
     assert math.isnan(again.diagnostics["folds"][0]["oos_sharpe"])
     assert again.drawdown.min() == pytest.approx(0.9 / 1.1 - 1)
+
+
+@pytest.mark.parametrize(
+    ("members", "combine", "message"),
+    [
+        (({"template": "pairs/distance-zscore"},), "equal_weight", "combine like with like"),
+        (({"template": "momentum/time-series-momentum"},) * 2, "equal_weight", "is repeated"),
+        (({"template": "momentum/time-series-momentum"},), "vote", "combine 'vote' is unknown"),
+        (({"template": "momentum/none"},), "equal_weight", "member: unknown template"),
+        (
+            tuple(
+                {"template": "momentum/time-series-momentum", "lookback": n} for n in range(1, 6)
+            ),
+            "equal_weight",
+            "at most 4 members",
+        ),
+    ],
+)
+def test_combinations_are_validated(members, combine, message) -> None:
+    from evotrader.strategies.spec import Member
+
+    with pytest.raises(SpecError, match=message):
+        built = tuple(
+            Member.build(m["template"], {k: v for k, v in m.items() if k != "template"})
+            for m in members
+        )
+        StrategySpec(
+            template=MA,
+            parameters={"fast": 10, "slow": 50},
+            universe=UniverseSpec(("A",)),
+            members=built,
+            combine=combine,
+        )

@@ -12,6 +12,8 @@ the decision close, our engine at the fill.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -24,7 +26,7 @@ from evotrader.env import EnvSpec, ExecutionModel
 from evotrader.strategies.backtest_bridge import run_engine
 from evotrader.strategies.runs import SpecRun
 from evotrader.strategies.screening import run_backtesting
-from evotrader.strategies.spec import RiskParams, StrategySpec, UniverseSpec
+from evotrader.strategies.spec import Member, RiskParams, StrategySpec, UniverseSpec
 from evotrader.strategies.templates import SIGNALS
 from evotrader.strategies.validation import run_nautilus
 
@@ -166,24 +168,31 @@ def test_every_template_trades_identically_in_both_translators(template_id) -> N
     assert np.abs(ours.equity / theirs.equity - 1).max() < 5e-4  # measured <= 1.3e-4
 
 
+CROSS = "momentum/cross-sectional-momentum"
+SLOW_RANKS = Member.build(CROSS, {"lookback": 120, "skip": 10, "top_n": 2, "bottom_n": 1})
+
+
 @pytest.mark.parametrize(
-    "risk",
+    "rules",
     [
-        RiskParams(max_positions=2, trailing_stop=0.03),
-        RiskParams(sizing="volatility_target", target_vol=0.1, sizing_window=20),
-        RiskParams(sizing="kelly", kelly_cap=0.75, sizing_window=40, stop_loss=0.05),
+        {"risk": RiskParams(max_positions=2, trailing_stop=0.03)},
+        {"risk": RiskParams(sizing="volatility_target", target_vol=0.1, sizing_window=20)},
+        {"risk": RiskParams(sizing="kelly", kelly_cap=0.75, sizing_window=40, stop_loss=0.05)},
+        {"members": (SLOW_RANKS,), "combine": "score_rank"},
+        {"members": (SLOW_RANKS,), "combine": "equal_weight"},
     ],
-    ids=["max-positions-trailing", "volatility-target", "kelly"],
+    ids=["max-positions-trailing", "volatility-target", "kelly", "score-rank", "equal-weight"],
 )
-def test_risk_rules_trade_identically_in_all_three_translators(risk) -> None:
-    """The risk rules live in ``spec_targets``, so Nautilus (closes), backtesting.py and our
-    engine hold the same sides on a cross-section; sizes differ only by whole-unit rounding."""
-    data, symbols = template_case("momentum/cross-sectional-momentum")
-    spec = StrategySpec.build(
-        "momentum/cross-sectional-momentum",
-        symbols,
-        {"lookback": 40, "skip": 2, "top_n": 2, "bottom_n": 2, "rebalance": 5},
-        risk=risk,
+def test_risk_rules_and_combinations_trade_identically_in_all_three_translators(rules) -> None:
+    """Risk rules and combinations live in ``spec_targets``, so Nautilus (closes),
+    backtesting.py and our engine hold the same sides on a cross-section; sizes differ only
+    by whole-unit rounding."""
+    data, symbols = template_case(CROSS)
+    spec = replace(
+        StrategySpec.build(
+            CROSS, symbols, {"lookback": 40, "skip": 2, "top_n": 2, "bottom_n": 2, "rebalance": 5}
+        ),
+        **rules,
     )
     close_fill = ExecutionModel(commission_bps=0, half_spread_bps=0, slippage_bps=0, fill="close")
     ours = run_engine(spec, data, execution=close_fill, cash=CASH)
