@@ -29,6 +29,8 @@ CATEGORIES: tuple[str, ...] = (
     "pairs",
     "factor",
     "seasonal",
+    "low-volatility",
+    "quality",
 )
 # ``legs: universe`` in a template's front matter: the rule ranks every symbol of its book
 # against the others (cross-sectional) and returns one target per symbol.

@@ -60,3 +60,45 @@ def every(targets: np.ndarray, rebalance: int) -> np.ndarray:
 def selected(scores: pd.DataFrame, top_n: int, bottom_n: int, rebalance: int) -> np.ndarray:
     """The usual cross-sectional book: rank the scores, hold the picks until the next revision."""
     return every(rank_select(scores, top_n, bottom_n), rebalance)
+
+
+def panel_returns(close: pd.DataFrame) -> pd.DataFrame:
+    """Daily log returns of every symbol (NaN on the first bar)."""
+    return np.log(close).diff()
+
+
+def market(returns: pd.DataFrame) -> pd.Series:
+    """The equal-weight market of the book: each bar's mean return over the symbols with one
+    (every symbol is part of its own market, as in an index that holds it)."""
+    return returns.mean(axis=1)
+
+
+def market_fit(returns: pd.DataFrame, window: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each symbol's trailing OLS beta on the equal-weight market over ``window`` bars and the
+    variance of its residual ``r - beta * m`` in that window (NaN until the window is full)."""
+    index = market(returns)
+    covariance = returns.rolling(window).cov(index, ddof=0)
+    market_variance = index.rolling(window).var(ddof=0)
+    beta = covariance.div(market_variance.where(market_variance > 0.0), axis=0)
+    residual_variance = returns.rolling(window).var(ddof=0) - beta * covariance
+    return beta, residual_variance.clip(lower=0.0)
+
+
+def percentile(scores: pd.DataFrame) -> pd.DataFrame:
+    """Each score's rank across the symbols of its bar, in (0, 1] (NaN stays unranked)."""
+    return scores.rank(axis=1, pct=True)
+
+
+def with_hurdle(picks: np.ndarray, scores: pd.DataFrame | np.ndarray, hurdle: float) -> np.ndarray:
+    """Ranked picks kept only where the symbol's own score agrees: a long only while its score
+    is above ``hurdle``, a short only while it is below ``-hurdle`` (cash otherwise)."""
+    values = np.asarray(scores, dtype=np.float64)
+    keep = ((picks > 0) & (values > hurdle)) | ((picks < 0) & (values < -hurdle))
+    return np.where(keep, picks, 0.0)
+
+
+def positive_volume(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The volume panel with every non-positive volume (unknown, e.g. the ``sp500`` source)
+    set to NaN, so a rule that reads volume leaves those symbols and bars unranked."""
+    volume = panel(frames, "volume")
+    return volume.where(volume > 0.0)
