@@ -21,6 +21,8 @@ from evotrader.strategies.knowledge import MIN_UNIVERSE_LEGS, UNIVERSE_LEGS
 from evotrader.strategies.templates import (
     breakout,
     cross_sectional,
+    cross_sectional_reversal,
+    cross_sectional_risk,
     factor,
     mean_reversion,
     momentum,
@@ -40,6 +42,8 @@ FAMILIES: tuple[ModuleType, ...] = (
     factor,
     seasonal,
     cross_sectional,
+    cross_sectional_reversal,
+    cross_sectional_risk,
 )
 
 
