@@ -3,7 +3,9 @@
 Look-ahead: every bar after a cut-off is perturbed (and, separately, dropped) and no
 decision up to the cut-off may change. Then the screened result is held against limits:
 in-sample vs walk-forward Sharpe gap, minimum trades, drawdown, position concentration per
-symbol and profit concentration in one trade. Static universes get a survivorship note.
+symbol and profit concentration in one trade. Static universes get a survivorship note, and
+a universe taken from a shipped list fails when the list's as-of date is after the backtest
+starts, unless the user accepted that list explicitly.
 The limits are a small dataclass here, in fractions; ``AuditLimits.from_preferences`` reads
 them off the human's risk preferences (percentages).
 """
@@ -17,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from evotrader.core.checks import require_at_least, require_positive
+from evotrader.data.universe_lists import named_list
 from evotrader.risk.preferences import Preferences
 from evotrader.strategies.signals import spec_targets
 from evotrader.strategies.spec import StrategyResult, StrategySpec
@@ -36,6 +39,7 @@ class AuditLimits:
     max_trade_share: float = 0.5
     look_ahead_cuts: int = 3
     seed: int = 0
+    accept_survivorship: tuple[str, ...] = ()  # named lists the user accepts explicitly
 
     def __post_init__(self) -> None:
         limits = ("max_sharpe_gap", "max_drawdown", "max_position", "max_trade_share")
@@ -44,14 +48,22 @@ class AuditLimits:
         require_at_least("audit ", self, 1, "look_ahead_cuts")
 
     @classmethod
-    def from_preferences(cls, preferences: Preferences, min_trades: int, seed: int) -> AuditLimits:
+    def from_preferences(
+        cls,
+        preferences: Preferences,
+        min_trades: int,
+        seed: int,
+        accept_survivorship: tuple[str, ...] = (),
+    ) -> AuditLimits:
         """The human's limits (percentages) as audit thresholds, with the screen's minimum
-        trades; ``seed`` picks the look-ahead cut-offs."""
+        trades; ``seed`` picks the look-ahead cut-offs; ``accept_survivorship`` names the
+        shipped lists whose later as-of date the user accepts."""
         return cls(
             min_trades=min_trades,
             max_drawdown=preferences.max_drawdown_pct / 100.0,
             max_position=preferences.max_position_pct / 100.0,
             seed=seed,
+            accept_survivorship=tuple(accept_survivorship),
         )
 
 
@@ -168,6 +180,9 @@ def audit(
     ]
     if not books:
         checks.insert(0, AuditCheck("universe", False, "the universe resolves to no instrument"))
+    if spec.universe.listed:
+        start = frames[spec.universe.symbols[0]].index[0]
+        checks.append(_listed_survivorship(spec.universe.listed, start, limits))
     return AuditReport(spec_id=spec.spec_id, checks=tuple(checks), notes=_survivorship(spec))
 
 
@@ -247,6 +262,24 @@ def _trade_concentration(result: StrategyResult, limits: AuditLimits) -> AuditCh
         "profit concentration",
         share <= limits.max_trade_share,
         f"best trade made {share:.0%} of the net profit (limit {limits.max_trade_share:.0%})",
+    )
+
+
+def _listed_survivorship(name: str, start: pd.Timestamp, limits: AuditLimits) -> AuditCheck:
+    """A shipped list fixed after the backtest starts fails unless the user accepted it."""
+    listed = named_list(name)
+    when = f"list {name} is as of {listed.as_of.date()}, the backtest starts {start.date()}"
+    if not listed.chosen_after(start):
+        return AuditCheck("survivorship", True, f"{when}: chosen before the data it trades")
+    if name in limits.accept_survivorship:
+        return AuditCheck(
+            "survivorship", True, f"{when}; accepted explicitly: {listed.survivorship}"
+        )
+    return AuditCheck(
+        "survivorship",
+        False,
+        f"{when}: its members were picked knowing who survived ({listed.survivorship}) "
+        f"Accept it explicitly with strategy_search.accept_survivorship=[{name}]",
     )
 
 

@@ -17,11 +17,13 @@ import operator as op
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from evotrader.data.errors import DataError
+from evotrader.data.universe_lists import named_list
 from evotrader.strategies.knowledge import (
     MIN_UNIVERSE_LEGS,
     KnowledgeError,
@@ -31,7 +33,8 @@ from evotrader.strategies.knowledge import (
 
 COMPARISONS: tuple[str, ...] = (">", ">=", "<", "<=", "==", "!=")
 MEMBERSHIP: tuple[str, ...] = ("in", "not_in")
-OPERATORS: tuple[str, ...] = COMPARISONS + MEMBERSHIP
+RANKS: tuple[str, ...] = ("top_n", "bottom_n")  # the n highest / lowest of the field
+OPERATORS: tuple[str, ...] = (*COMPARISONS, "between", *RANKS, *MEMBERSHIP)
 _COMPARE = dict(zip(COMPARISONS, (op.gt, op.ge, op.lt, op.le, op.eq, op.ne), strict=True))
 # Statistics of a symbol over the training window that filters may test (see universe.py).
 NUMERIC_FIELDS: tuple[str, ...] = (
@@ -41,6 +44,10 @@ NUMERIC_FIELDS: tuple[str, ...] = (
     "volatility",
     "total_return",
     "history_bars",
+    "momentum",
+    "max_drawdown",
+    "sharpe",
+    "beta",
 )
 FILTER_FIELDS: tuple[str, ...] = (*NUMERIC_FIELDS, "symbol")
 UNIVERSE_KINDS: tuple[str, ...] = ("static", "cointegrated_pairs")
@@ -55,13 +62,15 @@ class SpecError(ValueError):
 class Filter:
     """One universe filter: ``<field> <operator> <value>``, evaluated on the training window.
 
-    Numeric fields take a comparison and a number; ``symbol`` takes ``==``/``!=`` with a
-    symbol or ``in``/``not_in`` with a list of symbols.
+    Numeric fields take a comparison and a number, ``between`` and ``[low, high]``
+    (inclusive), or ``top_n`` / ``bottom_n`` and a count: the symbols with the highest /
+    lowest value among those the earlier filters kept (ties: listed order). ``symbol``
+    takes ``==``/``!=`` with a symbol or ``in``/``not_in`` with a list of symbols.
     """
 
     field: str
     operator: str
-    value: float | str | tuple[str, ...]
+    value: float | int | str | tuple[str, ...] | tuple[float, float]
 
     def __post_init__(self) -> None:
         if self.field not in FILTER_FIELDS:
@@ -72,6 +81,11 @@ class Filter:
             )
         if self.field == "symbol":
             object.__setattr__(self, "value", self._symbol_value())
+        elif self.operator == "between":
+            object.__setattr__(self, "value", self._range_value())
+        elif self.operator in RANKS:
+            _check_int(f"filter {self.field} {self.operator}", self.value, minimum=1)
+            object.__setattr__(self, "value", int(cast(int, self.value)))
         else:
             object.__setattr__(self, "value", self._number_value())
 
@@ -82,7 +96,7 @@ class Filter:
                 raise SpecError(f"filter symbol {self.operator}: value must be a list of symbols")
             if not all(isinstance(v, str) and v for v in values):
                 raise SpecError(f"filter symbol {self.operator}: every symbol must be a string")
-            return tuple(values)
+            return tuple(str(v) for v in values)
         if self.operator not in ("==", "!="):
             raise SpecError(
                 f"filter symbol: operator must be ==, !=, in or not_in, not {self.operator}"
@@ -91,20 +105,50 @@ class Filter:
             raise SpecError(f"filter symbol {self.operator}: value must be a symbol string")
         return self.value
 
+    def _range_value(self) -> tuple[float, float]:
+        bounds = self.value
+        where = f"filter {self.field} between"
+        if isinstance(bounds, str) or not isinstance(bounds, list | tuple) or len(bounds) != 2:
+            raise SpecError(f"{where}: value must be [low, high]")
+        if not all(_finite_number(b) for b in bounds):
+            raise SpecError(f"{where}: value must be finite numbers, got {list(bounds)}")
+        low, high = float(cast(float, bounds[0])), float(cast(float, bounds[1]))
+        if not low <= high:
+            raise SpecError(f"{where}: low must be <= high, got {list(bounds)}")
+        return low, high
+
     def _number_value(self) -> float:
         if self.operator in MEMBERSHIP:
             raise SpecError(f"filter {self.field}: operator {self.operator} needs field 'symbol'")
-        value = self.value
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        if not _finite_number(self.value):
             raise SpecError(f"filter {self.field} {self.operator}: value must be a finite number")
-        return float(value)
+        return float(cast(float, self.value))
+
+    def keep(self, stats: Mapping[str, Mapping[str, float | str]]) -> list[str]:
+        """The symbols of ``stats`` (symbol -> training-window statistics, in listed order)
+        that pass this filter."""
+        symbols = list(stats)
+        if self.operator in RANKS:
+            count = int(cast(int, self.value))
+            values = [float(stats[s][self.field]) for s in symbols]
+            sign = -1.0 if self.operator == "top_n" else 1.0
+            order = sorted(range(len(symbols)), key=lambda i: (sign * values[i], i))
+            chosen = set(order[:count])
+            return [s for i, s in enumerate(symbols) if i in chosen]
+        return [s for s in symbols if self.accepts(stats[s])]
 
     def accepts(self, stats: Mapping[str, float | str]) -> bool:
-        """Does a symbol with these training-window statistics pass the filter?"""
+        """Does a symbol with these training-window statistics pass the filter? (Not for
+        ``top_n``/``bottom_n``, which compare symbols: use ``keep``.)"""
         actual = stats[self.field]
         if self.operator in MEMBERSHIP:
             assert isinstance(self.value, tuple)  # __post_init__ made it a tuple of symbols
             return (actual in self.value) == (self.operator == "in")
+        if self.operator == "between":
+            low, high = cast(tuple[float, float], self.value)
+            return bool(low <= float(actual) <= high)
+        if self.operator in RANKS:
+            raise ValueError(f"filter {self.field} {self.operator} ranks symbols: use keep()")
         return bool(_COMPARE[self.operator](actual, self.value))
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +169,9 @@ class UniverseSpec:
     template trades them all as one book). ``cointegrated_pairs``:
     the listed symbols after the filters are candidates; pairs whose log closes pass the
     Engle-Granger test over the training window (p < ``max_p_value``) are kept, best first,
-    at most ``max_pairs``. ``source`` is the data source the bars come from.
+    at most ``max_pairs``. ``source`` is the data source the bars come from. ``listed``
+    names the shipped list (``evotrader/data/lists``) the symbols were taken from, so the
+    audit can hold its as-of date against the backtest (see ``UniverseSpec.named``).
     """
 
     symbols: tuple[str, ...]
@@ -134,6 +180,7 @@ class UniverseSpec:
     filters: tuple[Filter, ...] = ()
     max_pairs: int = 1
     max_p_value: float = 0.05
+    listed: str = ""
 
     def __post_init__(self) -> None:
         symbols = self.symbols
@@ -162,6 +209,29 @@ class UniverseSpec:
         object.__setattr__(self, "max_p_value", float(self.max_p_value))
         if self.kind == "cointegrated_pairs" and len(self.symbols) < 2:
             raise SpecError("a cointegrated_pairs universe needs at least 2 candidate symbols")
+        if self.listed:
+            try:
+                named = named_list(self.listed)
+            except DataError as error:
+                raise SpecError(f"universe listed: {error}") from None
+            outside = [s for s in self.symbols if s not in named.symbols]
+            if outside:
+                raise SpecError(f"universe symbols {outside} are not in the list {self.listed}")
+
+    @classmethod
+    def named(cls, name: str, **options: Any) -> UniverseSpec:
+        """Every symbol of the shipped list ``name``, from the list's data source unless
+        ``source`` is given; ``options`` are the other fields (kind, filters...)."""
+        try:
+            named = named_list(name)
+        except DataError as error:
+            raise SpecError(f"universe: {error}") from None
+        return cls(
+            symbols=named.symbols,
+            source=options.pop("source", named.source),
+            listed=name,
+            **options,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -171,11 +241,12 @@ class UniverseSpec:
             "filters": [f.to_dict() for f in self.filters],
             "max_pairs": self.max_pairs,
             "max_p_value": self.max_p_value,
+            **({"listed": self.listed} if self.listed else {}),  # older ids stay unchanged
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UniverseSpec:
-        optional = ("kind", "source", "filters", "max_pairs", "max_p_value")
+        optional = ("kind", "source", "filters", "max_pairs", "max_p_value", "listed")
         values = _exact_keys(data, ("symbols",), optional, "universe")
         if "filters" in values:
             raw = values["filters"]
@@ -608,6 +679,10 @@ def _checked_parameters(template: Template, parameters: Any) -> dict[str, int | 
             values += f"{constraint.right}={checked[constraint.right]}"
             raise SpecError(f"{template.id}: parameters break '{constraint}' ({values})")
     return checked
+
+
+def _finite_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, Real) and math.isfinite(value)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:

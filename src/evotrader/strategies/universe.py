@@ -53,19 +53,56 @@ def align(data: Mapping[str, pd.DataFrame], symbols: tuple[str, ...]) -> dict[st
     return aligned
 
 
-def symbol_stats(symbol: str, bars: pd.DataFrame) -> dict[str, float | str]:
-    """The filterable statistics of one symbol over ``bars`` (the training window)."""
+MOMENTUM_BARS = 126  # "momentum": the return over the last half year of daily bars
+
+
+def symbol_stats(
+    symbol: str, bars: pd.DataFrame, market: pd.Series | None = None
+) -> dict[str, float | str]:
+    """The filterable statistics of one symbol over ``bars`` (the training window).
+
+    ``market`` is the universe's equal-weight daily log return on the same dates (beta is
+    measured against it; without it beta is 1).
+    """
     close, volume = bars["close"], bars["volume"]
     returns = np.log(close).diff().dropna()
+    deviation = float(returns.std()) if len(returns) > 1 else 0.0
+    sharpe = float(returns.mean()) / deviation * math.sqrt(TRADING_DAYS) if deviation else 0.0
+    beta = 1.0
+    if market is not None and len(returns) > 1:
+        paired = market.reindex(returns.index)
+        variance = float(paired.var())
+        beta = float(returns.cov(paired)) / variance if variance > 0 else 1.0
     return {
         "symbol": symbol,
         "price": float(close.iloc[-1]),
         "avg_volume": float(volume.mean()),
         "avg_dollar_volume": float((close * volume).mean()),
-        "volatility": float(returns.std() * math.sqrt(TRADING_DAYS)) if len(returns) > 1 else 0.0,
+        "volatility": deviation * math.sqrt(TRADING_DAYS),
         "total_return": float(close.iloc[-1] / close.iloc[0] - 1.0),
         "history_bars": float(len(bars)),
+        "momentum": float(close.iloc[-1] / close.iloc[-min(MOMENTUM_BARS, len(close))] - 1.0),
+        "max_drawdown": float((close / close.cummax() - 1.0).min()),
+        "sharpe": sharpe,
+        "beta": beta,
     }
+
+
+def universe_stats(training: Mapping[str, pd.DataFrame]) -> dict[str, dict[str, float | str]]:
+    """Every symbol's statistics over its (aligned) training bars, in listed order."""
+    log_returns = pd.DataFrame({s: np.log(b["close"]).diff() for s, b in training.items()})
+    market = log_returns.mean(axis=1).dropna()
+    return {s: symbol_stats(s, bars, market) for s, bars in training.items()}
+
+
+def passing_symbols(spec: StrategySpec, training: Mapping[str, pd.DataFrame]) -> list[str]:
+    """The listed symbols that pass the universe's filters, applied in order on the
+    training bars (a ``top_n`` ranks only the symbols the earlier filters kept)."""
+    stats = universe_stats({s: training[s] for s in spec.universe.symbols})
+    kept = list(stats)
+    for rule in spec.universe.filters:
+        kept = rule.keep({s: stats[s] for s in kept})
+    return kept
 
 
 def resolve_books(
@@ -74,11 +111,7 @@ def resolve_books(
     """The books ``spec`` trades, decided from bars up to ``end`` (default: all of them)."""
     universe = spec.universe
     training = {s: bars.loc[:end] for s, bars in align(data, universe.symbols).items()}
-    passing = [
-        s
-        for s in universe.symbols
-        if all(f.accepts(symbol_stats(s, training[s])) for f in universe.filters)
-    ]
+    passing = passing_symbols(spec, training)
     if spec.info.legs == 1:
         return [(s,) for s in passing]
     if spec.info.cross_sectional:

@@ -119,3 +119,28 @@ def test_invalid_limits_are_rejected() -> None:
         AuditLimits(max_drawdown=0.0)
     with pytest.raises(ValueError, match="look_ahead_cuts"):
         AuditLimits(look_ahead_cuts=0)
+
+
+def test_a_list_fixed_after_the_backtest_starts_fails_unless_accepted() -> None:
+    from evotrader.data.sources.synthetic_universe import generate_universe
+
+    bars = generate_universe(4, 1000, seed=1, kind="noise", start="2010-01-04").bars
+    data = {"GOOG": bars["A0"], "AAPL": bars["A1"], "MSFT": bars["A2"], "IBM": bars["A3"]}
+    spec = StrategySpec.build(
+        "momentum/cross-sectional-momentum",
+        UniverseSpec.named("embedded_stocks", source="synthetic"),
+        {"lookback": 40, "skip": 2, "top_n": 1, "bottom_n": 1, "rebalance": 5},
+    )
+    failed = audit(spec, _result(spec), data)
+    check = next(c for c in failed.checks if c.name == "survivorship")
+    assert not check.passed and not failed.passed
+    assert (
+        "list embedded_stocks is as of 2013-03-01, the backtest starts 2010-01-04" in check.detail
+    )
+    assert "accept_survivorship=[embedded_stocks]" in check.detail
+    accepted = audit(
+        spec, _result(spec), data, AuditLimits(accept_survivorship=("embedded_stocks",))
+    )
+    assert _checks(accepted)["survivorship"] is True
+    later = {s: b.loc["2013-06-01":] for s, b in data.items()}
+    assert _checks(audit(spec, _result(spec), later))["survivorship"] is True

@@ -202,8 +202,8 @@ def test_invalid_universes_and_risk_rules_are_rejected(make, message) -> None:
         (
             '{"template": "seasonal/halloween", "parameters": {"entry_month": 11, '
             '"exit_month": 5}, "universe": {"symbols": ["SP500"], "filters": '
-            '[{"field": "price", "operator": "between", "value": 3}]}}',
-            "filter operator 'between' is unknown",
+            '[{"field": "price", "operator": "around", "value": 3}]}}',
+            "filter operator 'around' is unknown",
         ),
     ],
 )

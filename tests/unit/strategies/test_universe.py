@@ -1,17 +1,19 @@
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from tests.unit.strategies.synthetic_pairs import PRICES, cointegrated_pair
 
 from evotrader.data import DataError, generate_synthetic
-from evotrader.strategies.spec import Filter, StrategySpec, UniverseSpec
+from evotrader.strategies.spec import Filter, SpecError, StrategySpec, UniverseSpec
 from evotrader.strategies.universe import (
     align,
     cointegrated_pairs,
     load_universe_bars,
     resolve_books,
     symbol_stats,
+    universe_stats,
 )
 
 
@@ -100,3 +102,72 @@ def test_align_is_the_data_layers_intersection_and_refuses_what_it_refuses() -> 
 def test_universe_bars_come_from_the_named_source() -> None:
     bars = load_universe_bars(UniverseSpec(("GOOG",)), end="2005-01-01")
     assert list(bars) == ["GOOG"] and bars["GOOG"].index[-1] < pd.Timestamp("2005-01-01")
+
+
+def test_shipped_lists_load_with_as_of_dates_and_offline_ones_have_data() -> None:
+    from evotrader.data.sources import embedded, sp500
+    from evotrader.data.universe_lists import named_list, named_lists
+
+    lists = named_lists()
+    assert {"sp500_sample", "embedded_stocks", "dow30", "sector_etfs", "g10_fx"} <= set(lists)
+    assert named_list("sp500_sample").symbols == sp500.SYMBOLS
+    assert set(named_list("embedded_stocks").symbols) <= set(embedded.SYMBOLS)
+    assert len(named_list("dow30").symbols) == 30
+    for listed in lists.values():
+        assert listed.survivorship and listed.as_of.year >= 1999
+    with pytest.raises(DataError, match="unknown universe list 'ftse'; known lists: "):
+        named_list("ftse")
+
+
+def test_a_named_universe_takes_the_lists_symbols_and_source_and_keeps_old_ids() -> None:
+    universe = UniverseSpec.named("sp500_sample", filters=(Filter("volatility", "<", 0.3),))
+    assert universe.source == "sp500" and universe.listed == "sp500_sample"
+    assert len(universe.symbols) == 20
+    assert UniverseSpec.from_dict(universe.to_dict()) == universe
+    assert "listed" not in UniverseSpec(("A",)).to_dict()
+    with pytest.raises(SpecError, match=r"symbols \['GOOG'\] are not in the list dow30"):
+        UniverseSpec(("AAPL", "GOOG"), listed="dow30")
+
+
+def test_between_top_n_and_bottom_n_filter_in_order_on_training_statistics() -> None:
+    from evotrader.data.sources.synthetic_universe import generate_universe
+
+    bars = generate_universe(6, 400, seed=3, kind="drift", drift_spread=2.0).bars
+    symbols = tuple(bars)
+    end = bars["A0"].index[299]
+    stats = universe_stats({s: b.loc[:end] for s, b in bars.items()})
+    momentum = {s: stats[s]["momentum"] for s in symbols}
+    best_two = sorted(symbols, key=lambda s: -momentum[s])[:2]
+
+    def books(*filters: Filter) -> list[tuple[str, ...]]:
+        spec = StrategySpec.build(
+            "momentum/cross-sectional-momentum", UniverseSpec(symbols, filters=filters)
+        )
+        return resolve_books(spec, bars, end)
+
+    assert books(Filter("momentum", "top_n", 2)) == [tuple(s for s in symbols if s in best_two)]
+    low, high = sorted(momentum.values())[1], sorted(momentum.values())[4]
+    inside = tuple(s for s in symbols if low <= momentum[s] <= high)
+    assert len(inside) == 4 and books(Filter("momentum", "between", [low, high])) == [inside]
+    # ranks see only what the earlier filters kept: the lowest two of the middle four
+    worst_inside = sorted(inside, key=lambda s: momentum[s])[:2]
+    chained = books(Filter("momentum", "between", [low, high]), Filter("momentum", "bottom_n", 2))
+    assert chained == [tuple(s for s in symbols if s in worst_inside)]
+    assert books(Filter("symbol", "in", ["A0"])) == []  # one symbol ranks nothing
+    for field in ("beta", "sharpe", "max_drawdown"):
+        assert np.isfinite([stats[s][field] for s in symbols]).all()
+    assert stats["A0"]["max_drawdown"] <= 0.0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Filter("momentum", "between", [0.2, 0.1]), r"low must be <= high"),
+        (lambda: Filter("momentum", "between", 0.1), r"value must be \[low, high\]"),
+        (lambda: Filter("sharpe", "top_n", 0), "top_n must be an integer >= 1"),
+        (lambda: Filter("beta", "bottom_n", 1.5), "bottom_n must be an integer >= 1"),
+    ],
+)
+def test_bad_range_and_rank_filters_name_the_problem(make, message) -> None:
+    with pytest.raises(SpecError, match=message):
+        make()
