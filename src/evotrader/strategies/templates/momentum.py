@@ -10,8 +10,10 @@ import pandas as pd
 from evotrader.strategies.templates._indicators import (
     annualised_volatility,
     banded_sign,
+    hysteresis,
     past_return,
     quarter_steps,
+    sma,
 )
 
 LEGS = 1
@@ -34,8 +36,19 @@ def fifty_two_week_high(bars: pd.DataFrame, *, window: int, proximity: float) ->
     return (bars["close"] >= (1.0 - proximity) * high).to_numpy(np.float64)
 
 
+def volume_confirmed_momentum(
+    bars: pd.DataFrame, *, lookback: int, volume_short: int, volume_long: int, volume_ratio: float
+) -> np.ndarray:
+    past = past_return(bars["close"], lookback)
+    active = sma(bars["volume"], volume_short) > volume_ratio * sma(bars["volume"], volume_long)
+    long = hysteresis((past > 0) & active, past <= 0)
+    short = hysteresis((past < 0) & active, past >= 0)
+    return long - short
+
+
 SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "momentum/time-series-momentum": time_series_momentum,
     "momentum/volatility-scaled-momentum": volatility_scaled_momentum,
     "momentum/52-week-high": fifty_two_week_high,
+    "momentum/volume-confirmed-momentum": volume_confirmed_momentum,
 }
