@@ -16,6 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from evotrader.strategies.knowledge import UNIVERSE_LEGS
 from evotrader.strategies.templates._cross_section import (
     market,
+    market_fit,
     panel,
     panel_returns,
     percentile,
@@ -23,6 +24,7 @@ from evotrader.strategies.templates._cross_section import (
 )
 
 LEGS = UNIVERSE_LEGS
+MIN_DOWN_DAYS = 10  # market down days a downside beta needs before it ranks
 
 
 def low_volatility(
@@ -45,6 +47,30 @@ def betting_against_beta(
     correlation = returns.rolling(corr_window).corr(index)
     ratio = returns.rolling(vol_window).std().div(index.rolling(vol_window).std(), axis=0)
     return selected(-(correlation * ratio), top_n, bottom_n, rebalance)
+
+
+def idiosyncratic_volatility(
+    *frames: pd.DataFrame, window: int, top_n: int, bottom_n: int, rebalance: int
+) -> np.ndarray:
+    _, residual_variance = market_fit(panel_returns(panel(frames)), window)
+    return selected(-np.sqrt(residual_variance), top_n, bottom_n, rebalance)
+
+
+def low_downside_beta(
+    *frames: pd.DataFrame, window: int, top_n: int, bottom_n: int, rebalance: int
+) -> np.ndarray:
+    returns = panel_returns(panel(frames))
+    index = market(returns)
+    down = (index < 0.0).astype(np.float64)  # the market's down days, 0/1
+    days = down.rolling(window).sum()
+    mean_r = returns.mul(down, axis=0).rolling(window).sum().div(days, axis=0)
+    mean_m = (index * down).rolling(window).sum() / days
+    cross = returns.mul(index * down, axis=0).rolling(window).sum().div(days, axis=0)
+    variance = (index * index * down).rolling(window).sum() / days - mean_m * mean_m
+    covariance = cross - mean_r.mul(mean_m, axis=0)
+    enough = (days >= MIN_DOWN_DAYS) & (variance > 0.0)
+    beta = covariance.div(variance.where(enough), axis=0)
+    return selected(-beta, top_n, bottom_n, rebalance)
 
 
 def return_consistency(
@@ -75,9 +101,19 @@ def lottery_max(
     return selected(-pd.DataFrame(largest, index=close.index), top_n, bottom_n, rebalance)
 
 
+def low_skewness(
+    *frames: pd.DataFrame, window: int, top_n: int, bottom_n: int, rebalance: int
+) -> np.ndarray:
+    skewness = panel_returns(panel(frames)).rolling(window).skew()
+    return selected(-skewness, top_n, bottom_n, rebalance)
+
+
 SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "low-volatility/low-volatility": low_volatility,
     "low-volatility/betting-against-beta": betting_against_beta,
+    "low-volatility/idiosyncratic-volatility": idiosyncratic_volatility,
+    "low-volatility/low-downside-beta": low_downside_beta,
     "quality/return-consistency": return_consistency,
     "quality/lottery-max": lottery_max,
+    "quality/low-skewness": low_skewness,
 }
