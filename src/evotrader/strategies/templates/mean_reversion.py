@@ -12,7 +12,9 @@ from evotrader.strategies.templates._indicators import (
     banded_sign,
     hysteresis,
     past_return,
+    range_position,
     rsi,
+    sma,
     zscore,
 )
 
@@ -47,9 +49,45 @@ def internal_bar_strength(
     return hysteresis(strength < entry_level, strength > exit_level)
 
 
+def connors_rsi2(
+    bars: pd.DataFrame, *, period: int, oversold: float, trend_window: int, exit_window: int
+) -> np.ndarray:
+    close = bars["close"]
+    strength, trend, exit_average = (
+        rsi(close, period),
+        sma(close, trend_window),
+        sma(close, exit_window),
+    )
+    long = hysteresis((close > trend) & (strength < oversold), close > exit_average)
+    short = hysteresis((close < trend) & (strength > 100.0 - oversold), close < exit_average)
+    return long - short
+
+
+def stochastic_oscillator(
+    bars: pd.DataFrame, *, k_window: int, d_window: int, oversold: float, exit_level: float
+) -> np.ndarray:
+    k = 100.0 * range_position(bars, k_window)
+    d = k.rolling(d_window).mean()
+    long = hysteresis((d < oversold) & (k > d), d > exit_level)
+    short = hysteresis((d > 100.0 - oversold) & (k < d), d < 100.0 - exit_level)
+    return long - short
+
+
+def down_streak(bars: pd.DataFrame, *, streak: int, max_hold: int) -> np.ndarray:
+    change = bars["close"].diff()
+    down = (change < 0).astype(np.int64)
+    run = down.groupby((down == 0).cumsum()).cumsum()
+    held = pd.Series(hysteresis(run >= streak, change > 0), index=bars.index)
+    bars_held = held.groupby((held == 0).cumsum()).cumsum()
+    return (held.astype(bool) & (bars_held <= max_hold)).to_numpy(np.float64)
+
+
 SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "mean-reversion/bollinger-reversion": bollinger_reversion,
     "mean-reversion/rsi-reversion": rsi_reversion,
     "mean-reversion/short-term-reversal": short_term_reversal,
     "mean-reversion/internal-bar-strength": internal_bar_strength,
+    "mean-reversion/connors-rsi2": connors_rsi2,
+    "mean-reversion/stochastic-oscillator": stochastic_oscillator,
+    "mean-reversion/down-streak": down_streak,
 }
