@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from evotrader.strategies.templates._indicators import band_reversion, zscore
+from evotrader.strategies.templates._indicators import band_reversion, log_returns, zscore
 
 LEGS = 2
 
@@ -37,6 +37,88 @@ def cointegration_spread(
     return _legs(band_reversion(zscore(a - hedge_ratio * b, z_window), entry_z, exit_z))
 
 
+def kalman_hedge(
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    *,
+    delta_log10: float,
+    observation_std: float,
+    warmup: int,
+    entry_z: float,
+    exit_z: float,
+) -> np.ndarray:
+    a = np.log(first["close"].to_numpy(np.float64))
+    b = np.log(_aligned(first, second)["close"].to_numpy(np.float64))
+    errors, variances = _kalman_regression(a, b, 10.0**delta_log10, observation_std**2)
+    z = pd.Series(errors / np.sqrt(variances)).where(np.arange(len(a)) >= warmup)
+    return _legs(band_reversion(z, entry_z, exit_z))
+
+
+def _kalman_regression(
+    y: np.ndarray, x: np.ndarray, delta: float, observation_var: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-step forecast errors of y and their variances under y = beta * x + alpha + noise,
+    with (beta, alpha) a random walk of covariance delta / (1 - delta) * I (Chan 2013).
+
+    A forward recursion: the forecast at t uses the state filtered up to t - 1."""
+    state_noise = delta / (1.0 - delta) * np.eye(2)
+    state, covariance = np.zeros(2), np.zeros((2, 2))
+    errors, variances = np.empty(len(y)), np.empty(len(y))
+    for t in range(len(y)):
+        observation = np.array([x[t], 1.0])
+        covariance = covariance + state_noise
+        error = y[t] - observation @ state
+        variance = observation @ covariance @ observation + observation_var
+        gain = covariance @ observation / variance
+        state = state + gain * error
+        covariance = covariance - np.outer(gain, observation @ covariance)
+        errors[t], variances[t] = error, variance
+    return errors, variances
+
+
+def ou_s_score(
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    *,
+    fit_window: int,
+    max_half_life: float,
+    entry_z: float,
+    exit_z: float,
+) -> np.ndarray:
+    spread = np.log(first["close"]) - np.log(_aligned(first, second)["close"])
+    lagged = spread.shift(1)
+    # AR(1) fit spread_t = a + b * spread_{t-1} + e over the trailing window
+    slope = spread.rolling(fit_window).cov(lagged) / lagged.rolling(fit_window).var()
+    intercept = spread.rolling(fit_window).mean() - slope * lagged.rolling(fit_window).mean()
+    residual_var = spread.rolling(fit_window).var() - slope**2 * lagged.rolling(fit_window).var()
+    reverting = (slope > 0.0) & (slope < 1.0)
+    stable = slope.where(reverting)
+    half_life = -np.log(2.0) / np.log(stable)
+    equilibrium = intercept / (1.0 - stable)
+    spread_std = np.sqrt(residual_var.clip(lower=0.0) / (1.0 - stable**2)).replace(0.0, np.nan)
+    s_score = (spread - equilibrium) / spread_std
+    tradeable = reverting & (half_life <= max_half_life)
+    return _legs(band_reversion(s_score.where(tradeable, 0.0), entry_z, exit_z))
+
+
+def correlation_filtered(
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    *,
+    window: int,
+    correlation_window: int,
+    min_correlation: float,
+    entry_z: float,
+    exit_z: float,
+) -> np.ndarray:
+    other = _aligned(first, second)
+    spread = np.log(first["close"]) - np.log(other["close"])
+    returns_a, returns_b = log_returns(first["close"]), log_returns(other["close"])
+    correlated = returns_a.rolling(correlation_window).corr(returns_b) >= min_correlation
+    z = zscore(spread, window).where(correlated, 0.0)
+    return _legs(band_reversion(z, entry_z, exit_z))
+
+
 def _aligned(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     if not first.index.equals(second.index):
         raise ValueError("pair legs must share one index (align them on common dates first)")
@@ -50,4 +132,7 @@ def _legs(spread_position: np.ndarray) -> np.ndarray:
 SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "pairs/distance-zscore": distance_zscore,
     "pairs/cointegration-spread": cointegration_spread,
+    "pairs/kalman-hedge": kalman_hedge,
+    "pairs/ou-s-score": ou_s_score,
+    "pairs/correlation-filtered": correlation_filtered,
 }
