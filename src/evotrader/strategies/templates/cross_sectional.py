@@ -83,6 +83,52 @@ def dual_momentum(
     return every(with_hurdle(rank_select(score, top_n, 0), score, hurdle), rebalance)
 
 
+def sector_rotation(
+    *frames: pd.DataFrame,
+    short_lookback: int,
+    medium_lookback: int,
+    long_lookback: int,
+    top_n: int,
+    rebalance: int,
+) -> np.ndarray:
+    close = panel(frames)
+    horizons = (short_lookback, medium_lookback, long_lookback)
+    score = sum(close / close.shift(lookback) - 1.0 for lookback in horizons) / len(horizons)
+    return selected(score, top_n, 0, rebalance)
+
+
+def same_month_seasonality(
+    *frames: pd.DataFrame, years: int, top_n: int, bottom_n: int
+) -> np.ndarray:
+    close = panel(frames)
+    month = close.index.to_period("M")
+    calendar = pd.period_range(month[0], month[-1], freq="M")
+    month_end = close.groupby(month).last().reindex(calendar)
+    monthly = month_end / month_end.shift(1) - 1.0  # the current month's value is never read
+    lags = [monthly.shift(12 * k) for k in range(1, years + 1)]
+    history = pd.concat(lags, keys=range(years)).groupby(level=1).mean()  # skips missing years
+    return rank_select(history.reindex(month), top_n, bottom_n)
+
+
+def moving_average_distance(
+    *frames: pd.DataFrame, fast: int, slow: int, top_n: int, bottom_n: int, rebalance: int
+) -> np.ndarray:
+    close = panel(frames)
+    distance = close.rolling(fast).mean() / close.rolling(slow).mean() - 1.0
+    return selected(distance, top_n, bottom_n, rebalance)
+
+
+def ranked_trend(
+    *frames: pd.DataFrame, window: int, min_t: float, top_n: int, bottom_n: int, rebalance: int
+) -> np.ndarray:
+    log_close = np.log(panel(frames))
+    clock = pd.Series(np.arange(len(log_close), dtype=np.float64), index=log_close.index)
+    correlation = log_close.rolling(window).corr(clock).clip(-1.0 + 1e-12, 1.0 - 1e-12)
+    slope_t = correlation * np.sqrt((window - 2) / (1.0 - correlation**2))
+    picks = rank_select(slope_t, top_n, bottom_n)
+    return every(with_hurdle(picks, slope_t, min_t), rebalance)
+
+
 SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "momentum/cross-sectional-momentum": cross_sectional_momentum,
     "momentum/residual-momentum": residual_momentum,
@@ -90,4 +136,8 @@ SIGNALS: dict[str, Callable[..., np.ndarray]] = {
     "momentum/52-week-high-ranking": high_52_week_ranking,
     "momentum/frog-in-the-pan": frog_in_the_pan,
     "momentum/dual-momentum": dual_momentum,
+    "momentum/sector-rotation": sector_rotation,
+    "seasonal/same-month-seasonality": same_month_seasonality,
+    "trend-following/moving-average-distance": moving_average_distance,
+    "trend-following/ranked-trend-strength": ranked_trend,
 }
