@@ -23,6 +23,7 @@ from evotrader.strategies.templates import (
     cross_sectional,
     cross_sectional_reversal,
     cross_sectional_risk,
+    cross_sectional_volume,
     factor,
     mean_reversion,
     momentum,
@@ -44,6 +45,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     cross_sectional,
     cross_sectional_reversal,
     cross_sectional_risk,
+    cross_sectional_volume,
 )
 
 
