@@ -292,7 +292,7 @@ def screen(
         stitched.equity, stitched.benchmark_equity, stitched.trades, labels
     )
     in_sample_sharpe = float(np.mean([fold.in_sample.metrics["sharpe"] for fold in folds]))
-    failed = config.failures(stitched.metrics)
+    failed = config.failures(stitched.metrics, stitched.benchmark)
     empty = sum(not fold.books for fold in folds)
     notes = [f"the universe resolved to no instrument in {empty} of {len(folds)} folds"] * bool(
         empty

@@ -34,7 +34,7 @@ class ScreeningConfig:
     over its bounds plus the spec's own value; grids larger than ``max_combinations`` are
     sampled by backtesting.py (seeded by the run: ``screen(..., seed=)``). ``maximize`` is
     the backtesting.py statistic ranked for one-leg specs; multi-leg specs rank the legs'
-    mean return.
+    mean return. ``beat_benchmark``: the Sharpe must also beat buy-and-hold's.
     """
 
     min_sharpe: float = 0.5
@@ -48,8 +48,13 @@ class ScreeningConfig:
     max_combinations: int = 64
     maximize: str = "Sharpe Ratio"
     cash: float = 1_000_000.0
+    beat_benchmark: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.beat_benchmark, bool):
+            raise ValueError(
+                f"screening.beat_benchmark must be true or false, got {self.beat_benchmark!r}"
+            )
         require_between("screening.", self, 0, 1, "max_drawdown", include_high=True)
         require_finite("screening.", self, "min_sharpe")
         require_nonnegative("screening.", self, "min_profit_factor")
@@ -60,13 +65,26 @@ class ScreeningConfig:
             raise ValueError("screening.maximize must name a backtesting.py statistic")
         require_positive("screening.", self, "cash")
 
-    def failures(self, summary: Mapping[str, float]) -> list[str]:
-        """The pass criteria ``summary`` misses, each as '<metric> <value> <limit>'."""
+    def failures(
+        self, summary: Mapping[str, float], benchmark: Mapping[str, float] | None = None
+    ) -> list[str]:
+        """The pass criteria ``summary`` misses, each as '<metric> <value> <limit>'.
+
+        With ``beat_benchmark``, the Sharpe must also exceed ``benchmark``'s (buy-and-hold
+        of the universe on the same bars, after costs): an edge that is only the market's
+        drift is no edge.
+        """
         failed = []
         sharpe, drawdown = summary["sharpe"], abs(summary["max_drawdown"])
         trades, profit_factor = summary["n_trades"], summary["profit_factor"]
         if not sharpe > self.min_sharpe:
             failed.append(f"walk-forward Sharpe {sharpe:.2f} {_below(sharpe, self.min_sharpe)}")
+        held = (benchmark or {}).get("sharpe", math.nan)
+        if self.beat_benchmark and math.isfinite(held) and not sharpe > held:
+            failed.append(
+                f"walk-forward Sharpe {sharpe:.2f} does not beat buy-and-hold's {held:.2f} "
+                "on the same bars"
+            )
         if not drawdown < self.max_drawdown:
             failed.append(f"max drawdown {drawdown:.1%} >= {self.max_drawdown:.0%}")
         if not trades > self.min_trades:

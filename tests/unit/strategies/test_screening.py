@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from evotrader.data import generate_synthetic
+from evotrader.data.sources.synthetic_universe import generate_universe
 from evotrader.strategies.screening import (
     optimize,
     parameter_grid,
@@ -14,7 +15,7 @@ from evotrader.strategies.screening import (
     walk_forward,
 )
 from evotrader.strategies.settings import ScreeningConfig
-from evotrader.strategies.spec import StrategySpec, UniverseSpec
+from evotrader.strategies.spec import RiskParams, StrategySpec, UniverseSpec
 
 FAST = ScreeningConfig(n_folds=3, grid_points=3)
 TSMOM = "momentum/time-series-momentum"
@@ -66,6 +67,11 @@ def test_criteria_are_applied_as_configured() -> None:
     assert ScreeningConfig(min_profit_factor=1.5).failures(good) == ["profit factor 1.50 = 1.5"]
     bad = {"sharpe": 0.21, "max_drawdown": -0.35, "n_trades": 14.0, "profit_factor": 0.9}
     assert len(ScreeningConfig().failures(bad)) == 4
+    drift = {"sharpe": 1.1}
+    assert ScreeningConfig().failures(good, drift) == [
+        "walk-forward Sharpe 0.80 does not beat buy-and-hold's 1.10 on the same bars"
+    ]
+    assert ScreeningConfig(beat_benchmark=False).failures(good, drift) == []
 
 
 def test_a_stricter_config_fails_what_the_default_passes(planted) -> None:
@@ -160,3 +166,36 @@ def test_same_seed_same_screen() -> None:
     assert (
         screen(spec, data, config, seed=4).to_json() == screen(spec, data, config, seed=4).to_json()
     )
+
+
+CROSS_SECTION = {"lookback": 20, "skip": 0, "top_n": 2, "bottom_n": 2, "rebalance": 5}
+CROSS_FAST = ScreeningConfig(n_folds=2, grid_points=2, max_combinations=6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "drift", "parameters", "passes"),
+    [
+        ("rotation", 0.0, CROSS_SECTION, True),
+        ("noise", 0.0, CROSS_SECTION, False),
+        ("noise", 0.0008, CROSS_SECTION | {"top_n": 3, "bottom_n": 0}, False),
+    ],
+    ids=["planted-rotation", "random", "drift-without-timing"],
+)
+def test_a_planted_cross_sectional_signal_is_found_and_controls_pass_nothing(
+    kind, drift, parameters, passes
+) -> None:
+    """Leaders that persist for a quarter (``rotation``) reward ranking the universe on
+    recent returns; independent walks do not, with or without a common drift (a long-only
+    top-3 there earns the market's drift, which buy-and-hold earns too)."""
+    universe = generate_universe(8, 1000, seed=4, kind=kind, strength=0.2, drift=drift)
+    risk = RiskParams(allow_short=parameters["bottom_n"] > 0)
+    spec = StrategySpec.build(
+        "momentum/cross-sectional-momentum", list(universe.bars), parameters, risk=risk
+    )
+    result = screen(spec, universe.bars, CROSS_FAST)
+    assert result.passed is passes, result.diagnostics["summary"]
+    if passes:
+        assert result.metrics["sharpe"] > max(3.0, result.benchmark["sharpe"])  # 4.0 vs 2.6
+    if drift:  # it may well make money: but no more, per unit of risk, than holding
+        assert any("does not beat buy-and-hold" in d for d in result.failure_details)

@@ -12,6 +12,10 @@ portfolio could exploit:
 - ``drift`` (the drift-without-timing control): independent returns whose drifts are spread
   evenly over ``drift ± drift_spread * vol``; a static tilt to the high-drift assets earns,
   timing earns nothing.
+- ``rotation`` (a planted cross-sectional signal): every ``ROTATION_BLOCK`` bars a seeded
+  half of the assets drifts up by ``strength * vol`` a bar and the other half down as much,
+  on top of ``drift``; leadership persists within a block, so ranking the assets on their
+  recent returns (cross-sectional momentum) earns while any fixed allocation does not.
 
 Bars follow ``generate_synthetic``'s construction (open_t = close_{t-1}, lognormal volume), so
 a decision at t's close filled at t+1's open earns the whole planted return.
@@ -28,13 +32,15 @@ from evotrader.data.errors import DataError
 from evotrader.data.sources.synthetic import _ohlcv
 from evotrader.data.validation import INDEX_NAME, validate_ohlcv
 
-UNIVERSE_KINDS: tuple[str, ...] = ("lead_lag", "noise", "drift")
+UNIVERSE_KINDS: tuple[str, ...] = ("lead_lag", "noise", "drift", "rotation")
+ROTATION_BLOCK = 63  # bars between re-draws of the leaders in a ``rotation`` universe
 
 
 @dataclass(frozen=True)
 class SyntheticUniverse:
     """Generated bars by symbol (one calendar) and the ground truth that generated them:
-    each asset's loading on the leader's previous return and its drift per bar."""
+    each asset's loading on the leader's previous return and its drift per bar (one row per
+    bar for ``rotation``, whose drifts change)."""
 
     bars: dict[str, pd.DataFrame]
     kind: str
@@ -69,7 +75,8 @@ def generate_universe(
     """``n_assets`` aligned bar series, fully determined by the arguments (see the module doc).
 
     ``strength`` is the correlation between the leader's return at t and a follower's at t+1
-    (``lead_lag`` only); ``drift_spread`` is in units of ``vol`` (``drift`` only).
+    (``lead_lag``), or the leaders' drift in units of ``vol`` (``rotation``);
+    ``drift_spread`` is in units of ``vol`` (``drift`` only).
     """
     _check(n_assets, n_bars, kind, strength, vol, drift_spread, start_price)
     rng = np.random.default_rng(seed)
@@ -83,6 +90,11 @@ def generate_universe(
         shocks = own * shocks + np.outer(lagged, loadings)
     elif kind == "drift":
         drifts = drift + drift_spread * vol * np.linspace(-1.0, 1.0, n_assets)
+    elif kind == "rotation":
+        blocks = -(-n_bars // ROTATION_BLOCK)
+        half = np.where(np.arange(n_assets) < n_assets // 2, 1.0, -1.0)
+        signs = np.stack([rng.permutation(half) for _ in range(blocks)])
+        drifts = drift + strength * vol * np.repeat(signs, ROTATION_BLOCK, axis=0)[:n_bars]
     returns = drifts + vol * shocks
     try:
         index = pd.date_range(start=start, periods=n_bars, freq=freq, name=INDEX_NAME)
