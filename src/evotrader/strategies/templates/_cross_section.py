@@ -28,8 +28,9 @@ def rank_select(scores: pd.DataFrame | np.ndarray, top_n: int, bottom_n: int) ->
     """+1 for the ``top_n`` highest scores of each row, -1 for the ``bottom_n`` lowest.
 
     Only finite scores rank; a row with fewer finite scores than ``top_n + bottom_n`` is flat
-    (a half-formed cross-section would concentrate the book). Ties go to the lower column,
-    so the selection is deterministic.
+    (a half-formed cross-section would concentrate the book). Both ends read one total order,
+    highest score first and the lower column first on ties, so the selection is deterministic
+    and no symbol is picked both long and short.
     """
     values = np.asarray(scores, dtype=np.float64)
     rows, columns = values.shape
@@ -37,15 +38,17 @@ def rank_select(scores: pd.DataFrame | np.ndarray, top_n: int, bottom_n: int) ->
     out = np.zeros((rows, columns))
     known = np.isfinite(values)
     enough = known.sum(axis=1) >= max(top_n + bottom_n, 1)
-    # stable argsort of -score (NaN last) ranks the highest first, lower column first on ties
+    # stable argsort of -score (NaN last) ranks the highest first, lower column first on ties;
+    # the same on the mirrored columns ranks the lowest first, higher column first on ties
     order = np.argsort(np.where(known, -values, np.inf), axis=1, kind="stable")
-    reverse = np.argsort(np.where(known, values, np.inf), axis=1, kind="stable")
+    mirrored = np.where(known, values, np.inf)[:, ::-1]
+    reverse = columns - 1 - np.argsort(mirrored, axis=1, kind="stable")
     rows_enough = np.flatnonzero(enough)
     if top_n:
         out[rows_enough[:, None], order[rows_enough, :top_n]] = 1.0
     if bottom_n:
-        out[rows_enough[:, None], reverse[rows_enough, :bottom_n]] -= 1.0
-    return np.clip(out, -1.0, 1.0)  # top and bottom overlap only when the book is tiny
+        out[rows_enough[:, None], reverse[rows_enough, :bottom_n]] = -1.0
+    return out
 
 
 def every(targets: np.ndarray, rebalance: int) -> np.ndarray:
