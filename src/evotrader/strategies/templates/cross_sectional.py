@@ -2,7 +2,9 @@
 
 Every signal takes all of its book's frames (one index) and returns one column per symbol:
 +1 for a symbol held long on its share of the capital, -1 for one held short, 0 in cash
-(see ``_cross_section`` for the sleeve convention).
+(see ``_cross_section`` for the sleeve convention). This module holds the rules that rank
+past returns (momentum, trend, seasonality); reversal, risk and volume rules live in the
+``cross_sectional_*`` modules beside it.
 """
 
 from __future__ import annotations
