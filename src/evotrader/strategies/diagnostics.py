@@ -1,19 +1,26 @@
-"""Reading a result like an analyst: per-regime results and plain-language findings.
+"""Reading a result like an analyst: per-regime results, plain-language findings, and for
+the generator a rule-based diagnosis with suggested directions.
 
 Regime labels here are for reporting only (they use the whole evaluated period's volatility
 distribution) and never feed a decision. Findings are short sentences with numbers, meant to
-be fed back to the strategy generator and read by people.
+be fed back to the strategy generator and read by people. ``diagnose`` turns a result's
+numbers into reasons (too few trades, costs ate the edge, the drift of buy-and-hold, one
+regime's drawdown...) each with the concrete moves it calls for; ``regime_table`` and
+``cost_figures`` lay the evidence out for a prompt.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from evotrader.backtest import metrics
+from evotrader.strategies.spec import StrategyResult
 
 REGIME_WINDOW = 63  # bars of trailing return and volatility behind each label
 TREND_THRESHOLD = 0.05  # trailing log return beyond which a period is a bull / bear market
@@ -147,3 +154,240 @@ def _cost_notes(trades: pd.DataFrame, fees: float, slippage: float) -> list[str]
             "the gross profit"
         ]
     return []
+
+
+# --- for the generator: why a result failed and what to try next ------------------------------
+
+COSTS_ATE_THE_EDGE = 0.5  # costs at least this share of the gross profit
+DRIFT_EXPOSURE = 0.8  # in the market at least this share of bars...
+DRIFT_SHARPE_MARGIN = 0.1  # ...and no more than this above buy-and-hold's Sharpe
+OVERFIT_GAP = 0.5  # in-sample Sharpe this far above the walk-forward one
+RARE_EXPOSURE = 0.1
+PARTIAL_FILL_SHARE = 0.2  # orders filled in part, of all orders
+HIGH_ANNUAL_SLIPPAGE_BPS = 50.0
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One reason a result looks weak, with its numbers, and the concrete moves it calls for."""
+
+    problem: str
+    directions: tuple[str, ...]
+
+
+def diagnose(result: StrategyResult, min_trades: int, max_drawdown: float) -> list[Diagnosis]:
+    """Rule-based reasons from a result's numbers, most fundamental first.
+
+    ``min_trades`` and ``max_drawdown`` are the screen's limits. Reads the metrics, costs,
+    regimes and, when the phase recorded them, fold Sharpes, the in-sample Sharpe and the
+    validation fill figures (``partial_fill_share``, ``annual_slippage_bps``).
+    """
+    m, b, extra = result.metrics, result.benchmark, result.diagnostics
+    found: list[Diagnosis] = []
+    trades = m.get("n_trades", 0.0)
+    if min_trades > 0 and trades < min_trades:
+        found.append(
+            Diagnosis(
+                f"too few trades: {trades:.0f}, fewer than the {min_trades} a Sharpe needs to "
+                "mean anything",
+                (
+                    "trade more often: a shorter lookback or a lower entry threshold",
+                    "a wider universe or a cross-sectional template (more independent bets)",
+                ),
+            )
+        )
+    exposure = m.get("exposure", 1.0)
+    if exposure < RARE_EXPOSURE:
+        found.append(
+            Diagnosis(
+                f"rarely in the market: {exposure:.0%} of the bars",
+                ("a lower entry threshold or a looser filter",),
+            )
+        )
+    found += _cost_diagnosis(result)
+    if (
+        exposure >= DRIFT_EXPOSURE
+        and m.get("total_return", 0.0) > 0
+        and m["sharpe"] <= b["sharpe"] + DRIFT_SHARPE_MARGIN
+    ):
+        found.append(
+            Diagnosis(
+                f"the edge is the drift of buy-and-hold: in the market {exposure:.0%} of the "
+                f"time, Sharpe {m['sharpe']:.2f} vs buy & hold {b['sharpe']:.2f}",
+                (
+                    "add a trend or volatility filter that steps aside in falls",
+                    "a long-short or cross-sectional template (relative, not absolute, returns)",
+                ),
+            )
+        )
+    found += _regime_diagnosis(result.regimes)
+    drawdown = abs(m.get("max_drawdown", 0.0))
+    if drawdown >= max_drawdown:
+        found.append(
+            Diagnosis(
+                f"drawdown {drawdown:.1%} beyond the {max_drawdown:.0%} limit",
+                (
+                    "a smaller position size or volatility-target sizing",
+                    "a stop loss or trailing stop",
+                ),
+            )
+        )
+    found += _robustness_diagnosis(m["sharpe"], extra)
+    found += _fill_diagnosis(extra)
+    if not result.passed and not found:
+        found.append(
+            Diagnosis(
+                f"no single cause stands out: Sharpe {m['sharpe']:.2f}, profit factor "
+                f"{m.get('profit_factor', math.nan):.2f}",
+                ("another template family on the same universe",),
+            )
+        )
+    return found
+
+
+def suggested_directions(diagnoses: Sequence[Diagnosis]) -> list[str]:
+    """Every diagnosis's moves, first mention first, each once."""
+    return list(dict.fromkeys(d for diagnosis in diagnoses for d in diagnosis.directions))
+
+
+def _gross(result: StrategyResult) -> tuple[float, float]:
+    """Gross P&L (before costs) and the costs, from the trades and the result's cost totals."""
+    costs = result.fees + result.slippage
+    net = float(result.trades["pnl"].sum()) if "pnl" in result.trades else 0.0
+    return net + costs, costs
+
+
+def _cost_diagnosis(result: StrategyResult) -> list[Diagnosis]:
+    if result.trades.empty:
+        return []
+    gross, costs = _gross(result)
+    if gross <= 0:
+        return [
+            Diagnosis(
+                f"no edge before costs: gross P&L {gross:,.0f}",
+                (
+                    "another signal family: this one has no edge on these bars",
+                    "add a trend filter (trade only with the long-term trend)",
+                ),
+            )
+        ]
+    if costs / gross >= COSTS_ATE_THE_EDGE:
+        turnover = result.metrics.get("turnover", math.nan)
+        return [
+            Diagnosis(
+                f"costs ate the edge: fees {result.fees:,.0f} and slippage "
+                f"{result.slippage:,.0f} took {costs / gross:.0%} of the gross profit "
+                f"{gross:,.0f} (turnover {turnover:.1f}x a year)",
+                (
+                    "lower turnover: a longer lookback, a wider entry band or a minimum "
+                    "holding period",
+                    "fewer, larger bets: a higher entry threshold",
+                ),
+            )
+        ]
+    return []
+
+
+def _regime_diagnosis(regimes: Mapping[str, Mapping[str, float]]) -> list[Diagnosis]:
+    judged = {k: v for k, v in regimes.items() if v["bars"] >= MIN_REGIME_BARS}
+    losers = {k: v["return"] for k, v in judged.items() if v["return"] < 0}
+    if not losers or len(losers) == len(judged):
+        return []
+    worst = min(losers, key=lambda k: losers[k])
+    others = sum(-r for k, r in losers.items() if k != worst)
+    if -losers[worst] < 2 * others:
+        return []
+    return [
+        Diagnosis(
+            f"the drawdown comes from one regime: {losers[worst]:.1%} in {worst}, "
+            f"{len(judged) - len(losers)} of {len(judged)} regimes positive",
+            (
+                f"a regime filter that stands aside in {worst} markets (price below its "
+                "200-day average, or volatility in its top fifth)",
+                "a stop loss or trailing stop to cut losses there",
+            ),
+        )
+    ]
+
+
+def _robustness_diagnosis(sharpe: float, extra: Mapping[str, Any]) -> list[Diagnosis]:
+    found = []
+    folds = [float(f["oos_sharpe"]) for f in extra.get("folds", ())]
+    if len(folds) > 1 and min(folds) < 0 < max(folds):
+        listed = ", ".join(f"{s:.2f}" for s in folds)
+        found.append(
+            Diagnosis(
+                f"the edge is not stable: walk-forward Sharpe by fold {listed}",
+                (
+                    "a longer lookback and fewer tuned parameters",
+                    "a more robust template of the same idea",
+                ),
+            )
+        )
+    in_sample = extra.get("in_sample_sharpe")
+    if in_sample is not None and in_sample - sharpe > OVERFIT_GAP:
+        found.append(
+            Diagnosis(
+                f"overfitted: in-sample Sharpe {in_sample:.2f} vs walk-forward {sharpe:.2f}",
+                ("coarser parameters or the template's defaults", "a simpler rule"),
+            )
+        )
+    return found
+
+
+def _fill_diagnosis(extra: Mapping[str, Any]) -> list[Diagnosis]:
+    found = []
+    partial = extra.get("partial_fill_share")
+    if partial is not None and partial >= PARTIAL_FILL_SHARE:
+        found.append(
+            Diagnosis(
+                f"{partial:.0%} of orders filled only in part: orders too large for the "
+                "bars' volume",
+                ("a smaller position size", "more liquid symbols"),
+            )
+        )
+    bps = extra.get("annual_slippage_bps")
+    if bps is not None and bps >= HIGH_ANNUAL_SLIPPAGE_BPS:
+        found.append(
+            Diagnosis(
+                f"slippage costs {bps:.0f} bps a year",
+                ("lower turnover: a longer lookback or a minimum holding period",),
+            )
+        )
+    return found
+
+
+def regime_table(regimes: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The per-regime results as aligned text rows (a header first); empty without regimes."""
+    if not regimes:
+        return []
+    rows = [f"{'regime':<10} {'bars':>5} {'return':>8} {'B&H':>8} {'Sharpe':>7} {'trades':>6}"]
+    for name, r in regimes.items():
+        rows.append(
+            f"{name:<10} {r['bars']:>5.0f} {r['return']:>8.1%} {r['benchmark_return']:>8.1%} "
+            f"{r['sharpe']:>7.2f} {r['trades']:>3.0f} ({r['losing_trades']:.0f} lost)"
+        )
+    return rows
+
+
+def cost_figures(result: StrategyResult) -> str:
+    """Fees, slippage, their share of the gross profit, turnover and, when the phase
+    measured them, partial fills, late notional and annual slippage."""
+    gross, costs = _gross(result)
+    share = f" ({costs / gross:.0%} of the gross profit {gross:,.0f})" if gross > 0 else ""
+    parts = [
+        f"fees {result.fees:,.0f}, slippage {result.slippage:,.0f}{share}",
+        f"turnover {result.metrics.get('turnover', math.nan):.1f}x a year",
+    ]
+    extra = result.diagnostics
+    if "partial_fill_share" in extra:
+        parts.append(f"partial fills {extra['partial_fill_share']:.0%} of orders")
+    if "late_notional_share" in extra:
+        parts.append(f"late notional {extra['late_notional_share']:.0%}")
+    if "annual_slippage" in extra:
+        bps = extra.get("annual_slippage_bps")
+        parts.append(
+            f"annual slippage {extra['annual_slippage']:,.0f}"
+            + (f" ({bps:.0f} bps)" if bps is not None else "")
+        )
+    return "; ".join(parts)

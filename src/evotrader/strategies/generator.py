@@ -15,9 +15,18 @@ invalid after that is dropped and logged. Replies are only ever parsed as JSON v
 never executed. The API key is read from ``ANTHROPIC_API_KEY`` only, and never logged.
 
 ``OfflineGenerator`` needs no network: explore samples a template, a universe and
-parameters uniformly within bounds; exploit nudges a parent's parameters (Gaussian steps of
-15% of each range, clipped to the bounds) and scales its position size down when its
-screened drawdown broke the limit. Seeded per cycle, so a search is reproducible.
+parameters uniformly within bounds (only among the least-tried templates when the request
+asks for new templates, after a plateau); exploit makes one move on a parent: nudge its
+parameters (Gaussian steps of 15% of each range, clipped to the bounds), change its universe
+(another configured universe, or one symbol dropped or added) or change one risk rule
+(position size, stop loss, take profit, holding limit, shorting), and always scales the
+position size down when the parent's screened drawdown broke the limit. The rationale
+names what changed. Seeded per cycle, so a search is reproducible.
+
+Generators read results through ``Evaluated.describe``: a structured block per spec with
+each phase's failed criteria, cost and fill figures, regime table and notes, then a
+diagnosis and suggested directions (``diagnostics.diagnose``), never cut; the prompt keeps
+within ``PROMPT_BUDGET_CHARS`` by showing fewer past results, not shorter ones.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import logging
 import math
 import os
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -36,6 +46,7 @@ import anthropic
 import numpy as np
 from anthropic.types import ToolParam
 
+from evotrader.strategies import diagnostics
 from evotrader.strategies.knowledge import (
     MIN_UNIVERSE_LEGS,
     Knowledge,
@@ -62,7 +73,17 @@ MAX_ERROR_CHARS = 300  # each rejection reason sent back to the model is cut to 
 MAX_SAMPLING_TRIES = 100
 FATAL_STATUSES = (400, 401, 403, 404)  # HTTP errors not worth another request
 OFFLINE_POSITION_SIZES = (0.5, 0.75, 1.0)
+# the values an offline exploit may give each optional exit (or take away)
+OFFLINE_EXITS: dict[str, tuple[int | float, ...]] = {
+    "stop_loss": (0.05, 0.1, 0.2),
+    "take_profit": (0.1, 0.25, 0.5),
+    "max_holding_bars": (5, 20, 60),
+}
+# how often an offline exploit moves the parameters, the universe or the risk rules
+EXPLOIT_MOVES = {"parameters": 0.5, "universe": 0.25, "risk": 0.25}
 EXPLOIT_STEP = 0.15  # standard deviation of a nudge, as a fraction of the parameter's range
+PROMPT_BUDGET_CHARS = 60_000  # results beyond this are left out of the prompt, oldest first
+NEW_TEMPLATES_SHOWN = 12  # least-tried templates named when the search asks for new ones
 _ITEM_KEYS = ("template", "universe", "parameters", "risk", "parent", "rationale")
 _REQUIRED_ITEM_KEYS = ("template", "universe", "parameters", "rationale")
 _RISK_SCHEMA: dict[str, Any] = {
@@ -129,21 +150,49 @@ class Evaluated:
         return sharpe * min(1.0, trades / needed) if needed > 0 else sharpe
 
     def describe(self) -> str:
-        """One line for prompts and logs: the spec, its numbers and the analyst's notes."""
-        spec, screen = self.spec, self.screen
-        risk = f"size {spec.risk.position_size:g}" + (
-            "" if spec.risk.allow_short else ", long only"
-        )
-        line = (
-            f"{spec.spec_id} (generation {spec.generation}) {spec.template} on "
-            f"{'+'.join(spec.universe.symbols)} {json.dumps(spec.parameters)} {risk}: "
-            f"screen {_verdict(screen)}"
-        )
+        """A block for prompts: the spec, each phase's verdict with its failed criteria,
+        costs, regimes and notes, then the diagnosis and the suggested directions."""
+        spec = self.spec
+        lineage = f", parent {spec.parent}" if spec.parent else ""
+        lines = [
+            f"## {spec.spec_id} (generation {spec.generation}{lineage}) {spec.template} on "
+            f"{'+'.join(spec.universe.symbols)}",
+            f"parameters {json.dumps(spec.parameters)}; risk {json.dumps(spec.risk.to_dict())}",
+        ]
+        if spec.rationale:
+            lines.append(f"rationale: {spec.rationale}")
+        lines += _phase_lines("screen (walk-forward folds, backtesting.py)", self.screen)
         if self.validation is not None:
-            line += f"; validation {_verdict(self.validation)}"
-        notes = self.validation or screen
-        text = notes.failure_reason or str(notes.diagnostics.get("summary", ""))
-        return f"{line}; notes: {text[:600]}"
+            lines += _phase_lines("validation (validation split, NautilusTrader)", self.validation)
+        limits = self.screen.diagnostics.get("config", {})
+        found = diagnostics.diagnose(
+            self.validation or self.screen,
+            int(limits.get("min_trades", 0)),
+            float(limits.get("max_drawdown", 1.0)),
+        )
+        lines.append("diagnosis:")
+        lines += [f"- {d.problem}" for d in found] or ["- nothing stands out"]
+        lines.append("suggested directions:")
+        directions = diagnostics.suggested_directions(found)
+        lines += [f"- {d}" for d in directions] or ["- refine it: small steps around it"]
+        return "\n".join(lines)
+
+
+def _phase_lines(title: str, result: StrategyResult) -> list[str]:
+    failed = list(result.diagnostics.get("failed", ()))
+    notes = [n for n in result.failure_details if n not in failed]
+    lines = [
+        f"{title}: {_verdict(result)}, exposure {result.metrics.get('exposure', math.nan):.0%}",
+        f"  failed criteria: {'; '.join(failed) or 'none'}",
+        f"  costs: {diagnostics.cost_figures(result)}",
+    ]
+    if "capacity" in result.diagnostics:
+        lines.append(f"  capacity: ${result.diagnostics['capacity']:,.0f}")
+    table = diagnostics.regime_table(result.regimes)
+    if table:
+        lines += ["  regimes:", *(f"    {row}" for row in table)]
+    lines.append(f"  notes: {'; '.join(notes) or 'none'}")
+    return lines
 
 
 def _verdict(result: StrategyResult) -> str:
@@ -159,7 +208,9 @@ def _verdict(result: StrategyResult) -> str:
 class GenerationRequest:
     """What the next batch should hold: ``n_explore`` new ideas and ``n_exploit``
     refinements of ``parents`` (best first), knowing ``history`` and every ``tried`` id.
-    ``max_drawdown`` is the screen's limit, which exploit steers under."""
+    ``max_drawdown`` is the screen's limit, which exploit steers under. ``new_templates``
+    (after a plateau) asks explore for templates not tried yet, or least tried by
+    ``template_counts`` (specs tried per template)."""
 
     cycle: int
     n_explore: int
@@ -168,6 +219,8 @@ class GenerationRequest:
     history: tuple[Evaluated, ...] = ()
     tried: frozenset[str] = field(default_factory=frozenset)
     max_drawdown: float = 0.30
+    new_templates: bool = False
+    template_counts: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n_explore < 0 or self.n_exploit < 0:
@@ -220,11 +273,24 @@ class OfflineGenerator:
             made.append(
                 self._unique(partial(self.exploit, parent, rng, request.max_drawdown), taken)
             )
-        made += [self._unique(lambda: self.explore(rng), taken) for _ in range(request.n_explore)]
+        counts = Counter(request.template_counts) if request.new_templates else None
+        for _ in range(request.n_explore):
+            spec = self._unique(partial(self.explore, rng, counts), taken)
+            if spec is not None and counts is not None:
+                counts[spec.template] += 1
+            made.append(spec)
         return [spec for spec in made if spec is not None]
 
-    def explore(self, rng: np.random.Generator) -> StrategySpec:
-        template = self.templates[int(rng.integers(len(self.templates)))]
+    def explore(self, rng: np.random.Generator, counts: Counter[str] | None = None) -> StrategySpec:
+        """A template, universe and parameters drawn at random; with ``counts`` (specs tried
+        per template), only among the templates tried least so far."""
+        pool = self.templates
+        note = ""
+        if counts is not None:
+            least = min(counts[t.id] for t in pool)
+            pool = [t for t in pool if counts[t.id] == least]
+            note = f" (a new template: tried {least} time(s) before)"
+        template = pool[int(rng.integers(len(pool)))]
         choices = [u for u in self.universes if u.universe_for(template) is not None]
         choice = choices[int(rng.integers(len(choices)))]
         universe = choice.universe_for(template)
@@ -237,28 +303,44 @@ class OfflineGenerator:
             universe=universe,
             risk=RiskParams(position_size=size, allow_short=shorts),
             created_by=self.name,
-            rationale=f"explore: {template.name} on {choice.name}, parameters drawn in bounds",
+            rationale=f"explore{note}: {template.name} on {choice.name}, parameters drawn in "
+            "bounds",
         )
 
     def exploit(
         self, parent: Evaluated, rng: np.random.Generator, max_drawdown: float
     ) -> StrategySpec:
+        """One move on ``parent`` (parameters, universe or a risk rule, drawn by
+        ``EXPLOIT_MOVES``), plus a smaller position size when its drawdown broke the limit."""
         spec = parent.spec
-        template = spec.info
-        parameters = dict(spec.parameters)
-        for _ in range(MAX_SAMPLING_TRIES):
-            nudged = {n: _nudge(spec.parameters[n], p, rng) for n, p in template.parameters.items()}
-            if nudged != spec.parameters and all(c.holds(nudged) for c in template.constraints):
-                parameters = nudged
-                break
-        changes = [
-            f"{n} {spec.parameters[n]:g}->{v:g}"
-            for n, v in parameters.items()
-            if v != spec.parameters[n]
-        ]
-        risk = spec.risk
         drawdown = abs(parent.screen.metrics["max_drawdown"])
-        if drawdown > max_drawdown:
+        too_deep = drawdown > max_drawdown
+        universes = self._universe_moves(spec)
+        risks = _risk_moves(spec, sizes=not too_deep)
+        possible = {
+            "parameters": bool(spec.info.parameters),
+            "universe": bool(universes),
+            "risk": bool(risks),
+        }
+        kinds = [kind for kind, ok in possible.items() if ok]
+        weights = np.array([EXPLOIT_MOVES[kind] for kind in kinds])
+        kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))] if kinds else ""
+        parameters, universe, risk = dict(spec.parameters), spec.universe, spec.risk
+        changes = []
+        if kind == "parameters":
+            parameters = _nudged(spec, rng)
+            changes += [
+                f"{n} {spec.parameters[n]:g}->{v:g}"
+                for n, v in parameters.items()
+                if v != spec.parameters[n]
+            ]
+        elif kind == "universe":
+            universe, change = universes[int(rng.integers(len(universes)))]
+            changes.append(change)
+        elif kind == "risk":
+            risk, change = risks[int(rng.integers(len(risks)))]
+            changes.append(change)
+        if too_deep:
             size = max(0.1, round(risk.position_size * 0.9 * max_drawdown / drawdown, 2))
             changes.append(
                 f"position size {risk.position_size:g}->{size:g} "
@@ -268,7 +350,7 @@ class OfflineGenerator:
         return StrategySpec(
             template=spec.template,
             parameters=parameters,
-            universe=spec.universe,
+            universe=universe,
             risk=risk,
             parent=spec.spec_id,
             generation=spec.generation + 1,
@@ -276,6 +358,36 @@ class OfflineGenerator:
             rationale=f"exploit {spec.spec_id} (fitness {parent.fitness:.2f}): "
             + (", ".join(changes) or "no change"),
         )
+
+    def _universe_moves(self, spec: StrategySpec) -> list[tuple[UniverseSpec, str]]:
+        """Other universes ``spec``'s template can trade, each with its description: every
+        configured one, and for one-leg and cross-sectional templates the spec's own with
+        one symbol dropped or added (a symbol of the configured universes of its source)."""
+        template, current = spec.info, spec.universe
+        shown = "+".join(current.symbols)
+        moves: dict[tuple[str, ...], tuple[UniverseSpec, str]] = {}
+        for choice in self.universes:
+            other = choice.universe_for(template)
+            if other is not None and other.symbols != current.symbols:
+                moves.setdefault(other.symbols, (other, f"universe {shown}->{choice.name}"))
+        if template.legs == 1 or template.cross_sectional:
+            fewest = MIN_UNIVERSE_LEGS if template.cross_sectional else 1
+            if len(current.symbols) > fewest:
+                for symbol in current.symbols:
+                    kept = tuple(s for s in current.symbols if s != symbol)
+                    moves.setdefault(
+                        kept, (replace(current, symbols=kept), f"universe {shown} drops {symbol}")
+                    )
+            pool = dict.fromkeys(
+                s for c in self.universes if c.source == current.source for s in c.symbols
+            )
+            for symbol in pool:
+                if symbol not in current.symbols:
+                    grown = (*current.symbols, symbol)
+                    moves.setdefault(
+                        grown, (replace(current, symbols=grown), f"universe {shown} adds {symbol}")
+                    )
+        return list(moves.values())
 
     @staticmethod
     def _unique(make: Callable[[], StrategySpec], taken: set[str]) -> StrategySpec | None:
@@ -286,6 +398,46 @@ class OfflineGenerator:
                 return spec
         log.info("offline generator: no new spec after %d draws", MAX_SAMPLING_TRIES)
         return None
+
+
+def _nudged(spec: StrategySpec, rng: np.random.Generator) -> dict[str, int | float]:
+    """The spec's parameters nudged within bounds until they differ and hold the template's
+    constraints (else unchanged)."""
+    template = spec.info
+    for _ in range(MAX_SAMPLING_TRIES):
+        nudged = {n: _nudge(spec.parameters[n], p, rng) for n, p in template.parameters.items()}
+        if nudged != spec.parameters and all(c.holds(nudged) for c in template.constraints):
+            return nudged
+    return dict(spec.parameters)
+
+
+def _risk_moves(spec: StrategySpec, sizes: bool = True) -> list[tuple[RiskParams, str]]:
+    """Every one-rule change of ``spec``'s risk an exploit may make, with its description:
+    another position size (unless ``sizes`` is False), an optional exit set to another of
+    ``OFFLINE_EXITS`` or removed, and shorting switched for a one-leg long-short template."""
+    risk = spec.risk
+    moves = []
+    if sizes:
+        moves += [
+            (replace(risk, position_size=s), f"position size {risk.position_size:g}->{s:g}")
+            for s in OFFLINE_POSITION_SIZES
+            if s != risk.position_size
+        ]
+    for name, values in OFFLINE_EXITS.items():
+        now = getattr(risk, name)
+        for value in (*values, None) if now is not None else values:
+            if value != now:
+                shown = "none" if value is None else f"{value:g}"
+                was = "none" if now is None else f"{now:g}"
+                changed = RiskParams.from_dict(risk.to_dict() | {name: value})
+                moves.append((changed, f"{name} {was}->{shown}"))
+    template = spec.info
+    if template.legs == 1 and not template.cross_sectional and template.direction == "long-short":
+        flipped = not risk.allow_short
+        moves.append(
+            (replace(risk, allow_short=flipped), "shorts allowed" if flipped else "long only")
+        )
+    return moves
 
 
 def _sample(template: Template, rng: np.random.Generator) -> dict[str, int | float]:
@@ -351,6 +503,21 @@ class LLMGenerator:
         self.universes = {u.name: u for u in universes}
         self.name = f"llm:{self.config.model}"
         self.system = system_prompt(self.knowledge)
+        # the templates an offered universe can trade, the pool of a plateau's new ideas
+        self.tradable = [
+            t.id
+            for t in self.knowledge.templates.values()
+            if any(u.universe_for(t) for u in self.universes.values())
+        ]
+
+    def new_templates(self, request: GenerationRequest) -> list[str]:
+        """When the request asks for new templates: the least tried first (ids, in the
+        knowledge base's order on ties), at most ``NEW_TEMPLATES_SHOWN``; else none."""
+        if not request.new_templates:
+            return []
+        counts = request.template_counts
+        ranked = sorted(self.tradable, key=lambda t: counts.get(t, 0))
+        return ranked[:NEW_TEMPLATES_SHOWN]
 
     def propose(self, request: GenerationRequest) -> list[StrategySpec]:
         specs: list[StrategySpec] = []
@@ -373,7 +540,14 @@ class LLMGenerator:
                     ],
                     tools=[tool_definition(self.knowledge, self.universes, request, wanted)],
                     tool_choice={"type": "tool", "name": TOOL_NAME},
-                    messages=[{"role": "user", "content": user_prompt(request, wanted, rejected)}],
+                    messages=[
+                        {
+                            "role": "user",
+                            "content": user_prompt(
+                                request, wanted, rejected, self.new_templates(request)
+                            ),
+                        }
+                    ],
                 )
             except (anthropic.APIError, ValueError) as error:  # ValueError: a body not JSON
                 log.warning("Claude request %d/%d failed: %s", attempt, attempts, self._safe(error))
@@ -603,25 +777,55 @@ def system_prompt(knowledge: Knowledge) -> str:
     return "\n\n".join(parts)
 
 
-def user_prompt(request: GenerationRequest, wanted: int, rejected: Sequence[str]) -> str:
-    """This cycle's ask, the evidence so far and, on a retry, why the last reply failed."""
+def user_prompt(
+    request: GenerationRequest,
+    wanted: int,
+    rejected: Sequence[str],
+    new_templates: Sequence[str] = (),
+) -> str:
+    """This cycle's ask, the evidence so far and, on a retry, why the last reply failed.
+
+    Every parent's block is shown whole; recent results follow newest first while the
+    prompt stays within ``PROMPT_BUDGET_CHARS``, and the count of those left out is said.
+    ``new_templates`` names the templates to explore after a plateau."""
     if wanted == request.total:
         ask = (
             f"Propose exactly {wanted} strategies: {request.n_exploit} refinements of the "
-            "parents below (set `parent` to the parent's id and change what its notes call "
-            f"for) and {request.n_explore} new ideas (`parent` null) unlike those tried."
+            "parents below (set `parent` to the parent's id and change what their diagnosis "
+            f"calls for) and {request.n_explore} new ideas (`parent` null) unlike those tried."
         )
     else:
         ask = f"Propose exactly {wanted} more strategies (refinements or new ideas)."
-    lines = [
+    head = [
         f"Evolution cycle {request.cycle}. {ask} Screened drawdown must stay under "
         f"{request.max_drawdown:.0%}. {len(request.tried)} specs were tried so far; "
         "do not repeat one.",
+    ]
+    if new_templates and request.n_explore:
+        head.append(
+            "The search has stopped improving: make the new ideas templates not tried yet, "
+            f"least tried first: {', '.join(new_templates)}."
+        )
+    parents = [p.describe() for p in request.parents] or ["(none yet)"]
+    offered = {p.spec.spec_id for p in request.parents}
+    budget = PROMPT_BUDGET_CHARS - sum(map(len, head + parents))
+    recent: list[str] = []
+    others = [h for h in reversed(request.history) if h.spec.spec_id not in offered]
+    for entry in others:
+        block = entry.describe()
+        if len(block) > budget:
+            break
+        recent.append(block)
+        budget -= len(block)
+    if len(recent) < len(others):
+        recent.append(f"({len(others) - len(recent)} older results left out for length)")
+    lines = [
+        *head,
         "<results>",
         "Parents, best first:",
-        *([p.describe() for p in request.parents] or ["(none yet)"]),
-        "Recent results:",
-        *([h.describe() for h in request.history] or ["(none yet)"]),
+        *parents,
+        "Recent results, newest first:",
+        *(recent or ["(none yet)"]),
         "</results>",
     ]
     if rejected:

@@ -8,6 +8,10 @@ screen never saw, with earlier bars as indicator history; the test split is left
 when that is empty, from the run's data: ``data.symbol`` and each ``data.universe``
 symbol alone, plus ``data.universe`` as candidates for cointegrated pairs.
 
+The search's loop state is saved after every cycle in ``runs/<run_name>/evolver_state.json``:
+an interrupted search resumes from it, and a search that paused after exhaustion carries on
+from it when the stage runs again in that folder (see ``strategies.evolver``).
+
 The registry (``runs/<run_name>/strategies.sqlite`` unless ``registry_url`` names another
 database) keeps every spec, its lineage and its verdicts, plus the windows, data source
 and costs of the search, so a registered strategy can be backtested again later. The
@@ -33,7 +37,7 @@ from evotrader.env import ExecutionModel
 from evotrader.risk.preferences import Preferences, load_preferences
 from evotrader.strategies.auditor import AuditLimits, AuditReport, audit
 from evotrader.strategies.backtest_bridge import run_engine
-from evotrader.strategies.evolver import CycleReport, Evolver, Judges
+from evotrader.strategies.evolver import STATE_FILE, CycleReport, Evolver, Judges
 from evotrader.strategies.generator import Evaluated, UniverseChoice, make_generator
 from evotrader.strategies.registry import SEARCH_META, LeaderboardRow, Registry, RegistryError
 from evotrader.strategies.runs import SpecRun
@@ -120,9 +124,10 @@ def run_strategy_stage(ctx: StageContext) -> StageResult:
             settings.evolver,
             mapper=ray_map if settings.parallel and ray.is_initialized() else map,
             on_cycle=lambda report: _log_cycle(ctx.name, report),
+            state_path=ctx.run_dir / STATE_FILE,
         )
         report = evolver.run()
-        log.info(f"[{ctx.name}] stopped: {report.stop_reason}")
+        log.info(f"[{ctx.name}] {report.summary}")
         best = best_validated(registry, evolver)
         log.info(leaderboard_table(registry.leaderboard(settings.leaderboard_size)))
         log.info(phase_counts(registry))

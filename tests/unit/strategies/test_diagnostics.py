@@ -5,6 +5,7 @@ import pandas as pd
 
 from evotrader.data import generate_synthetic
 from evotrader.strategies import diagnostics
+from evotrader.strategies.spec import StrategyResult, StrategySpec
 
 INDEX = pd.DatetimeIndex(pd.bdate_range("2020-01-01", periods=120), name="timestamp")
 
@@ -93,3 +94,136 @@ def test_findings_name_costs_overfitting_instability_and_exposure() -> None:
         "in the market only 5% of the time",
         "buy & hold made Sharpe 0.60 on the same bars",
     ]
+
+
+# --- the generator's diagnosis ----------------------------------------------------------------
+
+SPEC = StrategySpec.build("momentum/time-series-momentum", ["X"])
+CLEAN = {
+    "sharpe": 1.2,
+    "max_drawdown": -0.1,
+    "n_trades": 40.0,
+    "profit_factor": 1.6,
+    "total_return": 0.3,
+    "exposure": 0.5,
+    "turnover": 4.0,
+}
+BULL_BEAR = {
+    "bull": {"bars": 120.0, "return": 0.1, "benchmark_return": 0.2, "sharpe": 0.9,
+             "trades": 10.0, "losing_trades": 3.0},
+    "bear": {"bars": 80.0, "return": -0.15, "benchmark_return": -0.3, "sharpe": -1.0,
+             "trades": 12.0, "losing_trades": 9.0},
+}  # fmt: skip
+
+
+def result(
+    passed: bool = False,
+    pnl: tuple[float, ...] = (500.0, -100.0, 400.0),
+    fees: float = 50.0,
+    slippage: float = 50.0,
+    regimes: dict | None = None,
+    extra: dict | None = None,
+    **metrics: float,
+) -> StrategyResult:
+    return StrategyResult(
+        spec_id=SPEC.spec_id,
+        phase="screen",
+        passed=passed,
+        metrics=CLEAN | metrics,
+        benchmark={"sharpe": 0.5, "total_return": 0.2},
+        parameters=dict(SPEC.parameters),
+        equity=pd.Series([1.0, 1.1], index=INDEX[:2]),
+        trades=pd.DataFrame({"pnl": list(pnl)}),
+        regimes=regimes or {},
+        fees=fees,
+        slippage=slippage,
+        diagnostics=extra or {},
+    )
+
+
+def problems(res: StrategyResult) -> list[str]:
+    return [d.problem for d in diagnostics.diagnose(res, min_trades=20, max_drawdown=0.3)]
+
+
+def test_a_clean_pass_has_nothing_to_diagnose() -> None:
+    assert diagnostics.diagnose(result(passed=True), 20, 0.3) == []
+
+
+def test_a_failure_with_no_rule_still_gets_a_direction() -> None:
+    found = diagnostics.diagnose(result(), 20, 0.3)
+    assert [d.problem for d in found] == [
+        "no single cause stands out: Sharpe 1.20, profit factor 1.60"
+    ]
+    assert found[0].directions == ("another template family on the same universe",)
+
+
+def test_few_trades_rare_exposure_and_a_deep_drawdown() -> None:
+    found = problems(result(n_trades=6.0, exposure=0.04, max_drawdown=-0.42))
+    assert found == [
+        "too few trades: 6, fewer than the 20 a Sharpe needs to mean anything",
+        "rarely in the market: 4% of the bars",
+        "drawdown 42.0% beyond the 30% limit",
+    ]
+
+
+def test_costs_that_ate_the_edge_and_no_edge_before_costs() -> None:
+    # net 800 + costs 1,200 = gross 2,000: costs took 60%
+    ate = problems(result(fees=900.0, slippage=300.0))
+    assert ate == [
+        "costs ate the edge: fees 900 and slippage 300 took 60% of the gross profit 2,000 "
+        "(turnover 4.0x a year)"
+    ]
+    assert problems(result(pnl=(-300.0, 100.0))) == ["no edge before costs: gross P&L -100"]
+    assert problems(result(fees=100.0, slippage=100.0)) == [  # 20%: not the cause
+        "no single cause stands out: Sharpe 1.20, profit factor 1.60"
+    ]
+
+
+def test_the_drift_of_buy_and_hold_and_one_regimes_drawdown() -> None:
+    found = problems(result(exposure=0.95, sharpe=0.55, regimes=BULL_BEAR))
+    assert found == [
+        "the edge is the drift of buy-and-hold: in the market 95% of the time, Sharpe 0.55 vs "
+        "buy & hold 0.50",
+        "the drawdown comes from one regime: -15.0% in bear, 1 of 2 regimes positive",
+    ]
+    both_lose = {k: v | {"return": -0.1} for k, v in BULL_BEAR.items()}
+    assert problems(result(regimes=both_lose))[0].startswith("no single cause")
+
+
+def test_instability_overfitting_partial_fills_and_slippage() -> None:
+    extra = {
+        "folds": [{"oos_sharpe": 1.4}, {"oos_sharpe": -0.6}],
+        "in_sample_sharpe": 2.1,
+        "partial_fill_share": 0.3,
+        "annual_slippage_bps": 75.0,
+    }
+    found = diagnostics.diagnose(result(extra=extra), 20, 0.3)
+    assert [d.problem for d in found] == [
+        "the edge is not stable: walk-forward Sharpe by fold 1.40, -0.60",
+        "overfitted: in-sample Sharpe 2.10 vs walk-forward 1.20",
+        "30% of orders filled only in part: orders too large for the bars' volume",
+        "slippage costs 75 bps a year",
+    ]
+    directions = diagnostics.suggested_directions(found)
+    assert directions[:2] == [
+        "a longer lookback and fewer tuned parameters",
+        "a more robust template of the same idea",
+    ]
+    assert len(directions) == len(set(directions)) and "a smaller position size" in directions
+
+
+def test_regime_table_and_cost_figures_lay_out_the_evidence() -> None:
+    table = diagnostics.regime_table(BULL_BEAR)
+    assert table == [
+        "regime      bars   return      B&H  Sharpe trades",
+        "bull         120    10.0%    20.0%    0.90  10 (3 lost)",
+        "bear          80   -15.0%   -30.0%   -1.00  12 (9 lost)",
+    ]
+    assert diagnostics.regime_table({}) == []
+    assert diagnostics.cost_figures(result()) == (
+        "fees 50, slippage 50 (11% of the gross profit 900); turnover 4.0x a year"
+    )
+    fills = {"partial_fill_share": 0.25, "annual_slippage": 4_321.0, "annual_slippage_bps": 12.0}
+    assert diagnostics.cost_figures(result(extra=fills)).endswith(
+        "; partial fills 25% of orders; annual slippage 4,321 (12 bps)"
+    )

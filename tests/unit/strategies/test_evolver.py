@@ -1,8 +1,10 @@
-"""The evolver: its explore/exploit rules, one real search into a registry, exhaustion."""
+"""The evolver: its explore/exploit and control rules (scripted fitness), the resumable
+pause, one real search into a registry, and a search the generator runs dry."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import anthropic
@@ -13,7 +15,15 @@ from tests.unit.strategies.test_generator import screened
 
 from evotrader.data import generate_synthetic
 from evotrader.strategies.auditor import AuditLimits, audit
-from evotrader.strategies.evolver import Evolver, Judges, SearchReport, plan_cycle
+from evotrader.strategies.evolver import (
+    STATE_FILE,
+    Evolver,
+    EvolverStateError,
+    Judges,
+    LoopState,
+    SearchReport,
+    plan_cycle,
+)
 from evotrader.strategies.generator import (
     Evaluated,
     GenerationRequest,
@@ -29,7 +39,7 @@ from evotrader.strategies.settings import (
     ScreeningConfig,
     ValidationConfig,
 )
-from evotrader.strategies.spec import StrategySpec
+from evotrader.strategies.spec import StrategyResult, StrategySpec
 from evotrader.strategies.validation import validate
 
 TSMOM = "momentum/time-series-momentum"
@@ -64,11 +74,169 @@ def test_parents_are_the_fittest_with_an_edge_and_the_batch_splits_by_ratio() ->
 
 @pytest.mark.parametrize(
     "bad",
-    [{"batch_size": 0}, {"explore_ratio": 1.5}, {"exhaustion_cycles": 0}, {"top_n_screen": 0}],
+    [
+        {"batch_size": 0},
+        {"explore_ratio": 1.5},
+        {"exhaustion_cycles": 0},
+        {"top_n_screen": 0},
+        {"improving_cycles": 0},
+        {"min_explore_ratio": -0.1},
+        {"plateau_cycles": 5, "exhaustion_cycles": 5},
+    ],
 )
 def test_invalid_evolver_config_is_rejected(bad) -> None:
     with pytest.raises(ValueError, match="evolver"):
         EvolverConfig(**bad)
+
+
+def test_the_design_defaults() -> None:
+    config = EvolverConfig()
+    assert (config.batch_size, config.top_n_screen, config.explore_ratio) == (5, 3, 0.4)
+    assert (config.max_cycles, config.improving_cycles, config.plateau_cycles) == (10, 3, 5)
+
+
+# --- the control rules, driven by scripted fitness -------------------------------------------
+
+CONTROL = EvolverConfig(
+    batch_size=5,
+    top_n_screen=3,
+    explore_ratio=0.4,
+    improving_cycles=3,
+    plateau_cycles=5,
+    exhaustion_cycles=7,
+    max_cycles=20,
+)
+# new bests in cycles 0-3, then a plateau: after cycle 8 explore turns to new templates,
+# after cycle 10 (7 cycles without a new best) the search pauses
+SCRIPT = [0.5, 0.6, 0.7, 0.8] + [0.1] * 20
+
+
+class Scripted:
+    """A mapper that screens by script: cycle c's first spec gets Sharpe ``script[c]``,
+    the next ones a little less; nothing passes the screen (no validation)."""
+
+    def __init__(self, script: Sequence[float], cycle: int = 0) -> None:
+        self.script, self.cycle = list(script), cycle
+
+    def __call__(
+        self, function: Callable[[StrategySpec], StrategyResult], specs: Sequence[StrategySpec]
+    ) -> list[StrategyResult]:
+        sharpe = self.script[self.cycle]
+        self.cycle += 1
+        return [screened(spec, sharpe=sharpe - 0.01 * i) for i, spec in enumerate(specs)]
+
+
+def never(*args: object) -> StrategyResult:
+    raise AssertionError("nothing passed the screen: nothing is validated or audited")
+
+
+def scripted(
+    registry: Registry, state: Path, config: EvolverConfig = CONTROL, cycle: int = 0
+) -> tuple[Recording, Evolver]:
+    generator = Recording(OfflineGenerator(UNIVERSES, seed=5))
+    judges = Judges(screen=never, validate=never, audit=never, max_drawdown=0.3)
+    evolver = Evolver(
+        generator, judges, registry, config, mapper=Scripted(SCRIPT, cycle), state_path=state
+    )
+    return generator, evolver
+
+
+def test_improving_cycles_shift_to_exploit_a_plateau_to_new_templates_exhaustion_pauses(
+    tmp_path,
+) -> None:
+    state = tmp_path / STATE_FILE
+    with Registry(tmp_path / "r.sqlite") as registry:
+        generator, evolver = scripted(registry, state)
+        report = evolver.run()
+        asked = [(r.n_explore, r.n_exploit, r.new_templates) for r in generator.requests]
+        cycle_of = {s.spec_id: registry.cycle_of(s.spec_id) for s in registry.specs()}
+        specs = registry.specs()
+    assert [c.improved for c in report.cycles] == [True] * 4 + [False] * 7
+    assert asked[0] == (5, 0, False)  # no parent yet: all explore
+    assert asked[1] == asked[2] == (2, 3, False)  # 5 x 0.4
+    assert asked[3] == (1, 4, False)  # after 3 improving cycles the explore share halved
+    assert asked[4:9] == [(1, 4, False)] * 5
+    assert asked[9] == asked[10] == (2, 3, True)  # the plateau: more explore, new templates
+    assert report.cycles[2].switches == (
+        "3 improving cycles in a row: exploit more, explore share 0.40 -> 0.20",
+    )
+    assert report.cycles[8].switches == (
+        "no new best in 5 cycles (plateau_cycles=5): explore new templates, explore share "
+        "0.20 -> 0.40",
+    )
+    assert "switch: 3 improving cycles in a row" in report.cycles[2].line()
+    assert report.paused and len(report.cycles) == 11
+    assert report.stop_reason == "no new best in 7 cycles (exhaustion_cycles=7)"
+    assert report.summary == (
+        "paused after exhaustion at cycle 10: no new best in 7 cycles (exhaustion_cycles=7)"
+    )
+    assert report.cycles[10].switches[-1].startswith("pause: no new best in 7 cycles")
+    # the new ideas of the plateau went to the templates tried least before it
+    before = [s.template for s in specs if cycle_of[s.spec_id] < 9]
+    counts = {t.id: before.count(t.id) for t in generator.inner.templates}
+    fresh = [s for s in specs if cycle_of[s.spec_id] == 9 and s.parent is None]
+    assert len(fresh) == 2
+    assert all(counts[s.template] == min(counts.values()) for s in fresh)
+    assert all("a new template" in s.rationale for s in fresh)
+    saved = LoopState.load(state)
+    assert (saved.status, saved.next_cycle, saved.stale, saved.best) == ("paused", 11, 7, 0.8)
+    assert saved.explore_share == 0.4 and saved.new_templates
+    assert saved.tried == [s.spec_id for s in specs]
+    assert len(saved.parents) == 3
+
+
+def test_a_paused_search_resumes_where_it_paused(tmp_path, caplog) -> None:
+    state = tmp_path / STATE_FILE
+    with Registry(tmp_path / "r.sqlite") as registry:
+        scripted(registry, state)[1].run()
+        paused = LoopState.load(state)
+        config = EvolverConfig(**{**CONTROL.__dict__, "max_cycles": 13})
+        generator, evolver = scripted(registry, state, config, cycle=11)
+        with caplog.at_level(logging.INFO):
+            report = evolver.run()
+        first = generator.requests[0]
+        assert set(first.tried) == set(paused.tried)
+        assert [p.spec.spec_id for p in first.parents] == paused.parents
+    assert "resuming the strategy search from" in caplog.text and "at cycle 11" in caplog.text
+    assert [c.cycle for c in report.cycles] == [11, 12]
+    assert (first.cycle, first.n_explore, first.n_exploit, first.new_templates) == (
+        11,
+        2,
+        3,
+        True,
+    )
+    assert not report.paused and report.summary == "stopped at max_cycles=13 (cycle 12)"
+    resumed = LoopState.load(state)
+    assert resumed.best == paused.best and resumed.stale == 2  # a fresh patience count
+    assert resumed.tried[: len(paused.tried)] == paused.tried
+
+
+def test_an_interrupted_search_resumed_makes_the_same_search(tmp_path) -> None:
+    config = EvolverConfig(**{**CONTROL.__dict__, "max_cycles": 6})
+    with Registry(tmp_path / "whole.sqlite") as registry:
+        scripted(registry, tmp_path / "whole.json", config)[1].run()
+        whole = [(s.spec_id, registry.cycle_of(s.spec_id)) for s in registry.specs()]
+    cut = EvolverConfig(**{**CONTROL.__dict__, "max_cycles": 3})
+    with Registry(tmp_path / "parts.sqlite") as registry:
+        first = scripted(registry, tmp_path / "parts.json", cut)[1].run()
+        assert first.summary == "stopped at max_cycles=3 (cycle 2)"
+        scripted(registry, tmp_path / "parts.json", config, cycle=3)[1].run()
+        parts = [(s.spec_id, registry.cycle_of(s.spec_id)) for s in registry.specs()]
+    assert parts == whole
+    a, b = LoopState.load(tmp_path / "whole.json"), LoopState.load(tmp_path / "parts.json")
+    assert a == b
+
+
+def test_a_state_that_cannot_be_resumed_is_refused(tmp_path) -> None:
+    state = tmp_path / STATE_FILE
+    with Registry(tmp_path / "r.sqlite") as registry:
+        state.write_text("{not json")
+        with pytest.raises(EvolverStateError, match="remove it to start over"):
+            scripted(registry, state)[1].run()
+        ghost = LoopState(explore_share=0.4, next_cycle=1, tried=["0123456789abcdef"])
+        state.write_text(ghost.to_json())
+        with pytest.raises(EvolverStateError, match="names spec 0123456789abcdef"):
+            scripted(registry, state)[1].run()
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +279,14 @@ class Recording:
 def search(data, path: Path, seed: int = 7) -> tuple[Recording, Registry, SearchReport]:
     generator = Recording(OfflineGenerator(UNIVERSES, seed=seed))
     registry = Registry(path)
-    config = EvolverConfig(batch_size=4, top_n_screen=2, exhaustion_cycles=2, max_cycles=3)
+    config = EvolverConfig(
+        batch_size=4,
+        top_n_screen=2,
+        explore_ratio=0.5,
+        plateau_cycles=1,
+        exhaustion_cycles=2,
+        max_cycles=3,
+    )
     report = Evolver(generator, judges(data), registry, config).run()
     return generator, registry, report
 
@@ -133,9 +308,11 @@ def test_a_search_explores_then_exploits_its_parents_and_promotes_by_the_rules(s
     exploited = 0
     for cycle, asked in enumerate(requests[1:], start=1):
         before = [i for i in specs if registry.cycle_of(i) < cycle]
-        edge = sorted((i for i in before if fitness[i] > 0), key=lambda i: -fitness[i])[:2]
+        edge = sorted((i for i in before if fitness[i] > 0), key=lambda i: (-fitness[i], i))[:2]
         assert [p.spec.spec_id for p in asked.parents] == edge  # rule 1, from the registry
-        assert (asked.n_explore, asked.n_exploit) == ((2, 2) if edge else (4, 0))  # rule 2
+        plateau = any("plateau_cycles" in s for c in report.cycles[:cycle] for s in c.switches)
+        expected = (4, 0) if not edge or plateau else (2, 2)  # a plateau doubles the share
+        assert (asked.n_explore, asked.n_exploit) == expected  # rule 2
         assert asked.tried == frozenset(before)
         for spec in (s for s in specs.values() if registry.cycle_of(s.spec_id) == cycle):
             if spec.parent is not None:
@@ -175,8 +352,8 @@ def test_the_same_seed_gives_the_same_search(data, searched, tmp_path) -> None:
     second.close()
 
 
-def test_the_search_stops_when_cycles_bring_nothing_better(data, tmp_path) -> None:
-    """Claude proposes once, then the API fails: two barren cycles exhaust the search."""
+def test_the_search_pauses_when_the_generator_has_nothing_new(data, tmp_path) -> None:
+    """Claude proposes once, then the API fails: a cycle with nothing new pauses the search."""
     first = {
         "template": TSMOM,
         "universe": "AR1",
@@ -188,10 +365,11 @@ def test_the_search_stops_when_cycles_bring_nothing_better(data, tmp_path) -> No
         client = anthropic.Anthropic(api_key="sk-test", base_url=server.url, max_retries=0)
         generator = LLMGenerator(client, UNIVERSES, LLMConfig(model="claude-test", retries=0))
         with Registry(tmp_path / "llm.sqlite") as registry:
-            config = EvolverConfig(batch_size=2, exhaustion_cycles=2, max_cycles=6)
+            config = EvolverConfig(batch_size=2, max_cycles=6)
             report = Evolver(generator, judges(data), registry, config).run()
             assert len(registry) == 1
-    assert [c.improved for c in report.cycles] == [True, False, False]
-    assert [c.proposed for c in report.cycles] == [1, 0, 0]
-    assert report.stop_reason == "no new best in 2 cycles (exhaustion_cycles=2)"
+    assert [c.improved for c in report.cycles] == [True, False]
+    assert [c.proposed for c in report.cycles] == [1, 0]
+    assert report.paused and report.stop_reason == "the generator had nothing new"
+    assert report.summary == "paused after exhaustion at cycle 1: the generator had nothing new"
     assert report.cycles[1].n_exploit == 1  # its Sharpe > 0 made it a parent at once

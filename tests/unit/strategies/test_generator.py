@@ -7,6 +7,7 @@ retries; only the server is ours (tests/support/anthropic_server.py).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import anthropic
 import numpy as np
@@ -22,14 +23,17 @@ from tests.support.anthropic_server import (
 )
 
 from evotrader.strategies.generator import (
+    PROMPT_BUDGET_CHARS,
     TOOL_NAME,
     Evaluated,
     GenerationRequest,
     LLMGenerator,
     OfflineGenerator,
     UniverseChoice,
+    _risk_moves,
     make_generator,
     tool_definition,
+    user_prompt,
 )
 from evotrader.strategies.knowledge import default_knowledge
 from evotrader.strategies.settings import LLMConfig
@@ -41,6 +45,7 @@ GOOG = UniverseChoice.of(["GOOG"])
 TRIO = UniverseChoice.of(["AAPL", "MSFT", "IBM"])
 UNIVERSES = [GOOG, TRIO]
 TSMOM = "momentum/time-series-momentum"
+XSMOM = "momentum/cross-sectional-momentum"
 
 
 def screened(
@@ -140,6 +145,97 @@ def test_a_valid_tool_call_becomes_specs_with_lineage_set_by_us() -> None:
     assert "Look-ahead bias" in body["system"][0]["text"]
     prompt = body["messages"][0]["content"]
     assert "<results>" in prompt and parent.spec_id in prompt and "max drawdown 45.0%" in prompt
+
+
+LONG_NOTE = "; ".join(
+    f"{n} of 9 losing trades came in the 2008-09-{n:02d}..2009-03-09 sell-off (buy & hold -52.0%)"
+    for n in range(1, 10)
+)  # far beyond the 600 characters notes were once cut at
+
+
+def rich_entry(lookback: int = 20) -> Evaluated:
+    """A screened and validated spec with every figure the prompt should carry."""
+    spec = StrategySpec.build(TSMOM, ["GOOG"], {"lookback": lookback}, created_by="offline")
+    screen = screened(spec, sharpe=0.9, passed=True)
+    regimes = {
+        "bull": {"bars": 120.0, "return": 0.05, "benchmark_return": 0.2, "sharpe": 0.4,
+                 "trades": 12.0, "losing_trades": 5.0},
+        "bear": {"bars": 80.0, "return": -0.2, "benchmark_return": -0.35, "sharpe": -1.1,
+                 "trades": 18.0, "losing_trades": 13.0},
+    }  # fmt: skip
+    validation = replace(
+        screen,
+        phase="validate",
+        passed=False,
+        metrics=screen.metrics | {"sharpe": 0.1, "exposure": 0.5, "turnover": 12.0},
+        trades=pd.DataFrame({"pnl": [10_000.0, -2_000.0, 8_000.0]}),
+        regimes=regimes,
+        fees=12_000.0,
+        slippage=6_000.0,
+        failure_details=("held-out Sharpe 0.10 < 0.3", LONG_NOTE),
+        diagnostics={
+            "failed": ["held-out Sharpe 0.10 < 0.3"],
+            "capacity": 250_000.0,
+            "partial_fill_share": 0.35,
+            "late_notional_share": 0.1,
+            "annual_slippage": 12_345.0,
+            "annual_slippage_bps": 80.0,
+        },
+    )
+    return Evaluated(spec, screen, validation)
+
+
+def test_the_llm_gets_the_rich_diagnostics_uncut_and_new_templates_after_a_plateau() -> None:
+    rich = rich_entry()
+    wanted = GenerationRequest(
+        cycle=7,
+        n_explore=1,
+        n_exploit=1,
+        parents=(rich,),
+        new_templates=True,
+        template_counts={TSMOM: 3},
+    )
+    with AnthropicStandIn([strategies(item())]) as server:
+        llm(server, retries=0).propose(wanted)
+        prompt = server.requests[0].body["messages"][0]["content"]
+    block = prompt.split("<results>")[1]
+    for expected in (
+        "failed criteria: held-out Sharpe 0.10 < 0.3",
+        LONG_NOTE,  # whole
+        "fees 12,000, slippage 6,000 (53% of the gross profit 34,000)",
+        "turnover 12.0x a year",
+        "partial fills 35% of orders",
+        "late notional 10%",
+        "annual slippage 12,345 (80 bps)",
+        "capacity: $250,000",
+        "regime      bars   return      B&H  Sharpe trades",
+        "bear          80   -20.0%   -35.0%   -1.10  18 (13 lost)",
+        "diagnosis:\n- costs ate the edge: fees 12,000 and slippage 6,000 took 53%",
+        "- the drawdown comes from one regime: -20.0% in bear, 1 of 2 regimes positive",
+        "- 35% of orders filled only in part",
+        "- slippage costs 80 bps a year",
+        "suggested directions:\n- lower turnover: a longer lookback",
+        "- a regime filter that stands aside in bear markets",
+        "- a smaller position size",
+    ):
+        assert expected in block, expected
+    ask = prompt.split("<results>")[0]
+    named = ask.split("least tried first: ")[1].split(".\n")[0].split(", ")
+    assert len(named) == 12 and TSMOM not in named  # tried thrice: last in line
+
+
+def test_the_prompt_keeps_its_budget_by_leaving_out_older_results_not_cutting_them() -> None:
+    history = tuple(rich_entry(lookback) for lookback in range(30, 130))
+    wanted = GenerationRequest(
+        cycle=9, n_explore=1, n_exploit=1, parents=(rich_entry(),), history=history
+    )
+    prompt = user_prompt(wanted, 2, [])
+    assert len(prompt) <= PROMPT_BUDGET_CHARS + 100
+    left_out = int(prompt.split(" older results left out for length")[0].rsplit("(", 1)[1])
+    shown = len(history) - left_out
+    assert 10 < shown < len(history)
+    assert prompt.count(LONG_NOTE) == shown + 1  # every shown block whole, the parent's too
+    assert '"lookback": 129' in prompt and '"lookback": 30,' not in prompt  # newest first
 
 
 HOSTILE_ITEMS = {
@@ -302,24 +398,68 @@ def test_offline_explore_is_valid_unique_and_seeded() -> None:
     assert len({s.template for s in first}) > 5  # explores the knowledge base
 
 
-def test_offline_exploit_nudges_within_bounds_and_sizes_down_a_deep_drawdown() -> None:
+def test_offline_exploit_moves_parameters_universe_or_risk_and_sizes_down_a_deep_drawdown() -> None:
     parent = parent_entry()  # screened drawdown 45% against a 30% limit
     wanted = GenerationRequest(
-        cycle=2, n_explore=0, n_exploit=6, parents=(parent,), max_drawdown=0.30
+        cycle=2, n_explore=0, n_exploit=16, parents=(parent,), max_drawdown=0.30
     )
     children = OfflineGenerator(UNIVERSES, seed=0).propose(wanted)
-    assert len(children) == 6 and len({c.spec_id for c in children}) == 6
+    assert len(children) == 16 and len({c.spec_id for c in children}) == 16
     lookback = parent.spec.info.parameters["lookback"]
+    moved = {"parameters": 0, "universe": 0, "risk": 0}
     for child in children:
         assert child.parent == parent.spec.spec_id and child.generation == 1
         assert child.template == parent.spec.template
-        assert child.universe == parent.spec.universe
         assert lookback.min <= child.parameters["lookback"] <= lookback.max
-        assert child.parameters != parent.spec.parameters
         assert child.risk.position_size == pytest.approx(0.6)  # 1.0 x 0.9 x 30% / 45%
-        assert "position size 1->0.6 (drawdown 45% > 30%)" in child.rationale
+        assert child.rationale.endswith("position size 1->0.6 (drawdown 45% > 30%)")
+        changed = [
+            child.parameters != parent.spec.parameters,
+            child.universe != parent.spec.universe,
+            replace(child.risk, position_size=1.0) != parent.spec.risk,
+        ]
+        assert sum(changed) == 1  # one move per child, besides the drawdown's size-down
+        kind = ("parameters", "universe", "risk")[changed.index(True)]
+        moved[kind] += 1
+        if kind == "universe":  # GOOG alone -> the trio, or GOOG with one symbol added
+            assert "universe GOOG" in child.rationale
+            assert child.universe.symbols[0] in ("GOOG", "AAPL")
+        if kind == "risk":
+            assert any(e in child.rationale for e in ("stop_loss", "take_profit", "max_holding"))
+            assert child.risk.allow_short == parent.spec.risk.allow_short or "only" in (
+                child.rationale
+            )
+    assert all(moved.values()), moved
     steps = np.array([c.parameters["lookback"] - 60 for c in children])
     assert np.abs(steps).max() < 4 * 0.15 * 251  # Gaussian steps of 15% of the range
+
+
+def test_universe_moves_swap_drop_and_add_symbols() -> None:
+    generator = OfflineGenerator([GOOG, TRIO], seed=0)
+    crosswise = StrategySpec.build(XSMOM, ["AAPL", "MSFT", "IBM"])
+    moves = dict((tuple(u.symbols), why) for u, why in generator._universe_moves(crosswise))
+    assert moves == {
+        ("MSFT", "IBM"): "universe AAPL+MSFT+IBM drops AAPL",
+        ("AAPL", "IBM"): "universe AAPL+MSFT+IBM drops MSFT",
+        ("AAPL", "MSFT"): "universe AAPL+MSFT+IBM drops IBM",
+        ("AAPL", "MSFT", "IBM", "GOOG"): "universe AAPL+MSFT+IBM adds GOOG",
+    }  # GOOG alone is no cross-section
+    two = StrategySpec.build(XSMOM, ["AAPL", "MSFT"])
+    shown = [why for _, why in generator._universe_moves(two)]
+    assert "universe AAPL+MSFT->AAPL+MSFT+IBM" in shown and not any("drops" in w for w in shown)
+    single = StrategySpec.build(TSMOM, ["GOOG"])
+    swaps = {tuple(u.symbols) for u, _ in generator._universe_moves(single)}
+    assert ("AAPL", "MSFT", "IBM") in swaps and ("GOOG", "MSFT") in swaps
+
+
+def test_risk_moves_set_or_remove_one_exit_or_switch_shorting() -> None:
+    spec = StrategySpec.build(TSMOM, ["GOOG"])
+    moves = [why for _, why in _risk_moves(spec)]
+    assert "position size 1->0.5" in moves and "stop_loss none->0.05" in moves
+    assert "max_holding_bars none->20" in moves and "long only" in moves
+    assert not any("size" in why for _, why in _risk_moves(spec, sizes=False))
+    stopped = replace(spec, risk=replace(spec.risk, stop_loss=0.1))
+    assert "stop_loss 0.1->none" in [why for _, why in _risk_moves(stopped)]
 
 
 def test_a_request_to_exploit_without_parents_is_refused() -> None:
