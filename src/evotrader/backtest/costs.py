@@ -1,17 +1,20 @@
-"""The IB cost model, apart from NautilusTrader so the run's schema can nest it.
+"""The IB cost model and the market's liquidity, apart from NautilusTrader so the run's
+schema can nest them.
 
 ``IBCosts`` follows IBKR's Fixed pricing for US stocks: $0.005 a share, $1 minimum, at most
 1% of the trade's value, per fill, plus slippage in basis points of notional. NautilusTrader
 charges it (``nautilus_replay.IBFeeModel``); validation's settings carry it
 (``strategies/settings.ValidationConfig.costs``), which configuring loads, so this module
-imports no more than our execution model.
+imports no more than our execution model. ``Liquidity`` (a participation limit on each bar's
+volume and square-root impact) is what NautilusTrader's simulated book offers an order
+(``nautilus_replay.BarLiquidity``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evotrader.core.checks import require_nonnegative
+from evotrader.core.checks import require_at_least, require_between, require_nonnegative
 from evotrader.env.execution import ExecutionModel
 
 
@@ -61,3 +64,31 @@ class IBCosts:
             slippage_bps=self.slippage_bps,
             fill="close",
         )
+
+
+@dataclass(frozen=True)
+class Liquidity:
+    """The market's side of a fill: how much of a bar's volume an order may take, and the
+    square-root impact it pays for its size.
+
+    An order fills at most ``participation`` x its bar's volume (whole shares) on that bar
+    (None: no limit); the rest waits for the following bars. Impact moves the fill price by
+    ``impact_coef x sigma x sqrt(shares / average volume)`` of the price, sigma and volume
+    trailing over ``impact_window`` bars (our execution model's formula). Bars without any
+    volume (close-only data) get neither: there is nothing to measure them against.
+    """
+
+    participation: float | None = None
+    impact_coef: float = 0.0
+    impact_window: int = 20
+
+    def __post_init__(self) -> None:
+        if self.participation is not None:
+            require_between("", self, 0, 1, "participation", include_high=True)
+        require_nonnegative("", self, "impact_coef")
+        require_at_least("", self, 2, "impact_window")
+
+    @property
+    def limits(self) -> bool:
+        """Whether this liquidity ever holds a fill back or moves its price."""
+        return self.participation is not None or self.impact_coef > 0

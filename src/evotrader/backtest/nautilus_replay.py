@@ -8,11 +8,34 @@ validation (``strategies/validation.py``).
 
 Costs follow IBKR's Fixed pricing for US stocks: $0.005 a share, $1 minimum, at most 1% of
 the trade's value, per fill. Slippage is in basis points of notional and lands in one of two
-places: in the fill price (``slippage="price"``, the replay: Nautilus's prices show it, as a
-broker's would) or as a fee (``slippage="fee"``, validation: fill prices stay the closes, so
-the three strategy translators agree trade for trade). Share rounding has one rule: whole
-shares, truncated towards zero (``whole_shares``), so a trade never exceeds its target
-exposure and a fully invested account never needs cash it does not have.
+places: in the fill price (``slippage="price"``: buys fill above the close, sells below, as a
+broker's would) or as a fee (``slippage="fee"``: fill prices stay the closes, so the three
+strategy translators agree trade for trade). Share rounding has one rule: whole shares,
+truncated towards zero (``whole_shares``), so a trade never exceeds its target exposure and a
+fully invested account never needs cash it does not have.
+
+How the price moves. Nautilus's own ``FillModel`` slippage is a random jump of one tick
+(``prob_slippage``), and a market order that exhausts the book also slips one tick: neither
+is a basis-point cost. Its fill model may instead hand the matching engine a simulated order
+book to fill against (``get_orderbook_for_fill_simulation``), and that is what
+``SlippageFillModel`` does: one level on the order's side at the close moved ``bps`` (plus
+square-root impact when asked) against the order. Nautilus then matches and accounts every
+fill at that price, so its fill prices, positions and account carry the cost. With
+``sub_penny`` (validation) prices get enough decimals to resolve a tenth of a basis point
+(``fill_decimals``), else a cheap stock's slip would round away to the cent; the replay
+keeps the bars' own decimals, so Nautilus's account, kept in cents, matches ours exactly.
+
+Partial fills (``Liquidity``, validation's fill model). Nautilus fills market orders in full:
+what a bar-built book lacks slips a tick and fills anyway. A participation limit therefore
+goes into the same simulated book: its level holds only ``participation`` x the bar's volume
+in whole shares (less what earlier orders of that bar took), the replay sends its orders
+immediate-or-cancel, and Nautilus's matching engine fills what the level holds and cancels
+the rest, as an exchange would. The replay sends the remainder again on each following bar
+until the position reaches the decided size; a new decision replaces what is left (it sizes
+from the position then held), and what is left after the last decision bar stays unfilled.
+A position therefore builds over several bars when the limit binds. A leg whose bars carry
+no volume at all (close-only data) has no limit and no impact: ``BarLiquidity.limited`` says
+so, and validation reports it. On a leg with volume, a bar with none offers nothing.
 
 Replayed decisions are scored by ``metrics.py`` on a daily mark-to-market equity curve,
 rebuilt from Nautilus's fills: Nautilus's own statistics judge closed positions only.
@@ -31,7 +54,7 @@ import math
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -51,6 +74,7 @@ from nautilus_trader.model.enums import (
     OmsType,
     OrderSide,
     PriceType,
+    TimeInForce,
 )
 from nautilus_trader.model.events import OrderDenied, OrderFilled, OrderRejected
 from nautilus_trader.model.identifiers import InstrumentId, Symbol, TraderId, Venue
@@ -61,8 +85,9 @@ from nautilus_trader.persistence.wranglers import BarDataWrangler
 from nautilus_trader.trading.strategy import Strategy
 
 from evotrader.backtest import metrics
-from evotrader.backtest.costs import IBCosts
+from evotrader.backtest.costs import IBCosts, Liquidity
 from evotrader.backtest.engine import BacktestResult, simulate
+from evotrader.data.features import has_volume
 from evotrader.env.execution import ExecutionModel
 from evotrader.risk.preferences import TradingHours, bar_end_times
 
@@ -78,6 +103,7 @@ FILL_TIMING_NOTE = (
     "slippage as fees."
 )
 MAX_PRICE_DECIMALS = 8
+SLIP_RESOLUTION = 1e-5  # slipped prices resolve a tenth of a basis point of the lowest close
 _UNLIMITED = 10**9  # shares offered at the slipped price: any replay order fills in full
 
 
@@ -108,29 +134,72 @@ def whole_shares(target: float, equity: float, price: float) -> float:
     return float(math.trunc(target * equity / price))
 
 
-class SlippageFillModel(FillModel):  # type: ignore[misc]  # nautilus_trader: no stubs
-    """Market orders fill at the best price moved ``bps`` against the order, with unlimited
-    size there. Deterministic: Nautilus's own slippage is a random one-tick jump."""
+class BarLiquidity:
+    """What the venue offers an order on each bar, from ``Liquidity`` and the bars: at most
+    ``participation`` x the bar's volume in whole shares, shared by that bar's orders, and
+    the impact scale (``ExecutionModel.prices``: fraction of the price per sqrt(share)).
 
-    def __init__(self, bps: float) -> None:
+    Bars are keyed by their Nautilus timestamp (ns), the time an order sent from that bar's
+    ``on_bar`` carries. ``limited`` is False when the bars carry no volume at all (or the
+    liquidity sets no limit): then every bar offers unlimited shares without impact.
+    """
+
+    def __init__(self, bars: pd.DataFrame, liquidity: Liquidity) -> None:
+        self.limited = liquidity.limits and has_volume(bars)
+        stamps = pd.DatetimeIndex(bars.index).asi8.tolist()
+        volume = bars["volume"].to_numpy(np.float64)
+        share = liquidity.participation if self.limited else None
+        cap = np.full(len(bars), math.inf) if share is None else np.floor(share * volume)
+        impact = np.zeros(len(bars))
+        if self.limited and liquidity.impact_coef > 0:
+            model = ExecutionModel(
+                0.0, 0.0, 0.0, liquidity.impact_coef, liquidity.impact_window, fill="close"
+            )
+            impact = model.prices(bars).impact
+        self._cap: dict[int, float] = dict(zip(stamps, cap.tolist(), strict=True))
+        self._impact: dict[int, float] = dict(zip(stamps, impact.tolist(), strict=True))
+        self._taken: dict[int, float] = {}
+
+    def available(self, ns: int) -> float:
+        """Whole shares still on offer on the bar stamped ``ns`` (infinity: no limit)."""
+        return self._cap[ns] - self._taken.get(ns, 0.0)
+
+    def take(self, ns: int, wanted: float) -> tuple[float, float]:
+        """Reserve up to ``wanted`` shares of the bar's offer: (shares, impact as a fraction
+        of the price, for that size)."""
+        shares = min(wanted, self.available(ns))
+        self._taken[ns] = self._taken.get(ns, 0.0) + shares
+        return shares, self._impact[ns] * math.sqrt(shares)
+
+
+class SlippageFillModel(FillModel):  # type: ignore[misc]  # nautilus_trader: no stubs
+    """Market orders fill against one simulated level at the best price moved ``bps``
+    against the order. Its size is unlimited, or with ``liquidity`` what the order's bar
+    still offers, its price moved further by the impact of that size. Deterministic:
+    Nautilus's own slippage is a random one-tick jump."""
+
+    def __init__(self, bps: float, liquidity: BarLiquidity | None = None) -> None:
         state = random.getstate()  # FillModel reseeds Python's global RNG: keep it as it was
         super().__init__()
         random.setstate(state)
-        self.bps = bps
+        self.bps, self.liquidity = bps, liquidity
 
     def get_orderbook_for_fill_simulation(
         self, instrument: Instrument, order: Order, best_bid: Price, best_ask: Price
     ) -> OrderBook:
+        shares, impact = float(_UNLIMITED), 0.0
+        if self.liquidity is not None:
+            shares, impact = self.liquidity.take(order.ts_init, order.leaves_qty.as_double())
+            if shares < 1:
+                raise RuntimeError(f"an order reached {instrument.id} on a bar with no liquidity")
+        shift = self.bps / 1e4 + impact
         book = OrderBook(instrument_id=instrument.id, book_type=BookType.L2_MBP)
-        size = Quantity(_UNLIMITED, instrument.size_precision)
-        shift = self.bps / 1e4
-        for number, (side, price) in enumerate(
-            ((OrderSide.BUY, best_bid.as_double() * (1 - shift)),
-             (OrderSide.SELL, best_ask.as_double() * (1 + shift))),
-            start=1,
-        ):  # fmt: skip
-            level = Price(price, instrument.price_precision)
-            book.add(BookOrder(side, level, size, number), 0, 0)
+        size = Quantity(shares, instrument.size_precision)
+        if order.side == OrderSide.BUY:  # the order takes the asks
+            side, price = OrderSide.SELL, best_ask.as_double() * (1 + shift)
+        else:
+            side, price = OrderSide.BUY, best_bid.as_double() * (1 - shift)
+        book.add(BookOrder(side, Price(price, instrument.price_precision), size, 1), 0, 0)
         return book
 
 
@@ -141,6 +210,14 @@ def price_decimals(bars: pd.DataFrame) -> int:
         if np.allclose(np.round(prices, decimals), prices, rtol=0.0, atol=1e-9):
             return decimals
     return MAX_PRICE_DECIMALS
+
+
+def fill_decimals(bars: pd.DataFrame) -> int:
+    """Decimals for fills moved off the closes: every price's own (``price_decimals``), and
+    enough to resolve ``SLIP_RESOLUTION`` of the lowest close, at most MAX_PRICE_DECIMALS."""
+    lowest = float(bars["close"].min())
+    needed = math.ceil(-math.log10(lowest * SLIP_RESOLUTION)) if lowest > 0 else 0
+    return min(max(price_decimals(bars), needed), MAX_PRICE_DECIMALS)
 
 
 def equity_instrument(symbol: str, decimals: int = 2, venue: str = VENUE) -> Equity:
@@ -214,18 +291,31 @@ class TargetReplay(Strategy):  # type: ignore[misc]  # nautilus_trader: no stubs
     (``whole_shares``) with a market order when the target changes, as our engine does.
 
     Equity is the account's cash plus the held shares at the bar's close, kept from the
-    fills; ruin (equity <= 0) ends trading. Each fill is recorded with the bar it was sent
-    from: Nautilus fills a market order sent from ``on_bar`` within that bar, at its close.
+    fills; ruin (equity <= 0) ends trading. Each fill is recorded with the bar it filled on
+    (Nautilus fills a market order sent from ``on_bar`` within that bar, at its close), the
+    decision it serves (``order``, numbered from 0) and that decision's bar (``decided``).
+
+    With a limited ``liquidity`` orders go immediate-or-cancel: what the bar cannot fill is
+    cancelled by Nautilus and sent again on the next bar with liquidity, until the position
+    reaches the decided size or a new decision replaces it; ``orders`` records each
+    decision's bar and signed shares wanted.
     """
 
     def __init__(
-        self, kind: BarType, targets: Sequence[float] | np.ndarray, cash: float, first: int = 0
+        self,
+        kind: BarType,
+        targets: Sequence[float] | np.ndarray,
+        cash: float,
+        first: int = 0,
+        liquidity: BarLiquidity | None = None,
     ) -> None:
         super().__init__()
         self.kind, self.targets, self.first = kind, [float(t) for t in targets], first
-        self.bar, self.target = -1, 0.0
+        self.liquidity = liquidity if liquidity is not None and liquidity.limited else None
+        self.bar, self.target, self.goal = -1, 0.0, 0.0
         self.cash, self.units = cash, 0.0
         self.fills: list[dict[str, Any]] = []
+        self.orders: list[dict[str, Any]] = []
         self.problems: list[str] = []
 
     def on_start(self) -> None:
@@ -234,18 +324,31 @@ class TargetReplay(Strategy):  # type: ignore[misc]  # nautilus_trader: no stubs
     def on_bar(self, bar: Bar) -> None:
         self.bar += 1
         k = self.bar
-        if k < self.first or k >= len(self.targets) or self.targets[k] == self.target:
+        if k < self.first or k >= len(self.targets):
             return
-        self.target = self.targets[k]
         close = bar.close.as_double()
         equity = self.cash + self.units * close
         if equity <= 0:  # ruin ends trading, as in our engine
             return
-        delta = whole_shares(self.target, equity, close) - self.units
-        if delta:
-            side = OrderSide.BUY if delta > 0 else OrderSide.SELL
-            quantity = Quantity.from_int(int(abs(delta)))
-            self.submit_order(self.order_factory.market(self.kind.instrument_id, side, quantity))
+        if self.targets[k] != self.target:
+            self.target = self.targets[k]
+            self.goal = whole_shares(self.target, equity, close)
+            if self.goal != self.units:
+                self.orders.append({"decided": k, "wanted": self.goal - self.units})
+        delta = self.goal - self.units
+        if not delta:
+            return
+        force = TimeInForce.GTC
+        if self.liquidity is not None:
+            if self.liquidity.available(bar.ts_event) < 1:
+                return  # nothing on offer this bar: the order waits
+            force = TimeInForce.IOC
+        side = OrderSide.BUY if delta > 0 else OrderSide.SELL
+        quantity = Quantity.from_int(int(abs(delta)))
+        order = self.order_factory.market(
+            self.kind.instrument_id, side, quantity, time_in_force=force
+        )
+        self.submit_order(order)
 
     def account_equity(self) -> float:
         """Nautilus's own view: account balance plus unrealised P&L at the last price."""
@@ -262,8 +365,17 @@ class TargetReplay(Strategy):  # type: ignore[misc]  # nautilus_trader: no stubs
         price, cost = event.last_px.as_double(), event.commission.as_double()
         self.units += units
         self.cash -= units * price + cost
+        order = len(self.orders) - 1
         self.fills.append(
-            {"bar": self.bar, "ns": event.ts_event, "units": units, "price": price, "cost": cost}
+            {
+                "bar": self.bar,
+                "ns": event.ts_event,
+                "units": units,
+                "price": price,
+                "cost": cost,
+                "order": order,
+                "decided": self.orders[order]["decided"],
+            }
         )
 
     def on_order_rejected(self, event: OrderRejected) -> None:
@@ -273,17 +385,26 @@ class TargetReplay(Strategy):  # type: ignore[misc]  # nautilus_trader: no stubs
         self.problems.append(f"denied: {event.reason}")
 
 
+FILL_COLUMNS = ("bar", "ns", "units", "price", "cost", "order", "decided")
+
+
 @dataclass(frozen=True)
 class TargetFills:
-    """What Nautilus did with the targets: one row per fill (the bar it was decided and
-    filled on, signed shares, price, cost paid) and its own final account equity."""
+    """What Nautilus did with the targets: one row per fill (the bar it filled on, signed
+    shares, price, cost paid, the decision it serves and that decision's bar), one row per
+    decision that traded (its bar and signed shares wanted), whether a participation limit
+    or impact applied (``limited``), and Nautilus's own final account equity."""
 
     fills: pd.DataFrame
     account_equity: float
+    orders: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["decided", "wanted"])
+    )
+    limited: bool = False
 
     def holdings(self, n: int, cash: float) -> tuple[np.ndarray, np.ndarray]:
         """Cash and shares held after each of ``n`` bars' closes, starting from ``cash``:
-        a fill lands at the close of the bar it was decided on."""
+        a fill lands at the close of the bar it filled on."""
         at = self.fills["bar"].to_numpy(np.int64)
         units = self.fills["units"].to_numpy(np.float64)
         paid = units * self.fills["price"].to_numpy(np.float64) + self.fills["cost"].to_numpy()
@@ -303,19 +424,31 @@ def run_targets(
     first: int = 0,
     slippage: Slippage = "price",
     leverage: float = 1.0,
+    liquidity: Liquidity | None = None,
+    sub_penny: bool = False,
 ) -> TargetFills:
     """The one engine path: trade ``targets`` (one per bar, or per bar but the last) over
-    ``bars`` in NautilusTrader with ``costs``, from bar ``first`` on, whole shares."""
-    instrument = equity_instrument(symbol, price_decimals(bars))
+    ``bars`` in NautilusTrader with ``costs``, from bar ``first`` on, whole shares; with
+    ``liquidity``, orders fill within each bar's participation limit and pay its impact.
+    ``sub_penny``: prices carry ``fill_decimals`` (slippage never rounds away; Nautilus's
+    own account then rounds each fill's cash to the cent) instead of the bars' decimals."""
+    if slippage == "fee" and liquidity is not None and liquidity.impact_coef > 0:
+        raise ValueError("impact moves fill prices: it needs slippage='price', not 'fee'")
+    decimals = fill_decimals(bars) if sub_penny else price_decimals(bars)
+    instrument = equity_instrument(symbol, decimals)
     kind = bar_type(instrument, pd.DatetimeIndex(bars.index))
-    if slippage == "price":
-        fees, fill_model = IBFeeModel(costs, "price"), SlippageFillModel(costs.slippage_bps)
-    else:
-        fees, fill_model = IBFeeModel(costs, "fee"), SlippageFillModel(0.0)
+    offer = BarLiquidity(bars, liquidity) if liquidity is not None else None
+    bps = costs.slippage_bps if slippage == "price" else 0.0
+    fill_model = SlippageFillModel(bps, offer if offer is not None and offer.limited else None)
     engine = new_engine(
-        instrument, nautilus_bars(bars, kind, instrument), cash, fees, fill_model, leverage
+        instrument,
+        nautilus_bars(bars, kind, instrument),
+        cash,
+        IBFeeModel(costs, slippage),
+        fill_model,
+        leverage,
     )
-    strategy = TargetReplay(kind, targets, cash, first)
+    strategy = TargetReplay(kind, targets, cash, first, offer)
     engine.add_strategy(strategy)
     try:
         engine.run()
@@ -324,11 +457,16 @@ def run_targets(
         account_equity = strategy.account_equity()
     finally:
         engine.dispose()
-    fills = pd.DataFrame(strategy.fills, columns=["bar", "ns", "units", "price", "cost"])
+    fills = pd.DataFrame(strategy.fills, columns=list(FILL_COLUMNS))
     at = fills["bar"].to_numpy(np.int64)
     if (pd.DatetimeIndex(bars.index).asi8[at] != fills["ns"].to_numpy(np.int64)).any():
-        raise RuntimeError(f"nautilus filled {symbol} away from its decision bars' closes")
-    return TargetFills(fills.drop(columns="ns"), account_equity)
+        raise RuntimeError(f"nautilus filled {symbol} away from its bars' closes")
+    return TargetFills(
+        fills.drop(columns="ns"),
+        account_equity,
+        pd.DataFrame(strategy.orders, columns=["decided", "wanted"]),
+        limited=offer is not None and offer.limited,
+    )
 
 
 @dataclass(frozen=True)
@@ -378,7 +516,8 @@ def replay_in_nautilus(
     after = cash + units * close
     equity = np.concatenate(([initial_cash], cash[:-1] + units[:-1] * close[1:]))
     weight = np.concatenate(([0.0], (units * close / after)[:-1]))  # held over each bar
-    fills = fills.set_index(pd.DatetimeIndex(bars.index[at], name="timestamp")).drop(columns="bar")
+    fills = fills.set_index(pd.DatetimeIndex(bars.index[at], name="timestamp"))
+    fills = fills.drop(columns=["bar", "order", "decided"])
     run = _score(bars.index, equity, weight, fills, periods_per_year, held_from=at + 1)
     return NautilusReplay(**vars(run), account_equity=done.account_equity)
 

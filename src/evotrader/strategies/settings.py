@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pandas as pd
 
-from evotrader.backtest.costs import IBCosts
+from evotrader.backtest.costs import IBCosts, Liquidity
 from evotrader.core.checks import (
     require_at_least,
     require_between,
@@ -127,14 +128,27 @@ SP500_REGIMES: tuple[RegimePeriod, ...] = (
 )
 
 
+# The market regimes ``diagnostics.label_regimes`` names, which validation judges per bar
+# of its held-out window.
+REGIME_LABELS = ("bull", "bear", "high_vol", "sideways")
+
+
 @dataclass(frozen=True)
 class ValidationConfig:
-    """Pass criteria (Sharpe > 0.3, drawdown < 35%, >= 2 of 4 regimes, capacity > $50k),
-    the account, broker costs, regime periods and the impact model of the capacity scan.
+    """Pass criteria (Sharpe > 0.3, drawdown < 35%, positive in >= 2 of the held-out
+    window's regimes, capacity > $50k), the account, broker costs, the fill model, the
+    calendar regime periods reported in sample, and the capacity scan.
 
-    Capacity is the capital at which the Sharpe after square-root impact
-    (``impact_coef x sigma x sqrt(shares / average volume)``) falls to ``capacity_keep``
-    of the impact-free Sharpe, scanned over ``capacity_grid`` (dollars).
+    Fill model: with ``slippage_in_price`` the costs' slippage moves fill prices (buys above
+    the close, sells below) instead of being charged as a fee; an order fills at most
+    ``participation`` x its bar's volume there (None: no limit), the rest on the following
+    bars; fills pay square-root impact (``impact_coef x sigma x sqrt(shares / average
+    volume)`` over ``impact_window`` bars). Regimes (``REGIME_LABELS``) are judged where the
+    window holds at least ``min_regime_bars`` bars of them; a window with fewer than
+    ``min_positive_regimes`` such regimes must be positive in all it has. ``regimes`` (the
+    S&P 500's calendar periods) are only reported. Capacity is the capital at which the
+    fill model cuts the Sharpe to ``capacity_keep`` of its value with unlimited liquidity,
+    scanned over ``capacity_grid`` (dollars) from ``cash`` up.
     """
 
     min_sharpe: float = 0.3
@@ -143,6 +157,8 @@ class ValidationConfig:
     min_capacity: float = 50_000.0
     cash: float = 100_000.0
     costs: IBCosts = field(default_factory=IBCosts)
+    slippage_in_price: bool = True
+    participation: float | None = 0.1
     regimes: tuple[RegimePeriod, ...] = SP500_REGIMES
     min_regime_bars: int = 60
     impact_coef: float = 1.0
@@ -155,15 +171,21 @@ class ValidationConfig:
         object.__setattr__(self, "capacity_grid", tuple(map(float, self.capacity_grid)))
         require_finite("validation.", self, "min_sharpe")
         require_between("validation.", self, 0, 1, "max_drawdown", include_high=True)
-        names = sorted({p.regime for p in self.regimes})
-        if not 0 <= self.min_positive_regimes <= len(names):
+        if not 0 <= self.min_positive_regimes <= len(REGIME_LABELS):
             raise ValueError(
-                f"validation.min_positive_regimes must lie in [0, {len(names)}] (regimes "
-                f"{names}), got {self.min_positive_regimes}"
+                f"validation.min_positive_regimes must lie in [0, {len(REGIME_LABELS)}] "
+                f"(regimes {list(REGIME_LABELS)}), got {self.min_positive_regimes}"
             )
         require_positive("validation.", self, "cash", finite=True)
         if not self.min_capacity >= 0:  # by hand: NaN fails here, infinity passes
             raise ValueError(f"validation.min_capacity must be >= 0, got {self.min_capacity}")
+        if not isinstance(self.slippage_in_price, bool):
+            raise ValueError(
+                "validation.slippage_in_price must be true or false, got "
+                f"{self.slippage_in_price!r}"
+            )
+        if self.participation is not None:
+            require_between("validation.", self, 0, 1, "participation", include_high=True)
         require_at_least("validation.", self, 2, "min_regime_bars", "impact_window")
         require_nonnegative("validation.", self, "impact_coef")
         require_between("validation.", self, 0, 1, "capacity_keep")
@@ -175,22 +197,34 @@ class ValidationConfig:
 
     @property
     def regime_names(self) -> list[str]:
+        """The calendar periods' regimes, in order of first appearance."""
         return list(dict.fromkeys(p.regime for p in self.regimes))
 
+    @property
+    def slippage(self) -> Literal["price", "fee"]:
+        """Where the fill model puts the costs' slippage."""
+        return "price" if self.slippage_in_price else "fee"
+
+    @property
+    def liquidity(self) -> Liquidity:
+        """The fill model's participation limit and impact."""
+        return Liquidity(self.participation, self.impact_coef, self.impact_window)
+
     def failures(
-        self, summary: Mapping[str, float], positive: Sequence[str], capacity: float
+        self, summary: Mapping[str, float], positive: Sequence[str], judged: int, capacity: float
     ) -> list[str]:
-        """The pass criteria missed, each as '<what> <value> <limit>'."""
+        """The pass criteria missed, each as '<what> <value> <limit>': ``positive`` names the
+        regimes the held-out window made money in, out of ``judged`` it held enough of."""
         failed = []
         sharpe, drawdown = summary["sharpe"], abs(summary["max_drawdown"])
         if not sharpe > self.min_sharpe:
             failed.append(f"held-out Sharpe {sharpe:.2f} {_below(sharpe, self.min_sharpe)}")
         if not drawdown < self.max_drawdown:
             failed.append(f"held-out max drawdown {drawdown:.1%} >= {self.max_drawdown:.0%}")
-        if len(positive) < self.min_positive_regimes:
+        needed = min(self.min_positive_regimes, judged)
+        if len(positive) < needed:
             failed.append(
-                f"positive in {len(positive)} of {len(self.regime_names)} regimes, "
-                f"need {self.min_positive_regimes}"
+                f"positive in {len(positive)} of {judged} held-out regimes, need {needed}"
             )
         if not capacity > self.min_capacity:
             failed.append(f"capacity ${capacity:,.0f} <= ${self.min_capacity:,.0f}")
