@@ -39,6 +39,7 @@ def test_strategy_search_runs_offline_fills_the_registry_and_backtests_its_best(
     out = done.stdout
     assert "generator offline" in out
     assert "cycle 0: asked 3 explore + 0 exploit" in out and "cycle 1:" in out
+    assert "[strategy_search] stopped at max_cycles=2 (cycle 1)" in out
     assert "Strategy leaderboard" in out and "Specs: " in out
     assert "Summary, validation split (used for selection), after costs" in out
 
@@ -65,6 +66,9 @@ def test_strategy_search_runs_offline_fills_the_registry_and_backtests_its_best(
     assert headline["sharpe"] == best.validation.metrics["sharpe"]
     assert headline["buy_hold_return"] == best.validation.benchmark["total_return"]
     assert f"run_backtest.py --strategy {best.spec.spec_id}" in out
+    loop = json.loads((tmp_path / "search" / "evolver_state.json").read_text())
+    assert (loop["status"], loop["next_cycle"]) == ("stopped", 2)
+    assert sorted(loop["tried"]) == sorted(s.spec_id for s in specs)
 
     tested = _run(
         str(ROOT / "run_backtest.py"), "--strategy", best.spec.spec_id, "--runs-dir", str(tmp_path)
