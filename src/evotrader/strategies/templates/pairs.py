@@ -61,17 +61,18 @@ def _kalman_regression(
     with (beta, alpha) a random walk of covariance delta / (1 - delta) * I (Chan 2013).
 
     A forward recursion: the forecast at t uses the state filtered up to t - 1."""
-    state_noise = delta / (1.0 - delta) * np.eye(2)
-    state, covariance = np.zeros(2), np.zeros((2, 2))
+    step = delta / (1.0 - delta)
+    beta = alpha = 0.0
+    p11 = p12 = p22 = 0.0  # the state covariance, symmetric 2 x 2, in plain floats for speed
     errors, variances = np.empty(len(y)), np.empty(len(y))
-    for t in range(len(y)):
-        observation = np.array([x[t], 1.0])
-        covariance = covariance + state_noise
-        error = y[t] - observation @ state
-        variance = observation @ covariance @ observation + observation_var
-        gain = covariance @ observation / variance
-        state = state + gain * error
-        covariance = covariance - np.outer(gain, observation @ covariance)
+    for t, (xt, yt) in enumerate(zip(x.tolist(), y.tolist(), strict=True)):
+        p11, p22 = p11 + step, p22 + step
+        error = yt - (beta * xt + alpha)
+        spread_1, spread_2 = p11 * xt + p12, p12 * xt + p22  # covariance @ (x, 1)
+        variance = spread_1 * xt + spread_2 + observation_var
+        gain_1, gain_2 = spread_1 / variance, spread_2 / variance
+        beta, alpha = beta + gain_1 * error, alpha + gain_2 * error
+        p11, p12, p22 = p11 - gain_1 * spread_1, p12 - gain_1 * spread_2, p22 - gain_2 * spread_2
         errors[t], variances[t] = error, variance
     return errors, variances
 
