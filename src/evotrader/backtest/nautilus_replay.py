@@ -429,11 +429,10 @@ def run_targets(
 ) -> TargetFills:
     """The one engine path: trade ``targets`` (one per bar, or per bar but the last) over
     ``bars`` in NautilusTrader with ``costs``, from bar ``first`` on, whole shares; with
-    ``liquidity``, orders fill within each bar's participation limit and pay its impact.
+    ``liquidity``, orders fill within each bar's participation limit and pay its impact (in
+    the fill price, whatever ``slippage`` says).
     ``sub_penny``: prices carry ``fill_decimals`` (slippage never rounds away; Nautilus's
     own account then rounds each fill's cash to the cent) instead of the bars' decimals."""
-    if slippage == "fee" and liquidity is not None and liquidity.impact_coef > 0:
-        raise ValueError("impact moves fill prices: it needs slippage='price', not 'fee'")
     decimals = fill_decimals(bars) if sub_penny else price_decimals(bars)
     instrument = equity_instrument(symbol, decimals)
     kind = bar_type(instrument, pd.DatetimeIndex(bars.index))
