@@ -105,7 +105,7 @@ def hold_after(entries: pd.Series | np.ndarray, bars: int) -> np.ndarray:
     the position is flat.
     """
     events = pd.Series(np.asarray(entries, dtype=np.float64)).replace(0.0, np.nan)
-    held = events.ffill(limit=bars - 1) if bars > 1 else events
+    held = events.ffill(limit=int(bars) - 1) if bars > 1 else events
     return held.fillna(0.0).to_numpy()
 
 
