@@ -18,8 +18,9 @@ never executed. The API key is read from ``ANTHROPIC_API_KEY`` only, and never l
 parameters uniformly within bounds (only among the least-tried templates when the request
 asks for new templates, after a plateau); exploit makes one move on a parent: nudge its
 parameters (Gaussian steps of 15% of each range, clipped to the bounds), change its universe
-(another configured universe, or one symbol dropped or added) or change one risk rule
-(position size, stop loss, take profit, holding limit, shorting), and always scales the
+(another configured universe, or one symbol dropped or added), change one risk rule
+(position size, an exit, max positions, the sizing method, shorting) or what it combines
+(add a member template, drop one, or switch how they combine), and always scales the
 position size down when the parent's screened drawdown broke the limit. The rationale
 names what changed. Seeded per cycle, so a search is reproducible.
 
@@ -56,6 +57,10 @@ from evotrader.strategies.knowledge import (
 )
 from evotrader.strategies.settings import LLMConfig
 from evotrader.strategies.spec import (
+    COMBINATIONS,
+    MAX_MEMBERS,
+    SIZING_METHODS,
+    Member,
     RiskParams,
     SpecError,
     StrategyResult,
@@ -78,9 +83,12 @@ OFFLINE_EXITS: dict[str, tuple[int | float, ...]] = {
     "stop_loss": (0.05, 0.1, 0.2),
     "take_profit": (0.1, 0.25, 0.5),
     "max_holding_bars": (5, 20, 60),
+    "trailing_stop": (0.05, 0.1, 0.2),
 }
-# how often an offline exploit moves the parameters, the universe or the risk rules
-EXPLOIT_MOVES = {"parameters": 0.5, "universe": 0.25, "risk": 0.25}
+OFFLINE_MAX_POSITIONS = (1, 2, 3)  # for cross-sectional templates
+# how often an offline exploit moves the parameters, the universe, the risk rules or what
+# the spec combines
+EXPLOIT_MOVES = {"parameters": 0.4, "universe": 0.2, "risk": 0.2, "combination": 0.2}
 EXPLOIT_STEP = 0.15  # standard deviation of a nudge, as a fraction of the parameter's range
 PROMPT_BUDGET_CHARS = 60_000  # results beyond this are left out of the prompt, oldest first
 NEW_TEMPLATES_SHOWN = 12  # least-tried templates named when the search asks for new ones
@@ -95,6 +103,12 @@ _RISK_SCHEMA: dict[str, Any] = {
         "stop_loss": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
         "take_profit": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 10},
         "max_holding_bars": {"type": ["integer", "null"], "minimum": 1},
+        "trailing_stop": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 1},
+        "max_positions": {"type": ["integer", "null"], "minimum": 1},
+        "sizing": {"type": "string", "enum": list(SIZING_METHODS)},
+        "target_vol": {"type": "number", "exclusiveMinimum": 0, "maximum": 2},
+        "kelly_cap": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+        "sizing_window": {"type": "integer", "minimum": 5},
     },
     "additionalProperties": False,
 }
@@ -310,54 +324,68 @@ class OfflineGenerator:
     def exploit(
         self, parent: Evaluated, rng: np.random.Generator, max_drawdown: float
     ) -> StrategySpec:
-        """One move on ``parent`` (parameters, universe or a risk rule, drawn by
-        ``EXPLOIT_MOVES``), plus a smaller position size when its drawdown broke the limit."""
+        """One move on ``parent`` (its parameters, universe, a risk rule or what it combines,
+        drawn by ``EXPLOIT_MOVES``), plus a smaller position size when its drawdown broke
+        the limit."""
         spec = parent.spec
         drawdown = abs(parent.screen.metrics["max_drawdown"])
         too_deep = drawdown > max_drawdown
         universes = self._universe_moves(spec)
         risks = _risk_moves(spec, sizes=not too_deep)
+        partners = self._partners(spec)
         possible = {
             "parameters": bool(spec.info.parameters),
             "universe": bool(universes),
             "risk": bool(risks),
+            "combination": bool(spec.members) or bool(partners),
         }
         kinds = [kind for kind, ok in possible.items() if ok]
         weights = np.array([EXPLOIT_MOVES[kind] for kind in kinds])
         kind = kinds[int(rng.choice(len(kinds), p=weights / weights.sum()))] if kinds else ""
-        parameters, universe, risk = dict(spec.parameters), spec.universe, spec.risk
+        changed: dict[str, Any] = {}
         changes = []
         if kind == "parameters":
-            parameters = _nudged(spec, rng)
+            changed["parameters"] = _nudged(spec, rng)
             changes += [
                 f"{n} {spec.parameters[n]:g}->{v:g}"
-                for n, v in parameters.items()
+                for n, v in changed["parameters"].items()
                 if v != spec.parameters[n]
             ]
         elif kind == "universe":
-            universe, change = universes[int(rng.integers(len(universes)))]
+            changed["universe"], change = universes[int(rng.integers(len(universes)))]
             changes.append(change)
         elif kind == "risk":
-            risk, change = risks[int(rng.integers(len(risks)))]
+            changed["risk"], change = risks[int(rng.integers(len(risks)))]
             changes.append(change)
+        elif kind == "combination":
+            combination, change = _combination_move(spec, partners, rng)
+            changed |= combination
+            changes.append(change)
+        risk = changed.get("risk", spec.risk)
         if too_deep:
             size = max(0.1, round(risk.position_size * 0.9 * max_drawdown / drawdown, 2))
             changes.append(
                 f"position size {risk.position_size:g}->{size:g} "
                 f"(drawdown {drawdown:.0%} > {max_drawdown:.0%})"
             )
-            risk = replace(risk, position_size=size)
-        return StrategySpec(
-            template=spec.template,
-            parameters=parameters,
-            universe=universe,
-            risk=risk,
+            changed["risk"] = replace(risk, position_size=size)
+        return replace(
+            spec,
+            **changed,
             parent=spec.spec_id,
             generation=spec.generation + 1,
             created_by=self.name,
             rationale=f"exploit {spec.spec_id} (fitness {parent.fitness:.2f}): "
             + (", ".join(changes) or "no change"),
         )
+
+    def _partners(self, spec: StrategySpec) -> list[Template]:
+        """Templates ``spec`` could add as a member: same legs, not combined in it yet, while
+        it has fewer than ``MAX_MEMBERS``."""
+        if len(spec.members) >= MAX_MEMBERS:
+            return []
+        legs = spec.info.legs
+        return [t for t in self.templates if t.legs == legs and t.id not in spec.templates]
 
     def _universe_moves(self, spec: StrategySpec) -> list[tuple[UniverseSpec, str]]:
         """Other universes ``spec``'s template can trade, each with its description: every
@@ -411,10 +439,32 @@ def _nudged(spec: StrategySpec, rng: np.random.Generator) -> dict[str, int | flo
     return dict(spec.parameters)
 
 
+def _combination_move(
+    spec: StrategySpec, partners: Sequence[Template], rng: np.random.Generator
+) -> tuple[dict[str, Any], str]:
+    """One change to what ``spec`` combines, as ``replace`` keywords and a description: add
+    a member (one of ``partners``, parameters drawn in bounds), or, when it has members,
+    switch how they combine or drop one."""
+    ways = (["add"] if partners else []) + (["combine", "drop"] if spec.members else [])
+    way = ways[int(rng.integers(len(ways)))]
+    if way == "add":
+        template = partners[int(rng.integers(len(partners)))]
+        member = Member(template.id, _sample(template, rng))
+        return {"members": (*spec.members, member)}, (f"adds member {template.id} ({spec.combine})")
+    if way == "combine":
+        methods = [c for c in COMBINATIONS if c != spec.combine]
+        method = methods[int(rng.integers(len(methods)))]
+        return {"combine": method}, f"combine {spec.combine}->{method}"
+    dropped = spec.members[int(rng.integers(len(spec.members)))]
+    kept = tuple(m for m in spec.members if m is not dropped)
+    return {"members": kept}, f"drops member {dropped.template}"
+
+
 def _risk_moves(spec: StrategySpec, sizes: bool = True) -> list[tuple[RiskParams, str]]:
     """Every one-rule change of ``spec``'s risk an exploit may make, with its description:
     another position size (unless ``sizes`` is False), an optional exit set to another of
-    ``OFFLINE_EXITS`` or removed, and shorting switched for a one-leg long-short template."""
+    ``OFFLINE_EXITS`` or removed, another ``max_positions`` for a cross-sectional template,
+    another sizing method, and shorting switched for a one-leg long-short template."""
     risk = spec.risk
     moves = []
     if sizes:
@@ -432,6 +482,18 @@ def _risk_moves(spec: StrategySpec, sizes: bool = True) -> list[tuple[RiskParams
                 changed = RiskParams.from_dict(risk.to_dict() | {name: value})
                 moves.append((changed, f"{name} {was}->{shown}"))
     template = spec.info
+    if template.cross_sectional:
+        now_max = risk.max_positions
+        for count in (*OFFLINE_MAX_POSITIONS, None):
+            if count != now_max:
+                shown = "none" if count is None else str(count)
+                was = "none" if now_max is None else str(now_max)
+                moves.append((replace(risk, max_positions=count), f"max_positions {was}->{shown}"))
+    moves += [
+        (replace(risk, sizing=method), f"sizing {risk.sizing}->{method}")
+        for method in SIZING_METHODS
+        if method != risk.sizing
+    ]
     if template.legs == 1 and not template.cross_sectional and template.direction == "long-short":
         flipped = not risk.allow_short
         moves.append(

@@ -30,6 +30,7 @@ from evotrader.strategies.generator import (
     LLMGenerator,
     OfflineGenerator,
     UniverseChoice,
+    _combination_move,
     _risk_moves,
     make_generator,
     tool_definition,
@@ -37,7 +38,7 @@ from evotrader.strategies.generator import (
 )
 from evotrader.strategies.knowledge import default_knowledge
 from evotrader.strategies.settings import LLMConfig
-from evotrader.strategies.spec import StrategyResult, StrategySpec
+from evotrader.strategies.spec import MAX_MEMBERS, Member, StrategyResult, StrategySpec
 
 KEY = "sk-ant-test-0123456789"
 MODEL = "claude-test"
@@ -398,15 +399,15 @@ def test_offline_explore_is_valid_unique_and_seeded() -> None:
     assert len({s.template for s in first}) > 5  # explores the knowledge base
 
 
-def test_offline_exploit_moves_parameters_universe_or_risk_and_sizes_down_a_deep_drawdown() -> None:
+def test_offline_exploit_makes_one_move_of_each_kind_and_sizes_down_a_deep_drawdown() -> None:
     parent = parent_entry()  # screened drawdown 45% against a 30% limit
     wanted = GenerationRequest(
-        cycle=2, n_explore=0, n_exploit=16, parents=(parent,), max_drawdown=0.30
+        cycle=2, n_explore=0, n_exploit=20, parents=(parent,), max_drawdown=0.30
     )
     children = OfflineGenerator(UNIVERSES, seed=0).propose(wanted)
-    assert len(children) == 16 and len({c.spec_id for c in children}) == 16
+    assert len(children) == 20 and len({c.spec_id for c in children}) == 20
     lookback = parent.spec.info.parameters["lookback"]
-    moved = {"parameters": 0, "universe": 0, "risk": 0}
+    moved = {"parameters": 0, "universe": 0, "risk": 0, "combination": 0}
     for child in children:
         assert child.parent == parent.spec.spec_id and child.generation == 1
         assert child.template == parent.spec.template
@@ -417,18 +418,18 @@ def test_offline_exploit_moves_parameters_universe_or_risk_and_sizes_down_a_deep
             child.parameters != parent.spec.parameters,
             child.universe != parent.spec.universe,
             replace(child.risk, position_size=1.0) != parent.spec.risk,
+            child.members != parent.spec.members,
         ]
         assert sum(changed) == 1  # one move per child, besides the drawdown's size-down
-        kind = ("parameters", "universe", "risk")[changed.index(True)]
+        kind = ("parameters", "universe", "risk", "combination")[changed.index(True)]
         moved[kind] += 1
         if kind == "universe":  # GOOG alone -> the trio, or GOOG with one symbol added
             assert "universe GOOG" in child.rationale
             assert child.universe.symbols[0] in ("GOOG", "AAPL")
-        if kind == "risk":
-            assert any(e in child.rationale for e in ("stop_loss", "take_profit", "max_holding"))
-            assert child.risk.allow_short == parent.spec.risk.allow_short or "only" in (
-                child.rationale
-            )
+        if kind == "combination":  # a member of the same legs, combined by equal weight
+            (member,) = child.members
+            assert f"adds member {member.template} (equal_weight)" in child.rationale
+            assert member.info.legs == 1 and member.template != TSMOM
     assert all(moved.values()), moved
     steps = np.array([c.parameters["lookback"] - 60 for c in children])
     assert np.abs(steps).max() < 4 * 0.15 * 251  # Gaussian steps of 15% of the range
@@ -452,14 +453,41 @@ def test_universe_moves_swap_drop_and_add_symbols() -> None:
     assert ("AAPL", "MSFT", "IBM") in swaps and ("GOOG", "MSFT") in swaps
 
 
-def test_risk_moves_set_or_remove_one_exit_or_switch_shorting() -> None:
+def test_risk_moves_set_or_remove_one_exit_sizing_max_positions_or_shorting() -> None:
     spec = StrategySpec.build(TSMOM, ["GOOG"])
     moves = [why for _, why in _risk_moves(spec)]
     assert "position size 1->0.5" in moves and "stop_loss none->0.05" in moves
     assert "max_holding_bars none->20" in moves and "long only" in moves
+    assert "trailing_stop none->0.1" in moves and "sizing fixed->volatility_target" in moves
+    assert not any("max_positions" in why for why in moves)  # one leg: nothing to cap
+    crosswise = [why for _, why in _risk_moves(StrategySpec.build(XSMOM, ["A", "B", "C"]))]
+    assert "max_positions none->2" in crosswise and "long only" not in crosswise
     assert not any("size" in why for _, why in _risk_moves(spec, sizes=False))
     stopped = replace(spec, risk=replace(spec.risk, stop_loss=0.1))
     assert "stop_loss 0.1->none" in [why for _, why in _risk_moves(stopped)]
+
+
+def test_combination_moves_add_drop_or_switch_how_members_combine() -> None:
+    generator = OfflineGenerator(UNIVERSES, seed=0)
+    rng = np.random.default_rng(1)
+    single = StrategySpec.build(TSMOM, ["GOOG"])
+    partners = generator._partners(single)
+    assert partners and all(t.legs == 1 and t.id != TSMOM for t in partners)
+    combined = replace(single, members=(Member.build("trend-following/moving-average-crossover"),))
+    seen = set()
+    for _ in range(30):
+        change, why = _combination_move(combined, generator._partners(combined), rng)
+        child = replace(combined, **change)  # valid: StrategySpec checks it again
+        seen.add(why.split()[0])
+        if why.startswith("combine"):
+            assert why == f"combine equal_weight->{child.combine}" and child.members
+        elif why.startswith("drops"):
+            assert child.members == () and "moving-average-crossover" in why
+        else:
+            assert len(child.members) == 2
+    assert seen == {"adds", "drops", "combine"}
+    full = replace(single, members=tuple(Member.build(t.id) for t in partners[:MAX_MEMBERS]))
+    assert generator._partners(full) == []  # at most MAX_MEMBERS
 
 
 def test_a_request_to_exploit_without_parents_is_refused() -> None:
