@@ -173,6 +173,9 @@ class Evaluated:
             f"{'+'.join(spec.universe.symbols)}",
             f"parameters {json.dumps(spec.parameters)}; risk {json.dumps(spec.risk.to_dict())}",
         ]
+        if spec.members:
+            members = ", ".join(f"{m.template} {json.dumps(m.parameters)}" for m in spec.members)
+            lines.append(f"combined by {spec.combine} with: {members}")
         if spec.rationale:
             lines.append(f"rationale: {spec.rationale}")
         lines += _phase_lines("screen (walk-forward folds, backtesting.py)", self.screen)

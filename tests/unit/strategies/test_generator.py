@@ -157,6 +157,7 @@ LONG_NOTE = "; ".join(
 def rich_entry(lookback: int = 20) -> Evaluated:
     """A screened and validated spec with every figure the prompt should carry."""
     spec = StrategySpec.build(TSMOM, ["GOOG"], {"lookback": lookback}, created_by="offline")
+    spec = replace(spec, members=(Member.build("trend-following/moving-average-crossover"),))
     screen = screened(spec, sharpe=0.9, passed=True)
     regimes = {
         "bull": {"bars": 120.0, "return": 0.05, "benchmark_return": 0.2, "sharpe": 0.4,
@@ -201,6 +202,7 @@ def test_the_llm_gets_the_rich_diagnostics_uncut_and_new_templates_after_a_plate
         prompt = server.requests[0].body["messages"][0]["content"]
     block = prompt.split("<results>")[1]
     for expected in (
+        "combined by equal_weight with: trend-following/moving-average-crossover {",
         "failed criteria: held-out Sharpe 0.10 < 0.3",
         LONG_NOTE,  # whole
         "fees 12,000, slippage 6,000 (53% of the gross profit 34,000)",
