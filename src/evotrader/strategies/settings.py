@@ -80,12 +80,8 @@ class ScreeningConfig:
         trades, profit_factor = summary["n_trades"], summary["profit_factor"]
         if not sharpe > self.min_sharpe:
             failed.append(f"walk-forward Sharpe {sharpe:.2f} {_below(sharpe, self.min_sharpe)}")
-        held = (benchmark or {}).get("sharpe", math.nan)
-        if self.beat_benchmark and math.isfinite(held) and not sharpe > held:
-            failed.append(
-                f"walk-forward Sharpe {sharpe:.2f} does not beat buy-and-hold's {held:.2f} "
-                "on the same bars"
-            )
+        if self.beat_benchmark:
+            failed += _not_beating("walk-forward", sharpe, benchmark)
         if not drawdown < self.max_drawdown:
             failed.append(f"max drawdown {drawdown:.1%} >= {self.max_drawdown:.0%}")
         if not trades > self.min_trades:
@@ -95,6 +91,14 @@ class ScreeningConfig:
                 f"profit factor {profit_factor:.2f} {_below(profit_factor, self.min_profit_factor)}"
             )
         return failed
+
+
+def _not_beating(label: str, sharpe: float, benchmark: Mapping[str, float] | None) -> list[str]:
+    """The benchmark criterion: an edge must beat buy-and-hold's Sharpe on the same bars."""
+    held = (benchmark or {}).get("sharpe", math.nan)
+    if not math.isfinite(held) or sharpe > held:
+        return []
+    return [f"{label} Sharpe {sharpe:.2f} does not beat buy-and-hold's {held:.2f} on the same bars"]
 
 
 def _below(value: float, limit: float) -> str:
@@ -165,9 +169,14 @@ class ValidationConfig:
     impact_window: int = 20
     capacity_keep: float = 0.5
     capacity_grid: tuple[float, ...] = tuple(float(10**k) for k in range(4, 11))
+    beat_benchmark: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "regimes", tuple(self.regimes))
+        if not isinstance(self.beat_benchmark, bool):
+            raise ValueError(
+                f"validation.beat_benchmark must be true or false, got {self.beat_benchmark!r}"
+            )
         object.__setattr__(self, "capacity_grid", tuple(map(float, self.capacity_grid)))
         require_finite("validation.", self, "min_sharpe")
         require_between("validation.", self, 0, 1, "max_drawdown", include_high=True)
@@ -211,14 +220,22 @@ class ValidationConfig:
         return Liquidity(self.participation, self.impact_coef, self.impact_window)
 
     def failures(
-        self, summary: Mapping[str, float], positive: Sequence[str], judged: int, capacity: float
+        self,
+        summary: Mapping[str, float],
+        positive: Sequence[str],
+        judged: int,
+        capacity: float,
+        benchmark: Mapping[str, float] | None = None,
     ) -> list[str]:
         """The pass criteria missed, each as '<what> <value> <limit>': ``positive`` names the
-        regimes the held-out window made money in, out of ``judged`` it held enough of."""
+        regimes the held-out window made money in, out of ``judged`` it held enough of; with
+        ``beat_benchmark`` the Sharpe must beat ``benchmark``'s (buy-and-hold, same bars)."""
         failed = []
         sharpe, drawdown = summary["sharpe"], abs(summary["max_drawdown"])
         if not sharpe > self.min_sharpe:
             failed.append(f"held-out Sharpe {sharpe:.2f} {_below(sharpe, self.min_sharpe)}")
+        if self.beat_benchmark:
+            failed += _not_beating("held-out", sharpe, benchmark)
         if not drawdown < self.max_drawdown:
             failed.append(f"held-out max drawdown {drawdown:.1%} >= {self.max_drawdown:.0%}")
         needed = min(self.min_positive_regimes, judged)

@@ -172,7 +172,7 @@ def validate(
     capacity, curve = capacity_scan(
         tuned, data, start, held.books, config, at_cash=held.metrics["sharpe"]
     )
-    failed = config.failures(held.metrics, positive, len(judged), capacity)
+    failed = config.failures(held.metrics, positive, len(judged), capacity, held.benchmark)
     calendar: RegimeTable = {}
     uncovered = list(config.regime_names)
     if config.regimes:

@@ -228,6 +228,13 @@ def test_criteria_are_applied_as_configured() -> None:
     assert ValidationConfig().failures(good, ["bull"], 1, 1e6) == []  # all the window has
     assert ValidationConfig().failures(good, regimes, 4, 5e4) == ["capacity $50,000 <= $50,000"]
     assert ValidationConfig().failures(good, regimes, 4, math.inf) == []
+    assert ValidationConfig().failures(good, regimes, 4, 1e6, {"sharpe": 2.0}) == [
+        f"held-out Sharpe {good['sharpe']:.2f} does not beat buy-and-hold's 2.00 on the same bars"
+    ]
+    assert (
+        ValidationConfig(beat_benchmark=False).failures(good, regimes, 4, 1e6, {"sharpe": 2.0})
+        == []
+    )
 
 
 @pytest.mark.parametrize(
