@@ -196,8 +196,7 @@ class CycleReport:
             f"the screen, {self.validated} validated ({self.passed_validation} passed), "
             f"{self.live_ready} live-ready; best fitness {self.best_fitness:.2f}"
             + (" (new best)" if self.improved else "")
-            + "".join(f"; switch: {s}" for s in self.switches)
-        )
+        )  # the switches are logged by the evolver, each on its own line
 
 
 @dataclass(frozen=True)

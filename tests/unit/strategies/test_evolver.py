@@ -142,10 +142,10 @@ def scripted(
 
 
 def test_improving_cycles_shift_to_exploit_a_plateau_to_new_templates_exhaustion_pauses(
-    tmp_path,
+    tmp_path, caplog
 ) -> None:
     state = tmp_path / STATE_FILE
-    with Registry(tmp_path / "r.sqlite") as registry:
+    with Registry(tmp_path / "r.sqlite") as registry, caplog.at_level(logging.INFO):
         generator, evolver = scripted(registry, state)
         report = evolver.run()
         asked = [(r.n_explore, r.n_exploit, r.new_templates) for r in generator.requests]
@@ -164,7 +164,8 @@ def test_improving_cycles_shift_to_exploit_a_plateau_to_new_templates_exhaustion
         "no new best in 5 cycles (plateau_cycles=5): explore new templates, explore share "
         "0.20 -> 0.40",
     )
-    assert "switch: 3 improving cycles in a row" in report.cycles[2].line()
+    assert "cycle 2: 3 improving cycles in a row: exploit more" in caplog.text  # logged too
+    assert "cycle 9: asked 2 explore (new templates) + 3 exploit" in report.cycles[9].line()
     assert report.paused and len(report.cycles) == 11
     assert report.stop_reason == "no new best in 7 cycles (exhaustion_cycles=7)"
     assert report.summary == (
