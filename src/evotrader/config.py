@@ -179,6 +179,8 @@ class StrategySearchConfig:
     """
 
     universes: list[list[str]] = field(default_factory=list)  # empty: from data.symbol/universe
+    lists: list[str] = field(default_factory=list)  # shipped universe lists searched too
+    accept_survivorship: list[str] = field(default_factory=list)  # lists the audit accepts
     source: str = ""  # data source of the universes; empty: data.source
     parallel: bool = False  # screen each batch as Ray tasks (pays off on a cluster)
     screening: ScreeningConfig = field(default_factory=ScreeningConfig)

@@ -47,6 +47,7 @@ import anthropic
 import numpy as np
 from anthropic.types import ToolParam
 
+from evotrader.data.universe_lists import named_list
 from evotrader.strategies import diagnostics
 from evotrader.strategies.knowledge import (
     MIN_UNIVERSE_LEGS,
@@ -127,20 +128,29 @@ class UniverseChoice:
     name: str
     symbols: tuple[str, ...]
     source: str = "embedded"
+    listed: str = ""  # the shipped list the symbols are, if any (the audit checks its date)
 
     @classmethod
     def of(cls, symbols: Sequence[str], source: str = "embedded") -> UniverseChoice:
         return cls("+".join(symbols), tuple(symbols), source)
 
+    @classmethod
+    def named(cls, name: str, source: str = "") -> UniverseChoice:
+        """Every symbol of the shipped list ``name``, from its own source unless given."""
+        listed = named_list(name)
+        return cls(name, listed.symbols, source or listed.source, name)
+
     def universe_for(self, template: Template) -> UniverseSpec | None:
         if template.legs == 1:
-            return UniverseSpec(self.symbols, source=self.source)
+            return UniverseSpec(self.symbols, source=self.source, listed=self.listed)
         if template.cross_sectional:
             if len(self.symbols) < MIN_UNIVERSE_LEGS:
                 return None
-            return UniverseSpec(self.symbols, source=self.source)
+            return UniverseSpec(self.symbols, source=self.source, listed=self.listed)
         if len(self.symbols) >= 2:
-            return UniverseSpec(self.symbols, kind="cointegrated_pairs", source=self.source)
+            return UniverseSpec(
+                self.symbols, kind="cointegrated_pairs", source=self.source, listed=self.listed
+            )
         return None
 
 

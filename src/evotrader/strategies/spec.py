@@ -170,8 +170,9 @@ class UniverseSpec:
     the listed symbols after the filters are candidates; pairs whose log closes pass the
     Engle-Granger test over the training window (p < ``max_p_value``) are kept, best first,
     at most ``max_pairs``. ``source`` is the data source the bars come from. ``listed``
-    names the shipped list (``evotrader/data/lists``) the symbols were taken from, so the
-    audit can hold its as-of date against the backtest (see ``UniverseSpec.named``).
+    names the shipped list (``evotrader/data/lists``) the symbols were drawn from (a search
+    may since have dropped or added some), so the audit can hold the list's as-of date
+    against the backtest (see ``UniverseSpec.named``).
     """
 
     symbols: tuple[str, ...]
@@ -209,14 +210,13 @@ class UniverseSpec:
         object.__setattr__(self, "max_p_value", float(self.max_p_value))
         if self.kind == "cointegrated_pairs" and len(self.symbols) < 2:
             raise SpecError("a cointegrated_pairs universe needs at least 2 candidate symbols")
+        if not isinstance(self.listed, str):
+            raise SpecError(f"universe listed must be a list name, got {self.listed!r}")
         if self.listed:
             try:
-                named = named_list(self.listed)
+                named_list(self.listed)
             except DataError as error:
                 raise SpecError(f"universe listed: {error}") from None
-            outside = [s for s in self.symbols if s not in named.symbols]
-            if outside:
-                raise SpecError(f"universe symbols {outside} are not in the list {self.listed}")
 
     @classmethod
     def named(cls, name: str, **options: Any) -> UniverseSpec:

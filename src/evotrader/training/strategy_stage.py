@@ -32,7 +32,8 @@ import pandas as pd
 import ray
 
 from evotrader.config import StrategySearchConfig, TrainingConfig, project_path
-from evotrader.data import TimeSplits, load_bars
+from evotrader.data import DataError, TimeSplits, load_bars
+from evotrader.data.universe_lists import named_lists
 from evotrader.env import ExecutionModel
 from evotrader.risk.preferences import Preferences, load_preferences
 from evotrader.strategies.auditor import AuditLimits, AuditReport, audit
@@ -172,15 +173,26 @@ def load_symbol(data: dict[str, Any], source: str, symbol: str, end: pd.Timestam
 
 
 def universe_choices(config: TrainingConfig) -> list[UniverseChoice]:
+    """``strategy_search.universes`` (else data.symbol and each data.universe symbol alone,
+    plus data.universe whole), then every shipped list of ``strategy_search.lists`` from its
+    own source (unless ``strategy_search.source`` names one)."""
     settings, data = config.strategy_search, config.data
     source = settings.source or data.source
+    for key in ("lists", "accept_survivorship"):
+        unknown = [n for n in getattr(settings, key) if n not in named_lists()]
+        if unknown:
+            raise DataError(
+                f"strategy_search.{key}: unknown list(s) {unknown}; "
+                f"known lists: {', '.join(named_lists())}"
+            )
+    named = [UniverseChoice.named(name, settings.source) for name in settings.lists]
     if settings.universes:
-        return [UniverseChoice.of(symbols, source) for symbols in settings.universes]
+        return [UniverseChoice.of(symbols, source) for symbols in settings.universes] + named
     symbols = list(dict.fromkeys([data.symbol, *data.universe]))
     choices = [UniverseChoice.of([s], source) for s in symbols]
     if len(data.universe) >= 2:
         choices.append(UniverseChoice.of(list(data.universe), source))
-    return choices
+    return choices + named
 
 
 def make_judges(ctx: StageContext, bars: UniverseBars, windows: Windows) -> Judges:
@@ -190,7 +202,9 @@ def make_judges(ctx: StageContext, bars: UniverseBars, windows: Windows) -> Judg
     screening, validation = settings.screening, settings.validation
     # backtesting.py has no impact model; validation measures impact in its capacity scan
     execution = replace(ctx.config.env.execution, impact_coef=0.0)
-    limits = AuditLimits.from_preferences(preferences(settings), screening.min_trades, seed)
+    limits = AuditLimits.from_preferences(
+        preferences(settings), screening.min_trades, seed, tuple(settings.accept_survivorship)
+    )
 
     def screen_spec(spec: StrategySpec) -> StrategyResult:
         return screen(spec, bars.get(spec, windows.search_end), screening, execution, seed)

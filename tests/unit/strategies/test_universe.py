@@ -125,8 +125,8 @@ def test_a_named_universe_takes_the_lists_symbols_and_source_and_keeps_old_ids()
     assert len(universe.symbols) == 20
     assert UniverseSpec.from_dict(universe.to_dict()) == universe
     assert "listed" not in UniverseSpec(("A",)).to_dict()
-    with pytest.raises(SpecError, match=r"symbols \['GOOG'\] are not in the list dow30"):
-        UniverseSpec(("AAPL", "GOOG"), listed="dow30")
+    with pytest.raises(SpecError, match="universe listed: unknown universe list 'dow3'"):
+        UniverseSpec(("AAPL", "GOOG"), listed="dow3")
 
 
 def test_between_top_n_and_bottom_n_filter_in_order_on_training_statistics() -> None:
@@ -171,3 +171,24 @@ def test_between_top_n_and_bottom_n_filter_in_order_on_training_statistics() -> 
 def test_bad_range_and_rank_filters_name_the_problem(make, message) -> None:
     with pytest.raises(SpecError, match=message):
         make()
+
+
+def test_the_search_offers_shipped_lists_and_refuses_unknown_ones() -> None:
+    from evotrader.config import TrainingConfig
+    from evotrader.training.strategy_stage import universe_choices
+
+    config = TrainingConfig()
+    config.strategy_search.lists = ["embedded_stocks"]
+    config.strategy_search.accept_survivorship = ["embedded_stocks"]
+    listed = universe_choices(config)[-1]
+    assert (listed.name, listed.source, listed.listed) == (
+        "embedded_stocks",
+        "embedded",
+        "embedded_stocks",
+    )
+    assert listed.symbols == ("GOOG", "AAPL", "MSFT", "IBM")
+    config.strategy_search.accept_survivorship = ["ftse100"]
+    with pytest.raises(
+        DataError, match=r"strategy_search.accept_survivorship: unknown list\(s\) \['ftse100'\]"
+    ):
+        universe_choices(config)
