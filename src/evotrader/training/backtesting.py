@@ -37,6 +37,7 @@ from evotrader.training.trials import trials_behind
 
 if TYPE_CHECKING:
     from evotrader.strategies.runs import SpecRun
+    from evotrader.training.strategy_stage import RegisteredTest
 
 log = logging.getLogger(__name__)
 
@@ -157,12 +158,13 @@ def backtest_strategy(
     """A registered strategy on its search's test split with our engine, after costs."""
     # imported here: NautilusTrader and SQLAlchemy load only when a strategy is asked for
     from evotrader.strategies.registry import Registry
-    from evotrader.training.strategy_stage import backtest_registered, find_registry
+    from evotrader.training.strategy_stage import find_registry, registered_test
 
     path = registry_path or find_registry(runs_dir, spec_id)
     with Registry(path) as registry:
-        spec, run, windows = backtest_registered(registry, spec_id)
+        test = registered_test(registry, spec_id)
         tried = len(registry.specs())
+    spec, windows, run = test.spec, test.windows, test.run()
     log.info(
         f"strategy: {spec_id} ({spec.template} on {'+'.join(spec.universe.symbols)}) in {path}"
     )
@@ -171,7 +173,38 @@ def backtest_strategy(
     edge = edge_on_test(excess_returns(run.equity, run.benchmark_equity))
     log.info(describe_test_edge(edge, periods_per_year(run.equity.index)))
     log.info(verdict(edge, tried))
-    return _written(save_outputs(run, path.parent / f"strategy_{spec_id}", out or path.parent))
+    written = save_outputs(run, path.parent / f"strategy_{spec_id}", out or path.parent)
+    if len(spec.universe.symbols) > 1:
+        written += strategy_as_portfolio(test, tried, out or path.parent, f"strategy_{spec_id}")
+    return _written(written)
+
+
+def strategy_as_portfolio(test: RegisteredTest, tried: int, out: Path, stem: str) -> list[Path]:
+    """A multi-symbol strategy as one account in the portfolio engine, next to equal weight
+    and buy-and-hold of its universe with the same costs; the edge is judged against equal
+    weight, as a portfolio checkpoint's is."""
+    from evotrader.backtest.baselines import EQUAL_WEIGHT
+    from evotrader.backtest.portfolio_report import write_portfolio_report
+    from evotrader.strategies.portfolio_bridge import compare_as_portfolio
+
+    comparison = compare_as_portfolio(
+        test.spec,
+        test.bars,
+        start=test.windows.test_start,
+        parameters=test.parameters,
+        execution=test.execution,
+        cash=test.cash,
+    )
+    log.info("The strategy as one account in the portfolio engine (test split, after costs):")
+    log.info(comparison.text())
+    edge = comparison.edge(EQUAL_WEIGHT)
+    ppy = periods_per_year(comparison.results[comparison.policy].equity.index)
+    log.info(describe_test_edge(edge, ppy, EQUAL_WEIGHT))
+    log.info(verdict(edge, tried, EQUAL_WEIGHT))
+    report = write_portfolio_report(
+        comparison, out, f"{stem}_test", title=f"{stem}: test split, one account"
+    )
+    return [report.html, *report.pngs]
 
 
 def save_outputs(

@@ -340,10 +340,35 @@ def find_registry(runs_dir: Path, spec_id: str) -> Path:
     raise FileNotFoundError(f"no registry under {runs_dir} holds strategy {spec_id}")
 
 
-def backtest_registered(registry: Registry, spec_id: str) -> tuple[StrategySpec, SpecRun, Windows]:
-    """The registered strategy on the search's test split with our engine, after the run's
-    costs, next to buy-and-hold. Parameters are the validated ones (else the screened);
-    the universe is resolved on bars before the test split; bars before it are history."""
+@dataclass(frozen=True)
+class RegisteredTest:
+    """A registered strategy's test-split inputs: the spec, the parameters its verdict
+    settled on, every universe symbol's bars up to the test end, the search's windows,
+    execution costs and cash."""
+
+    spec: StrategySpec
+    parameters: dict[str, int | float]
+    bars: dict[str, pd.DataFrame]
+    windows: Windows
+    execution: ExecutionModel
+    cash: float
+
+    def run(self) -> SpecRun:
+        """The strategy on the test split with our engine, after costs, next to
+        buy-and-hold; the universe is resolved on the bars before it (history only)."""
+        return run_engine(
+            self.spec,
+            self.bars,
+            parameters=self.parameters,
+            start=self.windows.test_start,
+            execution=self.execution,
+            cash=self.cash,
+        )
+
+
+def registered_test(registry: Registry, spec_id: str) -> RegisteredTest:
+    """What a test-split backtest of a registered strategy needs: the validated parameters
+    (else the screened), the bars of its universe and the search's windows and costs."""
     spec = registry.spec(spec_id)
     verdict = registry.result(spec_id, "validate") or registry.result(spec_id, "screen")
     if verdict is None:
@@ -354,15 +379,14 @@ def backtest_registered(registry: Registry, spec_id: str) -> tuple[StrategySpec,
         s: load_symbol(meta["data"], spec.universe.source, s, windows.test_end)
         for s in spec.universe.symbols
     }
-    run = run_engine(
-        spec,
-        bars,
-        parameters=verdict.parameters,
-        start=windows.test_start,
-        execution=ExecutionModel(**meta["execution"]),
-        cash=meta["cash"],
-    )
-    return spec, run, windows
+    execution = ExecutionModel(**meta["execution"])
+    return RegisteredTest(spec, dict(verdict.parameters), bars, windows, execution, meta["cash"])
+
+
+def backtest_registered(registry: Registry, spec_id: str) -> tuple[StrategySpec, SpecRun, Windows]:
+    """The registered strategy on the search's test split (see ``RegisteredTest.run``)."""
+    test = registered_test(registry, spec_id)
+    return test.spec, test.run(), test.windows
 
 
 register_stage(
