@@ -93,7 +93,16 @@ EXPLOIT_MOVES = {"parameters": 0.4, "universe": 0.2, "risk": 0.2, "combination":
 EXPLOIT_STEP = 0.15  # standard deviation of a nudge, as a fraction of the parameter's range
 PROMPT_BUDGET_CHARS = 60_000  # results beyond this are left out of the prompt, oldest first
 NEW_TEMPLATES_SHOWN = 12  # least-tried templates named when the search asks for new ones
-_ITEM_KEYS = ("template", "universe", "parameters", "risk", "parent", "rationale")
+_ITEM_KEYS = (
+    "template",
+    "universe",
+    "parameters",
+    "risk",
+    "members",
+    "combine",
+    "parent",
+    "rationale",
+)
 _REQUIRED_ITEM_KEYS = ("template", "universe", "parameters", "rationale")
 _RISK_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -706,8 +715,9 @@ class LLMGenerator:
             "created_by": self.name,
             "rationale": _rationale(item["rationale"]),
         }
-        if "risk" in item:
-            spec["risk"] = item["risk"]
+        for optional in ("risk", "members", "combine"):
+            if optional in item:
+                spec[optional] = item[optional]
         return StrategySpec.from_dict(spec)
 
     def _safe(self, error: Exception) -> str:
@@ -790,6 +800,8 @@ def tool_definition(
                     "universe": {"type": "string", "enum": names},
                     "parameters": template.parameters_json_schema(),
                     "risk": _RISK_SCHEMA,
+                    "members": _members_schema(knowledge, template),
+                    "combine": {"type": "string", "enum": list(COMBINATIONS)},
                     "parent": parent_schema,
                     "rationale": {"type": "string", "maxLength": MAX_RATIONALE_CHARS},
                 },
@@ -816,14 +828,35 @@ def tool_definition(
     }
 
 
+def _members_schema(knowledge: Knowledge, template: Template) -> dict[str, Any]:
+    """Templates a spec of ``template`` may combine with (the same legs), with their own
+    parameters; bounds are checked when the reply is parsed, like the spec's own."""
+    alike = [t.id for t in knowledge.templates.values() if t.legs == template.legs]
+    return {
+        "type": "array",
+        "maxItems": MAX_MEMBERS,
+        "description": "optional: other templates whose targets are combined with this one's "
+        "by `combine` (equal_weight, score_rank or intersection)",
+        "items": {
+            "type": "object",
+            "properties": {
+                "template": {"type": "string", "enum": alike},
+                "parameters": {"type": "object"},
+            },
+            "required": ["template", "parameters"],
+            "additionalProperties": False,
+        },
+    }
+
+
 def system_prompt(knowledge: Knowledge) -> str:
     """The fixed instructions and the whole knowledge base (templates and concept notes)."""
     parts = [
         "You design rule-based trading strategies for evotrader's research loop. You never "
         f"write code. You propose strategies only by calling the `{TOOL_NAME}` tool: each "
         "names one documented template, values for exactly that template's parameters "
-        "within their bounds, one of the offered universes, optional risk rules and a short "
-        "rationale.",
+        "within their bounds, one of the offered universes, optional risk rules, optional "
+        "member templates (same legs) to combine with it, and a short rationale.",
         "Proposals are screened walk-forward with backtesting.py (each fold traded with "
         "parameters fitted on earlier bars, after costs); the best are validated in "
         "NautilusTrader on a later validation window with broker costs, across S&P 500 "

@@ -6,6 +6,8 @@ retries; only the server is ours (tests/support/anthropic_server.py).
 
 from __future__ import annotations
 
+import json
+
 import logging
 from dataclasses import replace
 
@@ -270,6 +272,30 @@ HOSTILE_ITEMS = {
     "risk out of bounds": (item(risk={"position_size": 5}), "position_size"),
     "not an object": ("exec('import os')", "JSON object"),
 }
+
+
+def test_the_llm_may_combine_templates_and_bounds_still_hold() -> None:
+    member = {
+        "template": "trend-following/moving-average-crossover",
+        "parameters": {"fast": 20, "slow": 100},
+    }
+    combined = item(members=[member], combine="intersection")
+    out_of_bounds = item(members=[member | {"parameters": {"fast": 20, "slow": 9999}}])
+    with AnthropicStandIn([strategies(combined, out_of_bounds), strategies(combined)]) as server:
+        specs = llm(server, retries=1).propose(request(n_explore=2, n_exploit=0))
+        sent = server.requests
+    assert len(specs) == 1 and specs[0].combine == "intersection"
+    assert specs[0].members[0].parameters == {"fast": 20, "slow": 100}
+    branch = next(
+        b
+        for b in sent[0].body["tools"][0]["input_schema"]["properties"]["strategies"]["items"][
+            "anyOf"
+        ]
+        if b["properties"]["template"]["enum"] == [TSMOM]
+    )
+    alike = branch["properties"]["members"]["items"]["properties"]["template"]["enum"]
+    assert "trend-following/moving-average-crossover" in alike and XSMOM not in alike
+    assert "slow=9999 is outside its bounds" in json.dumps(sent[1].body["messages"])
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_ITEMS))
