@@ -7,7 +7,6 @@ retries; only the server is ours (tests/support/anthropic_server.py).
 from __future__ import annotations
 
 import json
-
 import logging
 from dataclasses import replace
 
