@@ -37,7 +37,7 @@ class NamedList:
 
     def chosen_after(self, start: pd.Timestamp) -> bool:
         """Was the membership fixed after ``start`` (so a backtest from there sees survivors)?"""
-        return self.as_of > pd.Timestamp(start)
+        return bool(self.as_of > pd.Timestamp(start))
 
 
 def lists_folder() -> Path:
