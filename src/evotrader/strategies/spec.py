@@ -352,12 +352,7 @@ class Member:
     parameters: dict[str, int | float]
 
     def __post_init__(self) -> None:
-        if not isinstance(self.template, str):
-            raise SpecError(f"member template must be a template id string, got {self.template!r}")
-        try:
-            template = default_knowledge().template(self.template)
-        except KnowledgeError as exc:
-            raise SpecError(f"member: {exc}") from None
+        template = _known_template(self.template, "member ")
         object.__setattr__(self, "parameters", _checked_parameters(template, self.parameters))
 
     @property
@@ -367,10 +362,7 @@ class Member:
     @classmethod
     def build(cls, template: str, parameters: Mapping[str, int | float] | None = None) -> Member:
         """A member with the template's defaults for every parameter not given."""
-        try:
-            defaults = default_knowledge().template(template).defaults()
-        except KnowledgeError as exc:
-            raise SpecError(f"member: {exc}") from None
+        defaults = _known_template(template, "member ").defaults()
         return cls(template, defaults | dict(parameters or {}))
 
     def to_dict(self) -> dict[str, Any]:
@@ -388,15 +380,14 @@ class StrategySpec:
     ``parameters`` must hold exactly the template's parameters (``build`` fills defaults).
     ``members`` are other templates (same legs) whose targets are combined with this one's
     by ``combine`` (see ``signals.combined``): ``equal_weight`` averages them (in quarter
-    steps),
-    ``score_rank`` holds the legs with the strongest summed score at full size,
+    steps), ``score_rank`` holds the legs with the strongest summed score at full size,
     ``intersection`` holds a leg only where every template holds it on the same side; the
     risk rules apply to the combined targets, and optimisers tune only the spec's own
     ``parameters``. Lineage: ``parent`` is the spec_id this one was derived from,
     ``generation`` its depth, ``created_by`` who made it (``human``, ``offline``,
     ``llm:<model>``...), ``rationale`` why. ``spec_id`` hashes the content (template,
-    parameters, universe, risk, members, combine), not the
-    lineage, so the same strategy proposed twice has one id.
+    parameters, universe, risk, members, combine), not the lineage, so the same strategy
+    proposed twice has one id.
     """
 
     template: str
@@ -411,12 +402,7 @@ class StrategySpec:
     rationale: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.template, str):
-            raise SpecError(f"template must be a template id string, got {self.template!r}")
-        try:
-            template = default_knowledge().template(self.template)
-        except KnowledgeError as exc:
-            raise SpecError(str(exc)) from None
+        template = _known_template(self.template)
         object.__setattr__(self, "parameters", _checked_parameters(template, self.parameters))
         if not isinstance(self.universe, UniverseSpec):
             raise SpecError("universe must be a UniverseSpec (use from_dict for JSON)")
@@ -492,10 +478,7 @@ class StrategySpec:
         **lineage: Any,
     ) -> StrategySpec:
         """A spec with the template's defaults for every parameter not given."""
-        try:
-            defaults = default_knowledge().template(template).defaults()
-        except KnowledgeError as exc:
-            raise SpecError(str(exc)) from None
+        defaults = _known_template(template).defaults()
         if not isinstance(universe, UniverseSpec):
             universe = UniverseSpec(symbols=tuple(universe))
         return cls(
@@ -643,6 +626,16 @@ class StrategyResult:
     @classmethod
     def from_json(cls, text: str) -> StrategyResult:
         return cls.from_dict(_mapping(_loads(text), "result"))
+
+
+def _known_template(template_id: Any, what: str = "") -> Template:
+    """The knowledge base's template ``template_id``; ``what`` prefixes the error."""
+    if not isinstance(template_id, str):
+        raise SpecError(f"{what}template must be a template id string, got {template_id!r}")
+    try:
+        return default_knowledge().template(template_id)
+    except KnowledgeError as exc:
+        raise SpecError(f"{what.strip()}: {exc}" if what else str(exc)) from None
 
 
 def _checked_parameters(template: Template, parameters: Any) -> dict[str, int | float]:
