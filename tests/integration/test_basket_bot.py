@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from tests.unit.live.basket_helpers import SYMBOLS, UNIVERSE, make_portfolio_checkpoint
+from tests.unit.live.basket_helpers import (
+    SYMBOLS,
+    UNIVERSE,
+    assert_same_fills,
+    make_portfolio_checkpoint,
+)
 from tests.unit.live.helpers import LOOSE_PREFERENCES, in_paper, preferences
 
 from evotrader.backtest.portfolio import PortfolioResult, run_portfolio
@@ -86,20 +91,7 @@ def test_sim_basket_bot_equals_the_portfolio_backtest(runs, prefs, tmp_path, bac
         fills = journal.fills()
         assert len({f.symbol for f in fills}) == len(SYMBOLS)
         assert len(fills) == len(backtest.fills) > 50
-        live = pd.DataFrame(
-            {
-                "day": [f.timestamp.tz_convert("America/New_York").date() for f in fills],
-                "symbol": [f.symbol for f in fills],
-                "units": [f.signed_quantity for f in fills],
-                "price": [f.price for f in fills],
-                "cost": [f.cost for f in fills],
-            }
-        ).sort_values(["day", "symbol"], kind="stable")
-        assert list(live["day"]) == [t.date() for t in backtest.fills["timestamp"]]
-        assert list(live["symbol"]) == list(backtest.fills["symbol"])
-        np.testing.assert_allclose(live["price"], backtest.fills["price"], rtol=1e-12)
-        np.testing.assert_allclose(live["units"], backtest.fills["units"], rtol=1e-9)
-        np.testing.assert_allclose(live["cost"], backtest.fills["cost"], rtol=1e-9)
+        assert_same_fills(fills, backtest.fills)
         refs = [order.request.client_ref for order in journal.orders()]
         assert len(refs) == len(set(refs))
         assert len(journal.decisions()) == len(backtest.equity)

@@ -4,13 +4,17 @@ in the format stage_1_ppo writes (kind portfolio_ppo, universe and portfolio in 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import torch
 from tests.unit.live.helpers import split_range, tiny_spec
 
 from evotrader.core.checkpoint import Checkpoint, save_checkpoint
+from evotrader.core.trading import Fill
 from evotrader.data import FeaturePipeline, split_by_time
 from evotrader.data.universe_ref import UniverseRef
 from evotrader.env.portfolio_spec import PortfolioSpec
@@ -65,3 +69,22 @@ def make_portfolio_checkpoint(
     )
     save_checkpoint(checkpoint, path)
     return path
+
+
+def assert_same_fills(fills: Sequence[Fill], expected: pd.DataFrame) -> None:
+    """The bot's journaled ``fills`` are the portfolio backtest's ``expected`` fills: the
+    same day and symbol, price and cost to 1e-12 / 1e-9, units to 1e-9."""
+    live = pd.DataFrame(
+        {
+            "day": [f.timestamp.tz_convert("America/New_York").date() for f in fills],
+            "symbol": [f.symbol for f in fills],
+            "units": [f.signed_quantity for f in fills],
+            "price": [f.price for f in fills],
+            "cost": [f.cost for f in fills],
+        }
+    ).sort_values(["day", "symbol"], kind="stable")
+    assert list(live["day"]) == [t.date() for t in expected["timestamp"]]
+    assert list(live["symbol"]) == list(expected["symbol"])
+    np.testing.assert_allclose(live["price"], expected["price"], rtol=1e-12)
+    np.testing.assert_allclose(live["units"], expected["units"], rtol=1e-9)
+    np.testing.assert_allclose(live["cost"], expected["cost"], rtol=1e-9)

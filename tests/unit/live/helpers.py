@@ -122,10 +122,13 @@ def make_strategy_registry(
     validated: bool | None = True,
     symbol: str = "GOOG",
     cash: float = 100_000.0,
+    source: str = "embedded",
+    options: dict[str, Any] | None = None,
 ) -> Path:
     """A strategy registry as strategy_search leaves one, without the search: ``spec``
     registered with a validation verdict (passed or not; ``None``: only screened) and the
-    search's windows (embedded ``symbol``'s splits), data, default costs and cash."""
+    search's windows (``symbol``'s splits from ``source`` with ``options``), data, default
+    costs and cash."""
     from dataclasses import asdict
 
     import pandas as pd
@@ -135,13 +138,14 @@ def make_strategy_registry(
     from evotrader.strategies.spec import StrategyResult
     from evotrader.training.strategy_stage import SEARCH_META, Windows
 
-    splits = split_by_time(load_bars("embedded", symbol), embargo=5)
+    options = options or {}
+    splits = split_by_time(load_bars(source, symbol, **options), embargo=5)
     with Registry(path) as registry:
         registry.set_meta(
             SEARCH_META,
             {
                 "windows": Windows.from_splits(splits).to_dict(),
-                "data": {"source": "embedded", "start": None, "options": {}},
+                "data": {"source": source, "start": None, "options": options},
                 "execution": asdict(ExecutionModel()),
                 "cash": cash,
             },
