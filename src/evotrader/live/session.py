@@ -17,8 +17,9 @@ The rules a session enforces live here, not in the script:
   strategies it trades and how they decide).
 - A halt is an alert (``evotrader.lifecycle.alerts``): a line in ``events.jsonl``, and the
   optional alert command and webhook.
-- A portfolio checkpoint (``--symbol`` naming its universe, e.g. ``A0+A1+A2+A3``) is traded
-  by the basket bot (``evotrader.live.basket_session``), under the same rules.
+- A portfolio checkpoint (``--symbol`` naming its universe, e.g. ``A0+A1+A2+A3``) and a
+  multi-symbol registered strategy are traded by the basket bot
+  (``evotrader.live.basket_session``), under the same rules.
 - Paper and live bots end each session by writing their daily and weekly reports
   (``evotrader.live.report``); a sim replay does when asked (``reports=True``).
 """
@@ -272,18 +273,24 @@ def checkpoint_trading(options: LiveOptions, choice: Choice) -> Trading:
     )
 
 
-def strategy_trading(options: LiveOptions, choice: Choice) -> Trading:
-    """The chosen registered strategy, traded as run_backtest.py trades it."""
-    from evotrader.live.strategy_policy import STRATEGY_HISTORY_BARS, TradableStrategy
+def chosen_strategy(options: LiveOptions, choice: Choice) -> TradableStrategy:
+    """The chosen registered strategy, if the validation and promotion gates let it trade."""
+    from evotrader.live.strategy_policy import TradableStrategy
 
     assert choice.strategy is not None
-    strategy = TradableStrategy.load(
+    return TradableStrategy.load(
         choice.strategy,
         choice.strategies,
         options.runs_dir,
         allow_unvalidated=options.allow_unvalidated,
         real_money=options.live,
     )
+
+
+def strategy_trading(options: LiveOptions, strategy: TradableStrategy) -> Trading:
+    """A single-instrument registered strategy, traded as run_backtest.py trades it."""
+    from evotrader.live.strategy_policy import STRATEGY_HISTORY_BARS
+
     if options.symbol and options.symbol != strategy.symbol:
         raise SetupError(f"--symbol {options.symbol}: {strategy.where} trades {strategy.symbol}")
 
@@ -292,12 +299,6 @@ def strategy_trading(options: LiveOptions, choice: Choice) -> Trading:
         history = broker.history(broker.qualify(config.instrument), STRATEGY_HISTORY_BARS)
         return strategy.policy(history)
 
-    template, where = strategy.spec.template, strategy.registry
-    notes = [f"strategy: {strategy.spec_id} ({template} on {strategy.symbol}) in {where}"]
-    if not strategy.validated:
-        notes.append(
-            f"note: strategy {strategy.spec_id} did not pass validation (--allow-unvalidated)"
-        )
     return Trading(
         strategy,
         strategy.symbol,
@@ -306,22 +307,26 @@ def strategy_trading(options: LiveOptions, choice: Choice) -> Trading:
         make_policy,
         "strategy",
         strategy.describe(),
-        tuple(notes),
+        strategy.notes(),
     )
 
 
 def _run(options: LiveOptions) -> RunSummary:
-    choice = choose_for(options)
-    if choice.checkpoint is not None:
-        from evotrader.live import basket_session  # a universe: the basket bot trades it
+    from evotrader.live import basket_session  # a universe: the basket bot trades it
 
+    choice = choose_for(options)
+    if choice.strategy:
+        strategy = chosen_strategy(options, choice)
+        if strategy.is_basket:
+            basket = basket_session.strategy_basket(strategy)
+            return basket_session.run_basket(options, choice, basket)
+        trading = strategy_trading(options, strategy)
+    else:
+        assert choice.checkpoint is not None
         if basket_session.is_basket(choice.checkpoint):
-            return basket_session.run_basket(options, choice)
-    trading = (
-        strategy_trading(options, choice)
-        if choice.strategy
-        else checkpoint_trading(options, choice)
-    )
+            basket = basket_session.checkpoint_basket(choice.checkpoint)
+            return basket_session.run_basket(options, choice, basket)
+        trading = checkpoint_trading(options, choice)
     symbol = trading.symbol
     config = runner_config(options, symbol)
     human, prefs = preferences_for(options, config)

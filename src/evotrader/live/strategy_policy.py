@@ -10,9 +10,16 @@ change an earlier decision. The policy keeps its own history from the start of t
 depend on where their history starts; the sim replays the search's test split with the
 search's costs and cash, so the bot's fills and equity equal the backtest's.
 
+A multi-symbol spec (cross-sectional, pairs, several one-leg books) trades as a basket
+(``evotrader.live.basket_session``): ``BasketStrategyPolicy`` decides the weights
+``run_backtest.py --strategy`` trades it to as one account in the portfolio engine
+(``portfolio_bridge``: each leg's target over the number of legs, held while unchanged),
+from every symbol's bars up to that close, its books resolved once on the bars before the
+first traded bar, as the backtest resolves them on the bars before its test split.
+
 Which strategies it trades: one that passed validation (``--allow-unvalidated`` lets the
 bot trade one that was only screened, never with real money); real money only a
-live-ready one (it passed the audit too). Single-instrument specs only for now.
+live-ready one (it passed the audit too).
 """
 
 from __future__ import annotations
@@ -22,25 +29,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from evotrader.backtest.portfolio import History
 from evotrader.env.execution import ExecutionModel
 from evotrader.env.spec import EnvSpec
 from evotrader.live.broker_sync import PolicyError
 from evotrader.live.session import SetupError
 from evotrader.live.window import COLUMNS
 from evotrader.strategies.backtest_bridge import run_engine
+from evotrader.strategies.portfolio_bridge import changed_only, latest_weights
 from evotrader.strategies.registry import RegistryError, read_registered
 from evotrader.strategies.signals import spec_targets
 from evotrader.strategies.spec import StrategySpec
-from evotrader.strategies.universe import resolve_books
-from evotrader.training.strategy_stage import Windows, find_registry, load_symbol
+from evotrader.strategies.universe import Book, resolve_books
+from evotrader.training.strategy_stage import Windows, find_registry, load_symbol, universe_bars
 
 log = logging.getLogger(__name__)
 
 STRATEGY_HISTORY_BARS = 5000  # about 20 years of daily bars: the history a decision reads
-MULTI_LEG = "multi-leg strategies are not traded live yet"
+MULTI_LEG = "a multi-symbol strategy trades as a basket, not bar by bar on one symbol"
 QUARTERS = 4  # template targets are multiples of 1/4 in [-1, 1] (templates/_indicators.py)
+
+
+def extended(known: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
+    """``known`` bars followed by those of ``bars`` after its last one (the bar just
+    closed, or a back-fill after a reconnect), as float OHLCV."""
+    if len(known):
+        bars = bars.loc[bars.index > known.index[-1]]
+    return pd.concat([known, bars[COLUMNS].astype("float64")]) if len(bars) else known
 
 
 def positions_of(spec: StrategySpec) -> tuple[float, ...]:
@@ -71,10 +89,7 @@ class StrategyPolicy:
         self.bars = history[COLUMNS].astype("float64")
 
     def decide(self, bars: pd.DataFrame) -> int:
-        if len(self.bars):
-            bars = bars.loc[bars.index > self.bars.index[-1]]
-        if len(bars):
-            self.bars = pd.concat([self.bars, bars[COLUMNS].astype("float64")])
+        self.bars = extended(self.bars, bars)
         target = self.target(self.bars)
         try:
             return self.positions.index(target)
@@ -86,6 +101,41 @@ class StrategyPolicy:
     def target(self, bars: pd.DataFrame) -> float:
         """The spec's target at the last of ``bars``, from those bars only."""
         return float(spec_targets(self.spec, (bars,), self.parameters)[-1, 0])
+
+
+class BasketStrategyPolicy:
+    """A multi-symbol spec's weights policy for the basket bot: at each close, the weights
+    of its ``books`` (``latest_weights``, from every symbol's bars up to that close since
+    the start of ``history``), traded where they changed and held (None) where not, as
+    ``portfolio_bridge.weights_policy`` trades the backtest's."""
+
+    def __init__(
+        self,
+        spec: StrategySpec,
+        parameters: dict[str, int | float],
+        history: dict[str, pd.DataFrame],
+        books: list[Book],
+    ) -> None:
+        self.spec, self.parameters, self.books = spec, dict(parameters), books
+        self.bars = {s: history[s][COLUMNS].astype("float64") for s in spec.universe.symbols}
+        self._decide = changed_only(self.weights)
+
+    def __call__(self, history: History) -> np.ndarray | None:
+        if history.bars is None:
+            raise PolicyError(f"strategy {self.spec.spec_id}: its templates need OHLCV bars")
+        for symbol, known in self.bars.items():
+            self.bars[symbol] = extended(known, history.bars[symbol])
+        return self._decide(history)
+
+    def weights(self, history: History) -> np.ndarray:
+        """The spec's weights at ``history``'s close, in the universe's order."""
+        behind = {s: f.index[-1] for s, f in self.bars.items() if f.index[-1] != history.timestamp}
+        if behind:
+            raise PolicyError(
+                f"strategy {self.spec.spec_id}: deciding at {history.timestamp}, but the last "
+                f"bars of {behind} differ"
+            )
+        return latest_weights(self.spec, self.bars, self.books, self.parameters)
 
 
 @dataclass(frozen=True)
@@ -120,8 +170,18 @@ class TradableStrategy:
         return self.spec.spec_id
 
     @property
+    def symbols(self) -> list[str]:
+        return list(self.spec.universe.symbols)
+
+    @property
+    def is_basket(self) -> bool:
+        """Whether it trades several symbols: the basket bot trades it."""
+        return len(self.symbols) > 1
+
+    @property
     def symbol(self) -> str:
-        return self.spec.universe.symbols[0]
+        """The symbol it trades; a basket's name (``A+B+C``) when it trades several."""
+        return "+".join(self.symbols)
 
     @property
     def where(self) -> str:
@@ -162,8 +222,6 @@ class TradableStrategy:
             raise SetupError(str(error)) from error  # it names the registry
         spec, validation, meta = found.spec, found.validation, found.meta
         verdict, live_ready = validation or found.screen, found.live_ready
-        if spec.info.legs != 1 or len(spec.universe.symbols) != 1:
-            raise SetupError(f"strategy {spec_id} ({spec.template}): {MULTI_LEG}")
         validated = validation is not None and validation.passed
         if real_money and not live_ready:
             raise SetupError(
@@ -192,9 +250,15 @@ class TradableStrategy:
     def bars(self, end: str | pd.Timestamp | None = None) -> pd.DataFrame:
         """The symbol's bars from its search's source, up to ``end`` (default: all, the
         days after the test split too, where a paper period is judged), exactly as
-        ``backtest_registered`` loads them."""
+        ``backtest_registered`` loads them. A basket's are ``basket_bars``."""
+        if self.is_basket:
+            raise SetupError(f"{self.where} trades the basket {self.symbol}, not one symbol")
         stop = pd.Timestamp(end) if end is not None else pd.Timestamp.max
         return load_symbol(self.data, self.spec.universe.source, self.symbol, stop)
+
+    def basket_bars(self, end: str | pd.Timestamp) -> dict[str, pd.DataFrame]:
+        """Every universe symbol's bars up to ``end``, as ``registered_test`` loads them."""
+        return universe_bars(self.data, self.spec, pd.Timestamp(end))
 
     def backtest(
         self, bars: pd.DataFrame | None = None, period: pd.DataFrame | None = None
@@ -227,6 +291,34 @@ class TradableStrategy:
                 f"before {history.index[-1]}: nothing to trade"
             )
         return StrategyPolicy(self.spec, self.parameters, history)
+
+    def basket_policy(
+        self, history: dict[str, pd.DataFrame], first_bar: pd.Timestamp | None = None
+    ) -> BasketStrategyPolicy:
+        """The weights policy deciding after every symbol's ``history``. Its books are
+        resolved on the bars before ``first_bar``, the first bar the bot traded (default:
+        all of ``history``, which ends before its first live bar), as the backtest resolves
+        them on the bars before its first decision; a universe that leaves none is refused."""
+        before = history
+        if first_bar is not None:
+            before = {s: f.loc[f.index < first_bar] for s, f in history.items()}
+        books = resolve_books(self.spec, before)
+        if not books:
+            raise SetupError(
+                f"{self.where}: its universe resolves to no book on the bars before "
+                f"{first_bar or 'the first live bar'}: nothing to trade"
+            )
+        return BasketStrategyPolicy(self.spec, self.parameters, history, books)
+
+    def notes(self) -> tuple[str, ...]:
+        """What the session logs of it when it starts."""
+        template, where = self.spec.template, self.registry
+        notes = [f"strategy: {self.spec_id} ({template} on {self.symbol}) in {where}"]
+        if not self.validated:
+            notes.append(
+                f"note: strategy {self.spec_id} did not pass validation (--allow-unvalidated)"
+            )
+        return tuple(notes)
 
     def describe(self) -> dict[str, Any]:
         """What the journal and the event log record of the strategy traded."""

@@ -11,7 +11,7 @@ engine, with the costs and the baselines, every portfolio checkpoint is judged i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -48,12 +48,35 @@ def book_weights(
     return weights
 
 
+def latest_weights(
+    spec: StrategySpec,
+    data: Mapping[str, pd.DataFrame],
+    books: list[Book],
+    parameters: Mapping[str, int | float] | None = None,
+) -> np.ndarray:
+    """``book_weights`` at the last of ``data``'s closes, from those bars only: what the
+    full-data weights hold at that close, since every target reads closes <= t (the live
+    basket bot decides with it; ``books`` are resolved once, before its first bar)."""
+    weights = book_weights(spec, data, parameters=parameters, books=books)
+    return weights.iloc[-1].to_numpy(np.float64)
+
+
 def weights_policy(weights: pd.DataFrame) -> WeightsPolicy:
     """Trade to ``weights`` at a close where they changed; hold (None) where they did not."""
+    return changed_only(
+        lambda history: weights.loc[history.timestamp, list(history.closes.columns)].to_numpy()
+    )
+
+
+def changed_only(
+    wanted_at: Callable[[History], np.ndarray],
+) -> Callable[[History], np.ndarray | None]:
+    """A policy trading to ``wanted_at(history)`` when it differs from the weights it last
+    traded to, holding (None) otherwise: the first decision always trades."""
     held: dict[str, np.ndarray] = {}
 
     def decide(history: History) -> np.ndarray | None:
-        wanted = weights.loc[history.timestamp, list(history.closes.columns)].to_numpy()
+        wanted = wanted_at(history)
         if "last" in held and np.array_equal(held["last"], wanted):
             return None
         held["last"] = wanted

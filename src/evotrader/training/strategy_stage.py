@@ -172,6 +172,13 @@ def load_symbol(data: dict[str, Any], source: str, symbol: str, end: pd.Timestam
     return load_bars(source, symbol, data["start"], None, **options).loc[:end]
 
 
+def universe_bars(
+    data: dict[str, Any], spec: StrategySpec, end: pd.Timestamp
+) -> dict[str, pd.DataFrame]:
+    """Every universe symbol's bars up to ``end``, in the universe's order (``load_symbol``)."""
+    return {s: load_symbol(data, spec.universe.source, s, end) for s in spec.universe.symbols}
+
+
 def universe_choices(config: TrainingConfig) -> list[UniverseChoice]:
     """``strategy_search.universes`` (else data.symbol and each data.universe symbol alone,
     plus data.universe whole), then every shipped list of ``strategy_search.lists`` from its
@@ -375,10 +382,7 @@ def registered_test(registry: Registry, spec_id: str) -> RegisteredTest:
         raise RegistryError(f"strategy {spec_id} was never screened: nothing to backtest")
     meta = registry.meta(SEARCH_META)
     windows = Windows.from_dict(meta["windows"])
-    bars = {
-        s: load_symbol(meta["data"], spec.universe.source, s, windows.test_end)
-        for s in spec.universe.symbols
-    }
+    bars = universe_bars(meta["data"], spec, windows.test_end)
     execution = ExecutionModel(**meta["execution"])
     return RegisteredTest(spec, dict(verdict.parameters), bars, windows, execution, meta["cash"])
 

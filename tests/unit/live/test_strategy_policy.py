@@ -89,12 +89,12 @@ def test_unknown_and_unvalidated_strategies_are_refused(tmp_path: Path) -> None:
         LiveOptions(strategy=SPEC.spec_id, trade_as="AAPL")
 
 
-def test_a_multi_leg_strategy_is_refused(tmp_path: Path) -> None:
+def test_a_multi_symbol_strategy_loads_as_a_basket_and_only_as_one(tmp_path: Path, bars) -> None:
     pair = StrategySpec.build("pairs/distance-zscore", ["GOOG", "AAPL"])
     registry = make_strategy_registry(tmp_path / "s.sqlite", pair)
+    strategy = TradableStrategy.load(pair.spec_id, registry, tmp_path)
+    assert strategy.is_basket and strategy.symbol == "GOOG+AAPL"
+    with pytest.raises(SetupError, match=r"trades the basket GOOG\+AAPL, not one symbol"):
+        strategy.bars()
     with pytest.raises(SetupError, match=MULTI_LEG):
-        TradableStrategy.load(pair.spec_id, registry, tmp_path)
-    two = StrategySpec.build("trend-following/macd", ["GOOG", "AAPL"])
-    registry = make_strategy_registry(tmp_path / "t.sqlite", two)
-    with pytest.raises(SetupError, match=MULTI_LEG):
-        TradableStrategy.load(two.spec_id, registry, tmp_path)
+        StrategyPolicy(pair, pair.parameters, bars)
