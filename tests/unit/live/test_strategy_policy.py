@@ -18,8 +18,9 @@ from evotrader.live.strategy_policy import (
     positions_of,
 )
 from evotrader.strategies.signals import spec_targets
-from evotrader.strategies.spec import RiskParams, StrategySpec
+from evotrader.strategies.spec import Filter, RiskParams, StrategySpec, UniverseSpec
 
+SYNTHETIC = ("RANDOM_WALK", "REGIMES", "AR1", "MOMENTUM", "SIGN_SWITCH")
 SPEC = StrategySpec.build(
     "momentum/volatility-scaled-momentum",
     ["GOOG"],
@@ -98,3 +99,29 @@ def test_a_multi_symbol_strategy_loads_as_a_basket_and_only_as_one(tmp_path: Pat
         strategy.bars()
     with pytest.raises(SetupError, match=MULTI_LEG):
         StrategyPolicy(pair, pair.parameters, bars)
+
+
+def test_a_restarted_basket_keeps_the_books_it_resolved_before_its_first_bar(tmp_path) -> None:
+    """A computed universe (the four least volatile symbols) is resolved on the bars before
+    the first traded bar; a bot restarted later resolves it on those same bars, however
+    the bars since then moved."""
+    spec = StrategySpec.build(
+        "momentum/cross-sectional-momentum",
+        UniverseSpec(SYNTHETIC, source="synthetic", filters=(Filter("volatility", "bottom_n", 4),)),
+        {"lookback": 20, "skip": 0, "top_n": 1, "bottom_n": 1, "rebalance": 5},
+    )
+    registry = make_strategy_registry(
+        tmp_path / "b.sqlite", spec, symbol="AR1", source="synthetic", options={"n_bars": 900}
+    )
+    strategy = TradableStrategy.load(spec.spec_id, registry, tmp_path)
+    start = strategy.windows.test_start
+    history = strategy.basket_bars(strategy.windows.test_end)
+    wild = history["AR1"].copy()  # the calmest symbol turns wild after the first bar
+    later, prices = wild.index >= start, ["open", "high", "low", "close"]
+    swing = np.resize([0.5, 2.0], int(later.sum()))  # halved, doubled, halved, ...
+    wild.loc[later, prices] = wild.loc[later, prices].mul(swing, axis=0)
+    history["AR1"] = wild
+    first = strategy.basket_policy({s: f.loc[f.index < start] for s, f in history.items()})
+    assert any("AR1" in book for book in first.books)
+    assert strategy.basket_policy(history, first_bar=start).books == first.books
+    assert not any("AR1" in book for book in strategy.basket_policy(history).books)
