@@ -14,7 +14,8 @@ SIGINT flattens and halts; a bot restarted on the same --out reconciles with the
 A portfolio checkpoint (`--checkpoint`, `--entry`, or `--symbol A0+A1+A2+A3`, its universe's
 name) is traded as a basket (evotrader.live.basket_session); its sim equals run_backtest.py too.
 `--strategy ID` trades a registered strategy (validated; see evotrader.live.strategy_policy)
-instead of a checkpoint; the sim replays its search's test split, as run_backtest.py does.
+instead of a checkpoint; the sim replays its search's test split, as run_backtest.py does; a
+multi-symbol strategy trades as a basket, as run_backtest.py's one-account run trades it.
 A halt is an alert: a line in events.jsonl, plus --alert-command and --alert-webhook.
 Exit codes (evotrader.cli.ExitCode): 0 done, 2 bad set-up, 3 halted, 4 broker, 5 data,
 6 checkpoint, 7 journal (unreadable, or another bot's). --debug shows tracebacks. The libraries
