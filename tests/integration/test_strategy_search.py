@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from evotrader.lifecycle.store import ModelRegistry
 from evotrader.strategies.registry import Registry
 from evotrader.training.strategy_stage import SEARCH_META, Windows
 
@@ -66,6 +67,10 @@ def test_strategy_search_runs_offline_fills_the_registry_and_backtests_its_best(
     assert headline["sharpe"] == best.validation.metrics["sharpe"]
     assert headline["buy_hold_return"] == best.validation.benchmark["total_return"]
     assert f"run_backtest.py --strategy {best.spec.spec_id}" in out
+    with ModelRegistry(tmp_path / "registry.sqlite") as models:  # the run recorded them
+        recorded = {entry.strategy_id for entry in models.entries() if entry.kind == "strategy"}
+    passed = {row.spec.spec_id for row in board if row.validation and row.validation.passed}
+    assert recorded == passed
     loop = json.loads((tmp_path / "search" / "evolver_state.json").read_text())
     assert (loop["status"], loop["next_cycle"]) == ("stopped", 2)
     assert sorted(loop["tried"]) == sorted(s.spec_id for s in specs)

@@ -133,7 +133,9 @@ def run_strategy_stage(ctx: StageContext) -> StageResult:
         log.info(leaderboard_table(registry.leaderboard(settings.leaderboard_size)))
         log.info(phase_counts(registry))
         log.info(f"[{ctx.name}] best: {best.spec_id} -> run_backtest.py --strategy {best.spec_id}")
-        location = registry.shown_url
+        # the run's own file is a path, so the pipeline records its validated strategies in
+        # the model registry; a database URL is shown masked (recorded by hand)
+        location = registry_url if not settings.registry_url else registry.shown_url
     return StageResult(checkpoint=location, validation=headline(best), seconds=0.0)
 
 
