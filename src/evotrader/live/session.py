@@ -109,7 +109,7 @@ class LiveOptions:
             raise SetupError("--entry, --checkpoint and --strategy each name what to trade: one")
         if self.strategy and (self.checkpoint or self.trade_as):
             raise SetupError(
-                "--strategy trades a registered strategy on its own symbol: "
+                "--strategy trades a registered strategy on its own symbols: "
                 "drop --checkpoint and --trade-as"
             )
         if self.allow_unvalidated and self.live:

@@ -15,7 +15,9 @@ A multi-symbol spec (cross-sectional, pairs, several one-leg books) trades as a 
 ``run_backtest.py --strategy`` trades it to as one account in the portfolio engine
 (``portfolio_bridge``: each leg's target over the number of legs, held while unchanged),
 from every symbol's bars up to that close, its books resolved once on the bars before the
-first traded bar, as the backtest resolves them on the bars before its test split.
+first traded bar (the journal's first decision after a restart), as the backtest resolves
+them on the bars before its test split; like every decision, on ``STRATEGY_HISTORY_BARS`` at
+most.
 
 Which strategies it trades: one that passed validation (``--allow-unvalidated`` lets the
 bot trade one that was only screened, never with real money); real money only a
