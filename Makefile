@@ -3,6 +3,7 @@ PYTHON        ?= python3
 VENV          ?= .venv
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX   ?=
+PYTEST_ARGS   ?= --durations=25  # the slowest tests, printed after each run (budget: make test < 25 min)
 PY            := $(VENV)/bin/python
 STAMP         := $(VENV)/.installed
 
