@@ -31,13 +31,15 @@ MIN_REGIME_BARS = 20
 def label_regimes(reference: pd.Series, window: int = REGIME_WINDOW) -> pd.Series:
     """bull / bear / sideways / high_vol per bar of a price or equity series.
 
-    high_vol: trailing volatility in the top fifth of this series' own volatility; else
-    bull / bear when the trailing ``window``-bar log return is beyond +/- 5%; else sideways.
+    high_vol: trailing volatility in the top fifth of this series' volatility so far (an
+    expanding quantile, so a label never reads a later bar); else bull / bear when the
+    trailing ``window``-bar log return is beyond +/- 5%; else sideways.
     """
     log_price = np.log(reference.astype(np.float64))
     volatility = log_price.diff().rolling(window, min_periods=2).std()
     trend = log_price.diff(window).fillna(log_price - log_price.iloc[0])
-    high_vol = volatility > volatility.quantile(HIGH_VOL_QUANTILE)
+    so_far = volatility.expanding(min_periods=window).quantile(HIGH_VOL_QUANTILE)
+    high_vol = volatility > so_far
     labels = np.where(
         high_vol,
         "high_vol",

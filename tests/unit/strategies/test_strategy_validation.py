@@ -202,7 +202,8 @@ def test_validation_passes_a_planted_signal_and_fails_a_random_walk() -> None:
     assert planted.phase == "validate" and planted.diagnostics["engine"] == "nautilus_trader"
     assert planted.metrics["sharpe"] > 2 and planted.diagnostics["capacity"] > 1e6
     judged = planted.diagnostics["judged_regimes"]
-    assert len(judged) >= 3 and planted.diagnostics["positive_regimes"] == judged
+    positive = planted.diagnostics["positive_regimes"]
+    assert len(judged) >= 3 and set(positive) <= set(judged) and len(positive) >= 3  # 3 of 4
     assert planted.equity.index[0] == pd.Timestamp(planted.diagnostics["window"]["start"])
     assert not noise.passed
     sharpe = noise.metrics["sharpe"]
