@@ -44,8 +44,12 @@ def align(
     bars: Mapping[str, pd.DataFrame],
     missing: str = "drop",
     max_drop_share: float = DEFAULT_MAX_DROP_SHARE,
+    quiet: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Each symbol's bars (validated copies) on one common calendar; see the module doc.
+
+    Trimming to the common span is logged (at debug level when ``quiet``: for callers that
+    align the same symbols many times, such as a strategy search).
 
     Raises ``DataError`` naming the symbol for invalid bars, an unknown policy, spans that do
     not overlap, a hole under ``"error"`` and a symbol losing more than ``max_drop_share``
@@ -58,7 +62,7 @@ def align(
     if not bars:
         raise DataError("align: no symbols to align")
     frames = {symbol: validate_ohlcv(frame, symbol=symbol) for symbol, frame in bars.items()}
-    in_span = _common_span(frames)
+    in_span = _common_span(frames, logging.DEBUG if quiet else logging.INFO)
     calendar = _union(list(in_span.values()))
     common = _intersection(list(in_span.values()))
     if missing == "error":
@@ -73,8 +77,9 @@ def align(
     return {symbol: frame.loc[common] for symbol, frame in frames.items()}
 
 
-def _common_span(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DatetimeIndex]:
-    """Each symbol's dates inside [latest first bar, earliest last bar]; trimming is logged."""
+def _common_span(frames: Mapping[str, pd.DataFrame], level: int) -> dict[str, pd.DatetimeIndex]:
+    """Each symbol's dates inside [latest first bar, earliest last bar]; trimming is logged
+    at ``level``."""
     first = max(frame.index[0] for frame in frames.values())
     last = min(frame.index[-1] for frame in frames.values())
     if first > last:
@@ -84,7 +89,8 @@ def _common_span(frames: Mapping[str, pd.DataFrame]) -> dict[str, pd.DatetimeInd
     for symbol, frame in frames.items():
         dates = frame.index[(frame.index >= first) & (frame.index <= last)]
         if len(dates) < len(frame):
-            logger.info(
+            logger.log(
+                level,
                 "%s: %d bars outside the common span %s to %s trimmed",
                 symbol,
                 len(frame) - len(dates),

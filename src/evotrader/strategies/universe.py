@@ -41,12 +41,15 @@ def align(data: Mapping[str, pd.DataFrame], symbols: tuple[str, ...]) -> dict[st
     """The symbols' bars restricted to the dates they all share (one common index).
 
     The data layer's ``align`` (validated bars, no forward fill) with no cap on the days a
-    symbol loses to others' holes, as a search over a listed universe has always taken them.
+    symbol loses to others' holes, as a search over a listed universe has always taken them,
+    and its trimming logged at debug level (a search aligns the same symbols for every spec).
     """
     missing = [s for s in symbols if s not in data]
     if missing:
         raise KeyError(f"no bars for symbol(s) {missing}; have {sorted(data)}")
-    aligned = align_bars({s: data[s] for s in symbols}, missing="drop", max_drop_share=1.0)
+    aligned = align_bars(
+        {s: data[s] for s in symbols}, missing="drop", max_drop_share=1.0, quiet=True
+    )
     common = aligned[symbols[0]].index
     if len(common) < 2:
         raise ValueError(f"symbols {list(symbols)} share {len(common)} timestamps; need >= 2")
