@@ -33,7 +33,9 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The peers (gym-anytrading, stable-baselines3) only for the bench; torch stays pinned.
 bench: setup
+	$(PY) -m pip install --quiet -e ".[bench]" torch==$(TORCH_VERSION)
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 lint: setup
