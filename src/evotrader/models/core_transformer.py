@@ -130,15 +130,27 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(spec.model_dim, spec.model_dim)
         self.resid_dropout = nn.Dropout(spec.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        batch, window, dim = x.shape
-        q, k, v = self.qkv(x).split(dim, dim=-1)
+    def forward(self, x: Tensor, last_only: bool = False) -> Tensor:
+        """(B, W, D) -> (B, W, D); with ``last_only`` (B, 1, D): only the last position
+        queries, while every position still serves as a key and a value."""
+        batch, dim = x.shape[0], x.shape[2]
+        if last_only:  # project the queries of the last position only
+            weight, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, -1:], weight[:dim], bias[:dim])
+            k, v = F.linear(x, weight[dim:], bias[dim:]).split(dim, dim=-1)
+        else:
+            q, k, v = self.qkv(x).split(dim, dim=-1)
         # (B, W, D) -> (B, heads, W, head_dim)
-        q, k, v = (t.view(batch, window, self.num_heads, -1).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0
+        q, k, v = (
+            t.view(batch, -1, self.num_heads, t.shape[-1] // self.num_heads) for t in (q, k, v)
         )
-        y = y.transpose(1, 2).reshape(batch, window, dim)
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2),
+            k.transpose(1, 2),
+            v.transpose(1, 2),
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        y = y.transpose(1, 2).reshape(batch, -1, dim)
         return self.resid_dropout(self.proj(y))
 
 
@@ -157,8 +169,10 @@ class EncoderBlock(nn.Module):
             nn.Dropout(spec.dropout),
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_attn(x))
+    def forward(self, x: Tensor, last_only: bool = False) -> Tensor:
+        """(B, W, D) -> (B, W, D); with ``last_only`` just the last position, (B, 1, D)."""
+        residual = x[:, -1:] if last_only else x
+        x = residual + self.attn(self.ln_attn(x), last_only)
         return x + self.mlp(self.ln_mlp(x))
 
 
@@ -233,11 +247,15 @@ class CoreTransformer(nn.Module):
         elif self.pos_table is not None:
             h = h + self.pos_table[:window]
         h = self.embed_dropout(h)
-        for block in self.blocks:
-            h = block(h)
+        # "last" pooling reads only the last position, so the final block computes just that
+        # one (every position still attends in the blocks before and serves as key and value):
+        # the same function, about a window's worth cheaper in the block's attention and MLP.
+        last_only = spec.pooling == "last"
+        for index, block in enumerate(self.blocks):
+            h = block(h, last_only=last_only and index == len(self.blocks) - 1)
         h = self.ln_final(h)
 
-        if spec.pooling == "last":
+        if last_only:
             pooled = h[:, -1]
         elif spec.pooling == "mean":
             pooled = h.mean(dim=1)

@@ -14,18 +14,18 @@ import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
-from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from evotrader.models.moe_policy import MoEPolicy, Routing, gate_entropy, load_balancing_loss
 from evotrader.models.portfolio_moe import PortfolioMoE
 from evotrader.models.portfolio_ppo_model import PortfolioPPOModule
 from evotrader.models.ppo_model import module_inputs
+from evotrader.models.rllib_sampling import EvalModeSampling
 
 GATE_PROBS = "gate_probs"
 GATE_WEIGHTS = "gate_weights"
 
 
-class MoEPPOModule(TorchRLModule, ValueFunctionAPI):
+class MoEPPOModule(EvalModeSampling, ValueFunctionAPI):
     """RLlib module around ``MoEPolicy``; ``model_config`` holds the encoder and the gate.
 
     ``model_config`` keys: ``encoder`` (CoreTransformer spec without ``input_dim``, which

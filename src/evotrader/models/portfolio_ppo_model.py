@@ -15,13 +15,13 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.distribution.torch.torch_distribution import TorchMultiCategorical
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
-from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from evotrader.models.core_transformer import TransformerSpec
 from evotrader.models.portfolio_transformer import PortfolioTransformer
+from evotrader.models.rllib_sampling import EvalModeSampling
 
 
-class PortfolioPPOModule(TorchRLModule, ValueFunctionAPI):
+class PortfolioPPOModule(EvalModeSampling, ValueFunctionAPI):
     """RLlib module around ``PortfolioTransformer``; ``model_config["encoder"]`` (without
     ``input_dim``, which comes from the observations' channels) sizes the trunk and
     ``model_config.get("cross_layers", 1)`` the cross-asset blocks."""

@@ -12,9 +12,9 @@ import torch
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.rl_module import RLModule
-from ray.rllib.core.rl_module.torch import TorchRLModule
 
 from evotrader.models.core_transformer import TransformerSpec
+from evotrader.models.rllib_sampling import EvalModeSampling
 from evotrader.models.transformer_policy import TransformerPolicy
 
 
@@ -38,7 +38,7 @@ def module_inputs(module: RLModule) -> tuple[dict[str, Any], TransformerSpec, in
     return config, TransformerSpec.from_dict(encoder), int(action_space.n)
 
 
-class TransformerPPOModule(TorchRLModule, ValueFunctionAPI):
+class TransformerPPOModule(EvalModeSampling, ValueFunctionAPI):
     """RLlib module around ``TransformerPolicy``; ``model_config["encoder"]`` sizes it.
 
     ``model_config`` holds the CoreTransformer spec without ``input_dim``, which comes

@@ -215,6 +215,33 @@ def test_last_pooling_still_sees_earlier_tokens_through_attention() -> None:
     assert not torch.allclose(model(x), model(changed), atol=1e-6)
 
 
+def full_sequence_last(model: CoreTransformer, x: torch.Tensor) -> torch.Tensor:
+    """The reference "last" pooling: every block over every position, then the last one."""
+    assert model.pos_table is not None
+    h = model.input_proj(x) + model.pos_table[: x.shape[1]]
+    for block in model.blocks:
+        h = block(h)
+    return model.output_proj(model.ln_final(h)[:, -1])
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3])
+def test_last_pooling_computes_only_the_last_position_with_the_same_result(
+    num_layers: int,
+) -> None:
+    """The final block's last-position shortcut is the same function as running it over the
+    whole window (to float rounding), in value and in gradient."""
+    model = make_model(pooling="last", num_layers=num_layers)
+    x = torch.randn(64, 12, 5, dtype=torch.float64)
+    model = model.double()
+    torch.testing.assert_close(model(x), full_sequence_last(model, x), rtol=1e-12, atol=1e-12)
+    fast = torch.autograd.grad(model(x).square().sum(), list(model.parameters()))
+    slow = torch.autograd.grad(
+        full_sequence_last(model, x).square().sum(), list(model.parameters())
+    )
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("pooling", ["mean", "attention"])
 def test_without_positions_pooled_output_is_permutation_invariant(pooling: str) -> None:
     model = make_model(pooling=pooling, positional="none")

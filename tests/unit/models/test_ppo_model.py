@@ -5,6 +5,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 from tests.support.checkpoints import model_checkpoint
 
 from evotrader.agents.loading import policy_from_checkpoint
@@ -65,3 +66,27 @@ def test_loaded_policy_runs_without_ray(tmp_path) -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_sampling_draws_what_rllibs_categorical_draws_and_stays_in_eval_mode() -> None:
+    """The module samples its own actions (skipping RLlib's per-step distribution object)
+    with the same actions and log-probabilities TorchCategorical gives for the same seed,
+    and switches to eval mode once instead of around every call."""
+    torch.manual_seed(0)
+    module = _module()
+    batch = {Columns.OBS: torch.randn(256, 12, 8)}
+    module.forward_train(batch)
+    assert module.training
+    torch.manual_seed(7)
+    explored = module.forward_exploration(batch)
+    assert not module.training and not module.net.encoder.training  # no dropout while sampling
+    distribution = TorchCategorical.from_logits(explored[Columns.ACTION_DIST_INPUTS])
+    torch.manual_seed(7)
+    module.net(batch[Columns.OBS])  # the forward draws nothing: the same generator state
+    actions = distribution.sample()
+    assert torch.equal(explored[Columns.ACTIONS], actions)
+    assert torch.equal(explored[Columns.ACTION_LOGP], distribution.logp(actions))
+    assert len(set(actions.tolist())) == 3  # near-uniform initial policy: all three drawn
+    assert Columns.ACTIONS not in module.forward_inference(batch)  # greedy: RLlib's argmax
+    module.forward_train(batch)
+    assert module.training
