@@ -18,9 +18,17 @@ import pandas as pd
 
 from evotrader.data.features import FeaturePipeline
 from evotrader.env.execution import rebalance
-from evotrader.env.market_data import MarketData, env_pipeline, episode_bounds, fill_agent_state
+from evotrader.env.market_data import (
+    AGENT_STATE_CHANNELS,
+    MarketData,
+    clip_unrealised,
+    env_pipeline,
+    episode_bounds,
+)
 from evotrader.env.rewards import differential_sharpe
 from evotrader.env.spec import EnvSpec
+
+OBSERVATION_BLOCK = 64  # observations copied at once (64 windows of 64 x 8 float32: 128 KiB)
 
 
 class MarketEnv(gym.Env[np.ndarray, np.int64]):
@@ -68,10 +76,17 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         self.action_space = gym.spaces.Discrete(len(self.positions))
         self.observation_space = self.market.observation_space(self.positions)
         self._windows = self.market.windows()
+        self._lag = spec.window - 1
+        self._agent_state = spec.agent_state
+        # The agent's state as one 64-bit word (the float32 pair of channels), written into a
+        # whole window's rows at once.
+        self._state = np.zeros(AGENT_STATE_CHANNELS, dtype=np.float32)
+        self._state_word = self._state.view(np.int64)
         self._fill = self.market.prices.fill.tolist()
         self._mark = self.market.prices.mark.tolist()
         self._impact = self.market.prices.impact.tolist()
         self._linear_rate = spec.execution.linear_rate
+        self._log_return = spec.reward == "log_return"
         self._t = self._end = 0
 
     def reset(
@@ -90,6 +105,7 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         self._cash, self._units, self._target = cash, 0.0, 0.0
         self._equity = self._entry_equity = cash
         self._sharpe_mean = self._sharpe_second = 0.0
+        self._copy_block()
         return self._observation(), {"equity": self._equity, "t": self._t}
 
     def step(
@@ -110,25 +126,49 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
         if terminated:
             equity = 1e-12 * self.env_spec.initial_cash
         self._equity = equity
-        reward = self._reward(previous, equity)
+        if self._log_return:
+            reward = math.log(equity / previous)
+        else:
+            reward = self._differential_sharpe(equity / previous - 1.0)
         truncated = not terminated and t >= self._end
         info = {"equity": equity, "position": target, "cost": cost, "t": t}
         return self._observation(), reward, terminated, truncated, info
 
-    def _reward(self, previous: float, equity: float) -> float:
-        if self.env_spec.reward == "log_return":
-            return math.log(equity / previous)
+    def _differential_sharpe(self, simple_return: float) -> float:
         eta = self.env_spec.sharpe_eta
         reward, self._sharpe_mean, self._sharpe_second = differential_sharpe(
-            equity / previous - 1.0, self._sharpe_mean, self._sharpe_second, eta
+            simple_return, self._sharpe_mean, self._sharpe_second, eta
         )
         return float(reward)
 
+    def _copy_block(self) -> None:
+        """Copy the windows of the next ``OBSERVATION_BLOCK`` decision bars from bar t on.
+
+        Each observation is then one row of this fresh block, written (its agent state) once
+        just before it is returned and never again, so callers may keep it (RLlib does): a
+        view costs far less per step than allocating and copying a window.
+        """
+        start = self._t - self._lag
+        self._block_first = self._t
+        self._block = self._windows[start : start + OBSERVATION_BLOCK].copy()
+        if self._agent_state:
+            self._block_states = self._block[..., -AGENT_STATE_CHANNELS:].view(np.int64)[..., 0]
+
     def _observation(self) -> np.ndarray:
-        obs: np.ndarray = self._windows[self._t - self.market.window + 1].copy()
-        if self.market.agent_state:
-            unrealised = self._equity / self._entry_equity - 1.0 if self._target else 0.0
-            fill_agent_state(obs, self._target, unrealised)
+        """The window ending at bar t (steps and resets only ever move t to a new row)."""
+        row = self._t - self._block_first
+        if row == len(self._block):
+            self._copy_block()
+            row = 0
+        if self._agent_state:
+            state = self._state
+            state[0] = self._target
+            if self._target:
+                state[1] = clip_unrealised(self._equity / self._entry_equity - 1.0)
+            else:
+                state[1] = 0.0
+            self._block_states[row] = self._state_word
+        obs: np.ndarray = self._block[row]
         return obs
 
     # gymnasium types render() with a TypeVar bound to nothing; "ansi" mode returns text.
