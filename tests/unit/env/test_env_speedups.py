@@ -3,13 +3,14 @@
 ``env_reference.npz`` holds the observations, rewards, terminations, truncations and infos
 of fixed seed/action runs over several specs (agent state on and off, long-only, windows 1 to
 32, finite and open-ended episodes, differential Sharpe, impact and close fills, a crash that
-terminates accounts, three symbols for the vector env). It was written by the env code of
-commit 0dcc101 (before the speed-ups of issue 16) with
+terminates accounts, an odd channel count, three symbols for the vector env). It was written
+by the env code before the speed-ups of issue 16 (``src`` of commit abb9917) with
 
-    .venv/bin/python tests/unit/env/test_env_speedups.py
+    git archive abb9917 src | tar -x -C /tmp/before
+    PYTHONPATH=/tmp/before/src .venv/bin/python tests/unit/env/test_env_speedups.py
 
-which reruns ``record_market`` and ``record_vector`` and rewrites the file. Rerun it only
-for a deliberate change of the env's numbers (features, costs, rewards), never for speed.
+which reruns ``record_market`` and ``record_vector`` and rewrites the file. Regenerate it
+only for a deliberate change of the env's numbers (features, costs, rewards), never for speed.
 
 Every observation is kept as returned and compared at the end of the run, so an env that
 hands back a view of a buffer it later overwrites fails here too (RLlib keeps them).
@@ -24,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evotrader.data import generate_synthetic
+from evotrader.data import FeaturePipeline, generate_synthetic
 from evotrader.env import EnvSpec, ExecutionModel, MarketEnv, VectorMarketEnv
 
 REFERENCE = Path(__file__).with_name("env_reference.npz")
@@ -53,6 +54,7 @@ MARKET_VARIANTS: dict[str, tuple[str, EnvSpec, bool, int | None]] = {
         None,
     ),
     "crash": ("CRASH", EnvSpec(window=4, positions=(0.0, 4.0), episode_length=None), False, 240),
+    "odd_channels": ("BBB", EnvSpec(window=12, episode_length=30), True, None),
 }
 
 VECTOR_VARIANTS: dict[str, tuple[tuple[str, ...], EnvSpec, bool, int]] = {
@@ -66,7 +68,11 @@ VECTOR_VARIANTS: dict[str, tuple[tuple[str, ...], EnvSpec, bool, int]] = {
         4,
     ),
     "crash": (("CRASH",), EnvSpec(window=2, positions=(0.0, 4.0), episode_length=None), False, 8),
+    "odd_channels": (("AAA", "BBB"), EnvSpec(window=6, episode_length=15), True, 5),
 }
+# Variants given a pipeline fitted elsewhere, on three features: five channels with the agent
+# state, so its float32 pair is not 8-byte aligned in every row. The others fit their own.
+ODD_FEATURES = ("log_return", "gap", "volatility")
 
 
 def universe() -> dict[str, pd.DataFrame]:
@@ -94,11 +100,20 @@ def universe() -> dict[str, pd.DataFrame]:
     return frames
 
 
+def _fit(variant: str, frames: list[pd.DataFrame]) -> dict[str, Any]:
+    """The env's normalisation: its own fit on the first FIT_BARS bars, or a fitted pipeline."""
+    if variant != "odd_channels":
+        return {"fit_bars": FIT_BARS}
+    return {"pipeline": FeaturePipeline(ODD_FEATURES).fit([f.iloc[:FIT_BARS] for f in frames])}
+
+
 def record_market(frames: dict[str, pd.DataFrame], steps: int = 150) -> dict[str, np.ndarray]:
     """Every MarketEnv variant stepped with seeded random actions, reset when an episode ends."""
     out: dict[str, np.ndarray] = {}
     for name, (symbol, spec, random_start, start) in MARKET_VARIANTS.items():
-        env = MarketEnv(frames[symbol], spec=spec, random_start=random_start, fit_bars=FIT_BARS)
+        env = MarketEnv(
+            frames[symbol], spec=spec, random_start=random_start, **_fit(name, [frames[symbol]])
+        )
         options = None if start is None else {"start": start}
         obs, info = env.reset(seed=11, options=options)
         observations, resets, rows = [obs], [(info["equity"], info["t"])], []
@@ -123,7 +138,7 @@ def record_vector(frames: dict[str, pd.DataFrame], steps: int = 100) -> dict[str
     for name, (symbols, spec, random_start, num_envs) in VECTOR_VARIANTS.items():
         bars = {symbol: frames[symbol] for symbol in symbols}
         env = VectorMarketEnv(
-            bars, num_envs, spec=spec, random_start=random_start, fit_bars=FIT_BARS
+            bars, num_envs, spec=spec, random_start=random_start, **_fit(name, list(bars.values()))
         )
         obs, info = env.reset(seed=13)
         observations, equities = [obs], [info["equity"]]
