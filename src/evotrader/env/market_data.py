@@ -161,12 +161,11 @@ def fill_agent_state(
     The one definition of those channels for MarketEnv, VectorMarketEnv and the live runner:
     the target position held, then the unrealised return since the last trade clipped to
     [-1, MAX_UNREALISED]. ``obs`` is one window (window, channels) with float states, or a
-    batch (n, window, channels) with (n,) arrays. Returns ``obs``.
+    batch (n, window, channels) with (n,) arrays and contiguous channels. Returns ``obs``.
     """
     if obs.ndim == 3:
-        # Each window's two channels are packed once and written as one 64-bit word per row
-        # (the float32 pair's bytes, unchanged): ~3x faster than two strided float32 columns,
-        # which cost as much as gathering the windows.
+        # Each window's two channels are packed once and written as 64-bit words (a float32
+        # pair's bytes, unchanged): one strided store per row instead of two, ~2x faster.
         pair = np.empty((len(obs), 2), dtype=obs.dtype)
         pair[:, 0] = position
         pair[:, 1] = np.clip(unrealised, -1.0, MAX_UNREALISED)

@@ -28,7 +28,7 @@ from evotrader.env.market_data import (
 from evotrader.env.rewards import differential_sharpe
 from evotrader.env.spec import EnvSpec
 
-OBSERVATION_BLOCK = 64  # observations copied at once (64 windows of 64 x 8 float32: 128 KiB)
+OBSERVATION_BLOCK = 64  # windows copied at once: 128 KiB at window 64 with 8 channels
 
 
 class MarketEnv(gym.Env[np.ndarray, np.int64]):
@@ -155,7 +155,8 @@ class MarketEnv(gym.Env[np.ndarray, np.int64]):
             self._block_states = self._block[..., -AGENT_STATE_CHANNELS:].view(np.int64)[..., 0]
 
     def _observation(self) -> np.ndarray:
-        """The window ending at bar t (steps and resets only ever move t to a new row)."""
+        """The window ending at bar t: the block's next row, as a step moves t on by one bar
+        and a reset copies a new block, so no row is handed out twice."""
         row = self._t - self._block_first
         if row == len(self._block):
             self._copy_block()
