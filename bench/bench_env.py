@@ -113,14 +113,14 @@ def main() -> None:
     print(f"medians of {args.repeats} repeats; ratios: medians of side-by-side pairs")
 
     direct = single_env(single, actions, args.steps, args.seed)
-    made = gym.make(ENV_ID, bars=bars, pipeline=pipeline, spec=spec)
-    through_make = single_env(made, actions, args.steps, args.seed)
     peer_env = anytrading_env(bars, args.window)
     if peer_env is None:
         rate = statistics.median(direct() for _ in range(args.repeats))
         print(f"MarketEnv               {rate:>12,.0f} steps/s")
     else:
         peer = single_env(peer_env, 2, args.steps, args.seed)  # StocksEnv: sell or buy
+        made = gym.make(ENV_ID, bars=bars, pipeline=pipeline, spec=spec)
+        through_make = single_env(made, actions, args.steps, args.seed)
         rate, peer_rate, ratio = side_by_side(direct, peer, args.repeats)
         made_rate, _, made_ratio = side_by_side(through_make, peer, args.repeats)
         print(f"MarketEnv               {rate:>12,.0f} steps/s      {ratio:5.2f}x gym-anytrading")
