@@ -197,3 +197,22 @@ if __name__ == "__main__":
     data = universe()
     np.savez_compressed(REFERENCE, **record_market(data), **record_vector(data))
     print(f"wrote {REFERENCE}")
+
+
+def test_scribbling_on_an_observation_changes_no_later_one(frames) -> None:
+    """MarketEnv hands out rows of a shared block: a caller writing into one (normalising in
+    place, say) must not reach the observations that follow, across blocks and resets."""
+    symbol, spec, _, _ = MARKET_VARIANTS["default"]
+    clean, scribbled = (MarketEnv(frames[symbol], spec=spec, fit_bars=FIT_BARS) for _ in range(2))
+    first, _ = clean.reset(seed=5)
+    other, _ = scribbled.reset(seed=5)
+    assert np.array_equal(first, other)
+    for action in np.random.default_rng(6).integers(len(spec.positions), size=150):
+        other[...] = np.nan
+        expected, _, terminated, truncated, _ = clean.step(action)
+        other = scribbled.step(action)[0]
+        assert np.array_equal(expected, other)
+        if terminated or truncated:
+            other[...] = np.nan
+            other = scribbled.reset()[0]
+            assert np.array_equal(clean.reset()[0], other)
