@@ -42,6 +42,7 @@ from evotrader.env import EnvSpec, MarketEnv
 from evotrader.training.market_envs import make_vector_env
 from evotrader.training.pipeline import StageContext
 from evotrader.training.ppo_stage import ppo_stage
+from evotrader.training.rllib_connectors import RLLIB_DEFAULT_CONNECTORS
 from evotrader.training.rllib_stage import build_algorithm, ppo_config
 
 FLAT_ENV_NAME = "evotrader-vector-market-flat"
@@ -53,10 +54,11 @@ def make_flat_vector_env(env_config: dict[str, Any]) -> gym.vector.VectorEnv:
 
 
 def rllib_default(context: StageContext) -> Algorithm:
-    """RLlib PPO with the stage's settings, its default catalog module and the flat env."""
+    """RLlib PPO with the stage's settings, its default catalog module, its default
+    connectors and the flat env."""
     register_env(FLAT_ENV_NAME, make_flat_vector_env)
     config = ppo_config(context, ppo_stage(context), context.config.seed)
-    config.rl_module(rl_module_spec=None)
+    config.rl_module(rl_module_spec=None).env_runners(**RLLIB_DEFAULT_CONNECTORS)
     return config.environment(FLAT_ENV_NAME).build_algo()
 
 

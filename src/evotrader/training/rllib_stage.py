@@ -47,6 +47,7 @@ from evotrader.training.market_envs import (
 )
 from evotrader.training.pipeline import CheckpointedPolicy, StageContext, StageResult
 from evotrader.training.portfolio_validation import portfolio_checkpoint, validate_portfolio
+from evotrader.training.rllib_connectors import LEAN_CONNECTORS
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +226,8 @@ def ppo_config(ctx: StageContext, stage: RLlibStage, seed: int) -> PPOConfig:
         .debugging(seed=seed)
         .reporting(metrics_num_episodes_for_smoothing=20)
     )
+    if stage.universe is None:  # a Discrete module that draws its own actions
+        ppo = ppo.env_runners(**LEAN_CONNECTORS)
     if stage.learner_class is not None:
         ppo = ppo.learners(
             learner_class=stage.learner_class, learner_config_dict=stage.learner_config
