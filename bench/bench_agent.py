@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 
 import numpy as np
 import torch
 
-from common import best_seconds
+from common import median_seconds
 from evotrader.agents import AgentArchitecture, AgentHyperparameters, AutonomousAgent
 from evotrader.agents.thinking import rollout_uniforms, what_if_sharpe
 from evotrader.data import FeaturePipeline, generate_synthetic
@@ -70,8 +71,8 @@ def main() -> None:
     for batch in args.batch_sizes:
         obs = windows[np.arange(batch) % len(windows)]
         repeats = max(3, min(50, 4096 // batch))
-        rate = batch / best_seconds(lambda obs=obs: agent.act(obs), repeats)
-        print(f"act  batch {batch:>5} {rate:>12,.0f} states/s")
+        rate = batch / median_seconds(partial(agent.act, obs), repeats)
+        print(f"act  batch {batch:>5} {rate:>12,.0f} states/s (median of {repeats})")
 
     obs = windows[np.arange(args.batch_sizes[-1]) % len(windows)]
     x = torch.as_tensor(obs)
@@ -86,15 +87,15 @@ def main() -> None:
             "trunk embed": lambda: agent.world_model.embed(x),
             "memory recall": lambda: agent.memory.retrieve(embedding.numpy(), hp.memory_k),
             "forecaster": lambda: agent.forecaster.predict_proba(returns),
-            "chartist": lambda: agent.chartist.predict_proba(np.cumsum(returns, axis=1)),
+            "chartist": lambda: chartist.predict_proba(np.cumsum(returns, axis=1)),
             "world model": lambda: agent.world_model(x, thought.context),
             "what-if": lambda: what_if_sharpe(
                 output.quantiles, agent.world_model.levels, uniform, positions, 3e-4
             ),
         }
-        print(f"think loop parts at batch {len(obs)} (ms):")
+        print(f"think loop parts at batch {len(obs)} (ms, medians of 3):")
         for name, part in parts.items():
-            print(f"  {name:<14} {best_seconds(part, 3) * 1e3:>8.1f}")
+            print(f"  {name:<14} {median_seconds(part, 3) * 1e3:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -18,31 +18,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from common import medians
 from evotrader.backtest.engine import run_backtest
 from evotrader.backtest.policies import MovingAverageCrossover
 from evotrader.data import FeaturePipeline, generate_synthetic
 from evotrader.env import EnvSpec
-
-
-def medians(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function over ``repeats`` alternated rounds, after a warm-up."""
-    for function in runs.values():
-        function()
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, function in runs.items():
-            start = time.perf_counter()
-            function()
-            seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(times) for name, times in seconds.items()}
 
 
 def moving_average(bars_count: int, window: int, repeats: int, peer: bool, seed: int) -> None:

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from common import median_seconds
 from evotrader.backtest.baselines import (
     EQUAL_WEIGHT,
     compare_with_baselines,
@@ -50,16 +51,14 @@ def main() -> None:
     bars, close_only = universe.bars, universe.close_only
     settings = PortfolioSettings(args.rebalance)
     every_bar = PortfolioSettings("bar")
-    best = float("inf")
-    for _ in range(args.repeats):
-        began = time.perf_counter()
-        run_portfolio(equal_weight, bars, every_bar, close_only=close_only)
-        best = min(best, time.perf_counter() - began)
+    seconds = median_seconds(
+        lambda: run_portfolio(equal_weight, bars, every_bar, close_only=close_only), args.repeats
+    )
     n_bars, n_assets = len(universe.index), len(universe.symbols)
     print(
         f"engine: {n_bars:,} bars x {n_assets} assets, equal weight rebalanced every bar: "
-        f"best {best * 1e3:.0f} ms -> {n_bars / best:,.0f} bars/s, "
-        f"{n_bars * n_assets / best:,.0f} asset-bars/s"
+        f"median of {args.repeats} {seconds * 1e3:.0f} ms -> {n_bars / seconds:,.0f} bars/s, "
+        f"{n_bars * n_assets / seconds:,.0f} asset-bars/s"
     )
     began = time.perf_counter()
     comparison = compare_with_baselines(

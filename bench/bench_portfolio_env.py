@@ -20,12 +20,13 @@ import sys
 import tempfile
 import types
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from common import best_seconds
+from common import medians
 from evotrader.data import FeaturePipeline, generate_synthetic
 from evotrader.data.features import CLOSE_ONLY_FEATURES, DEFAULT_FEATURES
 from evotrader.data.universe import load_universe
@@ -44,8 +45,8 @@ def synthetic_bars(assets: int, bars: int) -> dict[str, pd.DataFrame]:
     return {f"S{i:02d}": generate_synthetic(bars, seed=i).bars for i in range(assets)}
 
 
-def single_rate(env: MarketEnv | PortfolioEnv, actions: list, seed: int, repeats: int) -> float:
-    """Steps per second over ``actions`` from a seeded reset, best of ``repeats``."""
+def single_run(env: MarketEnv | PortfolioEnv, actions: list, seed: int) -> Callable[[], None]:
+    """One timed run: ``actions`` stepped from a seeded reset (resetting at episode ends)."""
 
     def run() -> None:
         env.reset(seed=seed)
@@ -54,20 +55,20 @@ def single_rate(env: MarketEnv | PortfolioEnv, actions: list, seed: int, repeats
             if terminated or truncated:
                 env.reset()
 
-    return len(actions) / best_seconds(run, repeats)
+    return run
 
 
-def vector_rate(
-    env: VectorMarketEnv | VectorPortfolioEnv, actions: np.ndarray, seed: int, repeats: int
-) -> float:
-    """Env-steps per second: batch steps per second times the sub-environments."""
+def vector_run(
+    env: VectorMarketEnv | VectorPortfolioEnv, actions: np.ndarray, seed: int
+) -> Callable[[], None]:
+    """One timed run: the batches of ``actions`` stepped from a seeded reset."""
 
     def run() -> None:
         env.reset(seed=seed)
         for batch in actions:
             env.step(batch)
 
-    return len(actions) * env.num_envs / best_seconds(run, repeats)
+    return run
 
 
 def load_finrl(wheel_glob: str) -> tuple[type | None, str]:
@@ -122,9 +123,10 @@ def finrl_frame(bars: dict[str, pd.DataFrame], days: int, lookback: int) -> pd.D
     return pd.DataFrame(rows).set_index("day")
 
 
-def finrl_rate(
-    env_class: type, bars: dict[str, pd.DataFrame], steps: int, seed: int, repeats: int
-) -> float:
+def finrl_run(
+    env_class: type, bars: dict[str, pd.DataFrame], steps: int, seed: int
+) -> Callable[[], None]:
+    """One timed run of FinRL's StockPortfolioEnv: ``steps`` random allocations from a reset."""
     assets, lookback = len(bars), 63
     frame = finrl_frame(bars, steps + 2, lookback)
     indicators = ["return_1", "return_mean"]
@@ -147,7 +149,7 @@ def finrl_rate(
         for action in actions:
             env.step(action)
 
-    return steps / best_seconds(run, repeats)
+    return run
 
 
 def main() -> None:
@@ -158,7 +160,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3_000)
     parser.add_argument("--num-envs", type=int, default=256)
     parser.add_argument("--vector-steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3, help="each figure is the best run")
+    parser.add_argument("--repeats", type=int, default=7, help="each figure is the median")
     parser.add_argument("--finrl-wheel", default="/tmp/finrl/FinRL-*.whl")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -176,26 +178,34 @@ def main() -> None:
 
     market = MarketEnv(first, pipeline, spec)
     market_actions = rng.integers(3, size=args.steps * 4).tolist()
-    market_rate = single_rate(market, market_actions, args.seed, args.repeats)
     vector_market = VectorMarketEnv(first, args.num_envs, pipeline, spec)
-    vector_market_rate = vector_rate(
-        vector_market,
-        rng.integers(3, size=(args.vector_steps, args.num_envs)),
-        args.seed,
-        args.repeats,
-    )
+    vector_market_actions = rng.integers(3, size=(args.vector_steps, args.num_envs))
     portfolio = PortfolioEnv(universe, pipeline, spec)
     portfolio_actions = list(rng.random((args.steps, assets + 1)))
-    portfolio_rate = single_rate(portfolio, portfolio_actions, args.seed, args.repeats)
     vector = VectorPortfolioEnv(universe, args.num_envs, pipeline, spec)
     vector_actions = rng.random((args.vector_steps, args.num_envs, assets + 1))
-    vector_portfolio_rate = vector_rate(vector, vector_actions, args.seed, args.repeats)
+    runs = {
+        "market": single_run(market, market_actions, args.seed),
+        "vector market": vector_run(vector_market, vector_market_actions, args.seed),
+        "portfolio": single_run(portfolio, portfolio_actions, args.seed),
+        "vector portfolio": vector_run(vector, vector_actions, args.seed),
+    }
+    finrl_class, note = load_finrl(args.finrl_wheel)
+    finrl_steps = min(args.steps, 500)
+    if finrl_class is not None:
+        runs["finrl"] = finrl_run(finrl_class, universe, finrl_steps, args.seed)
+    seconds = medians(runs, args.repeats)  # every env once per round, rounds alternated
+    market_rate = len(market_actions) / seconds["market"]
+    vector_market_rate = vector_market_actions.size / seconds["vector market"]
+    portfolio_rate = len(portfolio_actions) / seconds["portfolio"]
+    vector_portfolio_rate = args.vector_steps * args.num_envs / seconds["vector portfolio"]
 
     close_only = " (close-only: fills at the next close)" if args.data == "sp500" else ""
     print(
         f"data={args.data} assets={assets} bars={len(first):,} window={args.window} "
         f"obs={portfolio.observation_space.shape} long-only random targets{close_only}"
     )
+    print(f"medians of {args.repeats} rounds, the envs alternated within each round")
     print(f"{'env':<26}{'env-steps/s':>14}{'asset-steps/s':>16}")
     rows = [
         ("MarketEnv (1 asset)", market_rate, 1),
@@ -209,11 +219,10 @@ def main() -> None:
     print(f"PortfolioEnv asset-steps/s = {per_asset:.2f} x MarketEnv steps/s")
     per_asset = vector_portfolio_rate * assets / vector_market_rate
     print(f"VectorPortfolioEnv asset-steps/s = {per_asset:.2f} x VectorMarketEnv env-steps/s")
-    finrl_class, note = load_finrl(args.finrl_wheel)
     if finrl_class is None:
         print(f"{'FinRL StockPortfolioEnv':<26}{'skipped':>14}  ({note})")
         return
-    finrl = finrl_rate(finrl_class, universe, min(args.steps, 500), args.seed, args.repeats)
+    finrl = finrl_steps / seconds["finrl"]
     print(f"{'FinRL StockPortfolioEnv':<26}{finrl:>14,.0f}{finrl * assets:>16,.0f}  ({note})")
     print(f"PortfolioEnv env-steps/s = {portfolio_rate / finrl:.1f} x FinRL StockPortfolioEnv")
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from common import best_seconds
+from common import median_seconds
 from evotrader.data import FeaturePipeline, generate_synthetic, load_bars, split_by_time
 from evotrader.reasoning import (
     PATTERNS,
@@ -30,8 +31,8 @@ from evotrader.reasoning import (
 
 
 def rate(fn: Callable[[], Any], items: int, repeats: int = 5) -> float:
-    """Items per second of ``fn``, best of ``repeats`` after one warm-up call."""
-    return items / best_seconds(fn, repeats)
+    """Items per second of ``fn``, median of ``repeats`` after one warm-up call."""
+    return items / median_seconds(fn, repeats)
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -60,7 +61,7 @@ def bench_forecasters(args: argparse.Namespace) -> None:
     for name in available_classifiers():
         for inputs, series, pipe in (("raw", raw, None), ("standardised", scaled, pipeline)):
             classifier = make_classifier(name)
-            fit_s = _timed(lambda c=classifier, s=series: c.fit(s))
+            fit_s = _timed(partial(classifier.fit, series))
             report = evaluate_classifier(
                 classifier, held_out, n_bars=args.bars, window=args.window, pipeline=pipe
             )
@@ -70,7 +71,7 @@ def bench_forecasters(args: argparse.Namespace) -> None:
                 f"recall [{recall}], fit {fit_s:.2f} s"
             )
         print_matrix(f"{name}, standardised", REGIME_LABELS, report.confusion)
-        speed = rate(lambda c=classifier: c.predict_proba(windows), args.batch)
+        speed = rate(partial(classifier.predict_proba, windows), args.batch)
         print(f"  predict_proba ({args.batch}, {args.window}): {speed:,.0f} windows/s")
 
     bars = load_bars("embedded", "GOOG")
@@ -99,7 +100,7 @@ def bench_chartists(args: argparse.Namespace) -> None:
         ):
             print(f"  {pattern:<28} precision {precision:.2f}  recall {recall:.2f}")
         print_matrix(name, PATTERNS, report.confusion)
-        speed = rate(lambda r=recognizer: r.predict(paths), args.batch)
+        speed = rate(partial(recognizer.predict, paths), args.batch)
         print(f"  predict ({args.batch}, {args.window}): {speed:,.0f} paths/s")
         labels, confidence, _ = recognizer.predict(goog)
         shares = np.bincount(labels, minlength=len(PATTERNS)) / len(labels)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,12 +25,19 @@ def run_training(*overrides: str, capture: bool = False) -> subprocess.Completed
     )
 
 
-def best_seconds(function: Callable[[], object], repeats: int) -> float:
-    """The best of ``repeats`` timings of ``function``, after one warm-up call."""
-    function()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+def medians(runs: Mapping[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function over ``repeats`` alternated rounds, after a warm-up."""
+    for function in runs.values():
         function()
-        best = min(best, time.perf_counter() - start)
-    return best
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, function in runs.items():
+            start = time.perf_counter()
+            function()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in seconds.items()}
+
+
+def median_seconds(function: Callable[[], object], repeats: int) -> float:
+    """The median of ``repeats`` timings of ``function``, after one warm-up call."""
+    return medians({"function": function}, repeats)["function"]
