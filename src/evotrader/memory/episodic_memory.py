@@ -178,7 +178,9 @@ class ExternalMemory:
         self._size = 0  # events held; counted, as retrieve must not scan all slots
         self._graph_slots = np.empty(0, np.int64)  # HNSW node -> slot, -1 = tombstone
         self._node_of_slot = np.full(capacity, -1, np.int64)  # slot -> HNSW node
-        self._selector: tuple[np.ndarray, faiss.IDSelector] | None = None
+        # The HNSW search's filter of tombstoned nodes: () when there are none, None when the
+        # graph changed since it was last made (a scan of every node, so not on every retrieve).
+        self._selector: tuple[np.ndarray, faiss.IDSelector] | tuple[()] | None = None
         self._index = self._new_index(trained_ivf=False)
 
     def __len__(self) -> int:
@@ -474,10 +476,13 @@ class ExternalMemory:
             return self._index.search(queries, k)
         params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from stubs
         params.efSearch = max(self.config.ef_search, k)
-        if np.any(self._graph_slots < 0):
-            if self._selector is None:
-                bits = np.packbits(self._graph_slots >= 0, bitorder="little")
+        if self._selector is None:
+            live = self._graph_slots >= 0
+            self._selector = ()
+            if not live.all():
+                bits = np.packbits(live, bitorder="little")
                 self._selector = bits, faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        if self._selector:
             params.sel = self._selector[1]
         raw, nodes = self._index.search(queries, k, params=params)
         return raw, np.where(nodes >= 0, self._graph_slots[nodes], -1)
@@ -541,7 +546,7 @@ class ExternalMemory:
         self._outcomes, self._kinds = arrays["outcomes"].copy(), arrays["kinds"].copy()
         self._kind_names = list(names)
         self._kind_table = np.array([*names, ""], object)
-        self._graph_slots = graph_slots.copy()
+        self._graph_slots, self._selector = graph_slots.copy(), None
         if self.config.index == "hnsw":
             nodes = np.flatnonzero(graph_slots >= 0)
             self._node_of_slot[graph_slots[nodes]] = nodes
