@@ -158,10 +158,13 @@ def fill_agent_state(
 ) -> np.ndarray:
     """Write the agent's own state into the last two channels of ``obs``, in place.
 
-    The one definition of those channels for MarketEnv, VectorMarketEnv and the live runner:
-    the target position held, then the unrealised return since the last trade clipped to
-    [-1, MAX_UNREALISED]. ``obs`` is one window (window, channels) with float states, or a
-    batch (n, window, channels) with (n,) arrays and contiguous channels. Returns ``obs``.
+    The one definition of those channels for VectorMarketEnv, the backtest engine and the live
+    runner: the target position held, then the unrealised return since the last trade clipped
+    to [-1, MAX_UNREALISED] (``clip_unrealised``). MarketEnv, on its per-step hot path, writes
+    the same pair itself into a reused word (``MarketEnv._observation``; test_env_speedups
+    holds both to the pre-speed-up outputs). ``obs`` is one window (window, channels) with
+    float states, or a batch (n, window, channels) with (n,) arrays and contiguous channels.
+    Returns ``obs``.
     """
     if obs.ndim == 3:
         # Each window's two channels are packed once and written as 64-bit words (a float32
