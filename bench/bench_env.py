@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 import pandas as pd
 
+from common import stepping, vector_stepping
 from evotrader.data import FeaturePipeline, load_bars, split_by_time
 from evotrader.env import ENV_ID, EnvSpec, MarketEnv, VectorMarketEnv
 from evotrader.env.market_data import window_view
@@ -31,30 +32,20 @@ Bench = Callable[[], float]  # one timed run, returning steps per second
 def single_env(env: gym.Env, num_actions: int, steps: int, seed: int) -> Bench:
     """Steps ``env`` with seeded random actions, resetting when an episode ends."""
     actions = np.random.default_rng(seed).integers(num_actions, size=steps).tolist()
-
-    def run() -> float:
-        env.reset(seed=seed)
-        start = time.perf_counter()
-        for action in actions:
-            _, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                env.reset()
-        return steps / (time.perf_counter() - start)
-
-    return run
+    run = stepping(env, actions, seed)
+    return lambda: steps / timed(run)
 
 
 def vector_env(env: VectorMarketEnv, steps: int, seed: int) -> Bench:
     actions = np.random.default_rng(seed).integers(len(env.positions), size=(steps, env.num_envs))
+    run = vector_stepping(env, actions, seed)
+    return lambda: steps * env.num_envs / timed(run)
 
-    def run() -> float:
-        env.reset(seed=seed)
-        start = time.perf_counter()
-        for batch in actions:
-            env.step(batch)
-        return steps * env.num_envs / (time.perf_counter() - start)
 
-    return run
+def timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
 def gather_floor(features: np.ndarray, window: int, num_envs: int, steps: int, seed: int) -> Bench:

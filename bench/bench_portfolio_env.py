@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common import medians
+from common import medians, stepping, vector_stepping
 from evotrader.data import FeaturePipeline, generate_synthetic
 from evotrader.data.features import CLOSE_ONLY_FEATURES, DEFAULT_FEATURES
 from evotrader.data.universe import load_universe
@@ -43,32 +43,6 @@ FINRL_MODULE = "finrl/meta/env_portfolio_allocation/env_portfolio.py"
 
 def synthetic_bars(assets: int, bars: int) -> dict[str, pd.DataFrame]:
     return {f"S{i:02d}": generate_synthetic(bars, seed=i).bars for i in range(assets)}
-
-
-def single_run(env: MarketEnv | PortfolioEnv, actions: list, seed: int) -> Callable[[], None]:
-    """One timed run: ``actions`` stepped from a seeded reset (resetting at episode ends)."""
-
-    def run() -> None:
-        env.reset(seed=seed)
-        for action in actions:
-            _, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                env.reset()
-
-    return run
-
-
-def vector_run(
-    env: VectorMarketEnv | VectorPortfolioEnv, actions: np.ndarray, seed: int
-) -> Callable[[], None]:
-    """One timed run: the batches of ``actions`` stepped from a seeded reset."""
-
-    def run() -> None:
-        env.reset(seed=seed)
-        for batch in actions:
-            env.step(batch)
-
-    return run
 
 
 def load_finrl(wheel_glob: str) -> tuple[type | None, str]:
@@ -185,10 +159,10 @@ def main() -> None:
     vector = VectorPortfolioEnv(universe, args.num_envs, pipeline, spec)
     vector_actions = rng.random((args.vector_steps, args.num_envs, assets + 1))
     runs = {
-        "market": single_run(market, market_actions, args.seed),
-        "vector market": vector_run(vector_market, vector_market_actions, args.seed),
-        "portfolio": single_run(portfolio, portfolio_actions, args.seed),
-        "vector portfolio": vector_run(vector, vector_actions, args.seed),
+        "market": stepping(market, market_actions, args.seed),
+        "vector market": vector_stepping(vector_market, vector_market_actions, args.seed),
+        "portfolio": stepping(portfolio, portfolio_actions, args.seed),
+        "vector portfolio": vector_stepping(vector, vector_actions, args.seed),
     }
     finrl_class, note = load_finrl(args.finrl_wheel)
     finrl_steps = min(args.steps, 500)

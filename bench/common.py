@@ -6,8 +6,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,3 +42,28 @@ def medians(runs: Mapping[str, Callable[[], object]], repeats: int) -> dict[str,
 def median_seconds(function: Callable[[], object], repeats: int) -> float:
     """The median of ``repeats`` timings of ``function``, after one warm-up call."""
     return medians({"function": function}, repeats)["function"]
+
+
+def stepping(env: Any, actions: Iterable[Any], seed: int) -> Callable[[], None]:
+    """One run of a single env: ``actions`` stepped from a seeded reset, resetting whenever an
+    episode ends (what the env benches time)."""
+
+    def run() -> None:
+        env.reset(seed=seed)
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+
+    return run
+
+
+def vector_stepping(env: Any, actions: Iterable[Any], seed: int) -> Callable[[], None]:
+    """One run of a vector env: each batch of ``actions`` stepped from a seeded reset."""
+
+    def run() -> None:
+        env.reset(seed=seed)
+        for batch in actions:
+            env.step(batch)
+
+    return run
